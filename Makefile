@@ -1,0 +1,60 @@
+# Crom-OS Spirit. `make run` boots it in QEMU; `make test` runs every test.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+OUT := out
+CACHE := .cache
+# Reproducible archives: every mtime is the last commit's time.
+export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+SWIFT_RELEASE := -c release --static-swift-stdlib -Xswiftc -static-executable
+# The kernel the initramfs is built for and the VMs boot: Debian's stock
+# kernel unless KERNEL_DIR names another (a directory with vmlinuz, release
+# and lib/modules/<release>/).
+KERNEL_DIR ?= $(CACHE)/debian-kernel/current
+QEMU_MEMORY ?= 1024
+QEMU_CPUS ?= 2
+APPEND ?= console=ttyS0 quiet
+
+.PHONY: help deps spirit initramfs debian-kernel unit-test vm-test test run clean
+
+help:
+	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
+	@echo "make test         unit tests, then the QEMU boot tests"
+	@echo "make spirit       $(OUT)/spirit, the static multi-call binary (PID 1 too)"
+	@echo "make initramfs    $(OUT)/initramfs.zst for the kernel in KERNEL_DIR"
+
+deps:
+	@scripts/deps.sh
+
+spirit: deps
+	swift build $(SWIFT_RELEASE) --product spirit
+	@mkdir -p $(OUT)
+	strip -o $(OUT)/spirit.new .build/release/spirit
+	@if cmp -s $(OUT)/spirit.new $(OUT)/spirit; then rm $(OUT)/spirit.new; else mv $(OUT)/spirit.new $(OUT)/spirit; fi
+	@echo "spirit: $$(stat -c %s $(OUT)/spirit) bytes, $$(file -b $(OUT)/spirit | cut -d, -f1-4)"
+
+debian-kernel: deps
+	@if [[ "$(KERNEL_DIR)" == "$(CACHE)/debian-kernel/current" ]]; then scripts/debian-kernel.sh $(CACHE)/debian-kernel >/dev/null; fi
+	@test -r "$(KERNEL_DIR)/release" || { echo "no kernel in KERNEL_DIR=$(KERNEL_DIR)"; exit 1; }
+
+initramfs: spirit debian-kernel
+	scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot $(OUT)/initramfs.zst
+	@sha256sum $(OUT)/initramfs.zst
+
+unit-test:
+	swift test
+
+vm-test: initramfs
+	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
+	    python3 -m pytest -v -rA tests/vm
+
+test: deps unit-test vm-test
+
+run: initramfs
+	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \
+	    -kernel $(KERNEL_DIR)/vmlinuz -initrd $(OUT)/initramfs.zst -append "$(APPEND)"
+
+clean:
+	rm -rf $(OUT) .build

@@ -1,0 +1,63 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// Strict from day one (STYLE.md, lesson 12): Swift 6 mode, existential `any`
+// spelled out, and imports visible only where they are written.
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "CromSpirit",
+    products: [
+        .executable(name: "spirit", targets: ["SpiritInit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // The C layer: the early constructor that mounts /proc before the
+        // Swift runtime starts, fork/exec with async-signal-safe children,
+        // and the syscalls Glibc does not expose to Swift.
+        .target(name: "CSpirit"),
+        .target(
+            name: "SpiritCore",
+            dependencies: [
+                "CSpirit",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ModuleLoader",
+            dependencies: [
+                "SpiritCore",
+                "CSpirit",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "SpiritInit",
+            dependencies: [
+                "SpiritCore",
+                "ModuleLoader",
+                "CSpirit",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SpiritCoreTests",
+            dependencies: ["SpiritCore", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ModuleLoaderTests",
+            dependencies: ["ModuleLoader", "SpiritCore"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

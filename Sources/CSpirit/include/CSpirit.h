@@ -1,0 +1,75 @@
+#ifndef CSPIRIT_H
+#define CSPIRIT_H
+
+#include <stdint.h>
+#include <sys/types.h>
+#include <signal.h>
+
+/// CLOCK_BOOTTIME in microseconds at the moment the early constructor ran
+/// (the first instruction of ours in the process), or 0 if it did not run.
+int64_t spirit_process_start_us(void);
+
+/// 1 if the early constructor mounted /proc (we are PID 1 and /proc was not
+/// there), 0 if it was not needed, -errno if the mount failed.
+int spirit_early_proc_status(void);
+
+/// CLOCK_BOOTTIME now, in microseconds.
+int64_t spirit_boottime_us(void);
+
+/// Options for spirit_spawn.
+typedef struct {
+    /// Start a new session (setsid) in the child.
+    int new_session;
+    /// If not NULL: open this terminal in the child, make it the controlling
+    /// terminal (TIOCSCTTY) and put it on fds 0, 1 and 2.
+    const char *tty;
+    /// If >= 0: put this fd on 1 and 2 in the child (ignored when tty is set).
+    int output_fd;
+} spirit_spawn_options;
+
+/// fork + execve with a child that runs only async-signal-safe code: it
+/// unblocks every signal, resets every handler to the default, applies the
+/// options and execs. Returns 0 and sets *pid, or an errno: the errno of
+/// fork, or of the child's setup or execve (reported back through a
+/// close-on-exec pipe), in which case the child has already exited.
+int spirit_spawn(const char *path, char *const argv[], char *const envp[],
+                 const spirit_spawn_options *options, pid_t *pid);
+
+/// finit_module(2); returns 0 or -errno.
+int spirit_finit_module(int fd, const char *params, int flags);
+
+/// reboot(2) with one of the LINUX_REBOOT_CMD_* values; returns 0 or -errno.
+int spirit_reboot(unsigned int cmd);
+
+/// The LINUX_REBOOT_CMD_* values, re-exported as plain constants because
+/// Swift does not import the kernel header's macros.
+#define SPIRIT_REBOOT_CMD_RESTART 0x01234567U
+#define SPIRIT_REBOOT_CMD_HALT 0xCDEF0123U
+#define SPIRIT_REBOOT_CMD_POWER_OFF 0x4321FEDCU
+#define SPIRIT_REBOOT_CMD_CAD_OFF 0x00000000U
+
+/// Block every signal in the calling thread (and so in every thread it
+/// creates later). Returns 0 or -errno.
+int spirit_block_all_signals(void);
+
+/// A signalfd(2) that reads every signal, close-on-exec. Returns fd or -errno.
+int spirit_signalfd_all(void);
+
+/// Reads one signal from a signalfd: its number, and the pid that sent it
+/// in *sender (0 for the kernel). Returns the signal or -errno.
+int spirit_signalfd_read(int fd, pid_t *sender);
+
+/// The abbreviation ("SEGV") and description ("Segmentation fault") of a
+/// signal, or NULL. From glibc's sigabbrev_np and sigdescr_np.
+const char *spirit_signal_abbrev(int sig);
+const char *spirit_signal_description(int sig);
+
+/// waitpid(-1 or pid, WNOHANG or 0) decoded: returns the pid (0 when none is
+/// ready with WNOHANG) or -errno; *exited is 1 for a normal exit with its
+/// code in *code, 0 for a signal with its number in *code.
+pid_t spirit_wait(pid_t pid, int nohang, int *exited, int *code);
+
+/// The C errno of the calling thread.
+int spirit_errno(void);
+
+#endif

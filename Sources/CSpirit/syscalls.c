@@ -1,0 +1,72 @@
+// Calls Swift cannot make directly: variadic syscall(2), kernel constants
+// behind macros, signalfd's struct, and glibc's GNU-only string functions.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <linux/reboot.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "CSpirit.h"
+
+int spirit_errno(void) { return errno; }
+
+int spirit_finit_module(int fd, const char *params, int flags) {
+    long rc = syscall(SYS_finit_module, fd, params ? params : "", flags);
+    return rc == 0 ? 0 : -errno;
+}
+
+int spirit_reboot(unsigned int cmd) {
+    long rc = syscall(SYS_reboot, LINUX_REBOOT_MAGIC1, LINUX_REBOOT_MAGIC2, cmd, NULL);
+    return rc == 0 ? 0 : -errno;
+}
+
+int spirit_block_all_signals(void) {
+    sigset_t all;
+    sigfillset(&all);
+    int rc = sigprocmask(SIG_BLOCK, &all, NULL);
+    return rc == 0 ? 0 : -errno;
+}
+
+int spirit_signalfd_all(void) {
+    sigset_t all;
+    sigfillset(&all);
+    int fd = signalfd(-1, &all, SFD_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
+
+int spirit_signalfd_read(int fd, pid_t *sender) {
+    struct signalfd_siginfo info;
+    for (;;) {
+        ssize_t n = read(fd, &info, sizeof info);
+        if (n == (ssize_t)sizeof info) break;
+        if (n < 0 && errno == EINTR) continue;
+        return n < 0 ? -errno : -EIO;
+    }
+    if (sender) *sender = (pid_t)info.ssi_pid;
+    return (int)info.ssi_signo;
+}
+
+const char *spirit_signal_abbrev(int sig) { return sigabbrev_np(sig); }
+const char *spirit_signal_description(int sig) { return sigdescr_np(sig); }
+
+pid_t spirit_wait(pid_t pid, int nohang, int *exited, int *code) {
+    int status = 0;
+    pid_t rc;
+    do {
+        rc = waitpid(pid, &status, nohang ? WNOHANG : 0);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0) return -errno;
+    if (rc == 0) return 0;
+    if (WIFEXITED(status)) {
+        *exited = 1;
+        *code = WEXITSTATUS(status);
+    } else {
+        *exited = 0;
+        *code = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+    }
+    return rc;
+}

@@ -1,0 +1,84 @@
+import CSpirit
+import Glibc
+import SystemPackage
+
+/// How a child ended.
+public enum ExitStatus: Sendable, Equatable, CustomStringConvertible {
+    case exited(Int32)
+    case signaled(Int32)
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exited with status \(code)"
+        case .signaled(let signal): "was killed by \(Signal.describe(signal))"
+        }
+    }
+}
+
+/// Starting and waiting for children. Every child starts with an empty signal
+/// mask and default handlers (PID 1 blocks everything; a child must not
+/// inherit that), through fork+exec in C (see spawn.c).
+public enum Spawn {
+    public struct Options: Sendable {
+        public var newSession = false
+        /// A terminal to make the controlling one, on fds 0, 1 and 2.
+        public var tty: String? = nil
+        public init(newSession: Bool = false, tty: String? = nil) {
+            self.newSession = newSession
+            self.tty = tty
+        }
+    }
+
+    /// The environment for shells and tools started by Spirit.
+    public static let baseEnvironment = [
+        "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME=/root",
+        "TERM=linux",
+    ]
+
+    public static func spawn(_ path: String, _ arguments: [String], environment: [String] = Spawn.baseEnvironment,
+                             options: Options = Options()) throws(SystemError) -> pid_t {
+        var pid: pid_t = 0
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = environment.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        let rc: CInt = options.tty.withOptionalCString { tty in
+            var cOptions = spirit_spawn_options(new_session: options.newSession ? 1 : 0, tty: tty, output_fd: -1)
+            return spirit_spawn(path, argv, envp, &cOptions, &pid)
+        }
+        if rc != 0 { throw SystemError("start \(path)", Errno(rawValue: rc)) }
+        return pid
+    }
+
+    /// Waits for `pid` (or any child, for -1). nil with `noHang` when none
+    /// has ended; throws ECHILD when there is no child to wait for.
+    public static func wait(_ pid: pid_t = -1, noHang: Bool = false) throws(SystemError) -> (pid: pid_t, status: ExitStatus)? {
+        var exited: CInt = 0
+        var code: CInt = 0
+        let rc = spirit_wait(pid, noHang ? 1 : 0, &exited, &code)
+        if rc < 0 { throw SystemError("wait for \(pid == -1 ? "children" : "process \(pid)")", Errno(rawValue: -rc)) }
+        if rc == 0 { return nil }
+        return (rc, exited == 1 ? .exited(code) : .signaled(code))
+    }
+
+    /// The terminal behind /dev/console: the last one the kernel lists in
+    /// /sys/class/tty/console/active (`tty0 ttyS0` → /dev/ttyS0). A shell
+    /// needs the real terminal: /dev/console cannot be a controlling tty.
+    public static func consoleTerminal(sys: String = "/sys") -> String {
+        let active = (try? Kernel.readText(sys + "/class/tty/console/active")) ?? ""
+        guard let last = active.split(whereSeparator: { $0 == " " || $0 == "\n" }).last else { return "/dev/console" }
+        return "/dev/" + last
+    }
+}
+
+extension Optional where Wrapped == String {
+    func withOptionalCString<R>(_ body: (UnsafePointer<CChar>?) -> R) -> R {
+        switch self {
+        case .some(let text): text.withCString { body($0) }
+        case .none: body(nil)
+        }
+    }
+}

@@ -1,0 +1,227 @@
+import CSpirit
+import Glibc
+import SpiritCore
+
+/// PID 1. It does only what only PID 1 can do (ARCHITECTURE.md, "PID 1 is
+/// small"): block and consume every signal, mount the early filesystems,
+/// reap every child and orphan, keep one boot worker alive, open the rescue
+/// shell when the worker fails, and own the one shutdown path. The boot work
+/// itself runs in the worker, so that a Swift runtime error there ends a
+/// child, not the machine. PID 1 never returns.
+///
+/// Signals (the conventions of busybox's reboot/halt/poweroff applets):
+///   SIGTERM, SIGINT (ctrl-alt-del)  stop everything, then restart
+///   SIGUSR1                         stop everything, then halt
+///   SIGUSR2, SIGPWR                 stop everything, then power off
+///   SIGCHLD                         reap
+///   any other                       ignored (noted with crom.debug=1)
+struct InitProcess {
+    var console: Console
+    let timeline = Timeline(process: "init")
+    var worker: pid_t?
+    var shell: pid_t?
+
+    static func main() -> Never {
+        let started = spirit_process_start_us()
+        // Before any thread exists, so that every thread inherits the mask
+        // and no signal is ever delivered the default way to PID 1.
+        _ = spirit_block_all_signals()
+        guard Kernel.pid == 1 else {
+            Console(kmsgPath: nil).error("init must run as process 1 (this is process \(Kernel.pid)); try 'spirit help'")
+            exit(100)
+        }
+        let mountProblems = Self.earlyMounts()
+        Self.ensureConsole()
+
+        let commandLine = (try? Kernel.readText("/proc/cmdline")) ?? ""
+        let (config, _) = BootConfig.parse(commandLine)
+        var process = InitProcess(console: Console(debug: config.debug))
+        process.start(started: started, mountProblems: mountProblems)
+    }
+
+    /// /proc (if the constructor could not), /sys, /dev, /dev/pts, /dev/shm,
+    /// /run. A failure is reported, not fatal: the worker will say what
+    /// cannot work without it.
+    static func earlyMounts() -> [String] {
+        var problems: [String] = []
+        if spirit_early_proc_status() < 0 {
+            problems.append("the early constructor could not mount /proc (errno \(-spirit_early_proc_status()))")
+        }
+        let mounted = Set(MountInfoEntry.parse((try? Kernel.readText("/proc/self/mountinfo")) ?? "").map(\.mountPoint))
+        for spec in EarlyMounts.table where !mounted.contains(spec.target) {
+            do {
+                try Kernel.makeDirectory(spec.target)
+                try Kernel.mount(spec)
+            } catch {
+                problems.append("\(error)")
+            }
+        }
+        return problems
+    }
+
+    /// The kernel opens /dev/console as fds 0, 1 and 2 of PID 1 if the
+    /// initramfs has the node; if it had not, open it now from devtmpfs.
+    static func ensureConsole() {
+        guard fcntl(1, F_GETFD) < 0 else { return }
+        let fd = open("/dev/console", O_RDWR | O_NOCTTY)
+        guard fd >= 0 else { return }
+        for target: CInt in 0...2 where fcntl(target, F_GETFD) < 0 { dup2(fd, target) }
+        if fd > 2 { close(fd) }
+    }
+
+    mutating func start(started: Int64, mountProblems: [String]) -> Never {
+        console.info("Crom-OS Spirit \(SpiritVersion.string): init is process \(Kernel.pid), stage 1, kernel \(Kernel.release())")
+        for problem in mountProblems { console.error(problem) }
+        console.debug("early mounts:\n" + EarlyMounts.table.map(\.description).joined(separator: "\n"))
+        let now = Kernel.bootTimeMicros()
+        timeline.record(TimelineStep(step: "kernel", process: "kernel", pid: 0, startMicros: 0, endMicros: started, ok: true,
+                                     detail: "from the kernel's start to the first instruction of PID 1"))
+        if let problem = timeline.record(TimelineStep(step: "early-mounts", process: "init", pid: Kernel.pid, startMicros: started,
+                                                      endMicros: now, ok: mountProblems.isEmpty,
+                                                      detail: mountProblems.isEmpty ? nil : mountProblems.joined(separator: "; "))) {
+            console.error("the boot timeline cannot be written: \(problem)")
+        }
+        do {
+            try Kernel.disableCtrlAltDel()
+        } catch {
+            console.warning("\(error); ctrl-alt-del will restart at once")
+        }
+        let signals = spirit_signalfd_all()
+        if signals < 0 {
+            // Without a signalfd PID 1 cannot learn of its children or of a
+            // shutdown request; reaping by polling is all that is left.
+            console.error("unable to read signals (signalfd): errno \(-signals); reaping by polling, shutdown by signal is off")
+        }
+        startWorker()
+        while true {
+            if signals < 0 {
+                Kernel.sleep(milliseconds: 200)
+                reap()
+                continue
+            }
+            var sender: pid_t = 0
+            let signal = spirit_signalfd_read(signals, &sender)
+            switch signal {
+            case SIGCHLD:
+                reap()
+            case SIGTERM:
+                shutdown(.reboot, reason: "SIGTERM from process \(sender)")
+            case SIGINT:
+                shutdown(.reboot, reason: "ctrl-alt-del")
+            case SIGUSR1:
+                shutdown(.halt, reason: "SIGUSR1 from process \(sender)")
+            case SIGUSR2:
+                shutdown(.poweroff, reason: "SIGUSR2 from process \(sender)")
+            case SIGPWR:
+                shutdown(.poweroff, reason: "SIGPWR (power failure)")
+            case ..<0:
+                console.error("unable to read a signal: errno \(-signal)")
+                Kernel.sleep(milliseconds: 100)
+            default:
+                console.debug("ignored \(Signal.name(signal)) from process \(sender)")
+            }
+        }
+    }
+
+    mutating func startWorker() {
+        do {
+            let pid = try Spawn.spawn("/proc/self/exe", ["spirit", "boot-worker"])
+            worker = pid
+            try? Kernel.writeFile(RunFiles.workerPID, "\(pid)\n")
+            console.debug("boot worker is process \(pid)")
+        } catch {
+            worker = nil
+            enterRescue(reason: "the boot worker cannot start: \(error)")
+        }
+    }
+
+    /// Collects every child that has ended: the worker, the rescue shell and
+    /// any orphan the kernel handed to PID 1.
+    mutating func reap() {
+        while let (pid, status) = (try? Spawn.wait(-1, noHang: true)) ?? nil {
+            if pid == worker {
+                worker = nil
+                workerEnded(status)
+            } else if pid == shell {
+                shell = nil
+                console.info("the rescue shell ended; trying the boot again")
+                startWorker()
+            } else {
+                console.debug("reaped process \(pid), which \(status)")
+            }
+        }
+    }
+
+    mutating func workerEnded(_ status: ExitStatus) {
+        var reason = "the boot worker \(status)"
+        if status == .exited(RunFiles.rescueExitStatus), let text = try? Kernel.readText(RunFiles.rescueReason) {
+            reason = String(text.split(separator: "\n").first ?? Substring(reason))
+        }
+        unlink(RunFiles.rescueReason)
+        unlink(RunFiles.workerPID)
+        // Whatever the worker started (a break shell, a DHCP client) goes
+        // with it, so that the rescue shell is alone on the console.
+        stopEveryProcess(grace: 0)
+        // A shell the worker started may have left its prompt on the line.
+        console.newLine()
+        enterRescue(reason: reason)
+    }
+
+    mutating func enterRescue(reason: String) {
+        console.rescue(reason)
+        let tty = Spawn.consoleTerminal()
+        do {
+            shell = try Spawn.spawn("/bin/sh", ["-sh"], options: .init(newSession: true, tty: tty))
+            console.info("rescue shell on \(tty): 'exit' tries the boot again, 'poweroff' or 'reboot' stops the machine")
+        } catch {
+            shell = nil
+            console.error("\(error); waiting for ctrl-alt-del or a signal")
+        }
+    }
+
+    /// SIGTERM (and SIGCONT) to every process but PID 1; after `grace`
+    /// seconds, SIGKILL to what is left; returns when PID 1 has no child.
+    func stopEveryProcess(grace seconds: Int) {
+        if seconds > 0 {
+            try? Kernel.kill(-1, SIGTERM)
+            try? Kernel.kill(-1, SIGCONT)
+            if waitForNoChildren(milliseconds: seconds * 1000) { return }
+            console.info("shutdown: processes still running after \(seconds) s get SIGKILL")
+        }
+        try? Kernel.kill(-1, SIGKILL)
+        _ = waitForNoChildren(milliseconds: 3000)
+    }
+
+    /// Reaps until PID 1 has no child left (ECHILD) or time is up.
+    func waitForNoChildren(milliseconds: Int) -> Bool {
+        let deadline = Kernel.bootTimeMicros() + Int64(milliseconds) * 1000
+        while true {
+            do {
+                while try Spawn.wait(-1, noHang: true) != nil {}
+            } catch {
+                return true // ECHILD: nothing left
+            }
+            if Kernel.bootTimeMicros() >= deadline { return false }
+            Kernel.sleep(milliseconds: 20)
+        }
+    }
+
+    /// The one shutdown path: stop every process, unmount, sync, reboot(2).
+    func shutdown(_ action: PowerAction, reason: String) -> Never {
+        console.info("shutdown: \(action.rawValue), asked by \(reason)")
+        let start = Kernel.bootTimeMicros()
+        stopEveryProcess(grace: 5)
+        Kernel.sync()
+        let summary = Shutdown.unmountAll(console: console)
+        Kernel.sync()
+        console.info("shutdown: every process stopped, \(summary), in \(formatMilliseconds(Kernel.bootTimeMicros() - start)) ms; \(action.rawValue) now")
+        do {
+            try Kernel.reboot(action)
+        } catch {
+            console.error("\(error)")
+        }
+        // PID 1 must never exit: if reboot(2) failed, there is nothing left
+        // to do but wait.
+        while true { Kernel.sleep(milliseconds: 60_000) }
+    }
+}

@@ -1,0 +1,33 @@
+import Glibc
+import SpiritCore
+import SystemPackage
+
+enum Shutdown {
+    /// Unmounts every filesystem but / in the reverse order of mounting; one
+    /// that is busy is remounted read-only so that its data is safe.
+    /// Returns a summary for the console.
+    static func unmountAll(console: Console) -> String {
+        let entries = MountInfoEntry.parse((try? Kernel.readText("/proc/self/mountinfo")) ?? "")
+        var unmounted = 0
+        var readOnly = 0
+        var failed: [String] = []
+        for entry in entries.reversed() where entry.mountPoint != "/" {
+            do {
+                try Kernel.unmount(entry.mountPoint)
+                unmounted += 1
+            } catch {
+                do {
+                    try Kernel.mount(MountSpec(source: entry.source, target: entry.mountPoint, fstype: "", flags: [.remount, .readOnly]))
+                    readOnly += 1
+                } catch let remountError {
+                    console.debug("\(error); \(remountError)")
+                    failed.append(entry.mountPoint)
+                }
+            }
+        }
+        var summary = "\(unmounted) filesystems unmounted"
+        if readOnly > 0 { summary += ", \(readOnly) remounted read-only" }
+        if !failed.isEmpty { summary += ", \(failed.count) left as they were (\(failed.joined(separator: " ")))" }
+        return summary
+    }
+}

@@ -1,0 +1,45 @@
+import ModuleLoader
+import SpiritCore
+import Testing
+
+@Suite struct ModuleIndexTests {
+    static let root = String(#filePath.split(separator: "/").dropLast().joined(separator: "/")).withLeadingSlash + "/Fixtures"
+
+    func index() throws -> ModuleIndex {
+        try ModuleIndex.load(root: Self.root, release: "6.1.0-test")
+    }
+
+    @Test func names() {
+        #expect(moduleName("kernel/drivers/usb/storage/usb-storage.ko") == "usb_storage")
+        #expect(moduleName("squashfs.ko.xz") == "squashfs")
+        #expect(moduleName("nvme-core.ko.zst") == "nvme_core")
+        #expect(moduleName("usb-storage") == "usb_storage")
+    }
+
+    @Test func dependenciesComeFirstAndOnce() throws {
+        let plan = try index().plan(["uas", "usb-storage", "ext4"])
+        // Depth first: each dependency before the module that needs it.
+        #expect(plan.modules.map(\.name) == ["scsi_mod", "usbcore", "usb_storage", "uas", "crc16", "mbcache", "jbd2", "ext4"])
+        let names = plan.modules.map(\.name)
+        #expect(Set(names).count == names.count)
+        for (module, dependency) in [("uas", "usb_storage"), ("uas", "scsi_mod"), ("usb_storage", "usbcore"), ("ext4", "jbd2")] {
+            #expect(names.firstIndex(of: dependency)! < names.firstIndex(of: module)!)
+        }
+        #expect(plan.missing.isEmpty && plan.builtin.isEmpty)
+    }
+
+    @Test func builtinAndMissing() throws {
+        let plan = try index().plan(["overlay", "loop", "no_such", "squashfs"])
+        #expect(plan.builtin == ["overlay", "loop"])
+        #expect(plan.missing == ["no_such"])
+        #expect(plan.modules == [PlannedModule(name: "squashfs", path: "kernel/fs/squashfs/squashfs.ko.xz")])
+    }
+
+    @Test func missingIndexIsAnError() {
+        #expect(throws: SystemError.self) { try ModuleIndex.load(root: Self.root, release: "0.0.0-none") }
+    }
+}
+
+extension String {
+    var withLeadingSlash: String { hasPrefix("/") ? self : "/" + self }
+}

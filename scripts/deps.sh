@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the build and the tests need, if it is missing: Debian's
+# packages and pytest. Idempotent; run by `make test` and `make run`.
+set -euo pipefail
+
+packages=(
+    qemu-system-x86   # the VM tests and `make run` (TCG)
+    busybox-static    # the shell and tools of the initramfs
+    cpio              # the initramfs archive
+    zstd              # its compression
+    kmod              # depmod/modprobe, for the initramfs's module set
+    binutils          # strip
+    file              # `make spirit` reports the binary's kind
+)
+
+missing=()
+for package in "${packages[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$package")
+    fi
+done
+if ((${#missing[@]})); then
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "deps: missing Debian packages: ${missing[*]}; run 'apt-get install ${missing[*]}' as root" >&2
+        exit 1
+    fi
+    echo "deps: installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import pytest' 2>/dev/null; then
+    echo "deps: installing pytest"
+    python3 -m pip install -q pytest
+fi

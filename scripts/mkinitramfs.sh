@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Builds Spirit's initramfs: a cpio (newc) archive compressed with zstd, with
+# /init (Spirit's PID 1), the spirit binary, busybox and its applet links,
+# and the target kernel's boot modules closed over their dependencies.
+# Reproducible: sorted entries, owner 0:0, every mtime SOURCE_DATE_EPOCH.
+#
+#   scripts/mkinitramfs.sh SPIRIT_BINARY KERNEL_DIR MODULE_LIST OUTPUT
+#
+# KERNEL_DIR holds `release` and lib/modules/<release>/ (scripts/debian-kernel.sh
+# makes one; `make kernel` another).
+set -euo pipefail
+
+spirit=$1 kernel_dir=$2 module_list=$3 output=$4
+: "${SOURCE_DATE_EPOCH:=0}"
+busybox=${BUSYBOX:-/bin/busybox}
+
+die() { echo "mkinitramfs: $*" >&2; exit 1; }
+[[ -x $spirit ]] || die "no spirit binary at $spirit (run 'make spirit')"
+[[ -r $kernel_dir/release ]] || die "no kernel at $kernel_dir: it needs a 'release' file and lib/modules/<release>/"
+[[ -x $busybox ]] || die "no static busybox at $busybox (apt-get install busybox-static)"
+file -L "$busybox" | grep -q "statically linked" || die "$busybox is not statically linked (apt-get install busybox-static)"
+[[ $(id -u) -eq 0 ]] || die "must run as root: the archive needs the /dev/console device node"
+release=$(cat "$kernel_dir/release")
+modules=$kernel_dir/lib/modules/$release
+[[ -r $modules/modules.dep ]] || die "no modules.dep in $modules (run depmod -b $kernel_dir $release)"
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+umask 022
+
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc/spirit,proc,sys,dev,run,root,tmp,lib/modules/"$release"}
+chmod 1777 "$stage/tmp"
+chmod 0700 "$stage/root"
+# The kernel opens /dev/console for PID 1 before /init runs: without this
+# node PID 1 starts with no stdin, stdout or stderr.
+mknod -m 600 "$stage/dev/console" c 5 1
+
+install -m 755 "$spirit" "$stage/bin/spirit"
+ln -s bin/spirit "$stage/init"
+
+install -m 755 "$busybox" "$stage/bin/busybox"
+while read -r applet; do
+    [[ -e $stage/$applet || -L $stage/$applet ]] || ln -s /bin/busybox "$stage/$applet"
+done < <("$busybox" --list-full)
+
+# The boot modules and everything they depend on, as modprobe resolves them
+# for the target kernel; depmod then indexes just this set.
+names=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list")
+: > "$stage/etc/spirit/modules.boot"
+count=0
+for name in $names; do
+    if ! out=$(modprobe -d "$kernel_dir" -S "$release" --show-depends "$name" 2>&1); then
+        echo "mkinitramfs: warning: module $name is not in kernel $release; left out" >&2
+        continue
+    fi
+    echo "$name" >> "$stage/etc/spirit/modules.boot"
+    while read -r kind path _; do
+        [[ $kind == insmod ]] || continue
+        relative=${path#"$modules"/}
+        if [[ ! -e $stage/lib/modules/$release/$relative ]]; then
+            install -D -m 644 "$path" "$stage/lib/modules/$release/$relative"
+            count=$((count + 1))
+        fi
+    done <<< "$out"
+done
+for index in modules.builtin modules.builtin.modinfo modules.order; do
+    [[ -e $modules/$index ]] && install -m 644 "$modules/$index" "$stage/lib/modules/$release/$index"
+done
+depmod -b "$stage" "$release"
+
+cat > "$stage/etc/os-release" <<OS
+NAME="Crom-OS Spirit"
+ID=crom-spirit
+PRETTY_NAME="Crom-OS Spirit (initramfs)"
+VERSION_ID=$("$spirit" version | awk '{print $2}')
+OS
+
+find "$stage" -mindepth 1 -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+mkdir -p "$(dirname "$output")"
+(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --reproducible --owner=0:0 --quiet) \
+    | zstd -q -19 -T1 > "$output.tmp"
+mv "$output.tmp" "$output"
+echo "mkinitramfs: $output: $(du -h --apparent-size "$output" | cut -f1), kernel $release, $count module files, $(wc -l < "$stage/etc/spirit/modules.boot") boot modules"

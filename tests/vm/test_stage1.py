@@ -1,0 +1,112 @@
+"""Stage 1 on a real kernel: PID 1, the early mounts, the flags, the break
+shell, reaping, a crashing worker, the rescue shell and the shutdown path.
+Each boot checks several things: a TCG boot costs seconds."""
+
+import re
+
+import pytest
+
+PANIC = re.compile(r"Kernel panic|Attempted to kill init")
+
+
+def assert_no_panic(vm):
+    match = PANIC.search(vm.console)
+    assert not match, f"the kernel panicked: {match.group(0)}; log: {vm.log_path}"
+
+
+def test_break_shell_orphans_crash_and_poweroff(boot):
+    vm = boot("crom.debug=1 crom.bogus=2 crom.ram.limit=abc crom.http=\"http://mirror.example/spirit/\" crom.break=cascade")
+
+    # PID 1 is Spirit's init and says so.
+    vm.expect(r"^spirit: Crom-OS Spirit \S+: init is process 1, stage 1, kernel \S+$")
+    # Bad flags: named, with the value used instead; the boot goes on.
+    vm.expect(r"^spirit: warning: crom.bogus=2: unknown flag, ignored")
+    vm.expect(r"^spirit: warning: crom.ram.limit=abc: expected a whole number of MiB above 0; using no limit$")
+    # crom.debug=1 echoes the parsed flags, quoting resolved.
+    flags = vm.expect(r"^spirit: debug: flags: (.*)$").group(1).split()
+    assert "crom.debug=1" in flags and "crom.ram.limit=(none)" in flags and "crom.break=cascade" in flags
+    assert "crom.http=http://mirror.example/spirit/" in flags
+    vm.expect(r"^spirit: modules: \d+ loaded")
+    vm.expect(r"^spirit: break before cascade: shell on /dev/ttyS0")
+
+    # A shell on the serial console that answers.
+    vm.send("echo OK-$((6*7))\n")
+    vm.expect(r"^OK-42$")
+
+    # PID 1 is the spirit binary, and the early mounts are there.
+    assert vm.check("readlink /proc/1/exe") == "/bin/spirit"
+    mounts = {tuple(line.split()[1:3]) for line in vm.check("cat /proc/mounts").splitlines()}
+    for target, fstype in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs"), ("/dev/pts", "devpts"),
+                           ("/dev/shm", "tmpfs"), ("/run", "tmpfs")]:
+        assert (target, fstype) in mounts, f"{target} ({fstype}) is not mounted: {sorted(mounts)}"
+
+    # The boot modules are loaded.
+    modules = {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
+    assert {"squashfs", "overlay", "zram", "loop", "virtio_blk"} <= modules
+
+    # The timeline so far: the kernel, PID 1's mounts, the worker's steps.
+    steps = vm.timeline()["steps"]
+    names = [step["step"] for step in steps]
+    assert names[:4] == ["kernel", "early-mounts", "flags", "modules"], names
+    for step in steps:
+        assert 0 <= step["start_ms"] <= step["end_ms"], step
+    assert steps[0]["process"] == "kernel" and steps[1]["pid"] == 1
+
+    # An orphan is handed to PID 1 and reaped: no zombie is left.
+    orphan = vm.check("sh -c 'sleep 2 >/dev/null & echo $!'")
+    assert vm.check(f"awk '/^PPid:/ {{print $2}}' /proc/{orphan}/status") == "1"
+    vm.check("sleep 4")
+    status, _ = vm.run(f"test -e /proc/{orphan}")
+    assert status != 0, f"process {orphan} is still in /proc after it ended (a zombie)"
+    assert vm.check("grep -l '^State:.*Z' /proc/[0-9]*/status || true") == ""
+
+    # The worker crashes: PID 1 names the signal and opens the rescue shell.
+    vm.send("kill -SEGV $(cat /run/spirit/worker.pid)\n")
+    vm.expect(r"^spirit: rescue: the boot worker was killed by SIGSEGV \(Segmentation fault\)$")
+    vm.expect(r"^spirit: rescue shell on /dev/ttyS0")
+    vm.send("echo OK-$((6*7))\n")
+    vm.expect(r"^OK-42$")
+    assert_no_panic(vm)
+
+    # poweroff (busybox's, which signals PID 1) stops the VM cleanly.
+    vm.send("poweroff\n")
+    vm.expect(r"^spirit: shutdown: poweroff, asked by SIGUSR2")
+    vm.expect(r"^spirit: shutdown: every process stopped, .*; poweroff now$")
+    assert vm.wait_exit(60) == 0
+    assert_no_panic(vm)
+
+
+def test_boot_goes_on_after_break_and_rescue_retries(boot):
+    vm = boot("crom.break=modules crom.modules=no_such_module,loop")
+    vm.expect(r"^spirit: break before modules: shell on /dev/ttyS0")
+    # Before the modules step nothing of the boot list is loaded.
+    assert "squashfs" not in vm.check("cat /proc/modules")
+    vm.send("exit\n")
+    vm.expect(r"^spirit: break shell exited with status 0; going on with modules$")
+    vm.expect(r"^spirit: warning: module no_such_module: not found for kernel \S+; skipped$")
+    vm.expect(r"^spirit: modules: \d+ loaded, .* 1 not found$")
+    # Today no boot source exists: the boot ends in the rescue shell, saying so.
+    vm.expect(r"^spirit: rescue: no system image found")
+    vm.expect(r"^spirit: rescue shell on ")
+    steps = [step["step"] for step in vm.timeline()["steps"]]
+    assert steps[-2:] == ["modules", "cascade"], steps
+    cascade = vm.timeline()["steps"][-1]
+    assert cascade["ok"] is False and "no system image found" in cascade["detail"]
+
+    # Leaving the rescue shell tries the boot again.
+    vm.send("exit\n")
+    vm.expect(r"^spirit: the rescue shell ended; trying the boot again$")
+    # The new attempt honours crom.break again.
+    vm.expect(r"^spirit: break before modules: shell on /dev/ttyS0")
+    vm.send("exit\n")
+    vm.expect(r"^spirit: modules: 0 loaded, \d+ already there")
+    vm.expect(r"^spirit: rescue: no system image found")
+    vm.expect(r"^spirit: rescue shell on ")
+
+    # reboot (SIGTERM to PID 1) takes the same shutdown path; -no-reboot
+    # makes QEMU exit instead of restarting.
+    vm.send("reboot\n")
+    vm.expect(r"^spirit: shutdown: reboot, asked by SIGTERM")
+    vm.expect(r"; reboot now$")
+    assert vm.wait_exit(60) == 0
+    assert_no_panic(vm)
