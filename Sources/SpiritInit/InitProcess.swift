@@ -23,6 +23,7 @@ struct InitProcess {
 
     static func main() -> Never {
         let started = spirit_process_start_us()
+        let mainStarted = Kernel.bootTimeMicros()
         // Before any thread exists, so that every thread inherits the mask
         // and no signal is ever delivered the default way to PID 1.
         _ = spirit_block_all_signals()
@@ -36,7 +37,7 @@ struct InitProcess {
         let commandLine = (try? Kernel.readText("/proc/cmdline")) ?? ""
         let (config, _) = BootConfig.parse(commandLine)
         var process = InitProcess(console: Console(debug: config.debug))
-        process.start(started: started, mountProblems: mountProblems)
+        process.start(started: started, mainStarted: mainStarted, mountProblems: mountProblems)
     }
 
     /// /proc (if the constructor could not), /sys, /dev, /dev/pts, /dev/shm,
@@ -69,14 +70,16 @@ struct InitProcess {
         if fd > 2 { close(fd) }
     }
 
-    mutating func start(started: Int64, mountProblems: [String]) -> Never {
+    mutating func start(started: Int64, mainStarted: Int64, mountProblems: [String]) -> Never {
         console.info("Crom-OS Spirit \(SpiritVersion.string): init is process \(Kernel.pid), stage 1, kernel \(Kernel.release())")
         for problem in mountProblems { console.error(problem) }
         console.debug("early mounts:\n" + EarlyMounts.table.map(\.description).joined(separator: "\n"))
         let now = Kernel.bootTimeMicros()
         timeline.record(TimelineStep(step: "kernel", process: "kernel", pid: 0, startMicros: 0, endMicros: started, ok: true,
                                      detail: "from the kernel's start to the first instruction of PID 1"))
-        if let problem = timeline.record(TimelineStep(step: "early-mounts", process: "init", pid: Kernel.pid, startMicros: started,
+        timeline.record(TimelineStep(step: "runtime", process: "init", pid: Kernel.pid, startMicros: started, endMicros: mainStarted,
+                                     ok: true, detail: "from the early constructor to main: the Swift runtime starting"))
+        if let problem = timeline.record(TimelineStep(step: "early-mounts", process: "init", pid: Kernel.pid, startMicros: mainStarted,
                                                       endMicros: now, ok: mountProblems.isEmpty,
                                                       detail: mountProblems.isEmpty ? nil : mountProblems.joined(separator: "; "))) {
             console.error("the boot timeline cannot be written: \(problem)")
@@ -125,7 +128,10 @@ struct InitProcess {
 
     mutating func startWorker() {
         do {
-            let pid = try Spawn.spawn("/proc/self/exe", ["spirit", "boot-worker"])
+            // The worker too must not wait for the kernel's random pool to
+            // seed Hasher (see early.c); it handles only boot-time data.
+            let pid = try Spawn.spawn("/proc/self/exe", ["spirit", "boot-worker"],
+                                      environment: Spawn.baseEnvironment + ["SWIFT_DETERMINISTIC_HASHING=1"])
             worker = pid
             try? Kernel.writeFile(RunFiles.workerPID, "\(pid)\n")
             console.debug("boot worker is process \(pid)")

@@ -1,9 +1,21 @@
+import CSpirit
 import Glibc
 import SpiritCore
 
+// Process 1 is init, whatever its argv says: if PID 1 ever returned from
+// here, the kernel would panic.
+if Kernel.pid == 1 {
+    InitProcess.main()
+}
+
 // The multi-call binary: what runs is chosen by the name it was started
 // under (/init is PID 1), or by the first argument (`spirit poweroff`).
-let arguments = CommandLine.arguments
+// argv comes from the early constructor (see early.c).
+let arguments: [String] = {
+    var count: CInt = 0
+    guard let argv = spirit_arguments(&count), count > 0 else { return CommandLine.arguments }
+    return (0..<Int(count)).map { argv[$0].map { String(cString: $0) } ?? "" }
+}()
 let invokedAs = String((arguments.first ?? "spirit").split(separator: "/").last ?? "spirit")
 
 if invokedAs == "init" {

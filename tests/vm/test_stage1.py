@@ -44,13 +44,16 @@ def test_break_shell_orphans_crash_and_poweroff(boot):
     modules = {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
     assert {"squashfs", "overlay", "zram", "loop", "virtio_blk"} <= modules
 
-    # The timeline so far: the kernel, PID 1's mounts, the worker's steps.
+    # The timeline so far: the kernel, the runtime's start and PID 1's
+    # mounts, the worker's steps; each step starts where the one before ended
+    # or later.
     steps = vm.timeline()["steps"]
     names = [step["step"] for step in steps]
-    assert names[:4] == ["kernel", "early-mounts", "flags", "modules"], names
-    for step in steps:
+    assert names[:5] == ["kernel", "runtime", "early-mounts", "flags", "modules"], names
+    for before, step in zip(steps, steps[1:]):
         assert 0 <= step["start_ms"] <= step["end_ms"], step
-    assert steps[0]["process"] == "kernel" and steps[1]["pid"] == 1
+        assert step["start_ms"] >= before["end_ms"], (before, step)
+    assert steps[0]["process"] == "kernel" and steps[1]["pid"] == 1 and steps[2]["pid"] == 1
 
     # An orphan is handed to PID 1 and reaped: no zombie is left.
     orphan = vm.check("sh -c 'sleep 2 >/dev/null & echo $!'")

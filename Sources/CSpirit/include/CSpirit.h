@@ -13,6 +13,10 @@ int64_t spirit_process_start_us(void);
 /// there), 0 if it was not needed, -errno if the mount failed.
 int spirit_early_proc_status(void);
 
+/// argv as the process received it, kept by the early constructor; *count
+/// is 0 if the constructor did not get it.
+char **spirit_arguments(int *count);
+
 /// CLOCK_BOOTTIME now, in microseconds.
 int64_t spirit_boottime_us(void);
 
