@@ -16,14 +16,20 @@ KERNEL_DIR ?= $(CACHE)/debian-kernel/current
 QEMU_MEMORY ?= 1024
 QEMU_CPUS ?= 2
 APPEND ?= console=ttyS0 quiet
+# The key that signs system images; made on the first build, kept out of
+# git. Its public half goes into the initramfs.
+SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
+# Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
+BASE ?= debian
 
-.PHONY: help deps spirit initramfs debian-kernel unit-test vm-test test run clean
+.PHONY: help deps spirit keys initramfs rootfs debian-kernel unit-test vm-test test run clean
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
 	@echo "make test         unit tests, then the QEMU boot tests"
 	@echo "make spirit       $(OUT)/spirit, the static multi-call binary (PID 1 too)"
 	@echo "make initramfs    $(OUT)/initramfs.zst for the kernel in KERNEL_DIR"
+	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
 
 deps:
 	@scripts/deps.sh
@@ -39,15 +45,23 @@ debian-kernel: deps
 	@if [[ "$(KERNEL_DIR)" == "$(CACHE)/debian-kernel/current" ]]; then scripts/debian-kernel.sh $(CACHE)/debian-kernel >/dev/null; fi
 	@test -r "$(KERNEL_DIR)/release" || { echo "no kernel in KERNEL_DIR=$(KERNEL_DIR)"; exit 1; }
 
-initramfs: spirit debian-kernel
-	scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot $(OUT)/initramfs.zst
+keys: spirit
+	@if [[ ! -e "$(SIGNING_KEY)" ]]; then mkdir -p "$$(dirname "$(SIGNING_KEY)")" && $(OUT)/spirit image keygen "$(SIGNING_KEY)"; fi
+
+initramfs: spirit debian-kernel keys
+	scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
 	@sha256sum $(OUT)/initramfs.zst
+
+rootfs: spirit debian-kernel keys
+	BASE=$(BASE) scripts/mkrootfs.sh $(OUT)/spirit $(KERNEL_DIR) "$(SIGNING_KEY)" $(OUT)
+	@sha256sum $(OUT)/rootfs.squashfs
 
 unit-test:
 	swift test
 
-vm-test: initramfs
+vm-test: initramfs rootfs
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
+	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json \
 	    python3 -m pytest -v -rA tests/vm
 
 test: deps unit-test vm-test

@@ -15,15 +15,40 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         // The C layer: the early constructor that mounts /proc before the
         // Swift runtime starts, fork/exec with async-signal-safe children,
         // and the syscalls Glibc does not expose to Swift.
         .target(name: "CSpirit"),
+        // libblkid from Debian (libblkid-dev ships libblkid.a for the static link).
+        .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
         .target(
             name: "SpiritCore",
             dependencies: [
+                "CSpirit",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "Overlay",
+            dependencies: [
+                "SpiritCore",
+                "CSpirit",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "BootCascade",
+            dependencies: [
+                "SpiritCore",
+                "Overlay",
+                "CBlkid",
                 "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -43,6 +68,8 @@ let package = Package(
             dependencies: [
                 "SpiritCore",
                 "ModuleLoader",
+                "Overlay",
+                "BootCascade",
                 "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -54,8 +81,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "OverlayTests",
+            dependencies: ["Overlay", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "ModuleLoaderTests",
             dependencies: ["ModuleLoader", "SpiritCore"],
+            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
     ],

@@ -9,8 +9,11 @@ ext4
 isofs
 vfat
 ntfs3
-# The RAM and network block devices
+# The RAM and network block devices, and zram's compressors (zram names
+# them whether or not their crypto modules are loaded)
 zram
+zstd
+lz4
 loop
 nbd
 # Disks: virtio (VMs), NVMe, SATA, USB

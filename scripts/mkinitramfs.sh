@@ -4,13 +4,16 @@
 # and the target kernel's boot modules closed over their dependencies.
 # Reproducible: sorted entries, owner 0:0, every mtime SOURCE_DATE_EPOCH.
 #
-#   scripts/mkinitramfs.sh SPIRIT_BINARY KERNEL_DIR MODULE_LIST OUTPUT
+#   scripts/mkinitramfs.sh SPIRIT_BINARY KERNEL_DIR MODULE_LIST PUBLIC_KEY OUTPUT
 #
+# PUBLIC_KEY is the Ed25519 key (hex) every image's manifest must be signed
+# with; it is baked in as /etc/spirit/signing.pub.
 # KERNEL_DIR holds `release` and lib/modules/<release>/ (scripts/debian-kernel.sh
 # makes one; `make kernel` another).
 set -euo pipefail
 
-spirit=$1 kernel_dir=$2 module_list=$3 output=$4
+spirit=$1 kernel_dir=$2 module_list=$3 public_key=$4 output=$5
+here=$(cd "$(dirname "$0")/.." && pwd)
 : "${SOURCE_DATE_EPOCH:=0}"
 busybox=${BUSYBOX:-/bin/busybox}
 
@@ -20,6 +23,7 @@ die() { echo "mkinitramfs: $*" >&2; exit 1; }
 [[ -x $busybox ]] || die "no static busybox at $busybox (apt-get install busybox-static)"
 file -L "$busybox" | grep -q "statically linked" || die "$busybox is not statically linked (apt-get install busybox-static)"
 [[ $(id -u) -eq 0 ]] || die "must run as root: the archive needs the /dev/console device node"
+[[ -r $public_key ]] || die "no public key at $public_key (make keys)"
 release=$(cat "$kernel_dir/release")
 modules=$kernel_dir/lib/modules/$release
 [[ -r $modules/modules.dep ]] || die "no modules.dep in $modules (run depmod -b $kernel_dir $release)"
@@ -28,7 +32,7 @@ stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 umask 022
 
-mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc/spirit,proc,sys,dev,run,root,tmp,lib/modules/"$release"}
+mkdir -p "$stage"/{bin,sbin,usr/bin,usr/sbin,etc/spirit,proc,sys,dev,run,root,tmp,sysroot,lib/modules/"$release"}
 chmod 1777 "$stage/tmp"
 chmod 0700 "$stage/root"
 # The kernel opens /dev/console for PID 1 before /init runs: without this
@@ -42,6 +46,11 @@ install -m 755 "$busybox" "$stage/bin/busybox"
 while read -r applet; do
     [[ -e $stage/$applet || -L $stage/$applet ]] || ln -s /bin/busybox "$stage/$applet"
 done < <("$busybox" --list-full)
+
+# ext4 for the zram upper layer: busybox's mke2fs makes only ext2.
+source "$here/scripts/copy-exec.sh"
+copy_exec /sbin/mke2fs "$stage" /sbin/mke2fs
+install -m 644 "$public_key" "$stage/etc/spirit/signing.pub"
 
 # The boot modules and everything they depend on, as modprobe resolves them
 # for the target kernel; depmod then indexes just this set.

@@ -2,7 +2,12 @@
 // behind macros, signalfd's struct, and glibc's GNU-only string functions.
 #define _GNU_SOURCE
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
 #include <linux/reboot.h>
+#include <stdio.h>
+#include <sys/ioctl.h>
+#include <sys/swap.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -69,4 +74,47 @@ pid_t spirit_wait(pid_t pid, int nohang, int *exited, int *code) {
         *code = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
     }
     return rc;
+}
+
+int spirit_loop_attach(const char *file, char *device, size_t device_size) {
+    int control = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (control < 0) return -errno;
+    int backing = open(file, O_RDONLY | O_CLOEXEC);
+    if (backing < 0) {
+        int err = errno;
+        close(control);
+        return -err;
+    }
+    int result = -EBUSY;
+    // Another process may take the free device between GET_FREE and
+    // CONFIGURE (EBUSY): ask again, a few times.
+    for (int attempt = 0; attempt < 16 && result == -EBUSY; attempt++) {
+        int number = ioctl(control, LOOP_CTL_GET_FREE);
+        if (number < 0) { result = -errno; break; }
+        snprintf(device, device_size, "/dev/loop%d", number);
+        int loop = open(device, O_RDONLY | O_CLOEXEC);
+        if (loop < 0) { result = -errno; break; }
+        struct loop_config config;
+        memset(&config, 0, sizeof config);
+        config.fd = (unsigned int)backing;
+        config.info.lo_flags = LO_FLAGS_READ_ONLY | LO_FLAGS_AUTOCLEAR;
+        strncpy((char *)config.info.lo_file_name, file, LO_NAME_SIZE - 1);
+        if (ioctl(loop, LOOP_CONFIGURE, &config) == 0) {
+            result = loop;
+        } else {
+            result = -errno;
+            close(loop);
+        }
+    }
+    close(backing);
+    close(control);
+    return result;
+}
+
+int spirit_chroot(const char *path) {
+    return chroot(path) == 0 ? 0 : -errno;
+}
+
+int spirit_swapon(const char *device) {
+    return swapon(device, 0);
 }

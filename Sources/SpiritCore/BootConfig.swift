@@ -15,7 +15,8 @@ public enum UpperLayer: String, Sendable, CaseIterable {
 
 /// Steps of stage 1 before which `crom.break=` opens a shell.
 public enum BreakPoint: String, Sendable, CaseIterable, Comparable {
-    case modules, cascade
+    case modules, cascade, root
+    case switchRoot = "switch_root"
 
     public static func < (lhs: Self, rhs: Self) -> Bool {
         allCases.firstIndex(of: lhs)! < allCases.firstIndex(of: rhs)!

@@ -121,6 +121,11 @@ public enum Kernel {
         try call("send \(Signal.name(signal)) to \(pid == -1 ? "every process" : "process \(pid)")") { Glibc.kill(pid, signal) }
     }
 
+    /// swapon(2).
+    public static func swapOn(_ device: String) throws(SystemError) {
+        try call("use \(device) as swap") { spirit_swapon(device) }
+    }
+
     /// sync(2).
     public static func sync() { Glibc.sync() }
 

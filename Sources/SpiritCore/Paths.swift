@@ -6,6 +6,9 @@ public enum RunFiles {
     public static let workerPID = directory + "/worker.pid"
     /// Why the boot worker gave up; PID 1 prints it as `spirit: rescue: …`.
     public static let rescueReason = directory + "/rescue-reason"
+    /// Written by the boot worker when /sysroot is assembled: PID 1 then
+    /// switches into it.
+    public static let rootReady = directory + "/root-ready"
     /// The exit status of a boot worker that wrote a rescue reason.
     public static let rescueExitStatus: Int32 = 3
 }
@@ -14,6 +17,8 @@ public enum RunFiles {
 public enum InitramfsFiles {
     /// The kernel modules stage 1 loads, one name a line (`#` comments).
     public static let bootModules = "/etc/spirit/modules.boot"
+    /// The Ed25519 key every image's manifest must be signed with (hex).
+    public static let signingPublicKey = "/etc/spirit/signing.pub"
 }
 
 public enum SpiritVersion {

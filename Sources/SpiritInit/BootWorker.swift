@@ -1,11 +1,14 @@
+import BootCascade
 import Glibc
 import ModuleLoader
+import Overlay
 import SpiritCore
 
 /// The stage-1 boot, in a child of PID 1: read the flags, load the boot
-/// modules, find a system image. Any failure ends the worker with a reason
-/// that PID 1 prints as `spirit: rescue: <reason>`; a crash ends only this
-/// process, and PID 1 reports it the same way.
+/// modules, find a system image, check it and build the RAM root at
+/// /sysroot; then exit 0 and leave the switch to PID 1. Any failure ends the
+/// worker with a reason that PID 1 prints as `spirit: rescue: <reason>`; a
+/// crash ends only this process, and PID 1 reports it the same way.
 struct BootWorker {
     let config: BootConfig
     let console: Console
@@ -30,19 +33,65 @@ struct BootWorker {
                                             detail: warnings.isEmpty ? nil : "\(warnings.count) flag(s) not used as given"))
         do {
             try worker.run()
+            try Kernel.writeFile(RunFiles.rootReady, "/sysroot\n")
+            exit(0)
         } catch {
             worker.requestRescue("\(error)")
         }
-        worker.requestRescue("the boot worker finished without a root to switch to")
     }
 
     func run() throws {
         try pause(before: .modules)
         try timeline.measure("modules", detail: { $0 }) { try loadBootModules() }
         try pause(before: .cascade)
-        try timeline.measure("cascade") {
-            throw SpiritError("no system image found: this build has no boot source yet (the cascade is the next step of the project)")
+        let found = try timeline.measure("cascade", detail: { "\($0.source): \($0.origin)" }) { try findImage() }
+        console.info("boot source=\(found.source) image=\(found.manifest.sha256.prefix(12))")
+        try pause(before: .root)
+        try RootAssembler(config: config, console: console, timeline: timeline)
+            .assemble(manifest: found.manifest, openImage: found.openImage, releaseMedia: found.release)
+        try pause(before: .switchRoot)
+    }
+
+    /// How long block devices may take to show up. The cascade issue
+    /// replaces this with uevents and its own rules.
+    static let mediaWaitSeconds: Int64 = 15
+
+    /// Asks the boot sources this build has for an image whose manifest is
+    /// signed with the key in this initramfs.
+    func findImage() throws -> FoundImage {
+        let sources: [any BootSource]
+        switch config.mode {
+        case .auto, .usb:
+            sources = [USBSeedSource()]
+        case .rescue:
+            throw SpiritError("crom.mode=rescue asks for the rescue shell")
+        case .parasite, .http, .nodus:
+            throw SpiritError("no system image found: crom.mode=\(config.mode.rawValue) asks for a source this build does not have yet")
         }
+        let publicKey: [UInt8]
+        do {
+            publicKey = try SigningKey.read(InitramfsFiles.signingPublicKey)
+        } catch {
+            throw SpiritError("this initramfs cannot check any image: \(error)")
+        }
+        var reasons: [String] = []
+        for source in sources {
+            let deadline = Kernel.bootTimeMicros() + Self.mediaWaitSeconds * 1_000_000
+            do {
+                let found = try source.locate(deadline: deadline, console: console)
+                do {
+                    try found.manifest.verifySignature(publicKey: publicKey)
+                } catch {
+                    found.release()
+                    throw SpiritError("\(found.origin): \(error)")
+                }
+                return found
+            } catch {
+                console.info("source \(source.name): \(error)")
+                reasons.append("\(source.name): \(error)")
+            }
+        }
+        throw SpiritError("no system image found (" + reasons.joined(separator: "; ") + ")")
     }
 
     /// `crom.break=<step>`: a shell on the console before the step; the boot

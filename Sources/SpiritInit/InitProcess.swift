@@ -1,6 +1,8 @@
 import CSpirit
 import Glibc
+import Overlay
 import SpiritCore
+import SystemPackage
 
 /// PID 1. It does only what only PID 1 can do (ARCHITECTURE.md, "PID 1 is
 /// small"): block and consume every signal, mount the early filesystems,
@@ -16,12 +18,19 @@ import SpiritCore
 ///   SIGCHLD                         reap
 ///   any other                       ignored (noted with crom.debug=1)
 struct InitProcess {
+    /// Stage 1 runs from the initramfs; stage 2 from the RAM root, after
+    /// switch_root exec'ed /sbin/init with `--switched-root`.
+    let stage: Int
+    let config: BootConfig
     var console: Console
     let timeline = Timeline(process: "init")
     var worker: pid_t?
     var shell: pid_t?
+    var shellStarted: Int64 = 0
 
-    static func main() -> Never {
+    static let switchedRootFlag = "--switched-root"
+
+    static func main(arguments: [String] = []) -> Never {
         let started = spirit_process_start_us()
         let mainStarted = Kernel.bootTimeMicros()
         // Before any thread exists, so that every thread inherits the mask
@@ -36,7 +45,8 @@ struct InitProcess {
 
         let commandLine = (try? Kernel.readText("/proc/cmdline")) ?? ""
         let (config, _) = BootConfig.parse(commandLine)
-        var process = InitProcess(console: Console(debug: config.debug))
+        var process = InitProcess(stage: arguments.contains(switchedRootFlag) ? 2 : 1, config: config,
+                                  console: Console(debug: config.debug))
         process.start(started: started, mainStarted: mainStarted, mountProblems: mountProblems)
     }
 
@@ -71,18 +81,23 @@ struct InitProcess {
     }
 
     mutating func start(started: Int64, mainStarted: Int64, mountProblems: [String]) -> Never {
-        console.info("Crom-OS Spirit \(SpiritVersion.string): init is process \(Kernel.pid), stage 1, kernel \(Kernel.release())")
+        console.info("Crom-OS Spirit \(SpiritVersion.string): init is process \(Kernel.pid), stage \(stage), kernel \(Kernel.release())")
         for problem in mountProblems { console.error(problem) }
-        console.debug("early mounts:\n" + EarlyMounts.table.map(\.description).joined(separator: "\n"))
         let now = Kernel.bootTimeMicros()
-        timeline.record(TimelineStep(step: "kernel", process: "kernel", pid: 0, startMicros: 0, endMicros: started, ok: true,
-                                     detail: "from the kernel's start to the first instruction of PID 1"))
-        timeline.record(TimelineStep(step: "runtime", process: "init", pid: Kernel.pid, startMicros: started, endMicros: mainStarted,
-                                     ok: true, detail: "from the early constructor to main: the Swift runtime starting"))
-        if let problem = timeline.record(TimelineStep(step: "early-mounts", process: "init", pid: Kernel.pid, startMicros: mainStarted,
-                                                      endMicros: now, ok: mountProblems.isEmpty,
-                                                      detail: mountProblems.isEmpty ? nil : mountProblems.joined(separator: "; "))) {
-            console.error("the boot timeline cannot be written: \(problem)")
+        if stage == 1 {
+            console.debug("early mounts:\n" + EarlyMounts.table.map(\.description).joined(separator: "\n"))
+            timeline.record(TimelineStep(step: "kernel", process: "kernel", pid: 0, startMicros: 0, endMicros: started, ok: true,
+                                         detail: "from the kernel's start to the first instruction of PID 1"))
+            timeline.record(TimelineStep(step: "runtime", process: "init", pid: Kernel.pid, startMicros: started, endMicros: mainStarted,
+                                         ok: true, detail: "from the early constructor to main: the Swift runtime starting"))
+            if let problem = timeline.record(TimelineStep(step: "early-mounts", process: "init", pid: Kernel.pid, startMicros: mainStarted,
+                                                          endMicros: now, ok: mountProblems.isEmpty,
+                                                          detail: mountProblems.isEmpty ? nil : mountProblems.joined(separator: "; "))) {
+                console.error("the boot timeline cannot be written: \(problem)")
+            }
+        } else {
+            timeline.record(TimelineStep(step: "stage2", process: "init", pid: Kernel.pid, startMicros: started, endMicros: now,
+                                         ok: mountProblems.isEmpty, detail: "from the exec of the root's init to its main"))
         }
         do {
             try Kernel.disableCtrlAltDel()
@@ -95,7 +110,11 @@ struct InitProcess {
             // shutdown request; reaping by polling is all that is left.
             console.error("unable to read signals (signalfd): errno \(-signals); reaping by polling, shutdown by signal is off")
         }
-        startWorker()
+        if stage == 1 {
+            startWorker()
+        } else {
+            becomeReady()
+        }
         while true {
             if signals < 0 {
                 Kernel.sleep(milliseconds: 200)
@@ -150,8 +169,12 @@ struct InitProcess {
                 workerEnded(status)
             } else if pid == shell {
                 shell = nil
-                console.info("the rescue shell ended; trying the boot again")
-                startWorker()
+                if stage == 1 {
+                    console.info("the rescue shell ended; trying the boot again")
+                    startWorker()
+                } else {
+                    startConsoleShell()
+                }
             } else {
                 console.debug("reaped process \(pid), which \(status)")
             }
@@ -159,6 +182,12 @@ struct InitProcess {
     }
 
     mutating func workerEnded(_ status: ExitStatus) {
+        if status == .exited(0), Kernel.exists(RunFiles.rootReady) {
+            unlink(RunFiles.rootReady)
+            unlink(RunFiles.workerPID)
+            switchRoot()
+            return
+        }
         var reason = "the boot worker \(status)"
         if status == .exited(RunFiles.rescueExitStatus), let text = try? Kernel.readText(RunFiles.rescueReason) {
             reason = String(text.split(separator: "\n").first ?? Substring(reason))
@@ -182,6 +211,56 @@ struct InitProcess {
         } catch {
             shell = nil
             console.error("\(error); waiting for ctrl-alt-del or a signal")
+        }
+    }
+
+    /// Enters the root the worker assembled and execs its init. Only a
+    /// failure returns, into the rescue shell.
+    mutating func switchRoot() {
+        let newRoot = RootLayout().sysroot
+        let initPath = "/sbin/init"
+        let start = Kernel.bootTimeMicros()
+        do {
+            try SwitchRoot.check(newRoot: newRoot, initPath: initPath)
+        } catch {
+            enterRescue(reason: "\(error)")
+            return
+        }
+        stopEveryProcess(grace: 0)
+        do {
+            try SwitchRoot.enter(newRoot: newRoot, console: console)
+        } catch {
+            enterRescue(reason: "switch_root failed: \(error)")
+            return
+        }
+        timeline.record(TimelineStep(step: "switch_root", process: "init", pid: Kernel.pid, startMicros: start,
+                                     endMicros: Kernel.bootTimeMicros(), ok: true, detail: "into \(newRoot), exec \(initPath)"))
+        let arguments = ["init", Self.switchedRootFlag]
+        let argv = arguments.map { strdup($0) } + [nil]
+        let envp = Spawn.baseEnvironment.map { strdup($0) } + [nil]
+        execve(initPath, argv, envp)
+        enterRescue(reason: "\(SystemError("exec \(initPath) in the new root", Errno(rawValue: spirit_errno())))")
+    }
+
+    /// Stage 2: no services yet (the supervisor is its own issue); the
+    /// console gets a shell, as on a live system, unless crom.console=off.
+    mutating func becomeReady() {
+        if config.console { startConsoleShell() }
+        console.info("ready")
+        timeline.record(TimelineStep(step: "ready", process: "init", pid: Kernel.pid, startMicros: Kernel.bootTimeMicros(),
+                                     endMicros: Kernel.bootTimeMicros(), ok: true))
+    }
+
+    /// A login shell on the console terminal, started again when it ends
+    /// (after a pause if it ended at once, so a broken shell cannot spin).
+    mutating func startConsoleShell() {
+        if Kernel.bootTimeMicros() - shellStarted < 1_000_000 { Kernel.sleep(milliseconds: 1000) }
+        shellStarted = Kernel.bootTimeMicros()
+        do {
+            shell = try Spawn.spawn("/bin/sh", ["-sh"], options: .init(newSession: true, tty: Spawn.consoleTerminal()))
+        } catch {
+            shell = nil
+            console.error("\(error); no shell on the console")
         }
     }
 

@@ -8,6 +8,12 @@ enum Usage {
       poweroff        ask PID 1 to stop every process and power off
       reboot          ask PID 1 to stop every process and restart
       halt            ask PID 1 to stop every process and halt
+      image keygen KEY
+                      make an Ed25519 signing key (KEY, mode 0600) and its public half (KEY.pub)
+      image manifest --image FILE --key KEY --version V [--build-time SECONDS] [--out FILE]
+                      write the signed manifest of a system image (stdout without --out)
+      image verify --image FILE --manifest FILE --public-key FILE
+                      check an image against its manifest and the manifest's signature
       version         print the version
     Exit codes: 0 success, 100 usage error, 111 system failure.
     """

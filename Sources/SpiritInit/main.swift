@@ -2,24 +2,24 @@ import CSpirit
 import Glibc
 import SpiritCore
 
-// Process 1 is init, whatever its argv says: if PID 1 ever returned from
-// here, the kernel would panic.
-if Kernel.pid == 1 {
-    InitProcess.main()
-}
-
-// The multi-call binary: what runs is chosen by the name it was started
-// under (/init is PID 1), or by the first argument (`spirit poweroff`).
 // argv comes from the early constructor (see early.c).
 let arguments: [String] = {
     var count: CInt = 0
     guard let argv = spirit_arguments(&count), count > 0 else { return CommandLine.arguments }
     return (0..<Int(count)).map { argv[$0].map { String(cString: $0) } ?? "" }
 }()
-let invokedAs = String((arguments.first ?? "spirit").split(separator: "/").last ?? "spirit")
 
+// Process 1 is init, whatever its argv says: if PID 1 ever returned from
+// here, the kernel would panic.
+if Kernel.pid == 1 {
+    InitProcess.main(arguments: arguments)
+}
+
+// The multi-call binary: what runs is chosen by the name it was started
+// under (/init is PID 1), or by the first argument (`spirit poweroff`).
+let invokedAs = String((arguments.first ?? "spirit").split(separator: "/").last ?? "spirit")
 if invokedAs == "init" {
-    InitProcess.main()
+    InitProcess.main(arguments: arguments)
 }
 
 let command = arguments.dropFirst().first ?? "help"
@@ -29,6 +29,8 @@ case "init":
     InitProcess.main()
 case "boot-worker":
     BootWorker.main()
+case "image":
+    exit(ImageCommand.run(rest))
 case "poweroff", "reboot", "halt":
     exit(PowerCommand.run(command, rest))
 case "version", "--version":

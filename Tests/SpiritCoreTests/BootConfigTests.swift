@@ -117,7 +117,7 @@ import Testing
     @Test func someBreakPointsKnownSomeNot() {
         let (config, warnings) = BootConfig.parse("crom.break=cascade,nowhere")
         #expect(config.breakPoints == [.cascade])
-        #expect(warnings.first?.message == "unknown step nowhere (steps: modules, cascade); breaking at cascade")
+        #expect(warnings.first?.message == "unknown step nowhere (steps: modules, cascade, root, switch_root); breaking at cascade")
     }
 
     @Test func badModuleNamesAreSkipped() {

@@ -1,5 +1,8 @@
+import json
 import os
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,37 @@ def kernel() -> str:
 @pytest.fixture(scope="session")
 def initramfs() -> str:
     return _artifact("SPIRIT_INITRAMFS", "out/initramfs.zst")
+
+
+@pytest.fixture(scope="session")
+def system_image() -> dict:
+    """out/rootfs.squashfs and out/manifest.json, from `make rootfs`."""
+    image = Path(_artifact("SPIRIT_ROOTFS", "out/rootfs.squashfs"))
+    manifest = Path(_artifact("SPIRIT_MANIFEST", "out/manifest.json"))
+    return {"image": image, "manifest": manifest, "sha256": json.loads(manifest.read_text())["sha256"]}
+
+
+def make_media(directory: Path, files: dict[str, Path], label: str = "CROM_SPIRIT", size_mib: int = 0) -> Path:
+    """An ext4 disk image labelled `label` holding `files` at its root,
+    made without mounting (mkfs.ext4 -d)."""
+    content = directory / "content"
+    content.mkdir(parents=True)
+    for name, source in files.items():
+        shutil.copyfile(source, content / name)
+    total = sum(path.stat().st_size for path in content.iterdir())
+    disk = directory / "media.img"
+    with open(disk, "wb") as f:
+        f.truncate(max(size_mib << 20, total + (total >> 2) + (16 << 20)))
+    subprocess.run(["mkfs.ext4", "-q", "-L", label, "-d", str(content), str(disk)], check=True)
+    shutil.rmtree(content)
+    return disk
+
+
+@pytest.fixture(scope="session")
+def media_disk(tmp_path_factory, system_image) -> Path:
+    """A CROM_SPIRIT disk with the system image and its manifest."""
+    return make_media(tmp_path_factory.mktemp("media"),
+                      {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"]})
 
 
 @pytest.fixture

@@ -198,6 +198,15 @@ class VM:
                     raise ConsoleTimeout(f"{pattern!r} did not appear within {timeout:.0f} s; log: {self.log_path}")
                 self._lock.wait(min(remaining, 1.0))
 
+    def expect_absent(self, pattern: str, seconds: float, partial: bool = False) -> None:
+        """Asserts that `pattern` does not appear within `seconds` (while
+        QEMU runs)."""
+        try:
+            match = self.expect(pattern, seconds, partial)
+        except ConsoleTimeout:
+            return
+        raise AssertionError(f"{match.group(0)!r} appeared, and should not have; log: {self.log_path}")
+
     def send(self, text: str) -> None:
         assert self._process and self._process.stdin
         self._process.stdin.write(text.encode())

@@ -73,6 +73,18 @@ const char *spirit_signal_description(int sig);
 /// code in *code, 0 for a signal with its number in *code.
 pid_t spirit_wait(pid_t pid, int nohang, int *exited, int *code);
 
+/// Attaches `file` to a free loop device, read-only and auto-cleared when
+/// its last user goes (LOOP_CONFIGURE, Linux 5.8+). Returns the open loop
+/// fd (keep it open until the device is mounted, or autoclear frees it at
+/// once) and writes the device path into `device`; or -errno.
+int spirit_loop_attach(const char *file, char *device, size_t device_size);
+
+/// swapon(2) with no flags; returns 0 or -1 with errno set.
+int spirit_swapon(const char *device);
+
+/// chroot(2); returns 0 or -errno.
+int spirit_chroot(const char *path);
+
 /// The C errno of the calling thread.
 int spirit_errno(void);
 

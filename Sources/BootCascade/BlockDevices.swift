@@ -1,0 +1,55 @@
+import CBlkid
+import Glibc
+import SpiritCore
+
+/// A block device and what libblkid found on it.
+public struct BlockDevice: Sendable, Equatable, CustomStringConvertible {
+    public var name: String
+    public var path: String
+    /// The filesystem type (`iso9660`, `vfat`, `ext4`, `ntfs`), if any.
+    public var type: String?
+    public var label: String?
+
+    public var description: String {
+        "\(name) (\(type ?? "no filesystem")\(label.map { ", label \($0)" } ?? ""))"
+    }
+}
+
+public enum BlockDevices {
+    /// Devices that are never boot media: RAM-backed and network-backed
+    /// ones (the Nodus source handles nbd itself).
+    static let ignoredPrefixes = ["loop", "ram", "zram", "nbd"]
+
+    /// Every block device with a size, whole disks and partitions, probed.
+    public static func scan(sys: String = "/sys", dev: String = "/dev") -> [BlockDevice] {
+        guard let directory = opendir(sys + "/class/block") else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard !name.hasPrefix("."), !ignoredPrefixes.contains(where: name.hasPrefix) else { continue }
+            let size = (try? Kernel.readText(sys + "/class/block/\(name)/size"))?.split(separator: "\n").first.flatMap { Int64($0) } ?? 0
+            if size > 0 { names.append(name) }
+        }
+        return names.sorted().map { probe(name: $0, path: dev + "/" + $0) }
+    }
+
+    /// What libblkid finds on one device (superblocks only: type and label).
+    public static func probe(name: String, path: String) -> BlockDevice {
+        var device = BlockDevice(name: name, path: path)
+        guard let probe = blkid_new_probe_from_filename(path) else { return device }
+        defer { blkid_free_probe(probe) }
+        blkid_probe_enable_superblocks(probe, 1)
+        blkid_probe_set_superblocks_flags(probe, Int32(BLKID_SUBLKS_LABEL | BLKID_SUBLKS_TYPE))
+        guard blkid_do_safeprobe(probe) == 0 else { return device }
+        func value(_ key: String) -> String? {
+            var data: UnsafePointer<CChar>?
+            var length = 0
+            guard blkid_probe_lookup_value(probe, key, &data, &length) == 0, let data else { return nil }
+            return String(cString: data)
+        }
+        device.type = value("TYPE")
+        device.label = value("LABEL")
+        return device
+    }
+}

@@ -1,0 +1,52 @@
+import SpiritCore
+
+/// Where the RAM root's pieces live during and after the boot. Everything
+/// is under /run/spirit, which moves into the new root at switch_root, so
+/// that a running system can still see (and Nodus can serve) its image.
+public struct RootLayout: Sendable, Equatable {
+    /// tmpfs holding the copy of the image.
+    public var imageDirectory = "/run/spirit/image"
+    /// The squashfs, mounted read-only from a loop device.
+    public var lower = "/run/spirit/lower"
+    /// The writable layer: ext4 on zram, or tmpfs.
+    public var readWrite = "/run/spirit/rw"
+    /// Where boot media are mounted (read-only) while the image is copied.
+    public var media = "/run/spirit/media"
+    /// The assembled root, before switch_root.
+    public var sysroot = "/sysroot"
+
+    public init() {}
+
+    public var upper: String { readWrite + "/upper" }
+    public var work: String { readWrite + "/work" }
+
+    /// The tmpfs the image is copied into: just large enough for it.
+    public func imageMount(imageBytes: Int64) -> MountSpec {
+        let size = (imageBytes + (1 << 20) - 1) / (1 << 20) + 1
+        return MountSpec(source: "spirit-image", target: imageDirectory, fstype: "tmpfs", flags: [.noSUID, .noDev, .noExec],
+                         data: "mode=0700,size=\(size)m")
+    }
+
+    public func squashfsMount(loopDevice: String) -> MountSpec {
+        MountSpec(source: loopDevice, target: lower, fstype: "squashfs", flags: [.readOnly])
+    }
+
+    /// The writable layer: the zram device's ext4, or a tmpfs of the same size.
+    public func readWriteMount(_ upper: UpperLayer, zramDevice: String, bytes: Int64) -> MountSpec {
+        switch upper {
+        case .zram:
+            MountSpec(source: zramDevice, target: readWrite, fstype: "ext4", flags: [.noSUID, .noDev], data: "discard")
+        case .tmpfs:
+            MountSpec(source: "spirit-rw", target: readWrite, fstype: "tmpfs", flags: [.noSUID, .noDev], data: "mode=0755,size=\(bytes >> 20)m")
+        }
+    }
+
+    public var overlayMount: MountSpec {
+        MountSpec(source: "overlay", target: sysroot, fstype: "overlay", flags: [],
+                  data: "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)")
+    }
+
+    public func mediaMount(device: String, fstype: String) -> MountSpec {
+        MountSpec(source: device, target: media, fstype: fstype, flags: [.readOnly, .noSUID, .noDev, .noExec])
+    }
+}

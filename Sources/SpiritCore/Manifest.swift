@@ -1,0 +1,171 @@
+import Crypto
+
+/// What describes a system image, built by `make rootfs` and checked by
+/// every boot source before the image is used: its file name, size,
+/// SHA-256, version and build time, signed with Ed25519. Defined once,
+/// here, for the image builder and the init (STYLE.md, lesson 7).
+public struct Manifest: Sendable, Equatable {
+    public static let format = "crom-spirit-manifest/1"
+
+    public var image: String
+    public var size: Int64
+    public var sha256: String
+    public var version: String
+    public var buildTime: Int64
+    /// Ed25519 over `signedText`, hex.
+    public var signature: String?
+
+    public init(image: String, size: Int64, sha256: String, version: String, buildTime: Int64, signature: String? = nil) {
+        self.image = image
+        self.size = size
+        self.sha256 = sha256
+        self.version = version
+        self.buildTime = buildTime
+        self.signature = signature
+    }
+
+    /// The exact bytes the signature covers: one field a line, in a fixed
+    /// order, so that JSON's freedom (spacing, member order) cannot change
+    /// what was signed.
+    public var signedText: String {
+        "\(Self.format)\nimage \(image)\nsize \(size)\nsha256 \(sha256)\nversion \(version)\nbuild_time \(buildTime)\n"
+    }
+
+    public var json: String {
+        var members = [
+            "  \"format\": \(jsonString(Self.format))",
+            "  \"image\": \(jsonString(image))",
+            "  \"size\": \(size)",
+            "  \"sha256\": \(jsonString(sha256))",
+            "  \"version\": \(jsonString(version))",
+            "  \"build_time\": \(buildTime)",
+        ]
+        if let signature { members.append("  \"signature\": \(jsonString(signature))") }
+        return "{\n" + members.joined(separator: ",\n") + "\n}\n"
+    }
+
+    /// Reads a manifest; every field is checked for presence and form.
+    public static func parse(_ bytes: [UInt8]) throws(ManifestError) -> Manifest {
+        let document: JSONValue
+        do {
+            document = try JSONReader.parse(bytes)
+        } catch {
+            throw .malformed("not JSON: \(error)")
+        }
+        guard case .object = document else { throw .malformed("not a JSON object") }
+        func field(_ name: String) throws(ManifestError) -> JSONValue {
+            guard let value = document[name] else { throw .malformed("the field \"\(name)\" is missing") }
+            return value
+        }
+        func text(_ name: String) throws(ManifestError) -> String {
+            guard let value = try field(name).string, !value.isEmpty else { throw .malformed("the field \"\(name)\" is not a non-empty string") }
+            return value
+        }
+        func integer(_ name: String) throws(ManifestError) -> Int64 {
+            guard let value = try field(name).integer, value >= 0 else { throw .malformed("the field \"\(name)\" is not a whole number") }
+            return value
+        }
+        let format = try text("format")
+        guard format == Self.format else { throw .malformed("format \"\(format)\" is not \(Self.format)") }
+        let image = try text("image")
+        guard !image.contains("/"), !image.contains("\n"), image != "..", image != "." else {
+            throw .malformed("the image name \"\(image)\" is not a plain file name")
+        }
+        let sha = try text("sha256")
+        guard sha.utf8.count == 64, Hex.decode(sha) != nil, sha == sha.lowercased() else {
+            throw .malformed("the field \"sha256\" is not 64 lower-case hex digits")
+        }
+        let version = try text("version")
+        guard !version.contains("\n") else { throw .malformed("the field \"version\" has a line break") }
+        return Manifest(image: image, size: try integer("size"), sha256: sha, version: version,
+                        buildTime: try integer("build_time"), signature: document["signature"]?.string)
+    }
+
+    /// Signs the manifest with a raw 32-byte Ed25519 private key.
+    public func signed(privateKey: [UInt8]) throws(ManifestError) -> Manifest {
+        let key: Curve25519.Signing.PrivateKey
+        do {
+            key = try Curve25519.Signing.PrivateKey(rawRepresentation: privateKey)
+        } catch {
+            throw .badKey("the private key is not 32 raw bytes of Ed25519")
+        }
+        var copy = self
+        do {
+            copy.signature = Hex.encode(try key.signature(for: Array(signedText.utf8)))
+        } catch {
+            throw .badKey("unable to sign: \(error)")
+        }
+        return copy
+    }
+
+    /// Checks the signature with a raw 32-byte Ed25519 public key.
+    public func verifySignature(publicKey: [UInt8]) throws(ManifestError) {
+        guard let signature else { throw .unsigned }
+        guard let bytes = Hex.decode(signature), bytes.count == 64 else { throw .badSignature("the signature is not 64 bytes of hex") }
+        let key: Curve25519.Signing.PublicKey
+        do {
+            key = try Curve25519.Signing.PublicKey(rawRepresentation: publicKey)
+        } catch {
+            throw .badKey("the public key is not 32 raw bytes of Ed25519")
+        }
+        guard key.isValidSignature(bytes, for: Array(signedText.utf8)) else {
+            throw .badSignature("the signature does not match the manifest and the key in this initramfs")
+        }
+    }
+
+    /// Checks what was measured of an image against the manifest.
+    public func verifyImage(size: Int64, sha256: String) throws(ManifestError) {
+        guard size == self.size else { throw .imageMismatch("the image is \(size) bytes, the manifest says \(self.size)") }
+        guard sha256 == self.sha256 else { throw .imageMismatch("the image's SHA-256 is \(sha256), the manifest says \(self.sha256)") }
+    }
+}
+
+public enum ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
+    case malformed(String)
+    case unsigned
+    case badSignature(String)
+    case badKey(String)
+    case imageMismatch(String)
+
+    public var description: String {
+        switch self {
+        case .malformed(let why): "the manifest is malformed: \(why)"
+        case .unsigned: "the manifest has no signature"
+        case .badSignature(let why): "the manifest's signature is not valid: \(why)"
+        case .badKey(let why): "bad key: \(why)"
+        case .imageMismatch(let why): "the image does not match its manifest: \(why)"
+        }
+    }
+}
+
+/// SHA-256 of bytes in memory (images are hashed while copied, by ImageCopy).
+public enum SHA256Digest {
+    public static func of(_ bytes: [UInt8]) -> [UInt8] {
+        Array(SHA256.hash(data: bytes))
+    }
+}
+
+/// Ed25519 keys as Spirit stores them: 32 raw bytes, hex, one line.
+public enum SigningKey {
+    public static func generate() -> (privateKey: [UInt8], publicKey: [UInt8]) {
+        let key = Curve25519.Signing.PrivateKey()
+        return (Array(key.rawRepresentation), Array(key.publicKey.rawRepresentation))
+    }
+
+    public static func publicKey(forPrivateKey privateKey: [UInt8]) throws(ManifestError) -> [UInt8] {
+        do {
+            return Array(try Curve25519.Signing.PrivateKey(rawRepresentation: privateKey).publicKey.rawRepresentation)
+        } catch {
+            throw .badKey("the private key is not 32 raw bytes of Ed25519")
+        }
+    }
+
+    /// Reads a key file: hex, surrounding white space ignored.
+    public static func read(_ path: String) throws -> [UInt8] {
+        let text = try Kernel.readText(path).filter { !$0.isWhitespace }
+        guard let bytes = Hex.decode(text), bytes.count == 32 else {
+            throw SpiritError("\(path) is not a key: expected 64 hex digits (32 bytes)")
+        }
+        return bytes
+    }
+}

@@ -1,0 +1,95 @@
+import Glibc
+import Overlay
+import SpiritCore
+
+/// `spirit image …`: the host side of the manifest contract, used by
+/// `make rootfs` and by anyone checking an image by hand.
+enum ImageCommand {
+    static func run(_ arguments: [String]) -> Int32 {
+        let console = Console(kmsgPath: nil)
+        guard let verb = arguments.first else {
+            console.error("image needs keygen, manifest or verify\n" + Usage.text)
+            return 100
+        }
+        do {
+            let options = try Options(Array(arguments.dropFirst()))
+            switch verb {
+            case "keygen": try keygen(options)
+            case "manifest": try manifest(options)
+            case "verify": try verify(options, console: console)
+            default:
+                console.error("unknown image command '\(verb)'\n" + Usage.text)
+                return 100
+            }
+            return 0
+        } catch let error as UsageError {
+            console.error(error.message + "\n" + Usage.text)
+            return 100
+        } catch {
+            console.error("\(error)")
+            return 111
+        }
+    }
+
+    struct UsageError: Error { var message: String }
+
+    /// `--name value` pairs and bare words.
+    struct Options {
+        var named: [String: String] = [:]
+        var words: [String] = []
+
+        init(_ arguments: [String]) throws {
+            var rest = arguments[...]
+            while let word = rest.popFirst() {
+                if word.hasPrefix("--") {
+                    guard let value = rest.popFirst() else { throw UsageError(message: "\(word) needs a value") }
+                    named[String(word.dropFirst(2))] = value
+                } else {
+                    words.append(word)
+                }
+            }
+        }
+
+        func required(_ name: String) throws -> String {
+            guard let value = named[name] else { throw UsageError(message: "--\(name) is required") }
+            return value
+        }
+    }
+
+    static func keygen(_ options: Options) throws {
+        guard options.words.count == 1, let path = options.words.first else { throw UsageError(message: "keygen takes one KEY path") }
+        guard !Kernel.exists(path) else { throw SpiritError("\(path) exists; remove it first to make a new key") }
+        let (privateKey, publicKey) = SigningKey.generate()
+        try Kernel.writeFile(path, Hex.encode(privateKey) + "\n", mode: 0o600)
+        try Kernel.writeFile(path + ".pub", Hex.encode(publicKey) + "\n")
+        print("spirit: wrote \(path) and \(path).pub")
+    }
+
+    static func manifest(_ options: Options) throws {
+        let imagePath = try options.required("image")
+        let key = try SigningKey.read(try options.required("key"))
+        let buildTime = options.named["build-time"].map { Int64($0) } ?? Int64(time(nil))
+        guard let buildTime, buildTime >= 0 else { throw UsageError(message: "--build-time takes whole seconds since 1970") }
+        var stream = try FileImageStream(path: imagePath)
+        defer { stream.close() }
+        let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: Int64.max)
+        let name = String(imagePath.split(separator: "/").last ?? "")
+        let manifest = try Manifest(image: name, size: measured.size, sha256: measured.sha256,
+                                    version: try options.required("version"), buildTime: buildTime).signed(privateKey: key)
+        if let out = options.named["out"] {
+            try Kernel.writeFileAtomically(out, manifest.json)
+        } else {
+            print(manifest.json, terminator: "")
+        }
+    }
+
+    static func verify(_ options: Options, console: Console) throws {
+        let manifest = try Manifest.parse(try Kernel.readFile(try options.required("manifest")))
+        try manifest.verifySignature(publicKey: try SigningKey.read(try options.required("public-key")))
+        var stream = try FileImageStream(path: try options.required("image"))
+        defer { stream.close() }
+        let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: manifest.size)
+        try manifest.verifyImage(size: measured.size, sha256: measured.sha256)
+        console.info("\(manifest.image) \(manifest.version): signature and SHA-256 \(manifest.sha256.prefix(12)) match")
+    }
+}
