@@ -9,6 +9,10 @@ ext4
 isofs
 vfat
 ntfs3
+# vfat's default code page and character set (mounting fails without them)
+nls_cp437
+nls_iso8859_1
+nls_utf8
 # The RAM and network block devices, and zram's compressors (zram names
 # them whether or not their crypto modules are loaded)
 zram

@@ -11,6 +11,12 @@ packages=(
     kmod              # depmod/modprobe, for the initramfs's module set
     binutils          # strip
     file              # `make spirit` reports the binary's kind
+    libblkid-dev      # libblkid.a for the static binary
+    e2fsprogs         # mke2fs: the zram upper layer; test media
+    squashfs-tools    # mksquashfs: the system image
+    dosfstools        # mkfs.vfat: test media
+    mtools            # mcopy: test media without mounting
+    pkg-config        # SwiftPM finds libblkid through it
 )
 
 missing=()

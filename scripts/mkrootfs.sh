@@ -41,6 +41,7 @@ debian)
     ;;
 alpine)
     mirror=${ALPINE_MIRROR:-https://dl-cdn.alpinelinux.org/alpine}
+    command -v curl >/dev/null || die "BASE=alpine needs curl to reach $mirror (apt-get install curl). Nothing was built."
     if ! curl -fsS --max-time 10 -o /dev/null "$mirror/latest-stable/main/x86_64/APKINDEX.tar.gz"; then
         die "BASE=alpine: the Alpine mirror $mirror cannot be reached from this machine; set ALPINE_MIRROR to one that can, or use BASE=debian. Nothing was built."
     fi

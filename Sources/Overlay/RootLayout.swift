@@ -47,6 +47,9 @@ public struct RootLayout: Sendable, Equatable {
     }
 
     public func mediaMount(device: String, fstype: String) -> MountSpec {
-        MountSpec(source: device, target: media, fstype: fstype, flags: [.readOnly, .noSUID, .noDev, .noExec])
+        // vfat's file-name charset is named: kernels default it differently
+        // (Debian's is ascii, whose module an initramfs may lack).
+        MountSpec(source: device, target: media, fstype: fstype, flags: [.readOnly, .noSUID, .noDev, .noExec],
+                  data: fstype == "vfat" ? "iocharset=utf8" : nil)
     }
 }

@@ -35,6 +35,54 @@ public struct TimelineStep: Sendable, Equatable {
     }
 }
 
+extension TimelineStep {
+    /// Reads a step back from its JSON object; nil if a field is missing.
+    public init?(_ value: JSONValue) {
+        func micros(_ key: String) -> Int64? {
+            guard case .number(let number, _)? = value[key] else { return nil }
+            return Int64((number * 1000).rounded())
+        }
+        guard let step = value["step"]?.string, let process = value["process"]?.string,
+              let pid = value["pid"]?.integer, let start = micros("start_ms"), let end = micros("end_ms"),
+              case .bool(let ok)? = value["ok"] else { return nil }
+        self.init(step: step, process: process, pid: Int32(truncatingIfNeeded: pid), startMicros: start, endMicros: end,
+                  ok: ok, detail: value["detail"]?.string)
+    }
+
+    /// The steps of a timeline.json document.
+    public static func steps(document: [UInt8]) throws -> [TimelineStep] {
+        guard case .array(let values)? = try JSONReader.parse(document)["steps"] else {
+            throw SpiritError("not a Spirit timeline: no \"steps\" list")
+        }
+        return values.compactMap(TimelineStep.init)
+    }
+
+    /// `kernel 3129, modules 2027, … ms; ready at 7416 ms`: each step's
+    /// duration, rounded to the millisecond.
+    public static func summary(_ steps: [TimelineStep]) -> String {
+        let parts = steps.filter { $0.endMicros > $0.startMicros }.map { "\($0.step) \(($0.endMicros - $0.startMicros + 500) / 1000)" }
+        let end = steps.map(\.endMicros).max() ?? 0
+        return parts.joined(separator: ", ") + " ms; at \((end + 500) / 1000) ms of CLOCK_BOOTTIME"
+    }
+
+    /// The timeline as a table for people.
+    public static func table(_ steps: [TimelineStep]) -> String {
+        func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+            let fill = String(repeating: " ", count: max(0, width - text.count))
+            return right ? fill + text : text + fill
+        }
+        var lines = [pad("step", 14) + pad("process", 9) + pad("start ms", 11, right: true) + pad("end ms", 11, right: true)
+            + pad("took ms", 11, right: true) + "  detail"]
+        for step in steps {
+            lines.append(pad(step.step, 14) + pad(step.process, 9) + pad(formatMilliseconds(step.startMicros), 11, right: true)
+                + pad(formatMilliseconds(step.endMicros), 11, right: true)
+                + pad(formatMilliseconds(step.endMicros - step.startMicros), 11, right: true)
+                + "  " + (step.ok ? "" : "FAILED: ") + (step.detail ?? ""))
+        }
+        return lines.joined(separator: "\n")
+    }
+}
+
 /// The boot timeline in /run/spirit: each process appends its steps to
 /// timeline.jsonl (one O_APPEND write per step, so PID 1, the worker and
 /// stage 2 never overwrite each other), and timeline.json, the document

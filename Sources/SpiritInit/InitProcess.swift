@@ -247,8 +247,11 @@ struct InitProcess {
     mutating func becomeReady() {
         if config.console { startConsoleShell() }
         console.info("ready")
-        timeline.record(TimelineStep(step: "ready", process: "init", pid: Kernel.pid, startMicros: Kernel.bootTimeMicros(),
-                                     endMicros: Kernel.bootTimeMicros(), ok: true))
+        let now = Kernel.bootTimeMicros()
+        timeline.record(TimelineStep(step: "ready", process: "init", pid: Kernel.pid, startMicros: now, endMicros: now, ok: true))
+        if let document = try? Kernel.readFile(timeline.documentPath), let steps = try? TimelineStep.steps(document: document) {
+            console.info("timeline: " + TimelineStep.summary(steps) + " ('spirit timeline' shows it all)")
+        }
     }
 
     /// A login shell on the console terminal, started again when it ends

@@ -14,6 +14,7 @@ enum Usage {
                       write the signed manifest of a system image (stdout without --out)
       image verify --image FILE --manifest FILE --public-key FILE
                       check an image against its manifest and the manifest's signature
+      timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)
       version         print the version
     Exit codes: 0 success, 100 usage error, 111 system failure.
     """

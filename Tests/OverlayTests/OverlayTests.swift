@@ -41,6 +41,8 @@ import Testing
                 == "mount -t tmpfs -o nosuid,nodev,mode=0755,size=512m spirit-rw /run/spirit/rw")
         #expect(layout.mediaMount(device: "/dev/sr0", fstype: "iso9660").description
                 == "mount -t iso9660 -o ro,nosuid,nodev,noexec /dev/sr0 /run/spirit/media")
+        #expect(layout.mediaMount(device: "/dev/sda1", fstype: "vfat").description
+                == "mount -t vfat -o ro,nosuid,nodev,noexec,iocharset=utf8 /dev/sda1 /run/spirit/media")
     }
 
     @Test func imageTmpfsFitsTheImage() {

@@ -99,3 +99,28 @@ import Testing
         #expect(ExitStatus.exited(3).description == "exited with status 3")
     }
 }
+
+@Suite struct TimelineReadBackTests {
+    let steps = [
+        TimelineStep(step: "kernel", process: "kernel", pid: 0, startMicros: 0, endMicros: 3_129_114, ok: true),
+        TimelineStep(step: "verify", process: "worker", pid: 87, startMicros: 7_000_000, endMicros: 7_000_106, ok: false,
+                     detail: "the image does not match"),
+    ]
+
+    @Test func stepsRoundTripThroughTheDocument() throws {
+        let document = Timeline.document(journal: steps.map(\.json).joined(separator: "\n"))
+        #expect(try TimelineStep.steps(document: Array(document.utf8)) == steps)
+    }
+
+    @Test func summaryAndTable() {
+        #expect(TimelineStep.summary(steps) == "kernel 3129, verify 0 ms; at 7000 ms of CLOCK_BOOTTIME")
+        let table = TimelineStep.table(steps).split(separator: "\n")
+        #expect(table.count == 3)
+        #expect(table[1].hasPrefix("kernel        kernel         0.000   3129.114   3129.114"))
+        #expect(table[2].hasSuffix("FAILED: the image does not match"))
+    }
+
+    @Test func notATimeline() {
+        #expect(throws: (any Error).self) { try TimelineStep.steps(document: Array("{}".utf8)) }
+    }
+}

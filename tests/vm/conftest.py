@@ -38,27 +38,42 @@ def system_image() -> dict:
     return {"image": image, "manifest": manifest, "sha256": json.loads(manifest.read_text())["sha256"]}
 
 
-def make_media(directory: Path, files: dict[str, Path], label: str = "CROM_SPIRIT", size_mib: int = 0) -> Path:
-    """An ext4 disk image labelled `label` holding `files` at its root,
-    made without mounting (mkfs.ext4 -d)."""
-    content = directory / "content"
-    content.mkdir(parents=True)
-    for name, source in files.items():
-        shutil.copyfile(source, content / name)
-    total = sum(path.stat().st_size for path in content.iterdir())
-    disk = directory / "media.img"
+def make_media(directory: Path, files: dict[str, Path], label: str = "CROM_SPIRIT", fstype: str = "ext4") -> Path:
+    """A disk image (ext4 or vfat, no partition table) labelled `label`
+    holding `files` at its root, made without mounting: mkfs.ext4 -d, or
+    mkfs.vfat and mtools' mcopy."""
+    total = sum(Path(source).stat().st_size for source in files.values())
+    disk = directory / f"media-{fstype}.img"
     with open(disk, "wb") as f:
-        f.truncate(max(size_mib << 20, total + (total >> 2) + (16 << 20)))
-    subprocess.run(["mkfs.ext4", "-q", "-L", label, "-d", str(content), str(disk)], check=True)
-    shutil.rmtree(content)
+        f.truncate(total + (total >> 2) + (16 << 20))
+    if fstype == "ext4":
+        content = directory / "content"
+        content.mkdir(parents=True)
+        for name, source in files.items():
+            shutil.copyfile(source, content / name)
+        subprocess.run(["mkfs.ext4", "-q", "-L", label, "-d", str(content), str(disk)], check=True)
+        shutil.rmtree(content)
+    elif fstype == "vfat":
+        subprocess.run(["mkfs.vfat", "-n", label, str(disk)], check=True, stdout=subprocess.DEVNULL)
+        for name, source in files.items():
+            subprocess.run(["mcopy", "-i", str(disk), str(source), f"::{name}"], check=True)
+    else:
+        raise ValueError(f"make_media: no way to make a {fstype} medium")
     return disk
 
 
 @pytest.fixture(scope="session")
 def media_disk(tmp_path_factory, system_image) -> Path:
-    """A CROM_SPIRIT disk with the system image and its manifest."""
+    """A CROM_SPIRIT ext4 disk with the system image and its manifest."""
     return make_media(tmp_path_factory.mktemp("media"),
                       {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"]})
+
+
+@pytest.fixture(scope="session")
+def vfat_media_disk(tmp_path_factory, system_image) -> Path:
+    """The same on vfat, as most USB sticks are."""
+    return make_media(tmp_path_factory.mktemp("media"),
+                      {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"]}, fstype="vfat")
 
 
 @pytest.fixture

@@ -16,7 +16,13 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
     vm.expect(r"^spirit: copying rootfs.squashfs into RAM: 100%")
     vm.expect(r"^spirit: Crom-OS Spirit \S+: init is process 1, stage 2")
     vm.expect(r"^spirit: ready$")
+    # The boot prints its timeline, with every step of the RAM root.
+    summary = vm.expect(r"^spirit: timeline: (.*) \('spirit timeline' shows it all\)$").group(1)
+    for step in ["kernel", "modules", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2"]:
+        assert re.search(rf"\b{step} \d+", summary), f"{step} is not in the timeline: {summary}"
     vm.expect(r"spirit:/# ", partial=True)
+    table = vm.check("spirit timeline")
+    assert re.search(r"^copy\s+worker\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+ KiB into RAM$", table, re.M), table
 
     # / is the overlay, and no mount is backed by a disk: pure RAM.
     mounts = [line.split() for line in vm.check("cat /proc/mounts").splitlines()]
@@ -77,9 +83,10 @@ def test_tampered_image_is_refused(boot, tmp_path, system_image):
     assert steps["verify"]["ok"] is False and "zram" not in steps
 
 
-def test_tmpfs_upper_with_zram_swap_and_no_console(boot, media_disk):
+def test_vfat_stick_tmpfs_upper_with_zram_swap_and_no_console(boot, vfat_media_disk):
     vm = boot("crom.upper=tmpfs crom.console=off crom.break=switch_root crom.ram.limit=256",
-              disks=[Disk(str(media_disk))])
+              disks=[Disk(str(vfat_media_disk))])
+    vm.expect(r"^spirit: boot source=usb image=")
     vm.expect(r"^spirit: break before switch_root: shell on ")
     swaps = vm.check("cat /proc/swaps")
     assert re.search(r"^/dev/zram0\s+partition\s+262140", swaps, re.M), swaps

@@ -1,0 +1,21 @@
+import SpiritCore
+
+/// `spirit timeline [FILE]`: the boot timeline as a table.
+enum TimelineCommand {
+    static func run(_ arguments: [String]) -> Int32 {
+        let console = Console(kmsgPath: nil)
+        guard arguments.count <= 1 else {
+            console.error("timeline takes at most one FILE\n" + Usage.text)
+            return 100
+        }
+        let path = arguments.first ?? Timeline(process: "").documentPath
+        do {
+            let steps = try TimelineStep.steps(document: try Kernel.readFile(path))
+            print(TimelineStep.table(steps))
+            return 0
+        } catch {
+            console.error("\(path): \(error)")
+            return 111
+        }
+    }
+}
