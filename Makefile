@@ -22,7 +22,7 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 # Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
 BASE ?= debian
 
-.PHONY: help deps spirit keys initramfs rootfs debian-kernel unit-test vm-test test run clean
+.PHONY: help deps spirit keys initramfs rootfs debian-kernel unit-test host-test vm-test test run clean
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
@@ -59,12 +59,16 @@ rootfs: spirit debian-kernel keys
 unit-test:
 	swift test
 
+# Tests on the host against real peers: the module resolver against libkmod.
+host-test: spirit debian-kernel
+	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
+
 vm-test: initramfs rootfs
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json \
 	    python3 -m pytest -v -rA tests/vm
 
-test: deps unit-test vm-test
+test: deps unit-test host-test vm-test
 
 run: initramfs
 	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \

@@ -13,7 +13,11 @@ public func moduleName(_ nameOrPath: some StringProtocol) -> String {
 }
 
 /// The module index depmod writes under /lib/modules/<release>: which file
-/// holds each module, what it depends on, and which modules are built in.
+/// holds each module, what it depends on, its aliases and soft
+/// dependencies, and which modules are built in; plus modprobe.d.
+/// Read from the text files (modules.dep, .alias, .symbols, .softdep,
+/// .builtin): they are what depmod writes everywhere, and a parse of all of
+/// them takes milliseconds.
 public struct ModuleIndex: Sendable {
     /// Module name → path relative to the release directory.
     public private(set) var paths: [String: String] = [:]
@@ -21,8 +25,22 @@ public struct ModuleIndex: Sendable {
     public private(set) var dependencies: [String: [String]] = [:]
     /// Names of modules built into the kernel: loading them is a no-op.
     public private(set) var builtin: Set<String> = []
+    /// modules.alias, normalized as depmod writes its binary index. Exact
+    /// keys (no glob character) apart, for a fast lookup.
+    public private(set) var exactAliases: [String: [String]] = [:]
+    public private(set) var globAliases: [(pattern: String, module: String)] = []
+    /// The glob aliases by their literal prefix (up to the first glob
+    /// character): a pattern can only match a string that starts with its
+    /// prefix, so a lookup tries the prefixes of the string, not all 22,000
+    /// patterns of a distribution kernel.
+    var globsByPrefix: [Substring: [Int]] = [:]
+    /// modules.symbols: `symbol:name` → modules.
+    public private(set) var symbols: [String: [String]] = [:]
+    public private(set) var softdeps: [String: SoftDependencies] = [:]
+    public var config = ModuleConfig()
 
-    public init(modulesDep: String, modulesBuiltin: String = "") {
+    public init(modulesDep: String, modulesBuiltin: String = "", modulesAlias: String = "", modulesSymbols: String = "",
+                modulesSoftdep: String = "") {
         for line in modulesDep.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
             let path = String(line[..<colon])
@@ -33,35 +51,130 @@ public struct ModuleIndex: Sendable {
         for line in modulesBuiltin.split(separator: "\n") where !line.isEmpty {
             builtin.insert(moduleName(line))
         }
+        for (pattern, module) in Self.aliasLines(modulesAlias) {
+            if let wildcard = pattern.firstIndex(where: { $0 == "*" || $0 == "?" || $0 == "[" || $0 == "\\" }) {
+                globsByPrefix[pattern[..<wildcard], default: []].append(globAliases.count)
+                globAliases.append((pattern, module))
+            } else {
+                exactAliases[pattern, default: []].append(module)
+            }
+        }
+        for (symbol, module) in Self.aliasLines(modulesSymbols) {
+            symbols[symbol, default: []].append(module)
+        }
+        for line in modulesSoftdep.split(separator: "\n") {
+            let words = line.split(separator: " ").map(String.init)
+            guard words.count >= 2, words[0] == "softdep", let soft = SoftDependencies(words.dropFirst(2)) else { continue }
+            softdeps[moduleName(words[1])] = soft
+        }
     }
 
-    /// Reads modules.dep and modules.builtin of `root`/lib/modules/`release`.
-    public static func load(root: String = "", release: String) throws(SystemError) -> ModuleIndex {
+    /// `alias PATTERN MODULE` lines, patterns normalized.
+    static func aliasLines(_ text: String) -> [(String, String)] {
+        text.split(separator: "\n").compactMap { line in
+            let words = line.split(separator: " ")
+            guard words.count == 3, words[0] == "alias" else { return nil }
+            return (normalizeAlias(words[1]), moduleName(words[2]))
+        }
+    }
+
+    /// Reads the index of `root`/lib/modules/`release` and the modprobe.d
+    /// files under `root` (/lib/modprobe.d, then /etc/modprobe.d; a file
+    /// name in /etc overrides the same name in /lib).
+    public static func load(root: String = "", release: String, configDirectories: [String]? = nil) throws(SystemError) -> ModuleIndex {
         let directory = root + "/lib/modules/" + release
-        let dep = try Kernel.readText(directory + "/modules.dep")
-        let builtin = (try? Kernel.readText(directory + "/modules.builtin")) ?? ""
-        return ModuleIndex(modulesDep: dep, modulesBuiltin: builtin)
+        func optional(_ name: String) -> String { (try? Kernel.readText(directory + "/" + name)) ?? "" }
+        var index = ModuleIndex(modulesDep: try Kernel.readText(directory + "/modules.dep"), modulesBuiltin: optional("modules.builtin"),
+                                modulesAlias: optional("modules.alias"), modulesSymbols: optional("modules.symbols"),
+                                modulesSoftdep: optional("modules.softdep"))
+        var files: [String: String] = [:]
+        for configDirectory in configDirectories ?? [root + "/lib/modprobe.d", root + "/etc/modprobe.d"] {
+            for name in Kernel.listDirectory(configDirectory) where name.hasSuffix(".conf") {
+                files[name] = configDirectory + "/" + name
+            }
+        }
+        for name in files.keys.sorted() {
+            if let text = try? Kernel.readText(files[name]!) { index.config.read(text, origin: files[name]!) }
+        }
+        return index
     }
 
-    /// What loading `names` takes: every module after the modules it
-    /// depends on, each once; built-in modules and names that are not in
-    /// the index are reported apart.
+    /// What a name or modalias stands for, in kmod's order: an alias from
+    /// modprobe.d, a module's own name, a symbol, an install command, the
+    /// aliases of modules.alias (every pattern that matches), a built-in
+    /// module. The first that answers wins. Blacklists do not apply here.
+    public func lookup(_ given: String) -> [String] {
+        let alias = normalizeAlias(given)
+        let configured = config.aliases.filter { globMatch($0.pattern, alias) }.map(\.module)
+        if !configured.isEmpty { return configured }
+        if paths[alias] != nil { return [alias] }
+        if alias.hasPrefix("symbol:"), let modules = symbols[alias] { return modules }
+        if config.commands.contains(alias) { return [alias] }
+        var matched = exactAliases[alias] ?? []
+        var candidates: [Int] = []
+        var prefix = alias[...]
+        while true {
+            candidates += globsByPrefix[prefix] ?? []
+            if prefix.isEmpty { break }
+            prefix = prefix.dropLast()
+        }
+        // A modalias never holds *, ? or [; for such strings this is what
+        // kmod's wildcard trie search answers: every pattern that matches.
+        for candidate in candidates.sorted() where globMatch(globAliases[candidate].pattern, alias) {
+            matched.append(globAliases[candidate].module)
+        }
+        if !matched.isEmpty { return matched }
+        if builtin.contains(alias) { return [alias] }
+        return []
+    }
+
+    /// Soft dependencies from modprobe.d, else from modules.softdep.
+    public func softDependencies(_ name: String) -> SoftDependencies? {
+        config.softdeps[name] ?? softdeps[name]
+    }
+
+    /// What loading `names` (module names or aliases) takes: every module
+    /// after the modules it depends on (hard dependencies, and softdep
+    /// `pre:` modules; `post:` ones after it), each once, with its options
+    /// from modprobe.d. A blacklisted module is skipped when it was reached
+    /// through an alias, loaded when named, as modprobe does. Built-in
+    /// modules and names nothing answers for are reported apart.
     public func plan(_ names: [String]) -> LoadPlan {
         var plan = LoadPlan()
         var visited: Set<String> = []
         func visit(_ name: String) {
             guard visited.insert(name).inserted else { return }
+            let soft = softDependencies(name)
+            var after: [String] = []
+            for pre in soft?.pre ?? [] {
+                for module in lookup(pre) where paths[module] != nil {
+                    visit(module)
+                    after.append(module)
+                }
+            }
             for dependency in dependencies[name] ?? [] { visit(dependency) }
-            if let path = paths[name] { plan.modules.append(PlannedModule(name: name, path: path)) }
+            if let path = paths[name] {
+                plan.modules.append(PlannedModule(name: name, path: path, parameters: config.options[name] ?? "",
+                                                  dependencies: (dependencies[name] ?? []) + after))
+            }
+            for post in soft?.post ?? [] { for module in lookup(post) where paths[module] != nil { visit(module) } }
         }
         for requested in names {
             let name = moduleName(requested)
-            if builtin.contains(name) {
-                plan.builtin.append(name)
-            } else if paths[name] == nil {
+            let resolved = lookup(requested)
+            let viaAlias = resolved != [name]
+            if resolved.isEmpty {
                 plan.missing.append(requested)
-            } else {
-                visit(name)
+                continue
+            }
+            for module in resolved {
+                if viaAlias, config.blacklist.contains(module) {
+                    plan.blacklisted.append(module)
+                } else if builtin.contains(module), paths[module] == nil {
+                    plan.builtin.append(module)
+                } else if paths[module] != nil {
+                    visit(module)
+                }
             }
         }
         return plan
@@ -72,10 +185,17 @@ public struct PlannedModule: Sendable, Equatable {
     public var name: String
     /// Relative to /lib/modules/<release>.
     public var path: String
+    /// Options from modprobe.d.
+    public var parameters: String
+    /// The modules it needs loaded first: its hard dependencies and its
+    /// softdep `pre:` modules.
+    public var dependencies: [String]
 
-    public init(name: String, path: String) {
+    public init(name: String, path: String, parameters: String = "", dependencies: [String] = []) {
         self.name = name
         self.path = path
+        self.parameters = parameters
+        self.dependencies = dependencies
     }
 }
 
@@ -83,5 +203,20 @@ public struct PlannedModule: Sendable, Equatable {
 public struct LoadPlan: Sendable, Equatable {
     public var modules: [PlannedModule] = []
     public var builtin: [String] = []
+    public var blacklisted: [String] = []
     public var missing: [String] = []
+
+    /// The modules in waves: each wave needs only modules of earlier waves,
+    /// so the modules of one wave can load in parallel.
+    public var waves: [[PlannedModule]] {
+        var level: [String: Int] = [:]
+        var result: [[PlannedModule]] = []
+        for module in modules {
+            let wave = (module.dependencies.compactMap { level[$0] }.max() ?? -1) + 1
+            level[module.name] = wave
+            if wave == result.count { result.append([]) }
+            result[wave].append(module)
+        }
+        return result
+    }
 }

@@ -112,6 +112,18 @@ public enum Kernel {
         }
     }
 
+    /// The names in a directory (not . and ..), or none if it cannot be read.
+    public static func listDirectory(_ path: String) -> [String] {
+        guard let directory = opendir(path) else { return [] }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
     public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }

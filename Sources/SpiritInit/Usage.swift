@@ -14,6 +14,12 @@ enum Usage {
                       write the signed manifest of a system image (stdout without --out)
       image verify --image FILE --manifest FILE --public-key FILE
                       check an image against its manifest and the manifest's signature
+      modules plan [--root DIR] [--kernel VERSION] [--config DIR] [--files] NAME...
+                      the load plan: waves of modules that load in parallel, each after what it needs
+      modules lookup [--root DIR] [--kernel VERSION] [--all-aliases] NAME... | -
+                      what a name or modalias resolves to, as kmod resolves it (- reads them from stdin)
+      modules deps [--root DIR] [--kernel VERSION] [NAME...]
+                      each module's dependencies from modules.dep
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)
       version         print the version
     Exit codes: 0 success, 100 usage error, 111 system failure.

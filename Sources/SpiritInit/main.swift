@@ -31,6 +31,8 @@ case "boot-worker":
     BootWorker.main()
 case "image":
     exit(ImageCommand.run(rest))
+case "modules":
+    exit(ModulesCommand.run(rest))
 case "timeline":
     exit(TimelineCommand.run(rest))
 case "poweroff", "reboot", "halt":

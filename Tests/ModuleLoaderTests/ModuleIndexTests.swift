@@ -18,8 +18,9 @@ import Testing
 
     @Test func dependenciesComeFirstAndOnce() throws {
         let plan = try index().plan(["uas", "usb-storage", "ext4"])
-        // Depth first: each dependency before the module that needs it.
-        #expect(plan.modules.map(\.name) == ["scsi_mod", "usbcore", "usb_storage", "uas", "crc16", "mbcache", "jbd2", "ext4"])
+        // Depth first: each dependency (and softdep pre:, crc32c for ext4)
+        // before the module that needs it.
+        #expect(plan.modules.map(\.name) == ["scsi_mod", "usbcore", "usb_storage", "uas", "crc32c_generic", "crc16", "mbcache", "jbd2", "ext4"])
         let names = plan.modules.map(\.name)
         #expect(Set(names).count == names.count)
         for (module, dependency) in [("uas", "usb_storage"), ("uas", "scsi_mod"), ("usb_storage", "usbcore"), ("ext4", "jbd2")] {

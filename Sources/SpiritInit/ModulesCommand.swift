@@ -1,0 +1,84 @@
+import ModuleLoader
+import SpiritCore
+
+/// `spirit modules …`: the module plan and lookups, on the host without
+/// root (for `make initramfs` and the oracle test) or in a running system.
+enum ModulesCommand {
+    static func run(_ arguments: [String]) -> Int32 {
+        let console = Console(kmsgPath: nil)
+        guard let verb = arguments.first else {
+            console.error("modules needs plan, lookup or deps\n" + Usage.text)
+            return 100
+        }
+        var root = ""
+        var release = Kernel.release()
+        var configDirectories: [String]?
+        var filesOnly = false
+        var allAliases = false
+        var names: [String] = []
+        var rest = arguments.dropFirst()
+        while let word = rest.popFirst() {
+            switch word {
+            case "--root", "--kernel", "--config":
+                guard let value = rest.popFirst() else {
+                    console.error("\(word) needs a value\n" + Usage.text)
+                    return 100
+                }
+                if word == "--root" { root = value } else if word == "--kernel" { release = value } else {
+                    configDirectories = (configDirectories ?? []) + [value]
+                }
+            case "--files": filesOnly = true
+            case "--all-aliases": allAliases = true
+            case "-":
+                // Names or modaliases on standard input, one a line.
+                while let line = readLine() { if !line.isEmpty { names.append(line) } }
+            default:
+                if word.hasPrefix("--") {
+                    console.error("unknown option \(word)\n" + Usage.text)
+                    return 100
+                }
+                names.append(word)
+            }
+        }
+        let index: ModuleIndex
+        do {
+            index = try ModuleIndex.load(root: root, release: release, configDirectories: configDirectories)
+        } catch {
+            console.error("\(error) — is there a kernel \(release) under \(root.isEmpty ? "/" : root)?")
+            return 111
+        }
+        for problem in index.config.problems { console.warning(problem) }
+        switch verb {
+        case "plan":
+            let plan = index.plan(names)
+            if filesOnly {
+                for module in plan.modules { print(module.path) }
+            } else {
+                for (number, wave) in plan.waves.enumerated() {
+                    print("wave \(number + 1):")
+                    for module in wave {
+                        print("  \(module.name)\t\(module.path)" + (module.parameters.isEmpty ? "" : "\t\(module.parameters)"))
+                    }
+                }
+                if !plan.builtin.isEmpty { print("built in: " + plan.builtin.joined(separator: " ")) }
+                if !plan.blacklisted.isEmpty { print("blacklisted: " + plan.blacklisted.joined(separator: " ")) }
+            }
+            for name in plan.missing { console.warning("module \(name): not found for kernel \(release)") }
+            return plan.missing.isEmpty ? 0 : 1
+        case "lookup":
+            let queries = allAliases ? index.globAliases.map(\.pattern) + index.exactAliases.keys.sorted() : names
+            for query in queries {
+                print(query + "\t" + index.lookup(query).joined(separator: " "))
+            }
+            return 0
+        case "deps":
+            for name in (names.isEmpty ? index.paths.keys.sorted() : names.map { moduleName($0) }) {
+                print(name + "\t" + (index.dependencies[name] ?? []).joined(separator: " "))
+            }
+            return 0
+        default:
+            console.error("unknown modules command '\(verb)'\n" + Usage.text)
+            return 100
+        }
+    }
+}
