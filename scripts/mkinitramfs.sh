@@ -52,25 +52,30 @@ source "$here/scripts/copy-exec.sh"
 copy_exec /sbin/mke2fs "$stage" /sbin/mke2fs
 install -m 644 "$public_key" "$stage/etc/spirit/signing.pub"
 
-# The boot modules and everything they depend on, as modprobe resolves them
-# for the target kernel; depmod then indexes just this set.
-names=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list")
-: > "$stage/etc/spirit/modules.boot"
-count=0
-for name in $names; do
-    if ! out=$(modprobe -d "$kernel_dir" -S "$release" --show-depends "$name" 2>&1); then
-        echo "mkinitramfs: warning: module $name is not in kernel $release; left out" >&2
-        continue
+# The boot modules, the hardware drivers and the priority list, and all
+# they need, as Spirit's own planner resolves them for the target kernel
+# (the same resolver as at boot); depmod then indexes just this set.
+lists_dir=$(dirname "$module_list")
+mkdir -p "$stage/etc/modprobe.d"
+names=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list" "$lists_dir/modules.hardware" "$lists_dir/modules-load.d/spirit.conf")
+# The boot list keeps only what this kernel has (the build warns of the rest).
+for name in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list"); do
+    if "$spirit" modules plan --root "$kernel_dir" --kernel "$release" --config "$stage/etc/modprobe.d" --files "$name" >/dev/null 2>&1; then
+        echo "$name" >> "$stage/etc/spirit/modules.boot"
     fi
-    echo "$name" >> "$stage/etc/spirit/modules.boot"
-    while read -r kind path _; do
-        [[ $kind == insmod ]] || continue
-        relative=${path#"$modules"/}
-        if [[ ! -e $stage/lib/modules/$release/$relative ]]; then
-            install -D -m 644 "$path" "$stage/lib/modules/$release/$relative"
-            count=$((count + 1))
-        fi
-    done <<< "$out"
+done
+install -D -m 644 "$lists_dir/modules-load.d/spirit.conf" "$stage/etc/modules-load.d/spirit.conf"
+# A module the kernel lacks is a warning (the plan exits 1 and names it).
+plan_warnings=$stage/.plan-warnings
+# shellcheck disable=SC2086
+files=$("$spirit" modules plan --root "$kernel_dir" --kernel "$release" --config "$stage/etc/modprobe.d" --files $names \
+        2>"$plan_warnings") || [[ $? -eq 1 ]] || die "spirit modules plan failed: $(cat "$plan_warnings")"
+sed 's/^spirit: /mkinitramfs: /' "$plan_warnings" >&2
+rm -f "$plan_warnings"
+count=0
+for relative in $files; do
+    install -D -m 644 "$modules/$relative" "$stage/lib/modules/$release/$relative"
+    count=$((count + 1))
 done
 for index in modules.builtin modules.builtin.modinfo modules.order; do
     [[ -e $modules/$index ]] && install -m 644 "$modules/$index" "$stage/lib/modules/$release/$index"
@@ -89,4 +94,4 @@ mkdir -p "$(dirname "$output")"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --reproducible --owner=0:0 --quiet) \
     | zstd -q -19 -T1 > "$output.tmp"
 mv "$output.tmp" "$output"
-echo "mkinitramfs: $output: $(du -h --apparent-size "$output" | cut -f1), kernel $release, $count module files, $(wc -l < "$stage/etc/spirit/modules.boot") boot modules"
+echo "mkinitramfs: $output: $(du -h --apparent-size "$output" | cut -f1), kernel $release, $count module files"

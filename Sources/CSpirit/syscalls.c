@@ -6,7 +6,10 @@
 #include <linux/loop.h>
 #include <linux/reboot.h>
 #include <stdio.h>
+#include <linux/netlink.h>
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/swap.h>
 #include <signal.h>
 #include <string.h>
@@ -117,4 +120,39 @@ int spirit_chroot(const char *path) {
 
 int spirit_swapon(const char *device) {
     return swapon(device, 0);
+}
+
+int spirit_uevent_socket(void) {
+    int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_KOBJECT_UEVENT);
+    if (fd < 0) return -errno;
+    struct sockaddr_nl address;
+    memset(&address, 0, sizeof address);
+    address.nl_family = AF_NETLINK;
+    address.nl_groups = 1; // the kernel's own uevents (udev's are group 2)
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    // A burst of devices must not be lost to a full receive queue.
+    int size = 4 << 20;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size);
+    return fd;
+}
+
+int spirit_uevent_read(int fd, char *buffer, int size, int timeout_ms) {
+    struct pollfd wanted = { .fd = fd, .events = POLLIN };
+    int ready;
+    do {
+        ready = poll(&wanted, 1, timeout_ms);
+    } while (ready < 0 && errno == EINTR);
+    if (ready < 0) return -errno;
+    if (ready == 0) return 0;
+    ssize_t n;
+    do {
+        n = recv(fd, buffer, (size_t)size - 1, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) return -errno;
+    buffer[n] = 0;
+    return (int)n;
 }

@@ -3,10 +3,8 @@ import Glibc
 import SpiritCore
 import SystemPackage
 
-/// Loads planned modules with finit_module(2), in plan order. This is the
-/// sequential first cut: the priority groups, parallel loading and coldplug
-/// come with the ModuleLoader issue.
-public struct ModuleLoading {
+/// Loads one planned module with finit_module(2); ParallelLoader runs many.
+public struct ModuleLoading: Sendable {
     public var root: String
     public var release: String
 
@@ -17,6 +15,10 @@ public struct ModuleLoading {
 
     public enum Outcome: Sendable, Equatable {
         case loaded, alreadyLoaded
+        /// The module declined this machine (ENODEV, ENXIO, EOPNOTSUPP: no
+        /// device of its kind, or a CPU without the feature, as kvm_intel
+        /// without VMX): normal, said only with crom.debug=1.
+        case notForThisMachine(String)
         case failed(String)
     }
 
@@ -33,6 +35,8 @@ public struct ModuleLoading {
         switch rc {
         case 0: return .loaded
         case -EEXIST: return .alreadyLoaded
+        case -ENODEV, -ENXIO, -EOPNOTSUPP:
+            return .notForThisMachine("\(SystemError("load module \(module.name)", Errno(rawValue: -rc)))")
         default:
             return .failed("\(SystemError("load module \(module.name) from \(path)", Errno(rawValue: -rc)))")
         }

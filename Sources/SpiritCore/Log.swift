@@ -45,9 +45,14 @@ public struct Console: Sendable {
     public var debugEnabled: Bool
     let kmsg: CInt
     let kernelEchoBelow: Int
+    /// Where lines go: the console (PID 1's and the worker's stdout), or
+    /// stderr for a command-line tool, whose stdout is its answer.
+    let output: CInt
 
-    public init(debug: Bool = false, kmsgPath: String? = "/dev/kmsg", printkPath: String = "/proc/sys/kernel/printk") {
+    public init(debug: Bool = false, kmsgPath: String? = "/dev/kmsg", printkPath: String = "/proc/sys/kernel/printk",
+                output: CInt = 1) {
         debugEnabled = debug
+        self.output = output
         kmsg = kmsgPath.map { open($0, O_WRONLY | O_CLOEXEC | O_NOCTTY) } ?? -1
         let printk = (try? Kernel.readText(printkPath)) ?? ""
         kernelEchoBelow = printk.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) } ?? 0
@@ -56,7 +61,7 @@ public struct Console: Sendable {
     public func log(_ level: LogLevel, _ message: String, untagged: Bool = false) {
         if level == .debug, !debugEnabled { return }
         let text = LogFormat.consoleLines(level, message, untagged: untagged).joined(separator: "\n") + "\n"
-        Self.writeAll(1, text)
+        Self.writeAll(output, text)
         if kmsg >= 0, level.rawValue >= kernelEchoBelow {
             // One write per line: /dev/kmsg takes one record per write(2).
             for line in LogFormat.kmsgLines(level, message, untagged: untagged) { Self.writeAll(kmsg, line) }
@@ -65,12 +70,15 @@ public struct Console: Sendable {
 
     public func info(_ message: String) { log(.info, message) }
     /// Ends whatever line another program left unfinished on the console.
-    public func newLine() { Self.writeAll(1, "\n") }
+    public func newLine() { Self.writeAll(output, "\n") }
     /// `spirit: rescue: <reason>`, at level critical.
     public func rescue(_ reason: String) { log(.critical, "rescue: " + reason, untagged: true) }
     public func notice(_ message: String) { log(.notice, message) }
     public func warning(_ message: String) { log(.warning, message) }
     public func error(_ message: String) { log(.error, message) }
+    /// For command-line tools: to stderr, not to the kernel log.
+    public static var tool: Console { Console(kmsgPath: nil, output: 2) }
+
     public func debug(_ message: @autoclosure () -> String) {
         if debugEnabled { log(.debug, message()) }
     }

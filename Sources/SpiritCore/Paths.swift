@@ -17,6 +17,8 @@ public enum RunFiles {
 public enum InitramfsFiles {
     /// The kernel modules stage 1 loads, one name a line (`#` comments).
     public static let bootModules = "/etc/spirit/modules.boot"
+    /// The design's module priority groups (`# Priority N` headings).
+    public static let modulePriorities = "/etc/modules-load.d/spirit.conf"
     /// The Ed25519 key every image's manifest must be signed with (hex).
     public static let signingPublicKey = "/etc/spirit/signing.pub"
 }

@@ -117,7 +117,7 @@ public struct Timeline: Sendable {
 
     /// Runs `body` as the step `name` and records it, also when it throws.
     @discardableResult
-    public func measure<T>(_ name: String, detail: ((T) -> String?)? = nil, _ body: () throws -> T) throws -> T {
+    public func measure<T>(_ name: String, detail: ((T) -> String?)? = nil, _ body: () throws -> T) rethrows -> T {
         let start = Kernel.bootTimeMicros()
         do {
             let result = try body()

@@ -42,7 +42,7 @@ struct BootWorker {
 
     func run() throws {
         try pause(before: .modules)
-        try timeline.measure("modules", detail: { $0 }) { try loadBootModules() }
+        loadModules()
         try pause(before: .cascade)
         let found = try timeline.measure("cascade", detail: { "\($0.source): \($0.origin)" }) { try findImage() }
         console.info("boot source=\(found.source) image=\(found.manifest.sha256.prefix(12))")
@@ -105,45 +105,36 @@ struct BootWorker {
         console.info("break shell \(status.map(\.description) ?? "ended"); going on with \(point.rawValue)")
     }
 
-    /// Loads the modules listed in the initramfs and those of `crom.modules=`.
+    /// The modules of stage 1 (see BootModules): the priority groups, the
+    /// boot list of the initramfs and `crom.modules=`, coldplug, uevents.
     /// A missing or failing module is a warning: the step that needs it
     /// says what is missing.
-    func loadBootModules() throws -> String {
+    func loadModules() {
         let release = Kernel.release()
-        let listed = ((try? Kernel.readText(InitramfsFiles.bootModules)) ?? "")
-            .split(separator: "\n")
-            .map { $0.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?.trimmingSpaces ?? "" }
-            .filter { !$0.isEmpty }
         let index: ModuleIndex
         do {
             index = try ModuleIndex.load(release: release)
         } catch {
             console.warning("\(error): the initramfs has no modules for kernel \(release); going on with the built-in drivers")
-            return "no modules for \(release)"
+            return
         }
-        let plan = index.plan(listed + config.extraModules)
-        for name in plan.missing {
-            console.warning("module \(name): not found for kernel \(release); skipped")
+        for problem in index.config.problems { console.warning(problem) }
+        let bootList = ((try? Kernel.readText(InitramfsFiles.bootModules)) ?? "")
+            .split(separator: "\n")
+            .map { $0.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?.trimmingSpaces ?? "" }
+            .filter { !$0.isEmpty }
+        let priority = PriorityList((try? Kernel.readText(InitramfsFiles.modulePriorities)) ?? "")
+        let uevents: UeventSocket?
+        do {
+            uevents = try UeventSocket()
+        } catch {
+            console.warning("\(error); devices that appear later will have no driver loaded for them")
+            uevents = nil
         }
-        let loader = ModuleLoading(release: release)
-        var loaded = 0
-        var present = 0
-        var failed = 0
-        for module in plan.modules {
-            switch loader.load(module) {
-            case .loaded:
-                loaded += 1
-                console.debug("loaded \(module.name)")
-            case .alreadyLoaded:
-                present += 1
-            case .failed(let message):
-                failed += 1
-                console.warning(message)
-            }
-        }
-        let summary = "\(loaded) loaded, \(present) already there, \(plan.builtin.count) built in, \(failed) failed, \(plan.missing.count) not found"
-        console.info("modules: " + summary)
-        return summary
+        let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(release: release)),
+                                  console: console, timeline: timeline)
+        let tally = modules.run(priority: priority, required: bootList + config.extraModules, uevents: uevents)
+        console.info("modules: \(tally)")
     }
 
     func requestRescue(_ reason: String) -> Never {

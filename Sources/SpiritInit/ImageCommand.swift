@@ -6,10 +6,9 @@ import SpiritCore
 /// `make rootfs` and by anyone checking an image by hand.
 enum ImageCommand {
     static func run(_ arguments: [String]) -> Int32 {
-        let console = Console(kmsgPath: nil)
+        let console = Console.tool
         guard let verb = arguments.first else {
-            console.error("image needs keygen, manifest or verify\n" + Usage.text)
-            return 100
+            return Usage.fail("image needs keygen, manifest or verify")
         }
         do {
             let options = try Options(Array(arguments.dropFirst()))
@@ -18,13 +17,11 @@ enum ImageCommand {
             case "manifest": try manifest(options)
             case "verify": try verify(options, console: console)
             default:
-                console.error("unknown image command '\(verb)'\n" + Usage.text)
-                return 100
+                return Usage.fail("unknown image command '\(verb)'")
             }
             return 0
         } catch let error as UsageError {
-            console.error(error.message + "\n" + Usage.text)
-            return 100
+            return Usage.fail(error.message)
         } catch {
             console.error("\(error)")
             return 111

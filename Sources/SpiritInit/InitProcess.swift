@@ -37,7 +37,7 @@ struct InitProcess {
         // and no signal is ever delivered the default way to PID 1.
         _ = spirit_block_all_signals()
         guard Kernel.pid == 1 else {
-            Console(kmsgPath: nil).error("init must run as process 1 (this is process \(Kernel.pid)); try 'spirit help'")
+            Console.tool.error("init must run as process 1 (this is process \(Kernel.pid)); try 'spirit help'")
             exit(100)
         }
         let mountProblems = Self.earlyMounts()

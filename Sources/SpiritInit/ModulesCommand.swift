@@ -5,10 +5,9 @@ import SpiritCore
 /// root (for `make initramfs` and the oracle test) or in a running system.
 enum ModulesCommand {
     static func run(_ arguments: [String]) -> Int32 {
-        let console = Console(kmsgPath: nil)
+        let console = Console.tool
         guard let verb = arguments.first else {
-            console.error("modules needs plan, lookup or deps\n" + Usage.text)
-            return 100
+            return Usage.fail("modules needs plan, lookup or deps")
         }
         var root = ""
         var release = Kernel.release()
@@ -21,8 +20,7 @@ enum ModulesCommand {
             switch word {
             case "--root", "--kernel", "--config":
                 guard let value = rest.popFirst() else {
-                    console.error("\(word) needs a value\n" + Usage.text)
-                    return 100
+                    return Usage.fail("\(word) needs a value")
                 }
                 if word == "--root" { root = value } else if word == "--kernel" { release = value } else {
                     configDirectories = (configDirectories ?? []) + [value]
@@ -34,8 +32,7 @@ enum ModulesCommand {
                 while let line = readLine() { if !line.isEmpty { names.append(line) } }
             default:
                 if word.hasPrefix("--") {
-                    console.error("unknown option \(word)\n" + Usage.text)
-                    return 100
+                    return Usage.fail("unknown option \(word)")
                 }
                 names.append(word)
             }
@@ -77,8 +74,7 @@ enum ModulesCommand {
             }
             return 0
         default:
-            console.error("unknown modules command '\(verb)'\n" + Usage.text)
-            return 100
+            return Usage.fail("unknown modules command '\(verb)'")
         }
     }
 }

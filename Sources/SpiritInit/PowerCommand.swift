@@ -13,10 +13,9 @@ enum PowerCommand {
     }
 
     static func run(_ command: String, _ arguments: [String]) -> Int32 {
-        let console = Console(kmsgPath: nil)
+        let console = Console.tool
         guard arguments.isEmpty else {
-            console.error("\(command) takes no arguments\n" + Usage.text)
-            return 100
+            return Usage.fail("\(command) takes no arguments")
         }
         do {
             try Kernel.kill(1, signal(for: command))

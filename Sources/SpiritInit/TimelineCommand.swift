@@ -3,10 +3,9 @@ import SpiritCore
 /// `spirit timeline [FILE]`: the boot timeline as a table.
 enum TimelineCommand {
     static func run(_ arguments: [String]) -> Int32 {
-        let console = Console(kmsgPath: nil)
+        let console = Console.tool
         guard arguments.count <= 1 else {
-            console.error("timeline takes at most one FILE\n" + Usage.text)
-            return 100
+            return Usage.fail("timeline takes at most one FILE")
         }
         let path = arguments.first ?? Timeline(process: "").documentPath
         do {

@@ -1,6 +1,14 @@
+import Glibc
 import SpiritCore
 
 enum Usage {
+    /// A usage error: the message on stderr, then the usage; exit code 100.
+    static func fail(_ message: String) -> Int32 {
+        Console.tool.error(message)
+        FileHandleless.writeError(text + "\n")
+        return 100
+    }
+
     static let text = """
     usage: spirit <command>
       init            PID 1 (also when started as /init or /sbin/init)
@@ -24,4 +32,16 @@ enum Usage {
       version         print the version
     Exit codes: 0 success, 100 usage error, 111 system failure.
     """
+}
+
+/// stderr without Foundation's FileHandle.
+enum FileHandleless {
+    static func writeError(_ text: String) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let n = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            if n <= 0 { return }
+            bytes = bytes.dropFirst(n)
+        }
+    }
 }

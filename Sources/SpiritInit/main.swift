@@ -42,6 +42,5 @@ case "version", "--version":
 case "help", "--help", "-h":
     print(Usage.text)
 default:
-    Console(kmsgPath: nil).error("unknown command '\(command)'\n" + Usage.text)
-    exit(100)
+    exit(Usage.fail("unknown command '\(command)'"))
 }

@@ -53,7 +53,7 @@ class VMConfig:
     memory_mib: int = 1024
     cpus: int = 2
     disks: list[Disk] = field(default_factory=list)
-    nics: list[str] = field(default_factory=list)  # raw -netdev/-device pairs, e.g. "user,id=n0"
+    nics: list[str] = field(default_factory=list)  # -nic values, e.g. "user,model=e1000" or "socket,mcast=…"
     bios: str | None = None  # a firmware file (OVMF) instead of SeaBIOS
     extra_args: list[str] = field(default_factory=list)
     kvm: bool = os.environ.get("SPIRIT_VM_KVM") == "1"
@@ -112,7 +112,7 @@ class VM:
             else:
                 args += ["-drive", f"file={disk.path},format=raw,if={disk.interface}{ro}"]
         for nic in c.nics:
-            args += ["-netdev", nic, "-device", f"virtio-net-pci,netdev={nic.split('id=')[1].split(',')[0]}"]
+            args += ["-nic", nic]
         if not c.nics:
             args += ["-nic", "none"]
         return args + c.extra_args

@@ -18,7 +18,7 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
     vm.expect(r"^spirit: ready$")
     # The boot prints its timeline, with every step of the RAM root.
     summary = vm.expect(r"^spirit: timeline: (.*) \('spirit timeline' shows it all\)$").group(1)
-    for step in ["kernel", "modules", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2"]:
+    for step in ["kernel", "modules:storage", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2"]:
         assert re.search(rf"\b{step} \d+", summary), f"{step} is not in the timeline: {summary}"
     vm.expect(r"spirit:/# ", partial=True)
     table = vm.check("spirit timeline")
@@ -29,6 +29,9 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
     root = [m for m in mounts if m[1] == "/"]
     assert root and root[-1][2] == "overlay", mounts
     assert not [m for m in mounts if DISK_DEVICES.match(m[0])], mounts
+    # The virtio disk's driver came from coldplug's second look (the virtio
+    # bus appears once virtio_pci is loaded).
+    assert "virtio_blk" in vm.check("cat /proc/modules")
     by_target = {m[1]: m for m in mounts}
     assert by_target["/run/spirit/rw"][0].startswith("/dev/zram") and by_target["/run/spirit/rw"][2] == "ext4"
     assert by_target["/run/spirit/lower"][0].startswith("/dev/loop") and by_target["/run/spirit/lower"][2] == "squashfs"
@@ -36,7 +39,7 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
 
     # The timeline has every step of the RAM root, in order.
     steps = [step["step"] for step in vm.timeline()["steps"]]
-    expected = ["modules", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2", "ready"]
+    expected = ["modules:storage", "modules:coldplug", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2", "ready"]
     assert [s for s in steps if s in expected] == expected, steps
 
     # A file written under / lands in zram.

@@ -15,7 +15,8 @@ def assert_no_panic(vm):
 
 
 def test_break_shell_orphans_crash_and_poweroff(boot):
-    vm = boot("crom.debug=1 crom.bogus=2 crom.ram.limit=abc crom.http=\"http://mirror.example/spirit/\" crom.break=cascade")
+    vm = boot("crom.debug=1 crom.bogus=2 crom.ram.limit=abc crom.http=\"http://mirror.example/spirit/\" crom.break=cascade",
+              nics=["user,model=e1000"])
 
     # PID 1 is Spirit's init and says so.
     vm.expect(r"^spirit: Crom-OS Spirit \S+: init is process 1, stage 1, kernel \S+$")
@@ -40,16 +41,23 @@ def test_break_shell_orphans_crash_and_poweroff(boot):
                            ("/dev/shm", "tmpfs"), ("/run", "tmpfs")]:
         assert (target, fstype) in mounts, f"{target} ({fstype}) is not mounted: {sorted(mounts)}"
 
-    # The boot modules are loaded.
+    # The boot list is loaded, and the drivers of the devices there (found
+    # by coldplug: the PIIX disk controller, the e1000 NIC), not the drivers
+    # of hardware this VM lacks (no virtio device, no other NIC).
     modules = {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
-    assert {"squashfs", "overlay", "zram", "loop", "virtio_blk"} <= modules
+    assert {"squashfs", "overlay", "zram", "loop", "ata_piix", "e1000"} <= modules, modules
+    assert not {"virtio_pci", "r8169", "igb", "e1000e"} & modules, modules
 
     # The timeline so far: the kernel, the runtime's start and PID 1's
     # mounts, the worker's steps; each step starts where the one before ended
     # or later.
     steps = vm.timeline()["steps"]
     names = [step["step"] for step in steps]
-    assert names[:5] == ["kernel", "runtime", "early-mounts", "flags", "modules"], names
+    assert names[:4] == ["kernel", "runtime", "early-mounts", "flags"], names
+    # The module steps: the priority groups in order, then coldplug.
+    module_steps = [name for name in names if name.startswith("modules:")]
+    assert module_steps[0] == "modules:virtualization" and "modules:storage" in module_steps, names
+    assert module_steps[-1] == "modules:coldplug", names
     for before, step in zip(steps, steps[1:]):
         assert 0 <= step["start_ms"] <= step["end_ms"], step
         assert step["start_ms"] >= before["end_ms"], (before, step)
@@ -92,7 +100,7 @@ def test_boot_goes_on_after_break_and_rescue_retries(boot):
     vm.expect(r"^spirit: rescue: no system image found")
     vm.expect(r"^spirit: rescue shell on ")
     steps = [step["step"] for step in vm.timeline()["steps"]]
-    assert steps[-2:] == ["modules", "cascade"], steps
+    assert steps[-2:] == ["modules:coldplug", "cascade"], steps
     cascade = vm.timeline()["steps"][-1]
     assert cascade["ok"] is False and "no system image found" in cascade["detail"]
 
@@ -102,7 +110,7 @@ def test_boot_goes_on_after_break_and_rescue_retries(boot):
     # The new attempt honours crom.break again.
     vm.expect(r"^spirit: break before modules: shell on /dev/ttyS0")
     vm.send("exit\n")
-    vm.expect(r"^spirit: modules: 0 loaded, \d+ already there")
+    vm.expect(r"^spirit: modules: 0 loaded, \d+ already there, \d+ not for this machine, 0 failed, 1 not found$")
     vm.expect(r"^spirit: rescue: no system image found")
     vm.expect(r"^spirit: rescue shell on ")
 

@@ -82,6 +82,15 @@ int spirit_loop_attach(const char *file, char *device, size_t device_size);
 /// swapon(2) with no flags; returns 0 or -1 with errno set.
 int spirit_swapon(const char *device);
 
+/// A NETLINK_KOBJECT_UEVENT socket subscribed to the kernel's uevents,
+/// close-on-exec; returns the fd or -errno.
+int spirit_uevent_socket(void);
+
+/// Waits up to `timeout_ms` for one uevent and reads it into `buffer`
+/// (NUL-separated `KEY=value` fields after an `action@devpath` header).
+/// Returns its length, 0 on timeout, or -errno.
+int spirit_uevent_read(int fd, char *buffer, int size, int timeout_ms);
+
 /// chroot(2); returns 0 or -errno.
 int spirit_chroot(const char *path);
 

@@ -1,0 +1,129 @@
+import Dispatch
+import SpiritCore
+
+/// Stage 1's modules: the priority groups in order (virtualization,
+/// storage with the boot list, network, graphics), each with the drivers
+/// coldplug found for its class of device; then coldplug again while
+/// loaded drivers reveal new devices (virtio_pci brings the virtio bus);
+/// then, for the rest of stage 1, the drivers of devices that appear later,
+/// from uevents.
+public struct BootModules: Sendable {
+    let index: ModuleIndex
+    let loader: ParallelLoader
+    let console: Console
+    let timeline: Timeline
+    static let maximumRescans = 8
+
+    public init(index: ModuleIndex, loader: ParallelLoader, console: Console, timeline: Timeline) {
+        self.index = index
+        self.loader = loader
+        self.console = console
+        self.timeline = timeline
+    }
+
+    public struct Tally: Sendable, CustomStringConvertible {
+        public var loaded = 0, present = 0, notForThisMachine = 0, failed = 0, missing = 0
+
+        public var description: String {
+            "\(loaded) loaded, \(present) already there, \(notForThisMachine) not for this machine, \(failed) failed, \(missing) not found"
+        }
+    }
+
+    /// Drivers for these modaliases, by group; blacklisted ones left out.
+    func drivers(for aliases: Set<String>) -> [ModuleGroup: [String]] {
+        var groups: [ModuleGroup: [String]] = [:]
+        for alias in aliases.sorted() {
+            for module in index.lookup(alias) where !index.config.blacklist.contains(module) {
+                guard let path = index.paths[module] else { continue }
+                groups[ModuleGroup.of(path: path), default: []].append(module)
+            }
+        }
+        return groups
+    }
+
+    /// Loads everything; `required` are names that must be there (the boot
+    /// list and crom.modules): a missing one is a warning. The priority
+    /// list may name modules this initramfs does not carry: a debug line.
+    public func run(priority: PriorityList, required: [String], uevents: UeventSocket?) -> Tally {
+        var tally = Tally()
+        var done: Set<String> = []
+        var seen = Coldplug.modaliases()
+        let found = drivers(for: seen)
+        for group in ModuleGroup.allCases {
+            let listed = priority.names[group] ?? []
+            let names = listed + (group == .storage ? required : []) + (found[group] ?? [])
+            guard !names.isEmpty else { continue }
+            timeline.measure("modules:\(group)", detail: { "\($0.loaded) loaded" }) { () -> Tally in
+                let before = tally
+                load(names, quietlyMissing: Set(listed), done: &done, tally: &tally)
+                var delta = Tally()
+                delta.loaded = tally.loaded - before.loaded
+                return delta
+            }
+        }
+        timeline.measure("modules:coldplug", detail: { "\($0) rescans" }) { () -> Int in
+            var passes = 0
+            while passes < Self.maximumRescans {
+                let now = Coldplug.modaliases()
+                let new = now.subtracting(seen)
+                seen = now
+                guard !new.isEmpty else { break }
+                passes += 1
+                let byGroup = drivers(for: new)
+                let names = ModuleGroup.allCases.flatMap { byGroup[$0] ?? [] }.filter { !done.contains($0) }
+                if names.isEmpty { continue }
+                load(names, quietlyMissing: [], done: &done, tally: &tally)
+            }
+            return passes
+        }
+        if let uevents { watch(uevents, alreadyLoaded: done) }
+        return tally
+    }
+
+    func load(_ names: [String], quietlyMissing: Set<String>, done: inout Set<String>, tally: inout Tally) {
+        let plan = index.plan(names)
+        for name in plan.missing {
+            if quietlyMissing.contains(name) {
+                console.debug("module \(name): not in this initramfs")
+            } else {
+                tally.missing += 1
+                console.warning("module \(name): not found for kernel \(Kernel.release()); skipped")
+            }
+        }
+        for result in loader.load(plan, skip: done) {
+            done.insert(result.module.name)
+            switch result.outcome {
+            case .loaded:
+                tally.loaded += 1
+                console.debug("loaded \(result.module.name)")
+            case .alreadyLoaded:
+                tally.present += 1
+            case .notForThisMachine(let message):
+                tally.notForThisMachine += 1
+                console.debug(message + " (no such device here)")
+            case .failed(let message):
+                tally.failed += 1
+                console.warning(message)
+            }
+        }
+    }
+
+    /// Loads the drivers of devices that appear from now on, in the
+    /// background, for as long as this process lives.
+    func watch(_ uevents: UeventSocket, alreadyLoaded: Set<String>) {
+        let me = self
+        DispatchQueue.global().async {
+            var done = alreadyLoaded
+            while true {
+                guard let event = uevents.next(milliseconds: 60_000), event.action == "add", let alias = event.modalias else { continue }
+                let names = me.index.lookup(alias).filter { !done.contains($0) && !me.index.config.blacklist.contains($0) }
+                guard !names.isEmpty else { continue }
+                var tally = Tally()
+                me.load(names, quietlyMissing: [], done: &done, tally: &tally)
+                if tally.loaded > 0 {
+                    me.console.info("modules: \(names.joined(separator: ", ")) for a device that appeared (\(alias))")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+import Glibc
+import SpiritCore
+
+/// The devices that exist now and the drivers they ask for: every
+/// `modalias` file under /sys/devices (symlinks are not followed).
+public enum Coldplug {
+    public static func modaliases(sys: String = "/sys") -> Set<String> {
+        var found: Set<String> = []
+        walk(sys + "/devices", into: &found, depth: 0)
+        return found
+    }
+
+    static func walk(_ path: String, into found: inout Set<String>, depth: Int) {
+        guard depth < 64, let directory = opendir(path) else { return }
+        defer { closedir(directory) }
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            let child = path + "/" + name
+            if entry.pointee.d_type == UInt8(DT_DIR) {
+                walk(child, into: &found, depth: depth + 1)
+            } else if name == "modalias", entry.pointee.d_type == UInt8(DT_REG),
+                      let text = try? Kernel.readText(child) {
+                let alias = text.split(separator: "\n").first.map(String.init) ?? ""
+                if !alias.isEmpty { found.insert(alias) }
+            }
+        }
+    }
+}
+
+/// One kernel uevent: `add@/devices/…` then `KEY=value` fields.
+public struct Uevent: Sendable, Equatable {
+    public var action: String
+    public var devpath: String
+    public var fields: [String: String]
+
+    public var modalias: String? { fields["MODALIAS"] }
+
+    /// Parses the kernel's format (NUL-separated); nil for anything else,
+    /// such as udev's own messages, which start with "libudev".
+    public static func parse(_ bytes: [UInt8]) -> Uevent? {
+        let parts = bytes.split(separator: 0, omittingEmptySubsequences: true).map { String(decoding: $0, as: UTF8.self) }
+        guard let header = parts.first, let at = header.firstIndex(of: "@") else { return nil }
+        var fields: [String: String] = [:]
+        for part in parts.dropFirst() {
+            guard let equals = part.firstIndex(of: "=") else { continue }
+            fields[String(part[..<equals])] = String(part[part.index(after: equals)...])
+        }
+        return Uevent(action: fields["ACTION"] ?? String(header[..<at]), devpath: fields["DEVPATH"] ?? String(header[header.index(after: at)...]),
+                      fields: fields)
+    }
+}
