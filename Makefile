@@ -22,7 +22,7 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 # Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
 BASE ?= debian
 
-.PHONY: help deps spirit keys initramfs rootfs debian-kernel unit-test host-test vm-test test run clean
+.PHONY: help deps spirit keys initramfs rootfs debian-kernel unit-test host-test vm-test test bench run clean
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
@@ -30,6 +30,7 @@ help:
 	@echo "make spirit       $(OUT)/spirit, the static multi-call binary (PID 1 too)"
 	@echo "make initramfs    $(OUT)/initramfs.zst for the kernel in KERNEL_DIR"
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
+	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
 
 deps:
 	@scripts/deps.sh
@@ -69,6 +70,12 @@ vm-test: initramfs rootfs
 	    python3 -m pytest -v -rA tests/vm
 
 test: deps unit-test host-test vm-test
+
+# The benchmark report (out/bench/report.md, report.json): not a test, and
+# slow (a VM boot per run). BENCH_RUNS= sets the runs per contender.
+bench: initramfs
+	KMOD=1 scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
+	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst python3 bench/bench.py
 
 run: initramfs
 	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \

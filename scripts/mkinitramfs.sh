@@ -51,6 +51,12 @@ done < <("$busybox" --list-full)
 source "$here/scripts/copy-exec.sh"
 copy_exec /sbin/mke2fs "$stage" /sbin/mke2fs
 install -m 644 "$public_key" "$stage/etc/spirit/signing.pub"
+# KMOD=1 adds kmod's modprobe at /usr/local/sbin/modprobe: the peer the
+# module benchmark measures Spirit's loader against. Not in normal builds.
+if [[ ${KMOD:-0} == 1 ]]; then
+    copy_exec /bin/kmod "$stage" /usr/local/sbin/kmod
+    ln -s kmod "$stage/usr/local/sbin/modprobe"
+fi
 
 # The boot modules, the hardware drivers and the priority list, and all
 # they need, as Spirit's own planner resolves them for the target kernel

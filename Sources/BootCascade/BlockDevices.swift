@@ -22,16 +22,13 @@ public enum BlockDevices {
 
     /// Every block device with a size, whole disks and partitions, probed.
     public static func scan(sys: String = "/sys", dev: String = "/dev") -> [BlockDevice] {
-        guard let directory = opendir(sys + "/class/block") else { return [] }
-        defer { closedir(directory) }
-        var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            guard !name.hasPrefix("."), !ignoredPrefixes.contains(where: name.hasPrefix) else { continue }
-            let size = (try? Kernel.readText(sys + "/class/block/\(name)/size"))?.split(separator: "\n").first.flatMap { Int64($0) } ?? 0
-            if size > 0 { names.append(name) }
-        }
-        return names.sorted().map { probe(name: $0, path: dev + "/" + $0) }
+        Kernel.listDirectory(sys + "/class/block")
+            .filter { name in
+                guard !ignoredPrefixes.contains(where: name.hasPrefix) else { return false }
+                let size = (try? Kernel.readText(sys + "/class/block/\(name)/size"))?.split(separator: "\n").first.flatMap { Int64($0) } ?? 0
+                return size > 0
+            }
+            .map { probe(name: $0, path: dev + "/" + $0) }
     }
 
     /// What libblkid finds on one device (superblocks only: type and label).

@@ -91,12 +91,15 @@ public struct SoftDependencies: Sendable, Equatable {
 
 /// kmod's alias_normalize: `-` becomes `_` except inside `[...]`.
 public func normalizeAlias(_ alias: some StringProtocol) -> String {
-    var out = ""
+    var bytes = Array(alias.utf8)
     var inSet = false
-    for c in alias {
-        if c == "[" { inSet = true }
-        if c == "]" { inSet = false }
-        out.append(c == "-" && !inSet ? "_" : c)
+    for i in bytes.indices {
+        switch bytes[i] {
+        case UInt8(ascii: "["): inSet = true
+        case UInt8(ascii: "]"): inSet = false
+        case UInt8(ascii: "-") where !inSet: bytes[i] = UInt8(ascii: "_")
+        default: break
+        }
     }
-    return out
+    return String(decoding: bytes, as: UTF8.self)
 }

@@ -54,9 +54,7 @@ public enum SwitchRoot {
         defer { closedir(directory) }
         var freed: Int64 = 0
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
-                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
-            }
+            let name = Kernel.entryName(entry)
             if name == "." || name == ".." { continue }
             let child = path == "/" ? "/" + name : path + "/" + name
             if child == keep { continue }

@@ -7,17 +7,23 @@ enum ModulesCommand {
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard let verb = arguments.first else {
-            return Usage.fail("modules needs plan, lookup or deps")
+            return Usage.fail("modules needs plan, lookup, load or deps")
         }
         var root = ""
         var release = Kernel.release()
         var configDirectories: [String]?
         var filesOnly = false
         var allAliases = false
+        var jobs = 0
         var names: [String] = []
         var rest = arguments.dropFirst()
         while let word = rest.popFirst() {
             switch word {
+            case "--jobs":
+                guard let value = rest.popFirst(), let number = Int(value), number > 0 else {
+                    return Usage.fail("--jobs takes a whole number above 0")
+                }
+                jobs = number
             case "--root", "--kernel", "--config":
                 guard let value = rest.popFirst() else {
                     return Usage.fail("\(word) needs a value")
@@ -68,6 +74,19 @@ enum ModulesCommand {
                 print(query + "\t" + index.lookup(query).joined(separator: " "))
             }
             return 0
+        case "load":
+            // Like modprobe -a: the names and what they need, in parallel
+            // waves, blacklists and options applied.
+            let plan = index.plan(names)
+            for name in plan.missing { console.warning("module \(name): not found for kernel \(release)") }
+            var failed = 0
+            for result in ParallelLoader(loading: ModuleLoading(root: root, release: release), jobs: jobs).load(plan) {
+                if case .failed(let message) = result.outcome {
+                    failed += 1
+                    console.warning(message)
+                }
+            }
+            return plan.missing.isEmpty && failed == 0 ? 0 : 1
         case "deps":
             for name in (names.isEmpty ? index.paths.keys.sorted() : names.map { moduleName($0) }) {
                 print(name + "\t" + (index.dependencies[name] ?? []).joined(separator: " "))

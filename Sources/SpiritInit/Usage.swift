@@ -26,8 +26,12 @@ enum Usage {
                       the load plan: waves of modules that load in parallel, each after what it needs
       modules lookup [--root DIR] [--kernel VERSION] [--all-aliases] NAME... | -
                       what a name or modalias resolves to, as kmod resolves it (- reads them from stdin)
+      modules load [--root DIR] [--kernel VERSION] [--jobs N] NAME...
+                      load modules and what they need, in parallel waves (like modprobe -a); N at once (default: CPUs)
       modules deps [--root DIR] [--kernel VERSION] [NAME...]
                       each module's dependencies from modules.dep
+      time COMMAND [ARGUMENT...]
+                      run a command; print how long it took in ms of CLOCK_BOOTTIME on stderr
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)
       version         print the version
     Exit codes: 0 success, 100 usage error, 111 system failure.

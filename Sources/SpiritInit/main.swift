@@ -33,6 +33,8 @@ case "image":
     exit(ImageCommand.run(rest))
 case "modules":
     exit(ModulesCommand.run(rest))
+case "time":
+    exit(TimeCommand.run(rest))
 case "timeline":
     exit(TimelineCommand.run(rest))
 case "poweroff", "reboot", "halt":
