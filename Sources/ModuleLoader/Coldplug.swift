@@ -5,12 +5,25 @@ import SpiritCore
 /// `modalias` file under /sys/devices (symlinks are not followed).
 public enum Coldplug {
     public static func modaliases(sys: String = "/sys") -> Set<String> {
-        var found: Set<String> = []
+        Set(devices(sys: sys).map(\.modalias))
+    }
+
+    /// A device and the driver it asks for.
+    public struct Device: Sendable, Equatable {
+        /// Its directory under /sys/devices.
+        public var path: String
+        public var modalias: String
+        /// Whether a driver (built in or loaded) has claimed it.
+        public var hasDriver: Bool
+    }
+
+    public static func devices(sys: String = "/sys") -> [Device] {
+        var found: [Device] = []
         walk(sys + "/devices", into: &found, depth: 0)
         return found
     }
 
-    static func walk(_ path: String, into found: inout Set<String>, depth: Int) {
+    static func walk(_ path: String, into found: inout [Device], depth: Int) {
         guard depth < 64, let directory = opendir(path) else { return }
         defer { closedir(directory) }
         while let entry = readdir(directory) {
@@ -22,7 +35,9 @@ public enum Coldplug {
             } else if name == "modalias", entry.pointee.d_type == UInt8(DT_REG),
                       let text = try? Kernel.readText(child) {
                 let alias = text.split(separator: "\n").first.map(String.init) ?? ""
-                if !alias.isEmpty { found.insert(alias) }
+                if !alias.isEmpty {
+                    found.append(Device(path: path, modalias: alias, hasDriver: Kernel.exists(path + "/driver")))
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ enum ModulesCommand {
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard let verb = arguments.first else {
-            return Usage.fail("modules needs plan, lookup, load or deps")
+            return Usage.fail("modules needs plan, lookup, load, missing or deps")
         }
         var root = ""
         var release = Kernel.release()
@@ -87,6 +87,16 @@ enum ModulesCommand {
                 }
             }
             return plan.missing.isEmpty && failed == 0 ? 0 : 1
+        case "missing":
+            // The first complaint users of every initramfs make: a device
+            // no driver claimed and no module of this kernel matches.
+            var count = 0
+            for device in Coldplug.devices() where !device.hasDriver && index.lookup(device.modalias).isEmpty {
+                print("\(device.path)\t\(device.modalias)")
+                count += 1
+            }
+            console.info("\(count) device(s) without a driver and with no module for them in \(root.isEmpty ? "/" : root)lib/modules/\(release)")
+            return 0
         case "deps":
             for name in (names.isEmpty ? index.paths.keys.sorted() : names.map { moduleName($0) }) {
                 print(name + "\t" + (index.dependencies[name] ?? []).joined(separator: " "))

@@ -28,6 +28,8 @@ enum Usage {
                       what a name or modalias resolves to, as kmod resolves it (- reads them from stdin)
       modules load [--root DIR] [--kernel VERSION] [--jobs N] NAME...
                       load modules and what they need, in parallel waves (like modprobe -a); N at once (default: CPUs)
+      modules missing [--root DIR] [--kernel VERSION]
+                      the devices no driver claimed and no module matches (what is missing to reach them)
       modules deps [--root DIR] [--kernel VERSION] [NAME...]
                       each module's dependencies from modules.dep
       time COMMAND [ARGUMENT...]

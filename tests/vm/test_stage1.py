@@ -48,6 +48,14 @@ def test_break_shell_orphans_crash_and_poweroff(boot):
     assert {"squashfs", "overlay", "zram", "loop", "ata_piix", "e1000"} <= modules, modules
     assert not {"virtio_pci", "r8169", "igb", "e1000e"} & modules, modules
 
+    # Devices left without a driver are listed with their modalias: QEMU's
+    # VGA (the initramfs carries no graphics driver), not the e1000 NIC
+    # (its driver claimed it).
+    status, missing = vm.run("spirit modules missing 2>&1")
+    assert status == 0 and re.search(r"^spirit: \d+ device\(s\) without a driver", missing, re.M), missing
+    assert re.search(r"^/sys/devices/pci\S+\tpci:v00001234d00001111", missing, re.M), missing
+    assert "pci:v00008086d0000100E" not in missing, missing
+
     # The timeline so far: the kernel, the runtime's start and PID 1's
     # mounts, the worker's steps; each step starts where the one before ended
     # or later.
