@@ -5,7 +5,9 @@ import SpiritCore
 /// `modalias` file under /sys/devices (symlinks are not followed).
 public enum Coldplug {
     public static func modaliases(sys: String = "/sys") -> Set<String> {
-        Set(devices(sys: sys).map(\.modalias))
+        var found: [Device] = []
+        walk(sys + "/devices", into: &found, depth: 0, checkDrivers: false)
+        return Set(found.map(\.modalias))
     }
 
     /// A device and the driver it asks for.
@@ -19,11 +21,12 @@ public enum Coldplug {
 
     public static func devices(sys: String = "/sys") -> [Device] {
         var found: [Device] = []
-        walk(sys + "/devices", into: &found, depth: 0)
+        walk(sys + "/devices", into: &found, depth: 0, checkDrivers: true)
         return found
     }
 
-    static func walk(_ path: String, into found: inout [Device], depth: Int) {
+    /// `checkDrivers` costs a stat a device: the boot's rescans skip it.
+    static func walk(_ path: String, into found: inout [Device], depth: Int, checkDrivers: Bool) {
         guard depth < 64, let directory = opendir(path) else { return }
         defer { closedir(directory) }
         while let entry = readdir(directory) {
@@ -31,12 +34,12 @@ public enum Coldplug {
             if name == "." || name == ".." { continue }
             let child = path + "/" + name
             if entry.pointee.d_type == UInt8(DT_DIR) {
-                walk(child, into: &found, depth: depth + 1)
+                walk(child, into: &found, depth: depth + 1, checkDrivers: checkDrivers)
             } else if name == "modalias", entry.pointee.d_type == UInt8(DT_REG),
                       let text = try? Kernel.readText(child) {
                 let alias = text.split(separator: "\n").first.map(String.init) ?? ""
                 if !alias.isEmpty {
-                    found.append(Device(path: path, modalias: alias, hasDriver: Kernel.exists(path + "/driver")))
+                    found.append(Device(path: path, modalias: alias, hasDriver: checkDrivers && Kernel.exists(path + "/driver")))
                 }
             }
         }

@@ -1,3 +1,5 @@
+import SpiritCore
+
 /// The design's module priorities (/etc/modules-load.d/spirit.conf):
 /// virtualization first, to claim devices before other drivers do; then
 /// storage; then network; graphics last, so it can be left to a VM.
@@ -35,7 +37,7 @@ public struct PriorityList: Sendable, Equatable {
     public init(_ text: String) {
         var group = ModuleGroup.storage
         for raw in text.split(separator: "\n") {
-            let line = raw.trimmingCharacters
+            let line = raw.trimmed
             if line.hasPrefix("#") {
                 let words = line.dropFirst().split(separator: " ")
                 if words.count >= 2, words[0].lowercased() == "priority",
@@ -44,16 +46,7 @@ public struct PriorityList: Sendable, Equatable {
                 }
                 continue
             }
-            if !line.isEmpty { names[group, default: []].append(String(line)) }
+            names[group, default: []] += listEntries(line)
         }
-    }
-}
-
-extension Substring {
-    var trimmingCharacters: Substring {
-        var text = self
-        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
-        while let last = text.last, last == " " || last == "\t" || last == "\r" { text = text.dropLast() }
-        return text
     }
 }

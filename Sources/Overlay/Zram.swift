@@ -33,10 +33,10 @@ public enum Zram {
     /// A zram device with no disk size yet: zram0 when it is free, else a
     /// new one from hot_add. Returns its number.
     public static func freeDevice(sys: String = "/sys") throws -> Int {
-        if let size = try? Kernel.readText(sys + "/block/zram0/disksize"), size.trimmingNewline == "0" {
+        if let size = try? Kernel.readText(sys + "/block/zram0/disksize"), size.trimmed == "0" {
             return 0
         }
-        let added = try Kernel.readText(sys + "/class/zram-control/hot_add").trimmingNewline
+        let added = try Kernel.readText(sys + "/class/zram-control/hot_add").trimmed
         guard let number = Int(added) else { throw SpiritError("zram hot_add answered '\(added)', not a device number") }
         return number
     }
@@ -57,17 +57,9 @@ public enum Zram {
             }
         }
         guard let chosen else {
-            throw SpiritError("zram\(number) accepts none of \(preferredAlgorithms.joined(separator: ", ")) (it lists: \(available.trimmingNewline))")
+            throw SpiritError("zram\(number) accepts none of \(preferredAlgorithms.joined(separator: ", ")) (it lists: \(available.trimmed))")
         }
         try Kernel.writeFile(block + "/disksize", String(bytes))
         return chosen
-    }
-}
-
-extension String {
-    public var trimmingNewline: String {
-        var text = Substring(self)
-        while text.last == "\n" || text.last == " " { text = text.dropLast() }
-        return String(text)
     }
 }

@@ -119,10 +119,7 @@ struct BootWorker {
             return
         }
         for problem in index.config.problems { console.warning(problem) }
-        let bootList = ((try? Kernel.readText(InitramfsFiles.bootModules)) ?? "")
-            .split(separator: "\n")
-            .map { $0.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first?.trimmingSpaces ?? "" }
-            .filter { !$0.isEmpty }
+        let bootList = listEntries((try? Kernel.readText(InitramfsFiles.bootModules)) ?? "")
         let priority = PriorityList((try? Kernel.readText(InitramfsFiles.modulePriorities)) ?? "")
         let uevents: UeventSocket?
         do {
@@ -145,11 +142,5 @@ struct BootWorker {
             console.error(reason)
         }
         exit(RunFiles.rescueExitStatus)
-    }
-}
-
-extension Substring {
-    var trimmingSpaces: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
     }
 }

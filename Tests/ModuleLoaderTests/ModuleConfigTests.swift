@@ -77,3 +77,42 @@ import Testing
         #expect(plan.waves.count >= 3)
     }
 }
+
+@Suite struct PriorityListTests {
+    @Test func readsTheDesignsFile() {
+        let list = PriorityList("""
+            # /etc/modules-load.d/spirit.conf
+            # Priority 1: Virtualization (load first, claim devices early)
+            vfio-pci
+            kvm   # the core
+            # Priority 2: Storage (enable disk access)
+            nvme
+            # Priority 3: Network (enable connectivity)
+            # Loaded dynamically based on hardware detection
+            # Priority 4: Graphics (last, can be rebound for passthrough)
+            """)
+        #expect(list.names == [.virtualization: ["vfio-pci", "kvm"], .storage: ["nvme"]])
+    }
+
+    @Test func listEntriesDropCommentsAndSpace() {
+        #expect(listEntries("# comment\n squashfs \n\noverlay # the union\n\t\n") == ["squashfs", "overlay"])
+    }
+
+    @Test func groupsByWhereTheDriverLives() {
+        #expect(ModuleGroup.of(path: "kernel/drivers/net/ethernet/intel/e1000/e1000.ko") == .network)
+        #expect(ModuleGroup.of(path: "kernel/drivers/gpu/drm/bochs/bochs.ko") == .graphics)
+        #expect(ModuleGroup.of(path: "kernel/arch/x86/kvm/kvm-intel.ko") == .virtualization)
+        #expect(ModuleGroup.of(path: "kernel/drivers/ata/ata_piix.ko") == .storage)
+    }
+}
+
+@Suite struct UeventTests {
+    @Test func parsesTheKernelsFormat() {
+        let bytes = Array("add@/devices/pci0000:00/0000:00:04.0/usb1/1-1\0ACTION=add\0DEVPATH=/devices/pci0000:00/0000:00:04.0/usb1/1-1\0SUBSYSTEM=usb\0MODALIAS=usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00\0".utf8)
+        let event = Uevent.parse(bytes)
+        #expect(event?.action == "add")
+        #expect(event?.devpath == "/devices/pci0000:00/0000:00:04.0/usb1/1-1")
+        #expect(event?.modalias == "usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00")
+        #expect(Uevent.parse(Array("libudev\0junk".utf8)) == nil)
+    }
+}
