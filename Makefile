@@ -22,7 +22,7 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 # Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
 BASE ?= debian
 
-.PHONY: help deps spirit keys initramfs rootfs debian-kernel unit-test host-test vm-test test bench run clean
+.PHONY: help deps spirit keys initramfs rootfs media debian-kernel unit-test host-test vm-test test bench run clean
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
@@ -30,6 +30,7 @@ help:
 	@echo "make spirit       $(OUT)/spirit, the static multi-call binary (PID 1 too)"
 	@echo "make initramfs    $(OUT)/initramfs.zst for the kernel in KERNEL_DIR"
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
+	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
 	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
 
 deps:
@@ -77,9 +78,22 @@ bench: initramfs
 	KMOD=1 scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst python3 bench/bench.py
 
-run: initramfs
+# A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's
+# layout), made without mounting: what `make run` boots from until the ISO.
+media: initramfs rootfs
+	rm -rf $(OUT)/media $(OUT)/media.img
+	mkdir -p $(OUT)/media
+	cp $(KERNEL_DIR)/vmlinuz $(OUT)/media/kernel
+	cp $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(OUT)/media/
+	truncate -s $$(( $$(du -sm $(OUT)/media | cut -f1) + 32 ))M $(OUT)/media.img
+	mkfs.ext4 -q -L CROM_SPIRIT -d $(OUT)/media $(OUT)/media.img
+	rm -rf $(OUT)/media
+	@echo "media: $(OUT)/media.img"
+
+run: media
 	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \
-	    -kernel $(KERNEL_DIR)/vmlinuz -initrd $(OUT)/initramfs.zst -append "$(APPEND)"
+	    -kernel $(KERNEL_DIR)/vmlinuz -initrd $(OUT)/initramfs.zst -append "$(APPEND)" \
+	    -drive file=$(OUT)/media.img,format=raw,if=virtio
 
 clean:
 	rm -rf $(OUT) .build

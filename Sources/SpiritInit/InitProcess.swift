@@ -267,11 +267,15 @@ struct InitProcess {
         }
     }
 
-    /// SIGTERM (and SIGCONT) to every process but PID 1; after `grace`
-    /// seconds, SIGKILL to what is left; returns when PID 1 has no child.
+    /// SIGTERM, SIGHUP and SIGCONT to every process but PID 1; after
+    /// `grace` seconds, SIGKILL to what is left; returns when PID 1 has no
+    /// child. SIGHUP because interactive shells ignore SIGTERM and leave on
+    /// a hangup: without it, every shutdown with a console shell waited the
+    /// whole grace period (5085 ms of a `make run` poweroff).
     func stopEveryProcess(grace seconds: Int) {
         if seconds > 0 {
             try? Kernel.kill(-1, SIGTERM)
+            try? Kernel.kill(-1, SIGHUP)
             try? Kernel.kill(-1, SIGCONT)
             if waitForNoChildren(milliseconds: seconds * 1000) { return }
             console.info("shutdown: processes still running after \(seconds) s get SIGKILL")

@@ -64,7 +64,10 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
     # spirit poweroff from stage 2: the same shutdown path, QEMU exits 0.
     vm.send("spirit poweroff\n")
     vm.expect(r"^spirit: shutdown: poweroff, asked by SIGUSR2")
+    vm.expect(r"^spirit: shutdown: every process stopped, .*; poweroff now$")
     assert vm.wait_exit(60) == 0
+    # The console shell left on SIGTERM + SIGHUP: nothing waited for SIGKILL.
+    assert "get SIGKILL" not in vm.console, f"a process outlived SIGTERM and SIGHUP; log: {vm.log_path}"
 
 
 def test_tampered_image_is_refused(boot, tmp_path, system_image):
