@@ -63,6 +63,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Nodus: discovery on UDP 7331 and an NBD server and client.
+        .target(
+            name: "Nodus",
+            dependencies: [
+                "SpiritCore",
+                "CSpirit",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
@@ -70,6 +80,7 @@ let package = Package(
                 "ModuleLoader",
                 "Overlay",
                 "BootCascade",
+                "Nodus",
                 "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
@@ -89,6 +100,11 @@ let package = Package(
             name: "ModuleLoaderTests",
             dependencies: ["ModuleLoader", "SpiritCore"],
             exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NodusTests",
+            dependencies: ["Nodus", "SpiritCore"],
             swiftSettings: strict
         ),
     ],

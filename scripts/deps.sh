@@ -17,6 +17,9 @@ packages=(
     dosfstools        # mkfs.vfat: test media
     mtools            # mcopy: test media without mounting
     pkg-config        # SwiftPM finds libblkid through it
+    nbdkit            # Nodus interop: a real NBD server our client reads from
+    libnbd-bin        # Nodus interop: nbdinfo and nbdcopy read our server
+    qemu-utils        # Nodus interop: qemu-nbd and qemu-img
 )
 
 missing=()

@@ -32,6 +32,19 @@ enum Usage {
                       the devices no driver claimed and no module matches (what is missing to reach them)
       modules deps [--root DIR] [--kernel VERSION] [NAME...]
                       each module's dependencies from modules.dep
+      nodus serve --image FILE --manifest FILE [--listen ADDR] [--nbd-port N] [--discovery-port N]
+                  [--advertise IP] [--public-key FILE]
+                      serve a system image and its manifest over NBD and answer discovery (UDP 7331; port 0: off)
+      nodus info --server ADDR[:PORT] [--export NAME]
+                      an export's size and flags
+      nodus fetch --server ADDR[:PORT] [--export NAME] [--out FILE]
+                      copy an export into FILE (default stdout), printing its SHA-256
+      nodus attach --server ADDR[:PORT] [--export NAME] [--device /dev/nbdN]
+                      make /dev/nbdN (default /dev/nbd0) the export, until detach
+      nodus detach DEVICE
+                      end the connection of /dev/nbdN
+      net scan [--to ADDR,...] [--port N] [--timeout MS]
+                      look for Nodus peers (broadcast on every interface that is up) and list them
       time COMMAND [ARGUMENT...]
                       run a command; print how long it took in ms of CLOCK_BOOTTIME on stderr
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)

@@ -33,6 +33,10 @@ case "image":
     exit(ImageCommand.run(rest))
 case "modules":
     exit(ModulesCommand.run(rest))
+case "nodus":
+    exit(NodusCommand.run(rest))
+case "net":
+    exit(NodusCommand.net(rest))
 case "time":
     exit(TimeCommand.run(rest))
 case "timeline":

@@ -91,6 +91,21 @@ int spirit_uevent_socket(void);
 /// Returns its length, 0 on timeout, or -errno.
 int spirit_uevent_read(int fd, char *buffer, int size, int timeout_ms);
 
+/// ioctl(2) with an integer argument (NBD_SET_SOCK, NBD_SET_SIZE, …),
+/// retried on EINTR. Returns its result or -errno.
+int spirit_ioctl_value(int fd, unsigned long request, unsigned long value);
+
+/// IP_PKTINFO on a UDP socket, so that spirit_recv_datagram learns the
+/// local address each datagram came in on. Returns 0 or -errno.
+int spirit_enable_packet_info(int fd);
+
+/// recvmsg(2) of one datagram: the sender into `from` (*from_length in and
+/// out) and the local address it reached (IP_PKTINFO's ipi_spec_dst, network
+/// order; 0 if unknown) into *local_address. Returns its length or -errno
+/// (-EMSGSIZE for a datagram longer than `size`).
+long spirit_recv_datagram(int fd, void *buffer, size_t size, void *from, unsigned int *from_length,
+                          uint32_t *local_address);
+
 /// chroot(2); returns 0 or -errno.
 int spirit_chroot(const char *path);
 

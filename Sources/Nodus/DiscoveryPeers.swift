@@ -1,0 +1,155 @@
+import CSpirit
+import Glibc
+import SpiritCore
+import Synchronization
+import SystemPackage
+
+/// Answers seeks on the discovery port with the address of the interface
+/// each one came in on (IP_PKTINFO), so that a peer with several networks
+/// gives each seeker an address it can reach.
+public final class DiscoveryResponder: Sendable {
+    let socket: Socket
+    /// What is offered; `host` is filled in per seek (empty: from IP_PKTINFO).
+    let offer: Discovery.Offer
+    let console: Console
+    let limiter = Mutex(RateLimiter())
+    let counters = Mutex(Counters())
+
+    public struct Counters: Sendable, Equatable {
+        public var answered = 0
+        public var malformed = 0
+        public var rateLimited = 0
+    }
+
+    public init(port: Int, offer: Discovery.Offer, console: Console) throws(SystemError) {
+        socket = try Socket.bindUDP(SocketAddress(ipv4: 0, port: port), broadcast: true)
+        let rc = spirit_enable_packet_info(socket.fd)
+        if rc < 0 { socket.close(); throw SystemError("ask for IP_PKTINFO on UDP port \(port)", .init(rawValue: -rc)) }
+        self.offer = offer
+        self.console = console
+    }
+
+    public var snapshot: Counters { counters.withLock { $0 } }
+
+    /// Answers until the socket fails; returns why. Counters are reported
+    /// on the log when they change, at most every `reportSeconds`.
+    public func serve(reportSeconds: Int64 = 10) -> SystemError {
+        var buffer = [UInt8](repeating: 0, count: Discovery.maxDatagram + 1)
+        var reported = Counters()
+        var reportedAt: Int64 = 0
+        while true {
+            var from = sockaddr_storage()
+            var fromLength = CUnsignedInt(MemoryLayout<sockaddr_storage>.size)
+            var local: UInt32 = 0
+            let n = buffer.withUnsafeMutableBytes { raw in
+                withUnsafeMutablePointer(to: &from) { spirit_recv_datagram(socket.fd, raw.baseAddress, raw.count, $0, &fromLength, &local) }
+            }
+            let now = Kernel.bootTimeMicros()
+            if n == -Int(EMSGSIZE) {
+                counters.withLock { $0.malformed += 1 }
+            } else if n < 0 {
+                return SystemError("read a datagram on \(socket.name)", .init(rawValue: CInt(-n)))
+            } else {
+                let sender = SocketAddress(storage: from, length: socklen_t(fromLength))
+                answer(Array(buffer[0..<n]), from: sender, local: local, now: now)
+            }
+            let current = snapshot
+            if current != reported, now - reportedAt >= reportSeconds * 1_000_000 {
+                console.info("nodus: discovery: \(current.answered) answered, \(current.malformed) malformed dropped, "
+                    + "\(current.rateLimited) rate-limited")
+                reported = current
+                reportedAt = now
+            }
+        }
+    }
+
+    func answer(_ datagram: [UInt8], from sender: SocketAddress, local: UInt32, now: Int64) {
+        guard let seek = Discovery.parseSeek(datagram) else {
+            counters.withLock { $0.malformed += 1 }
+            return
+        }
+        guard limiter.withLock({ $0.allow(sender.ipv4, nowMicros: now) }) else {
+            counters.withLock { $0.rateLimited += 1 }
+            return
+        }
+        var offer = self.offer
+        if offer.host.isEmpty {
+            guard local != 0 else { return } // no address to give: a seek on an interface without IPv4
+            offer.host = SocketAddress(ipv4: local, port: 0).host
+        }
+        guard let answer = Discovery.answer(to: seek, offer: offer) else { return }
+        do {
+            try socket.send(answer, to: sender)
+            counters.withLock { $0.answered += 1 }
+        } catch {
+            console.debug("nodus: discovery: \(error)")
+        }
+    }
+}
+
+/// Looks for peers: seeks sent to the broadcast address of every interface
+/// that is up (or to given addresses), answers gathered for a window.
+public enum DiscoverySeeker {
+    /// The broadcast address of each IPv4 interface that is up and not the
+    /// loopback, from getifaddrs(3).
+    public static func broadcastTargets(port: Int = Discovery.port) -> [(interface: String, address: SocketAddress)] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [] }
+        defer { freeifaddrs(list) }
+        var targets: [(String, SocketAddress)] = []
+        var entry = list
+        while let current = entry?.pointee {
+            defer { entry = current.ifa_next }
+            let flags = Int32(bitPattern: current.ifa_flags)
+            guard flags & Int32(IFF_UP) != 0, flags & Int32(IFF_BROADCAST) != 0, flags & Int32(IFF_LOOPBACK) == 0,
+                  let broadcast = current.ifa_ifu.ifu_broadaddr, Int32(broadcast.pointee.sa_family) == AF_INET
+            else { continue }
+            let ipv4 = broadcast.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+            targets.append((String(cString: current.ifa_name), SocketAddress(ipv4: ipv4, port: port)))
+        }
+        return targets
+    }
+
+    /// Sends the seeks (bare and extended) to every target, `attempts`
+    /// times spread over the window, and returns each peer once (its
+    /// extended answer when it gave one), in the order they answered.
+    public static func seek(targets: [SocketAddress], windowMilliseconds: Int, attempts: Int = 3) throws(SystemError) -> [Discovery.Offer] {
+        let socket = try Socket.bindUDP(SocketAddress(ipv4: 0, port: 0), broadcast: true)
+        defer { socket.close() }
+        let start = Kernel.bootTimeMicros()
+        let end = start + Int64(windowMilliseconds) * 1000
+        let spacing = Int64(windowMilliseconds) * 1000 / Int64(max(1, attempts))
+        var sent = 0
+        var offers: [Discovery.Offer] = []
+        var buffer = [UInt8](repeating: 0, count: Discovery.maxDatagram + 1)
+        while true {
+            let now = Kernel.bootTimeMicros()
+            if sent < attempts, now >= start + Int64(sent) * spacing {
+                for target in targets {
+                    for extended in [false, true] {
+                        do {
+                            try socket.send(Discovery.seekDatagram(extended: extended), to: target)
+                        } catch {
+                            // A target without a route: the others may still answer.
+                            if sent == 0 && !extended { Console.tool.debug("\(error)") }
+                        }
+                    }
+                }
+                sent += 1
+                continue
+            }
+            if now >= end { break }
+            let nextSend = sent < attempts ? start + Int64(sent) * spacing : end
+            let wait = Int((min(nextSend, end) - now + 999) / 1000)
+            guard try socket.waitReadable(milliseconds: max(1, wait)) else { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(socket.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            guard n > 0, let offer = Discovery.parseAnswer(Array(buffer[0..<n])) else { continue }
+            if let index = offers.firstIndex(where: { $0.host == offer.host && $0.port == offer.port }) {
+                if offers[index].protocolVersion == nil { offers[index] = offer }
+            } else {
+                offers.append(offer)
+            }
+        }
+        return offers
+    }
+}

@@ -1,0 +1,179 @@
+import Glibc
+import Nodus
+import Overlay
+import SpiritCore
+
+/// `spirit nodus …`: the Nodus daemon (serve a system image to peers over
+/// NBD, answer discovery), and the client side by hand: info, fetch,
+/// attach (a kernel /dev/nbdN), detach. `spirit net scan` looks for peers.
+enum NodusCommand {
+    typealias Options = ImageCommand.Options
+    typealias UsageError = ImageCommand.UsageError
+
+    static func run(_ arguments: [String]) -> Int32 {
+        guard let verb = arguments.first else { return Usage.fail("nodus needs serve, info, fetch, attach or detach") }
+        return guarded {
+            let options = try Options(Array(arguments.dropFirst()))
+            switch verb {
+            case "serve": try serve(options)
+            case "info": try info(options)
+            case "fetch": try fetch(options)
+            case "attach": try attach(options)
+            case "detach":
+                guard options.words.count == 1 else { throw UsageError(message: "detach takes one DEVICE") }
+                try NBDKernelDevice.detach(options.words[0])
+            default: throw UsageError(message: "unknown nodus command '\(verb)'")
+            }
+        }
+    }
+
+    /// `spirit net scan`: seeks on every interface (or at `--to`), lists
+    /// the peers that answered.
+    static func net(_ arguments: [String]) -> Int32 {
+        guard arguments.first == "scan" else { return Usage.fail("net needs scan") }
+        return guarded {
+            let options = try Options(Array(arguments.dropFirst()))
+            let port = try number(options, "port", default: Discovery.port, in: 1...65535)
+            let window = try number(options, "timeout", default: 2000, in: 1...60_000)
+            let targets: [SocketAddress]
+            if let to = options.named["to"] {
+                targets = try to.split(separator: ",").map { try SocketAddress(host: String($0), port: port) }
+            } else {
+                let interfaces = DiscoverySeeker.broadcastTargets(port: port)
+                guard !interfaces.isEmpty else {
+                    throw SpiritError("no network interface is up with an IPv4 address and a broadcast address; try 'ip addr' and udhcpc")
+                }
+                Console.tool.info("seeking on " + interfaces.map { "\($0.interface) (\($0.address.host))" }.joined(separator: ", "))
+                targets = interfaces.map(\.address)
+            }
+            let offers = try DiscoverySeeker.seek(targets: targets, windowMilliseconds: window)
+            for offer in offers { print(offer.description) }
+            if offers.isEmpty { Console.tool.info("no peer answered within \(window) ms") }
+        }
+    }
+
+    /// Runs a command body with the exit code contract: 0, 100 for usage
+    /// errors, 111 for failures.
+    static func guarded(_ body: () throws -> Void) -> Int32 {
+        do {
+            try body()
+            return 0
+        } catch let error as UsageError {
+            return Usage.fail(error.message)
+        } catch {
+            Console.tool.error("\(error)")
+            return 111
+        }
+    }
+
+    static func number(_ options: Options, _ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+        guard let text = options.named[name] else { return value }
+        guard let number = Int(text), range.contains(number) else {
+            throw UsageError(message: "--\(name) \(text): expected a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+
+    // MARK: the daemon
+
+    static func serve(_ options: Options) throws {
+        let console = Console.tool
+        let imagePath = try options.required("image")
+        let manifestPath = try options.required("manifest")
+        let manifest = try Manifest.parse(try Kernel.readFile(manifestPath))
+        if let key = options.named["public-key"] {
+            try manifest.verifySignature(publicKey: try SigningKey.read(key))
+        }
+        // Peers check what they get, but a seeder that hands out an image
+        // its manifest does not describe wastes every peer's boot: refuse.
+        var stream = try FileImageStream(path: imagePath)
+        let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: manifest.size)
+        stream.close()
+        do {
+            try manifest.verifyImage(size: measured.size, sha256: measured.sha256)
+        } catch {
+            throw SpiritError("refusing to serve \(imagePath): \(error)")
+        }
+        let nbdPort = try number(options, "nbd-port", default: BootConfig.defaultNBDPort, in: 1...65535)
+        let discoveryPort = try number(options, "discovery-port", default: Discovery.port, in: 0...65535)
+        let listen = options.named["listen"] ?? "0.0.0.0"
+        let listenAddress = try SocketAddress(host: listen, port: nbdPort)
+
+        let description = "Crom-OS Spirit \(manifest.version) system image"
+        let exports = NBDExports([
+            try NBDExport(path: imagePath, names: [manifest.sha256, ""], description: description),
+            try NBDExport(path: manifestPath, names: [NodusExports.manifest, manifest.sha256 + ".manifest"],
+                          description: "the signed manifest of \(manifest.sha256)"),
+        ])
+        let listener = try Socket.listenTCP(listenAddress)
+        let server = NBDServer(listener: listener, exports: exports, console: console)
+
+        var discovery = "discovery off"
+        if discoveryPort != 0 {
+            // A daemon bound to one address names it; one bound to all
+            // names the address each seek came in on.
+            let advertised = options.named["advertise"] ?? (listen == "0.0.0.0" || listen == "::" ? "" : listen)
+            let offer = Discovery.Offer(host: advertised, port: nbdPort, protocolVersion: Discovery.protocolVersion,
+                                        sha256: manifest.sha256, imageVersion: manifest.version, buildTime: manifest.buildTime,
+                                        size: manifest.size)
+            let responder = try DiscoveryResponder(port: discoveryPort, offer: offer, console: console)
+            try Threads.start {
+                let error = responder.serve()
+                console.error("nodus: discovery stopped: \(error)")
+            }
+            discovery = "discovery on UDP \(discoveryPort)"
+        }
+        console.info("nodus: serving \(manifest.image) \(manifest.version) (sha256 \(manifest.sha256.prefix(12)), "
+            + "\(manifest.size >> 20) MiB) and its manifest over NBD on \(listenAddress); \(discovery)")
+        ServiceNotify.ready()
+        let error = server.serve()
+        throw SpiritError("nodus: the NBD server stopped: \(error)")
+    }
+
+    // MARK: the client by hand
+
+    static func connect(_ options: Options) throws -> NBDClient {
+        let server = try SocketAddress.parse(try options.required("server"), defaultPort: BootConfig.defaultNBDPort)
+        return try NBDClient.connect(server, export: options.named["export"] ?? "")
+    }
+
+    static func info(_ options: Options) throws {
+        let client = try connect(options)
+        defer { client.disconnect() }
+        print("export '\(client.exportName)' on \(client.server): \(client.size) bytes, flags 0x\(String(client.flags.rawValue, radix: 16))"
+            + (client.flags.contains(.readOnly) ? " (read-only)" : ""))
+    }
+
+    /// Copies an export into a file (or stdout) while hashing it.
+    static func fetch(_ options: Options) throws {
+        let client = try connect(options)
+        var stream = NBDExportStream(reader: NBDSequentialReader(client: client))
+        defer { stream.close() }
+        let out = options.named["out"] ?? "/dev/stdout"
+        let copied = try ImageCopy.copy(from: &stream, to: out, expectedSize: client.size)
+        Console.tool.info("fetched \(copied.size) bytes of '\(client.exportName)' from \(client.server) into \(out): sha256 \(copied.sha256)")
+    }
+
+    /// Serves /dev/nbdN from a peer until `detach` (or the peer goes).
+    static func attach(_ options: Options) throws {
+        let device = options.named["device"] ?? "/dev/nbd0"
+        let client = try connect(options)
+        try NBDKernelDevice.attach(client, device: device) {
+            Console.tool.info("\(device) is '\(client.exportName)' on \(client.server), \(client.size) bytes"
+                + (client.flags.contains(.readOnly) ? ", read-only" : ""))
+        }
+        Console.tool.info("\(device) detached")
+    }
+}
+
+/// The names Nodus exports besides the image's SHA-256 and "".
+enum NodusExports {
+    static let manifest = "manifest"
+}
+
+/// An NBD export read in order, as the image copy reads any source.
+struct NBDExportStream: ImageStream {
+    var reader: NBDSequentialReader
+    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try reader.read(into: buffer) }
+    func close() { reader.close() }
+}
