@@ -205,9 +205,11 @@ struct InitProcess {
     mutating func enterRescue(reason: String) {
         console.rescue(reason)
         let tty = Spawn.consoleTerminal()
+        // Said before the shell starts: its banner and prompt would otherwise
+        // race this line on the console.
+        console.info("rescue shell on \(tty): 'exit' tries the boot again, 'poweroff' or 'reboot' stops the machine")
         do {
             shell = try Spawn.spawn("/bin/sh", ["-sh"], options: .init(newSession: true, tty: tty))
-            console.info("rescue shell on \(tty): 'exit' tries the boot again, 'poweroff' or 'reboot' stops the machine")
         } catch {
             shell = nil
             console.error("\(error); waiting for ctrl-alt-del or a signal")
