@@ -76,7 +76,8 @@ test: deps unit-test host-test vm-test
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender.
 bench: initramfs
 	KMOD=1 scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
-	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst python3 bench/bench.py
+	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst \
+	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" python3 bench/bench.py
 
 # A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's
 # layout), made without mounting: what `make run` boots from until the ISO.

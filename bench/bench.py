@@ -5,8 +5,10 @@ out/bench/report.json.
 Today it measures module loading (the ModuleLoader's figure): the same set
 of modules loaded in the same VM, in separate boots, by kmod's `modprobe -a`
 and by `spirit modules load`, each timed in the guest by `spirit time`
-(CLOCK_BOOTTIME from spawn to exit, so QEMU's start does not count). The
-other sections of the benchmark issue are still to come.
+(CLOCK_BOOTTIME from spawn to exit, so QEMU's start does not count); and
+NBD image delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server,
+nbdkit and qemu-nbd on loopback. The other sections of the benchmark issue
+are still to come.
 """
 
 import json
@@ -23,10 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "vm"))
 from harness import VM, VMConfig  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import nbd  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 OUT = ROOT / "out" / "bench"
 KERNEL = os.environ["SPIRIT_KERNEL"]
 INITRAMFS = os.environ["SPIRIT_BENCH_INITRAMFS"]
+SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out" / "spirit"))
+SIGNING_KEY = Path(os.environ.get("SIGNING_KEY", Path.home() / ".config/crom-spirit/signing.key"))
 MEMORY, CPUS = 1024, 2
 
 # Drivers for the disks, buses and NICs of PCs and VMs, and the filesystems
@@ -65,6 +72,7 @@ def summary(samples: list[dict]) -> dict:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
     results = {name: [] for name in CONTENDERS}
     # Interleaved, so that a noisy minute on a shared machine hits both.
     for run in range(RUNS):
@@ -86,6 +94,7 @@ def main() -> None:
                  "version": subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]},
         "kernel": kernel_release,
         "module_loading": {"contenders": modules, "kmod_over_spirit_median": round(ratio, 2), "target": ">= 2.0"},
+        "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
         "seconds": round(time.time() - started),
     }
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -108,7 +117,8 @@ index and loads the dependency graph in parallel waves with `finit_module`.
 {rows}
 
 kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
-""")
+
+{nbd.markdown(delivery)}""")
     print((OUT / "report.md").read_text())
 
 

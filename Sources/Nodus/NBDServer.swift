@@ -105,7 +105,17 @@ struct SocketTransport: NBDTransport {
         try socket.sendFile(export.fd, offset: offset, count: length)
     }
 
-    func waitForRequest() throws { _ = try socket.waitReadable(milliseconds: nil) }
+    /// A busy client's next request has usually arrived already: one
+    /// non-blocking read takes it; only an idle one costs a poll(2).
+    func readRequest() throws -> [UInt8] {
+        var header = [UInt8](repeating: 0, count: NBDRequest.size)
+        let n = header.withUnsafeMutableBytes { recv(socket.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+        if n == NBDRequest.size { return header }
+        if n == 0 { throw SystemError("read a request from \(socket.name)", .connectionReset, hint: "the client closed the connection") }
+        if n > 0 { return Array(header[0..<n]) + (try socket.read(exactly: NBDRequest.size - n)) }
+        _ = try socket.waitReadable(milliseconds: nil)
+        return try socket.read(exactly: NBDRequest.size)
+    }
 }
 
 /// Detached threads for blocking work (one per NBD client). pthreads, not

@@ -8,9 +8,10 @@ public protocol NBDTransport {
     func write(_ bytes: [UInt8], more: Bool) throws
     /// A read's reply: `header`, then `length` bytes of `export` at `offset`.
     func writeExport(header: [UInt8], export: NBDExport, offset: Int64, length: Int) throws
-    /// Waits as long as it takes for the next request to start arriving
-    /// (an idle client is normal: a kernel nbd device may be idle for hours).
-    func waitForRequest() throws
+    /// The next request's bytes: waits as long as it takes for them to
+    /// start arriving (an idle client is normal: a kernel nbd device may be
+    /// idle for hours), then no longer than a stall allows.
+    func readRequest() throws -> [UInt8]
 }
 
 /// One client of the NBD server, from the greeting to the end: the fixed
@@ -214,8 +215,7 @@ public struct NBDServerSession {
 
     func transmit(_ export: NBDExport, _ transport: some NBDTransport) throws -> End {
         while true {
-            try transport.waitForRequest()
-            guard let request = NBDRequest.parse(try transport.read(exactly: NBDRequest.size)) else {
+            guard let request = NBDRequest.parse(try transport.readRequest()) else {
                 throw Refusal(reason: "a request without the request magic")
             }
             let command = NBD.Command(rawValue: request.type)

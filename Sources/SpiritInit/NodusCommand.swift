@@ -149,9 +149,11 @@ enum NodusCommand {
         let client = try connect(options)
         var stream = NBDExportStream(reader: NBDSequentialReader(client: client))
         defer { stream.close() }
-        let out = options.named["out"] ?? "/dev/stdout"
+        // /proc, not /dev/stdout: devtmpfs has no such link without udev.
+        let out = options.named["out"] ?? "/proc/self/fd/1"
         let copied = try ImageCopy.copy(from: &stream, to: out, expectedSize: client.size)
-        Console.tool.info("fetched \(copied.size) bytes of '\(client.exportName)' from \(client.server) into \(out): sha256 \(copied.sha256)")
+        Console.tool.info("fetched \(copied.size) bytes of '\(client.exportName)' from \(client.server) into \(options.named["out"] ?? "stdout"): "
+            + "sha256 \(copied.sha256)")
     }
 
     /// Serves /dev/nbdN from a peer until `detach` (or the peer goes).

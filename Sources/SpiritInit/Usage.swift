@@ -38,7 +38,7 @@ enum Usage {
       nodus info --server ADDR[:PORT] [--export NAME]
                       an export's size and flags
       nodus fetch --server ADDR[:PORT] [--export NAME] [--out FILE]
-                      copy an export into FILE (default stdout), printing its SHA-256
+                      copy an export into FILE (default stdout), printing its SHA-256 on stderr
       nodus attach --server ADDR[:PORT] [--export NAME] [--device /dev/nbdN]
                       make /dev/nbdN (default /dev/nbd0) the export, until detach
       nodus detach DEVICE

@@ -28,7 +28,7 @@ final class ScriptedTransport: NBDTransport {
         output += try export.read(offset: offset, length: length)
     }
 
-    func waitForRequest() throws { if position == input.count { throw Closed() } }
+    func readRequest() throws -> [UInt8] { try read(exactly: NBDRequest.size) }
 }
 
 /// What a client sends, built with the protocol's own encoders.

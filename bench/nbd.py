@@ -1,0 +1,94 @@
+"""The NBD figure of `make bench`: nbdcopy (libnbd) reads the same 256 MiB
+export from Spirit's Nodus server, from nbdkit's file plugin and from
+qemu-nbd, on loopback, runs interleaved; MB/s from the wall time of each
+copy into nbdcopy's null: sink."""
+
+import os
+import socket
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+SIZE = 256 << 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(port: int, process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+def measure(spirit: Path, key: Path, runs: int) -> dict:
+    with tempfile.TemporaryDirectory(prefix="spirit-bench-nbd-") as directory:
+        image = Path(directory) / "export.img"
+        with open(image, "wb") as f:
+            f.write(os.urandom(SIZE))
+        manifest = Path(directory) / "manifest.json"
+        subprocess.run([spirit, "image", "manifest", "--image", image, "--key", key, "--version", "bench", "--out", manifest],
+                       check=True)
+        ports = {name: _free_port() for name in ("spirit nodus serve", "nbdkit file", "qemu-nbd")}
+        commands = {
+            "spirit nodus serve": [spirit, "nodus", "serve", "--image", image, "--manifest", manifest, "--listen", "127.0.0.1",
+                                   "--nbd-port", str(ports["spirit nodus serve"]), "--discovery-port", "0"],
+            "nbdkit file": ["nbdkit", "--foreground", "--readonly", "-i", "127.0.0.1", "-p", str(ports["nbdkit file"]),
+                            "file", image],
+            "qemu-nbd": ["qemu-nbd", "--read-only", "--persistent", "--shared=16", "-b", "127.0.0.1",
+                         "-p", str(ports["qemu-nbd"]), "-f", "raw", image],
+        }
+        servers = {name: subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                   for name, command in commands.items()}
+        try:
+            for name, process in servers.items():
+                _wait(ports[name], process)
+            # The file is in the page cache for every server alike.
+            subprocess.run(["cat", image], stdout=subprocess.DEVNULL, check=True)
+            seconds = {name: [] for name in servers}
+            for run in range(runs):
+                for name in servers:
+                    start = time.monotonic()
+                    subprocess.run(["nbdcopy", f"nbd://127.0.0.1:{ports[name]}/", "null:"], check=True)
+                    seconds[name].append(time.monotonic() - start)
+                    print(f"bench: nbd {name} run {run + 1}/{runs}: {SIZE / seconds[name][-1] / 1e6:.0f} MB/s", flush=True)
+        finally:
+            for process in servers.values():
+                process.kill()
+                process.wait()
+    result = {}
+    for name, times in seconds.items():
+        rates = [SIZE / t / 1e6 for t in times]
+        result[name] = {"runs": len(rates), "max_mb_s": round(max(rates), 1), "median_mb_s": round(statistics.median(rates), 1),
+                        "all_mb_s": [round(r, 1) for r in rates]}
+    return result
+
+
+def markdown(result: dict) -> str:
+    rows = "\n".join(f"| {name} | {r['runs']} | {r['max_mb_s']:.0f} | {r['median_mb_s']:.0f} |" for name, r in result.items())
+    ours = result["spirit nodus serve"]["median_mb_s"]
+    best = max(r["median_mb_s"] for name, r in result.items() if name != "spirit nodus serve")
+    return f"""## Image delivery: NBD
+
+`nbdcopy` (libnbd) reads a 256 MiB export (random bytes, in the page cache) into its `null:` sink, on
+loopback, from each server in turn, runs interleaved. nbdcopy opens several connections when the server
+allows it (all three advertise multi-conn) and keeps many requests in flight. Spirit's server answers
+each connection's requests in order on its own thread, with sendfile.
+
+| server | runs | best MB/s | median MB/s |
+| --- | --- | --- | --- |
+{rows}
+
+Spirit / the faster peer (median): **{ours / best:.2f}x** (target: at least 1x).
+"""
