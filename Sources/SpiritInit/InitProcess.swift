@@ -302,6 +302,8 @@ struct InitProcess {
 
     /// The one shutdown path: stop every process, unmount, sync, reboot(2).
     func shutdown(_ action: PowerAction, reason: String) -> Never {
+        // The shell that asked may have printed its next prompt already.
+        console.newLine()
         console.info("shutdown: \(action.rawValue), asked by \(reason)")
         let start = Kernel.bootTimeMicros()
         stopEveryProcess(grace: 5)
