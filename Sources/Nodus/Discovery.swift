@@ -129,13 +129,18 @@ public enum Discovery {
         return offer
     }
 
-    /// The offer to boot from: a peer that names its image before one that
-    /// does not, then the newest build, then the highest version text.
-    public static func choose(_ offers: [Offer]) -> Offer? {
-        offers.max { a, b in
-            ((a.sha256 != nil ? 1 : 0), a.buildTime ?? -1, a.imageVersion ?? "") < ((b.sha256 != nil ? 1 : 0), b.buildTime ?? -1, b.imageVersion ?? "")
-        }
+    /// The offers best first: a peer that names its image before one that
+    /// does not, then the newest build, then the highest version text; ties
+    /// keep the order they answered in.
+    public static func ranked(_ offers: [Offer]) -> [Offer] {
+        func key(_ offer: Offer) -> (Int, Int64, String) { (offer.sha256 != nil ? 1 : 0, offer.buildTime ?? -1, offer.imageVersion ?? "") }
+        return offers.enumerated().sorted { a, b in
+            key(a.element) != key(b.element) ? key(a.element) > key(b.element) : a.offset < b.offset
+        }.map(\.element)
     }
+
+    /// The offer to boot from: the first of `ranked`.
+    public static func choose(_ offers: [Offer]) -> Offer? { ranked(offers).first }
 
     // MARK: text
 

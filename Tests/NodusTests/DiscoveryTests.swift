@@ -55,6 +55,7 @@ import Testing
         newer.buildTime = 2_000_000_000
         #expect(Discovery.choose([bare, older, newer, offer])?.host == "10.0.0.3")
         #expect(Discovery.choose([bare])?.host == "10.0.0.2")
+        #expect(Discovery.ranked([bare, older, newer]).map(\.host) == ["10.0.0.3", "10.0.0.1", "10.0.0.2"])
         #expect(Discovery.choose([]) == nil)
     }
 
