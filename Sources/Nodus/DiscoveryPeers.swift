@@ -102,10 +102,16 @@ public enum DiscoverySeeker {
             defer { entry = current.ifa_next }
             let flags = Int32(bitPattern: current.ifa_flags)
             guard flags & Int32(IFF_UP) != 0, flags & Int32(IFF_BROADCAST) != 0, flags & Int32(IFF_LOOPBACK) == 0,
-                  let broadcast = current.ifa_ifu.ifu_broadaddr, Int32(broadcast.pointee.sa_family) == AF_INET
+                  let address = current.ifa_addr, Int32(address.pointee.sa_family) == AF_INET, let netmask = current.ifa_netmask
             else { continue }
-            let ipv4 = broadcast.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
-            targets.append((String(cString: current.ifa_name), SocketAddress(ipv4: ipv4, port: port)))
+            func ipv4(_ pointer: UnsafeMutablePointer<sockaddr>) -> UInt32 {
+                pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
+            }
+            // An address added without `broadcast` has none (0.0.0.0): the
+            // directed broadcast is the address with every host bit set.
+            var broadcast = current.ifa_ifu.ifu_broadaddr.map(ipv4) ?? 0
+            if broadcast == 0 { broadcast = ipv4(address) | ~ipv4(netmask) }
+            targets.append((String(cString: current.ifa_name), SocketAddress(ipv4: broadcast, port: port)))
         }
         return targets
     }
