@@ -74,10 +74,11 @@ test: deps unit-test host-test vm-test
 
 # The benchmark report (out/bench/report.md, report.json): not a test, and
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender.
-bench: initramfs
+bench: initramfs rootfs
 	KMOD=1 scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst \
-	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" python3 bench/bench.py
+	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
+	    SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json python3 bench/bench.py
 
 # A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's
 # layout), made without mounting: what `make run` boots from until the ISO.

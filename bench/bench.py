@@ -5,8 +5,9 @@ out/bench/report.json.
 Today it measures module loading (the ModuleLoader's figure): the same set
 of modules loaded in the same VM, in separate boots, by kmod's `modprobe -a`
 and by `spirit modules load`, each timed in the guest by `spirit time`
-(CLOCK_BOOTTIME from spawn to exit, so QEMU's start does not count); and
-NBD image delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server,
+(CLOCK_BOOTTIME from spawn to exit, so QEMU's start does not count); the
+full boot to `spirit: ready` step by step with memory and sizes, and its
+SVG plot (bench/full_boot.py); and NBD image delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server,
 nbdkit and qemu-nbd on loopback. The other sections of the benchmark issue
 are still to come.
 """
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT / "tests" / "vm"))
 from harness import VM, VMConfig  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+import full_boot  # noqa: E402
 import nbd  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -33,6 +35,10 @@ OUT = ROOT / "out" / "bench"
 KERNEL = os.environ["SPIRIT_KERNEL"]
 INITRAMFS = os.environ["SPIRIT_BENCH_INITRAMFS"]
 SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out" / "spirit"))
+SPIRIT_INITRAMFS = os.environ.get("SPIRIT_INITRAMFS", str(ROOT / "out" / "initramfs.zst"))
+ROOTFS = Path(os.environ.get("SPIRIT_ROOTFS", ROOT / "out" / "rootfs.squashfs"))
+MANIFEST = Path(os.environ.get("SPIRIT_MANIFEST", ROOT / "out" / "manifest.json"))
+ISO = Path(os.environ.get("SPIRIT_ISO", ROOT / "out" / "crom-spirit.iso"))
 SIGNING_KEY = Path(os.environ.get("SIGNING_KEY", Path.home() / ".config/crom-spirit/signing.key"))
 MEMORY, CPUS = 1024, 2
 
@@ -73,6 +79,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()
     delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
+    boot = full_boot.measure(KERNEL, SPIRIT_INITRAMFS, ROOTFS, MANIFEST, RUNS, OUT, MEMORY, CPUS, ISO)
     results = {name: [] for name in CONTENDERS}
     # Interleaved, so that a noisy minute on a shared machine hits both.
     for run in range(RUNS):
@@ -95,6 +102,7 @@ def main() -> None:
         "kernel": kernel_release,
         "module_loading": {"contenders": modules, "kmod_over_spirit_median": round(ratio, 2), "target": ">= 2.0"},
         "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
+        "full_boot": boot,
         "seconds": round(time.time() - started),
     }
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -118,6 +126,7 @@ index and loads the dependency graph in parallel waves with `finit_module`.
 
 kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 
+{full_boot.markdown(boot)}
 {nbd.markdown(delivery)}""")
     print((OUT / "report.md").read_text())
 

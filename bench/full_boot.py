@@ -1,0 +1,136 @@
+"""The full-boot figure of `make bench`: Spirit booted from its media disk
+to `spirit: ready`, N times; each step of /run/spirit/timeline.json (ms of
+CLOCK_BOOTTIME, measured in the guest), PID 1's and every Spirit process's
+VmRSS at ready, the sizes of what ships; and an SVG plot of the last run's
+timeline, like `systemd-analyze plot`."""
+
+import json
+import statistics
+import sys
+from html import escape
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "vm"))
+from conftest import make_media  # noqa: E402
+from harness import VM, VMConfig  # noqa: E402
+
+
+def one_boot(kernel: str, initramfs: str, disk: Path, log: Path, memory: int, cpus: int) -> dict:
+    from harness import Disk
+
+    vm = VM(VMConfig(kernel=kernel, initrd=initramfs, append="console=ttyS0 quiet", memory_mib=memory, cpus=cpus,
+                     disks=[Disk(str(disk))]), log)
+    with vm:
+        vm.expect(r"^spirit: ready$", timeout=300)
+        vm.expect(r"spirit:/# ", partial=True)
+        timeline = vm.timeline()
+        # Every Spirit process at ready: PID 1, and whatever runs the spirit
+        # binary (the supervisor, the daemons).
+        table = vm.check("for p in /proc/[0-9]*; do exe=$(readlink $p/exe 2>/dev/null); "
+                         "case $exe in */spirit) echo \"${p#/proc/} $(awk '/^VmRSS/ {print $2}' $p/status) "
+                         "$(tr '\\0' ' ' < $p/cmdline)\";; esac; done")
+        processes = []
+        for line in table.splitlines():
+            pid, rss, *command = line.split()
+            processes.append({"pid": int(pid), "vmrss_kib": int(rss), "command": " ".join(command)})
+        vm.send("poweroff\n")
+        vm.wait_exit(120)
+    return {"timeline": timeline["steps"], "processes": processes}
+
+
+def measure(kernel: str, initramfs: str, rootfs: Path, manifest: Path, runs: int, work: Path, memory: int, cpus: int,
+            iso: Path | None) -> dict:
+    disk = make_media(work, {"rootfs.squashfs": rootfs, "manifest.json": manifest})
+    samples = []
+    for run in range(runs):
+        sample = one_boot(kernel, initramfs, disk, work / "logs" / f"full-boot-{run}.log", memory, cpus)
+        ready = next(s["end_ms"] for s in sample["timeline"] if s["step"] == "ready")
+        print(f"bench: full boot run {run + 1}/{runs}: ready at {ready:.0f} ms", flush=True)
+        samples.append(sample)
+    steps: dict[str, list[float]] = {}
+    for sample in samples:
+        for step in sample["timeline"]:
+            steps.setdefault(step["step"], []).append(step["duration_ms"])
+    ready = [next(s["end_ms"] for s in sample["timeline"] if s["step"] == "ready") for sample in samples]
+    pid1 = [next(p["vmrss_kib"] for p in sample["processes"] if p["pid"] == 1) for sample in samples]
+    others: dict[str, list[int]] = {}
+    for sample in samples:
+        for process in sample["processes"]:
+            if process["pid"] != 1:
+                others.setdefault(process["command"], []).append(process["vmrss_kib"])
+    sizes = {name: path.stat().st_size for name, path in
+             [("initramfs.zst", Path(initramfs)), ("rootfs.squashfs", rootfs), ("spirit binary", ROOT / "out" / "spirit")]
+             + ([("crom-spirit.iso", iso)] if iso and iso.exists() else [])}
+    (work / "timeline.svg").write_text(plot(samples[-1]["timeline"]))
+    return {
+        "runs": runs,
+        "ready_ms": {"min": min(ready), "median": statistics.median(ready), "all": ready},
+        "steps_median_ms": {name: round(statistics.median(values), 1) for name, values in steps.items()},
+        "pid1_vmrss_kib": {"min": min(pid1), "median": statistics.median(pid1)},
+        "other_spirit_processes_vmrss_kib": {name: statistics.median(values) for name, values in others.items()},
+        "sizes_bytes": sizes,
+        "plot": str(work / "timeline.svg"),
+        "last_timeline": samples[-1]["timeline"],
+    }
+
+
+def plot(steps: list[dict]) -> str:
+    """A horizontal bar a step, on a time axis in ms of CLOCK_BOOTTIME."""
+    end = max(s["end_ms"] for s in steps) or 1
+    width, left, row = 1000, 190, 22
+    scale = (width - left - 20) / end
+    colours = {"kernel": "#b0b0b0", "init": "#4e79a7", "worker": "#f28e2b", "supervisor": "#59a14f"}
+    height = 40 + row * len(steps) + 30
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+             f'<text x="10" y="20" font-size="14">Crom-OS Spirit boot timeline (ms of CLOCK_BOOTTIME), ready at {end:.0f} ms</text>']
+    tick = 1000 if end > 4000 else 500
+    for t in range(0, int(end) + 1, tick):
+        x = left + t * scale
+        parts.append(f'<line x1="{x:.1f}" y1="30" x2="{x:.1f}" y2="{height - 25}" stroke="#ddd"/>')
+        parts.append(f'<text x="{x:.1f}" y="{height - 10}" text-anchor="middle" fill="#666">{t}</text>')
+    for i, step in enumerate(sorted(steps, key=lambda s: s["start_ms"])):
+        y = 36 + i * row
+        x = left + step["start_ms"] * scale
+        w = max(1.0, step["duration_ms"] * scale)
+        colour = colours.get(step["process"], "#e15759") if step.get("ok", True) else "#e15759"
+        label = escape(f'{step["step"]} ({step["process"]})')
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{label}</text>')
+        parts.append(f'<rect x="{x:.1f}" y="{y + 3}" width="{w:.1f}" height="{row - 6}" fill="{colour}">'
+                     f'<title>{escape(step["step"])}: {step["duration_ms"]:.1f} ms {escape(step.get("detail") or "")}</title></rect>')
+        parts.append(f'<text x="{x + w + 4:.1f}" y="{y + 14}" fill="#333">{step["duration_ms"]:.0f} ms</text>')
+    parts.append("</svg>\n")
+    return "\n".join(parts)
+
+
+def markdown(result: dict) -> str:
+    steps = "\n".join(f"| {name} | {ms:.1f} |" for name, ms in result["steps_median_ms"].items())
+    sizes = "\n".join(f"| {name} | {size / 2**20:.1f} MiB |" for name, size in result["sizes_bytes"].items())
+    others = "\n".join(f"| `{name}` | {kib / 1024:.1f} MiB |" for name, kib in result["other_spirit_processes_vmrss_kib"].items())
+    return f"""## Full boot to `spirit: ready`
+
+Spirit boots its media disk (virtio, ext4 labelled CROM_SPIRIT) as a user's machine does: modules, the
+cascade, the image copied into RAM and hashed, zram, squashfs + overlay, switch_root, stage 2 and its
+services. {result['runs']} boots; `ready` at {result['ready_ms']['min']:.0f} ms at best, {result['ready_ms']['median']:.0f} ms
+at the median (CLOCK_BOOTTIME, from the kernel's start). Each step's median:
+
+| step | median ms |
+| --- | --- |
+{steps}
+
+Memory at ready (VmRSS): PID 1 {result['pid1_vmrss_kib']['median'] / 1024:.1f} MiB at the median (target: under 1 MB);
+
+| other Spirit process | VmRSS |
+| --- | --- |
+{others or '| (none) | |'}
+
+| artifact | size |
+| --- | --- |
+{sizes}
+
+The last run's timeline: `{result['plot']}`.
+"""
+
+
+if __name__ == "__main__":
+    print(json.dumps(plot([{"step": "x", "process": "init", "start_ms": 0, "end_ms": 10, "duration_ms": 10}]))[:80])
