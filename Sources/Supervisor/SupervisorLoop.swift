@@ -45,7 +45,11 @@ public final class SupervisorLoop {
         console.log(level, message)
         let now = clock.nowMicros
         ownLog.note(message, at: now)
-        if let service { logs[service]?.note(message, at: now) }
+        if let service {
+            // In the service's own log, without its name.
+            let prefix = "service \(service): "
+            logs[service]?.note(message.hasPrefix(prefix) ? String(message.dropFirst(prefix.count)) : message, at: now)
+        }
     }
 
     public func run() -> Int32 {
@@ -259,7 +263,7 @@ public final class SupervisorLoop {
                 }
             case .allStopped:
                 if let started = shutdownStarted {
-                    say(.info, "shutdown: services stopped in \(formatMilliseconds(clock.nowMicros - started)) ms")
+                    say(.info, "shutdown: all services stopped in \(formatMilliseconds(clock.nowMicros - started)) ms")
                     finish()
                     return 0
                 }
@@ -310,13 +314,16 @@ public final class SupervisorLoop {
     func acceptConnection() {
         let fd = spirit_accept(control)
         guard fd >= 0 else { return }
+        // The request is read first even from a stranger, so that the
+        // answer is not lost to a connection reset.
+        let line = readRequest(fd)
         let uid = spirit_peer_uid(fd)
         guard uid == 0 else {
             reply(fd, error: 111, "permission denied: the control socket answers only root (you are uid \(uid))")
             Glibc.close(fd)
             return
         }
-        guard let line = readRequest(fd) else {
+        guard let line else {
             reply(fd, error: 100, "no request (expected one line: status, start S, stop S, restart S or logs S N)")
             Glibc.close(fd)
             return

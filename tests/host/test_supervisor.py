@@ -148,9 +148,9 @@ def test_a_service_ignoring_sigterm_is_killed_after_its_timeout_and_shutdown_is_
 
     # SIGTERM to the supervisor: dependents first, then what they require; exit 0.
     assert s.stop() == 0
-    order = re.findall(r"shutdown: (\w+) stopped in", s.text())
+    order = re.findall(r"^spirit: shutdown: (\S+) stopped in", s.text(), re.M)
     assert order == ["top", "base"], s.text()
-    assert re.search(r"shutdown: services stopped in [\d.]+ ms", s.text())
+    assert re.search(r"shutdown: all services stopped in [\d.]+ ms", s.text())
     assert not (s.root / "run/spirit/control.sock").exists()
 
 

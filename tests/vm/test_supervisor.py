@@ -109,6 +109,6 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     vm.expect(r"^spirit: shutdown: stopping \d+ services")
     vm.expect(r"^spirit: shutdown: dependent stopped in [\d.]+ ms$")
     vm.expect(rf"^spirit: shutdown: {target} stopped in [\d.]+ ms$")
-    vm.expect(r"^spirit: shutdown: services stopped in [\d.]+ ms$")
+    vm.expect(r"^spirit: shutdown: all services stopped in [\d.]+ ms$")
     vm.expect(r"^spirit: shutdown: every process stopped, .*; poweroff now$")
     assert vm.wait_exit(60) == 0
