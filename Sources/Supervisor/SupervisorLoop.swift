@@ -32,6 +32,9 @@ public final class SupervisorLoop {
     var control: CInt = -1
     var signals: CInt = -1
     var shutdownStarted: Int64? = nil
+    /// Starts not yet in the timeline (a notify service before READY=1):
+    /// if the process ends first, its start goes in as failed.
+    var unreadyStarts: [String: (pid: Int32, at: Int64)] = [:]
 
     public init(paths: SupervisorPaths, console: Console, systemMode: Bool) {
         self.paths = paths
@@ -198,7 +201,11 @@ public final class SupervisorLoop {
         case SIGCHLD:
             while let (pid, status) = (try? Spawn.wait(-1, noHang: true)) ?? nil {
                 if let index = engine.services.firstIndex(where: { $0.pid == pid }) {
-                    unlink(paths.pids + "/" + engine.services[index].definition.name + ".pid")
+                    let name = engine.services[index].definition.name
+                    unlink(paths.pids + "/" + name + ".pid")
+                    // What it wrote before it ended goes into its log before the
+                    // line that says it ended.
+                    for (fd, owner) in pipes where owner == name { readOutput(fd, name) }
                 }
                 engine.childExited(pid: pid, status: status)
             }
@@ -223,23 +230,30 @@ public final class SupervisorLoop {
                     pipes[fd] = name
                     spawner.startedPipes.removeAll { $0.fd == fd }
                 }
+                unreadyStarts[name] = (pid, clock.nowMicros)
                 console.debug("service \(name): started, process \(pid)")
                 logs[name]?.note("started, process \(pid)", at: clock.nowMicros)
             case .ready(let name, let startedAt, let at):
+                unreadyStarts[name] = nil
                 let pid = engine.services.first { $0.definition.name == name }?.pid ?? 0
                 say(.info, "service \(name): ready, process \(pid), in \(formatMilliseconds(at - startedAt)) ms", service: name)
                 timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: pid, startMicros: startedAt,
                                              endMicros: at, ok: true, detail: "process \(pid) ready"))
             case .readyTimeout(let name):
+                let start = unreadyStarts.removeValue(forKey: name)
                 say(.warning, "service \(name): not ready in time (no READY=1 on its NOTIFY_SOCKET); it runs on", service: name)
                 let now = clock.nowMicros
-                timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: 0, startMicros: now, endMicros: now,
-                                             ok: false, detail: "not ready in time"))
+                timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: start?.pid ?? 0,
+                                             startMicros: start?.at ?? now, endMicros: now, ok: false, detail: "not ready in time"))
             case .exited(let name, let status, let restartIn):
-                let then = restartIn.map { "; restart in \(formatMilliseconds($0)) ms" } ?? ""
+                if let (pid, at) = unreadyStarts.removeValue(forKey: name) {
+                    timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: pid, startMicros: at,
+                                                 endMicros: clock.nowMicros, ok: false, detail: "\(status) before it was ready"))
+                }
+                let then = restartIn.map { "; restart in \(($0 + 500) / 1000) ms" } ?? ""
                 say(restartIn == nil ? .info : .warning, "service \(name): \(status)\(then)", service: name)
             case .startFailed(let name, let reason, let restartIn):
-                let then = restartIn.map { "; again in \(formatMilliseconds($0)) ms" } ?? ""
+                let then = restartIn.map { "; again in \(($0 + 500) / 1000) ms" } ?? ""
                 say(.error, "service \(name): \(reason)\(then)", service: name)
                 let now = clock.nowMicros
                 timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: 0, startMicros: now, endMicros: now,
@@ -390,7 +404,7 @@ public final class SupervisorLoop {
                 reply(fd, error: 100, "\(error)")
                 return false
             }
-            say(.info, "service \(name): \(request.command.rawValue) asked through the control socket", service: name)
+            say(.debug, "service \(name): \(request.command.rawValue) asked through the control socket", service: name)
             let state = engine.services[engine.index(of: name)!].state.rawValue
             reply(fd, request.json ? "{\"service\":\(jsonString(name)),\"state\":\(jsonString(state))}" : "\(name): \(state)")
         case .logs:

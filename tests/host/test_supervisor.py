@@ -2,6 +2,7 @@
 a child subreaper (not PID 1) on a directory tree, and `spiritctl --root DIR`
 talks to it through its control socket."""
 
+import json
 import os
 import re
 import shutil
@@ -193,7 +194,6 @@ def test_spiritctl_errors_and_json(supervise, tmp_path):
     answer = s.ctl("restart", "ghost")
     assert answer.returncode == 100 and "unknown service 'ghost'" in answer.stderr, answer
     assert s.ctl("frobnicate").returncode == 100
-    import json
     answer = s.ctl("--json", "status")
     document = json.loads(answer.stdout)
     assert [(x["name"], x["state"], x["restarts"]) for x in document["services"]] == [("sleeper", "running", 0)]
@@ -202,3 +202,27 @@ def test_spiritctl_errors_and_json(supervise, tmp_path):
     s.wait_for(lambda: s.status()["sleeper"][3] == "1" and s.status()["sleeper"][1] == "running", "the restart")
     timeline = json.loads((s.root / "run/spirit/timeline.json").read_text())
     assert [step["step"] for step in timeline["steps"]].count("service:sleeper") == 2
+
+
+NOTIFIER = """
+import os, socket, time
+time.sleep(0.5)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"STATUS=loaded\\nREADY=1\\n", os.environ["NOTIFY_SOCKET"])
+time.sleep(1000)
+"""
+
+
+def test_notify_readiness_holds_back_what_comes_after(supervise):
+    """The protocol nodus follows: a datagram with a READY=1 line, sent to
+    the Unix socket named by $NOTIFY_SOCKET (sd_notify's)."""
+    s = supervise({
+        "slow": f'command = ["/usr/bin/python3", "-c", {json.dumps(NOTIFIER)}]\nready = "notify"\n',
+        "after-slow": 'command = ["/bin/sleep", "1000"]\nafter = ["slow"]\n',
+    })
+    s.wait_for(lambda: "spirit: ready" in s.text(), "ready")
+    steps = {step["step"]: step for step in json.loads((s.root / "run/spirit/timeline.json").read_text())["steps"]}
+    slow, after = steps["service:slow"], steps["service:after-slow"]
+    assert slow["duration_ms"] >= 500, slow
+    assert after["start_ms"] >= slow["end_ms"], (slow, after)
+    assert s.text().index("service slow: ready") < s.text().index("service after-slow: ready")
