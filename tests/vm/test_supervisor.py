@@ -1,7 +1,8 @@
 """Stage 2's supervisor on a real boot: `spirit: ready` once the services
 have settled, a service killed with SIGKILL comes back and `spiritctl
 status` counts it, a crash-looping service ends failed and says so, and
-`spiritctl poweroff` stops the services in reverse order before QEMU exits 0.
+`spiritctl poweroff` stops the services in reverse order before QEMU exits 0;
+a supervisor killed with SIGKILL is replaced by PID 1.
 
 The service for the kill is nodus when this image's spirit has it (`spirit
 nodus`); until then a sleeper whose file the test writes at the console."""
@@ -117,6 +118,18 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     steps = [step["step"] for step in vm.timeline()["steps"]]
     assert steps.count(f"service:{target}") >= 2 and "service:dependent" in steps, steps
     assert re.search(rf"^service:{target}\s+supervisor", vm.check("spiritctl timeline"), re.M)
+
+    # The supervisor dies: PID 1 says so and starts a new one, which stops
+    # what the old one left running and starts the services again.
+    supervisor = vm.check("cat /proc/1/task/1/children; echo").split()[0]
+    old_pid = status(vm)[target]["pid"]
+    vm.check(f"kill -9 {supervisor}")
+    vm.expect(r"spirit: error: the supervisor was killed by SIGKILL \(Killed\); starting a new one$")
+    vm.expect(rf"spirit: warning: service {target}: stopped process {old_pid}, left by the previous supervisor$")
+    vm.expect(rf"spirit: service {target}: ready, process \d+")
+    again = wait_status(vm, target, lambda s: s["state"] == "running" and s["pid"] != old_pid, "the start by the new supervisor")
+    assert again["restarts"] == 0, again
+    assert vm.check(f"test -d /proc/{old_pid} && echo alive || echo gone") == "gone"
 
     # poweroff: the dependent stops before what it requires; QEMU exits 0.
     vm.send("spiritctl poweroff\n")
