@@ -164,7 +164,8 @@ public final class ServiceEngine {
         services[i].lastExit = status
         services[i].ready = false
         if services[i].state == .stopping || !services[i].wanted {
-            let took = now - services[i].stopAskedAt
+            // One that ended by itself before its turn to be stopped took no time.
+            let took = services[i].state == .stopping ? now - services[i].stopAskedAt : 0
             pendingNotices.append(.stopped(services[i].definition.name, tookMicros: took, killed: services[i].killed))
             enter(.stopped, i)
             if services[i].restartWhenStopped {
