@@ -73,10 +73,22 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The service supervisor of stage 2: service files, the state
+        // machine (pure, driven by events), logs, the control socket.
+        .target(
+            name: "Supervisor",
+            dependencies: [
+                "SpiritCore",
+                "CSpirit",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
                 "SpiritCore",
+                "Supervisor",
                 "ModuleLoader",
                 "Overlay",
                 "BootCascade",
@@ -94,6 +106,11 @@ let package = Package(
         .testTarget(
             name: "OverlayTests",
             dependencies: ["Overlay", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SupervisorTests",
+            dependencies: ["Supervisor", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(

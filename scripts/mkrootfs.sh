@@ -56,6 +56,12 @@ esac
 
 install -m 755 "$spirit" "$stage/bin/spirit"
 ln -sf ../bin/spirit "$stage/sbin/init"
+ln -sf spirit "$stage/bin/spiritctl"
+# The services the supervisor starts in stage 2.
+mkdir -p "$stage/etc/spirit/services"
+for service in "$here"/rootfs/services/*.toml; do
+    if [[ -e $service ]]; then install -m 644 "$service" "$stage/etc/spirit/services/"; fi
+done
 
 cat > "$stage/etc/os-release" <<OS
 NAME="Crom-OS Spirit"

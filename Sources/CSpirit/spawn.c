@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <grp.h>
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -49,9 +50,28 @@ int spirit_spawn(const char *path, char *const argv[], char *const envp[],
                 if (dup2(fd, target) < 0) child_fail(report[1], errno);
             }
             if (fd > 2) close(fd);
-        } else if (options && options->output_fd >= 0) {
-            if (dup2(options->output_fd, 1) < 0 || dup2(options->output_fd, 2) < 0)
-                child_fail(report[1], errno);
+        } else {
+            if (options && options->null_stdin) {
+                int fd = open("/dev/null", O_RDONLY);
+                if (fd < 0) child_fail(report[1], errno);
+                if (fd != 0) {
+                    if (dup2(fd, 0) < 0) child_fail(report[1], errno);
+                    close(fd);
+                }
+            }
+            if (options && options->output_fd >= 0) {
+                if (dup2(options->output_fd, 1) < 0 || dup2(options->output_fd, 2) < 0)
+                    child_fail(report[1], errno);
+            }
+        }
+        if (options && options->cgroup_procs_fd >= 0) {
+            if (write(options->cgroup_procs_fd, "0", 1) != 1) child_fail(report[1], errno);
+        }
+        if (options && options->set_ids) {
+            gid_t groups[1] = { options->gid };
+            if (setgroups(1, groups) != 0) child_fail(report[1], errno);
+            if (setgid(options->gid) != 0) child_fail(report[1], errno);
+            if (setuid(options->uid) != 0) child_fail(report[1], errno);
         }
         execve(path, argv, envp);
         child_fail(report[1], errno);

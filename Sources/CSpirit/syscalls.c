@@ -9,7 +9,9 @@
 #include <linux/netlink.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/swap.h>
 #include <signal.h>
 #include <string.h>
@@ -155,4 +157,77 @@ int spirit_uevent_read(int fd, char *buffer, int size, int timeout_ms) {
     if (n < 0) return -errno;
     buffer[n] = 0;
     return (int)n;
+}
+
+int spirit_set_child_subreaper(void) {
+    return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0 ? 0 : -errno;
+}
+
+static int unix_address(const char *path, struct sockaddr_un *address) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address->sun_path) return -ENAMETOOLONG;
+    strcpy(address->sun_path, path);
+    return 0;
+}
+
+int spirit_unix_bind(const char *path, int stream) {
+    struct sockaddr_un address;
+    int rc = unix_address(path, &address);
+    if (rc < 0) return rc;
+    int fd = socket(AF_UNIX, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    (void)unlink(path);
+    if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || (stream && listen(fd, 16) != 0)) {
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int spirit_unix_connect(const char *path) {
+    struct sockaddr_un address;
+    int rc = unix_address(path, &address);
+    if (rc < 0) return rc;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    while (connect(fd, (struct sockaddr *)&address, sizeof address) != 0) {
+        if (errno == EINTR) continue;
+        int err = errno;
+        close(fd);
+        return -err;
+    }
+    return fd;
+}
+
+int spirit_accept(int fd) {
+    int connection;
+    do {
+        connection = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    } while (connection < 0 && errno == EINTR);
+    return connection >= 0 ? connection : -errno;
+}
+
+long spirit_peer_uid(int fd) {
+    struct ucred credentials;
+    socklen_t size = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &size) != 0) return -errno;
+    return (long)credentials.uid;
+}
+
+int spirit_output_pipe(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+    int flags = fcntl(fds[0], F_GETFL);
+    if (flags < 0 || fcntl(fds[0], F_SETFL, flags | O_NONBLOCK) != 0) {
+        int err = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return -err;
+    }
+    return 0;
+}
+
+int spirit_swapoff(const char *device) {
+    return swapoff(device);
 }

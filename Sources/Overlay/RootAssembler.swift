@@ -9,6 +9,8 @@ public struct RootAssembler {
     public var layout = RootLayout()
     public var mke2fs = "/sbin/mke2fs"
     public var mkswap = "/sbin/mkswap"
+    /// The manifest's name beside the image in RAM.
+    public static let manifestFile = "manifest.json"
     let config: BootConfig
     let console: Console
     let timeline: Timeline
@@ -41,6 +43,8 @@ public struct RootAssembler {
                 throw error
             }
         }
+        // Beside the image, for Nodus: a running Spirit serves both to its peers.
+        try Kernel.writeFile(layout.imageDirectory + "/" + Self.manifestFile, manifest.json)
         try timeline.measure("zram", detail: { "\($0 >> 20) MiB, \(config.upper.rawValue) upper" }) { try makeWritableLayer() }
         try timeline.measure("mount") {
             let loop = try LoopDevice.attach(imagePath)

@@ -143,6 +143,11 @@ public enum Kernel {
         try call("use \(device) as swap") { spirit_swapon(device) }
     }
 
+    /// swapoff(2).
+    public static func swapOff(_ device: String) throws(SystemError) {
+        try call("stop using \(device) as swap") { spirit_swapoff(device) }
+    }
+
     /// sync(2).
     public static func sync() { Glibc.sync() }
 

@@ -23,9 +23,22 @@ public enum Spawn {
         public var newSession = false
         /// A terminal to make the controlling one, on fds 0, 1 and 2.
         public var tty: String? = nil
-        public init(newSession: Bool = false, tty: String? = nil) {
+        /// An fd for the child's stdout and stderr (a service's log pipe).
+        public var outputFD: CInt = -1
+        /// /dev/null on stdin (services do not read the console).
+        public var nullStdin = false
+        /// Run as this uid and gid.
+        public var ids: (uid: uid_t, gid: gid_t)? = nil
+        /// An open cgroup.procs the child moves itself into before exec.
+        public var cgroupProcsFD: CInt = -1
+        public init(newSession: Bool = false, tty: String? = nil, outputFD: CInt = -1, nullStdin: Bool = false,
+                    ids: (uid: uid_t, gid: gid_t)? = nil, cgroupProcsFD: CInt = -1) {
             self.newSession = newSession
             self.tty = tty
+            self.outputFD = outputFD
+            self.nullStdin = nullStdin
+            self.ids = ids
+            self.cgroupProcsFD = cgroupProcsFD
         }
     }
 
@@ -46,7 +59,10 @@ public enum Spawn {
             envp.forEach { free($0) }
         }
         let rc: CInt = options.tty.withOptionalCString { tty in
-            var cOptions = spirit_spawn_options(new_session: options.newSession ? 1 : 0, tty: tty, output_fd: -1)
+            var cOptions = spirit_spawn_options(new_session: options.newSession ? 1 : 0, tty: tty, output_fd: options.outputFD,
+                                                null_stdin: options.nullStdin ? 1 : 0, set_ids: options.ids == nil ? 0 : 1,
+                                                uid: options.ids?.uid ?? 0, gid: options.ids?.gid ?? 0,
+                                                cgroup_procs_fd: options.cgroupProcsFD)
             return spirit_spawn(path, argv, envp, &cOptions, &pid)
         }
         if rc != 0 { throw SystemError("start \(path)", Errno(rawValue: rc)) }

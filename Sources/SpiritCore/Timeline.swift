@@ -71,10 +71,14 @@ extension TimelineStep {
             let fill = String(repeating: " ", count: max(0, width - text.count))
             return right ? fill + text : text + fill
         }
-        var lines = [pad("step", 14) + pad("process", 9) + pad("start ms", 11, right: true) + pad("end ms", 11, right: true)
-            + pad("took ms", 11, right: true) + "  detail"]
+        // Wide enough for the longest name (`modules:virtualization`,
+        // `service:<name>`, the `supervisor` process).
+        let stepWidth = max(14, (steps.map(\.step.count).max() ?? 0) + 2)
+        let processWidth = max(9, (steps.map(\.process.count).max() ?? 0) + 2)
+        var lines = [pad("step", stepWidth) + pad("process", processWidth) + pad("start ms", 11, right: true)
+            + pad("end ms", 11, right: true) + pad("took ms", 11, right: true) + "  detail"]
         for step in steps {
-            lines.append(pad(step.step, 14) + pad(step.process, 9) + pad(formatMilliseconds(step.startMicros), 11, right: true)
+            lines.append(pad(step.step, stepWidth) + pad(step.process, processWidth) + pad(formatMilliseconds(step.startMicros), 11, right: true)
                 + pad(formatMilliseconds(step.endMicros), 11, right: true)
                 + pad(formatMilliseconds(step.endMicros - step.startMicros), 11, right: true)
                 + "  " + (step.ok ? "" : "FAILED: ") + (step.detail ?? ""))

@@ -16,6 +16,8 @@ import SystemPackage
 ///   SIGUSR1                         stop everything, then halt
 ///   SIGUSR2, SIGPWR                 stop everything, then power off
 ///   SIGCHLD                         reap
+///   SIGHUP from the supervisor      every enabled service has settled:
+///                                   `spirit: ready` (stage 2)
 ///   any other                       ignored (noted with crom.debug=1)
 struct InitProcess {
     /// Stage 1 runs from the initramfs; stage 2 from the RAM root, after
@@ -27,6 +29,11 @@ struct InitProcess {
     var worker: pid_t?
     var shell: pid_t?
     var shellStarted: Int64 = 0
+    /// Stage 2: the service supervisor (`spirit supervise`), PID 1's one
+    /// worker after switch_root.
+    var supervisor: pid_t?
+    var supervisorStarted: Int64 = 0
+    var announcedReady = false
 
     static let switchedRootFlag = "--switched-root"
 
@@ -113,7 +120,7 @@ struct InitProcess {
         if stage == 1 {
             startWorker()
         } else {
-            becomeReady()
+            startSupervisor()
         }
         while true {
             if signals < 0 {
@@ -136,6 +143,8 @@ struct InitProcess {
                 shutdown(.poweroff, reason: "SIGUSR2 from process \(sender)")
             case SIGPWR:
                 shutdown(.poweroff, reason: "SIGPWR (power failure)")
+            case SIGHUP where stage == 2 && sender != 0 && sender == supervisor:
+                becomeReady()
             case ..<0:
                 console.error("unable to read a signal: errno \(-signal)")
                 Kernel.sleep(milliseconds: 100)
@@ -167,6 +176,9 @@ struct InitProcess {
             if pid == worker {
                 worker = nil
                 workerEnded(status)
+            } else if pid == supervisor {
+                supervisor = nil
+                supervisorEnded(status)
             } else if pid == shell {
                 shell = nil
                 if stage == 1 {
@@ -244,10 +256,38 @@ struct InitProcess {
         enterRescue(reason: "\(SystemError("exec \(initPath) in the new root", Errno(rawValue: spirit_errno())))")
     }
 
-    /// Stage 2: no services yet (the supervisor is its own issue); the
-    /// console gets a shell, as on a live system, unless crom.console=off.
+    /// Stage 2: the supervisor starts the services and sends SIGHUP when
+    /// every enabled one has settled (ready, or failed). Started again,
+    /// after a pause if it died at once, whenever it dies.
+    mutating func startSupervisor() {
+        if Kernel.bootTimeMicros() - supervisorStarted < 1_000_000 { Kernel.sleep(milliseconds: 1000) }
+        supervisorStarted = Kernel.bootTimeMicros()
+        do {
+            // Like the worker, it hashes only its own data (service names,
+            // fds): no reason to wait for the random pool (see early.c).
+            supervisor = try Spawn.spawn("/proc/self/exe", ["spirit", "supervise"],
+                                         environment: Spawn.baseEnvironment + ["SWIFT_DETERMINISTIC_HASHING=1"])
+            console.debug("the supervisor is process \(supervisor ?? 0)")
+        } catch {
+            supervisor = nil
+            console.error("the supervisor cannot start: \(error); no service runs")
+            becomeReady()
+        }
+    }
+
+    mutating func supervisorEnded(_ status: ExitStatus) {
+        console.error("the supervisor \(status); starting a new one")
+        // The console stays usable even when the supervisor cannot reach ready.
+        if !announcedReady, config.console, shell == nil { startConsoleShell() }
+        startSupervisor()
+    }
+
+    /// Stage 2 with its services settled: the console gets a shell, as on a
+    /// live system, unless crom.console=off; then `spirit: ready`.
     mutating func becomeReady() {
-        if config.console { startConsoleShell() }
+        guard !announcedReady else { return }
+        announcedReady = true
+        if config.console, shell == nil { startConsoleShell() }
         console.info("ready")
         let now = Kernel.bootTimeMicros()
         timeline.record(TimelineStep(step: "ready", process: "init", pid: Kernel.pid, startMicros: now, endMicros: now, ok: true))
@@ -300,14 +340,40 @@ struct InitProcess {
         }
     }
 
-    /// The one shutdown path: stop every process, unmount, sync, reboot(2).
+    /// Asks the supervisor (SIGTERM) to stop the services in reverse
+    /// dependency order, each within its stop timeout; waits for it to
+    /// exit, reaping what else ends meanwhile.
+    func stopServices() {
+        guard let supervisor else { return }
+        try? Kernel.kill(supervisor, SIGTERM)
+        let deadline = Kernel.bootTimeMicros() + Self.supervisorStopMicros
+        while Kernel.bootTimeMicros() < deadline {
+            while let (pid, status) = (try? Spawn.wait(-1, noHang: true)) ?? nil {
+                if pid == supervisor {
+                    if status != .exited(0) { console.error("shutdown: the supervisor \(status)") }
+                    return
+                }
+            }
+            Kernel.sleep(milliseconds: 20)
+        }
+        console.error("shutdown: the supervisor did not stop the services within \(Self.supervisorStopMicros / 1_000_000) s")
+    }
+
+    /// How long PID 1 waits for the supervisor to stop the services (each
+    /// has its own stop timeout, after which the supervisor kills it).
+    static let supervisorStopMicros: Int64 = 120_000_000
+
+    /// The one shutdown path: stop the services, then every process, swap
+    /// off, unmount, sync, reboot(2).
     func shutdown(_ action: PowerAction, reason: String) -> Never {
         // The shell that asked may have printed its next prompt already.
         console.newLine()
         console.info("shutdown: \(action.rawValue), asked by \(reason)")
         let start = Kernel.bootTimeMicros()
+        stopServices()
         stopEveryProcess(grace: 5)
         Kernel.sync()
+        Shutdown.swapOff(console: console)
         let summary = Shutdown.unmountAll(console: console)
         Kernel.sync()
         console.info("shutdown: every process stopped, \(summary), in \(formatMilliseconds(Kernel.bootTimeMicros() - start)) ms; \(action.rawValue) now")

@@ -19,10 +19,18 @@ enum PowerCommand {
         }
         do {
             try Kernel.kill(1, signal(for: command))
-            return 0
         } catch {
             console.error("\(error)")
             return 111
         }
+        // The machine is going down: wait for the shutdown to end this
+        // process (with every other), rather than give the shell back, whose
+        // prompt would only mix with the shutdown's lines on the console.
+        Kernel.sleep(milliseconds: Self.patienceMilliseconds)
+        console.error("PID 1 did not \(command) within \(Self.patienceMilliseconds / 1000) s of \(Signal.name(signal(for: command)))")
+        return 111
     }
+
+    /// Longer than PID 1 gives the supervisor to stop the services.
+    static let patienceMilliseconds = 300_000
 }

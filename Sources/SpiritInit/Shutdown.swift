@@ -3,6 +3,20 @@ import SpiritCore
 import SystemPackage
 
 enum Shutdown {
+    /// Turns off every swap device in /proc/swaps (the zram swap of
+    /// crom.upper=tmpfs), so that its device can go.
+    static func swapOff(console: Console) {
+        let lines = ((try? Kernel.readText("/proc/swaps")) ?? "").split(separator: "\n").dropFirst()
+        for line in lines {
+            guard let device = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).first else { continue }
+            do {
+                try Kernel.swapOff(String(device))
+            } catch {
+                console.warning("shutdown: \(error)")
+            }
+        }
+    }
+
     /// Unmounts every filesystem but / in the reverse order of mounting; one
     /// that is busy is remounted read-only so that its data is safe.
     /// Returns a summary for the console.

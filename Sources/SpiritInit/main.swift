@@ -21,6 +21,9 @@ let invokedAs = String((arguments.first ?? "spirit").split(separator: "/").last 
 if invokedAs == "init" {
     InitProcess.main(arguments: arguments)
 }
+if invokedAs == "spiritctl" {
+    exit(ControlCommand.run(Array(arguments.dropFirst())))
+}
 
 let command = arguments.dropFirst().first ?? "help"
 let rest = Array(arguments.dropFirst(2))
@@ -29,6 +32,10 @@ case "init":
     InitProcess.main()
 case "boot-worker":
     BootWorker.main()
+case "supervise":
+    exit(SuperviseCommand.run(rest))
+case "ctl":
+    exit(ControlCommand.run(rest))
 case "image":
     exit(ImageCommand.run(rest))
 case "modules":

@@ -29,6 +29,15 @@ typedef struct {
     const char *tty;
     /// If >= 0: put this fd on 1 and 2 in the child (ignored when tty is set).
     int output_fd;
+    /// Put /dev/null on fd 0 (ignored when tty is set).
+    int null_stdin;
+    /// If set_ids: setgroups({gid}), setgid(gid), setuid(uid) before exec.
+    int set_ids;
+    uid_t uid;
+    gid_t gid;
+    /// If >= 0: an open cgroup.procs of a cgroup v2 directory; the child
+    /// writes "0" to it (moving itself) before exec.
+    int cgroup_procs_fd;
 } spirit_spawn_options;
 
 /// fork + execve with a child that runs only async-signal-safe code: it
@@ -105,6 +114,31 @@ int spirit_enable_packet_info(int fd);
 /// (-EMSGSIZE for a datagram longer than `size`).
 long spirit_recv_datagram(int fd, void *buffer, size_t size, void *from, unsigned int *from_length,
                           uint32_t *local_address);
+
+/// prctl(PR_SET_CHILD_SUBREAPER, 1): orphans of our descendants come to us,
+/// not to PID 1. Returns 0 or -errno.
+int spirit_set_child_subreaper(void);
+
+/// A Unix socket (SOCK_STREAM if stream, else SOCK_DGRAM) bound to `path`
+/// (an old socket file there is removed first), close-on-exec and
+/// non-blocking, listening if a stream socket. Returns the fd or -errno.
+int spirit_unix_bind(const char *path, int stream);
+
+/// A stream connection to the Unix socket at `path`, close-on-exec.
+/// Returns the fd or -errno.
+int spirit_unix_connect(const char *path);
+
+/// accept4(SOCK_CLOEXEC), blocking. Returns the fd or -errno.
+int spirit_accept(int fd);
+
+/// The uid of the peer of a connected Unix socket (SO_PEERCRED), or -errno.
+long spirit_peer_uid(int fd);
+
+/// pipe2(O_CLOEXEC); the read end is also non-blocking. Returns 0 or -errno.
+int spirit_output_pipe(int fds[2]);
+
+/// swapoff(2); returns 0 or -1 with errno set.
+int spirit_swapoff(const char *device);
 
 /// chroot(2); returns 0 or -errno.
 int spirit_chroot(const char *path);

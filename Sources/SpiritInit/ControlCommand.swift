@@ -1,0 +1,149 @@
+import CSpirit
+import Glibc
+import SpiritCore
+import Supervisor
+import SystemPackage
+
+/// `spiritctl` (also `spirit ctl`): asks the supervisor through its control
+/// socket, prints the answer; `timeline`, `poweroff` and `reboot` need no
+/// supervisor.
+enum ControlCommand {
+    static let usage = """
+    usage: spiritctl [--json] [--root DIR | --socket PATH] COMMAND
+      status [SERVICE]          every service (or one): state, pid, restarts, since when, why
+      start SERVICE             start it (and what it requires); clears a failure; reads a new service file
+      stop SERVICE              stop it (and what requires it)
+      restart SERVICE           stop it, then start it
+      logs SERVICE [-f] [-n N]  its last N lines (default 50); -f follows new ones
+      timeline                  the boot timeline, with each service's start
+      poweroff | reboot         stop the services, then every process, and power off or restart
+    Exit codes: 0 success, 100 usage error or unknown service, 111 system failure.
+    """
+
+    /// `spiritctl: <message>` on stderr: the tool's name, as s6's tools do.
+    static func complain(_ message: String) {
+        FileHandleless.writeError("spiritctl: " + message + "\n")
+    }
+
+    static func fail(_ message: String) -> Int32 {
+        complain(message)
+        FileHandleless.writeError(usage + "\n")
+        return 100
+    }
+
+    static func run(_ arguments: [String]) -> Int32 {
+        var json = false
+        var socket = SupervisorPaths().control
+        var root = ""
+        var words: [String] = []
+        var follow = false
+        var lines = 50
+        var rest = arguments[...]
+        while let argument = rest.popFirst() {
+            switch argument {
+            case "--json": json = true
+            case "-f", "--follow": follow = true
+            case "-n":
+                guard let value = rest.popFirst(), let count = Int(value), count >= 0 else { return fail("-n takes a number of lines") }
+                lines = count
+            case "--root":
+                guard let value = rest.popFirst() else { return fail("--root takes a DIR") }
+                root = value
+                socket = SupervisorPaths(root: value).control
+            case "--socket":
+                guard let value = rest.popFirst() else { return fail("--socket takes a PATH") }
+                socket = value
+            case "-h", "--help", "help":
+                print(usage)
+                return 0
+            default:
+                if argument.hasPrefix("-") { return fail("unknown option '\(argument)'") }
+                words.append(argument)
+            }
+        }
+        guard let command = words.first else { return fail("no command") }
+        let operands = Array(words.dropFirst())
+        switch command {
+        case "poweroff", "reboot":
+            guard operands.isEmpty else { return fail("\(command) takes no SERVICE") }
+            return PowerCommand.run(command, [])
+        case "timeline":
+            guard operands.isEmpty else { return fail("timeline takes no SERVICE") }
+            let path = Timeline(directory: SupervisorPaths(root: root).run, process: "").documentPath
+            if json {
+                do {
+                    print(String(decoding: try Kernel.readFile(path), as: UTF8.self), terminator: "")
+                    return 0
+                } catch {
+                    complain("\(error)")
+                    return 111
+                }
+            }
+            return TimelineCommand.run([path])
+        default:
+            break
+        }
+        guard let kind = ControlRequest.Command(rawValue: command) else { return fail("unknown command '\(command)'") }
+        if kind == .status {
+            guard operands.count <= 1 else { return fail("status takes at most one SERVICE") }
+        } else {
+            guard operands.count == 1 else { return fail("\(command) takes one SERVICE") }
+        }
+        if let name = operands.first, !ServiceDefinition.isValidName(name) { return fail("'\(name)' is not a service name") }
+        if follow && kind != .logs { return fail("-f goes with logs") }
+        let request = ControlRequest(command: kind, service: operands.first, lines: lines, follow: follow, json: json)
+        return send(request, to: socket)
+    }
+
+    /// Sends one request; copies the answer's body to stdout as it comes.
+    static func send(_ request: ControlRequest, to socket: String) -> Int32 {
+        let fd = spirit_unix_connect(socket)
+        if fd < 0 {
+            complain("\(SystemError("connect to \(socket)", Errno(rawValue: -fd), hint: "is the supervisor running?"))")
+            return 111
+        }
+        defer { close(fd) }
+        let line = Array((request.line + "\n").utf8)
+        guard line.withUnsafeBytes({ Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == line.count else {
+            complain("\(SystemError("send a request to \(socket)", Errno(rawValue: spirit_errno())))")
+            return 111
+        }
+        var header: [UInt8] = []
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var code: Int32? = nil
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0, spirit_errno() == EINTR { continue }
+            if n <= 0 { break }
+            if code == nil {
+                header += buffer[0..<n]
+                guard let newline = header.firstIndex(of: 0x0A) else { continue }
+                let first = String(decoding: header[..<newline], as: UTF8.self)
+                pending = Array(header[(newline + 1)...])
+                if first == "ok" {
+                    code = 0
+                } else {
+                    // `error <code> <message>`
+                    let parts = first.split(separator: " ", maxSplits: 2).map(String.init)
+                    complain(parts.count == 3 ? parts[2] : "the supervisor answered '\(first)'")
+                    return parts.count == 3 ? Int32(parts[1]) ?? 111 : 111
+                }
+            } else {
+                pending = Array(buffer[0..<n])
+            }
+            var bytes = pending[...]
+            while !bytes.isEmpty {
+                let written = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+                if written <= 0 { return 111 }
+                bytes = bytes.dropFirst(written)
+            }
+            pending = []
+        }
+        guard let code else {
+            complain("the supervisor at \(socket) closed the connection without an answer")
+            return 111
+        }
+        return code
+    }
+}

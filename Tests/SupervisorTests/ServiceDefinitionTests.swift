@@ -1,0 +1,107 @@
+import CSpirit
+import SpiritCore
+import Supervisor
+import Testing
+
+@Suite struct ServiceDefinitionTests {
+    static let nodus = """
+        # The Nodus daemon.
+        command = ["/bin/spirit", "nodus", "serve",
+                   "--image", "/run/spirit/image/rootfs.squashfs"]  # the image it serves
+        environment = ["RUST_LOG=info", 'GREETING=a "quoted" # word']
+        after = ["network"]
+        restart = "always"
+        ready = "notify"
+
+        [backoff]
+        initial-ms = 250
+        cap-ms = 10_000
+
+        [crash-loop]
+        restarts = 4
+        within-seconds = 30
+
+        [stop]
+        signal = "SIGINT"
+        timeout-ms = 3000
+
+        [log]
+        max-bytes = 65536
+
+        [cgroup]
+        memory-max = "256M"
+        cpu-weight = 200
+        """
+
+    @Test func aFullDefinition() throws {
+        let definition = try ServiceDefinition(name: "nodus", file: try ServiceFile.parse(Self.nodus, path: "nodus.toml"))
+        #expect(definition.command == ["/bin/spirit", "nodus", "serve", "--image", "/run/spirit/image/rootfs.squashfs"])
+        #expect(definition.environment == ["RUST_LOG=info", "GREETING=a \"quoted\" # word"])
+        #expect(definition.after == ["network"])
+        #expect(definition.restart == .always && definition.readiness == .notify)
+        #expect(definition.backoffInitialMicros == 250_000 && definition.backoffCapMicros == 10_000_000)
+        #expect(definition.crashLoopRestarts == 4 && definition.crashLoopWindowMicros == 30_000_000)
+        #expect(definition.stopSignal == SIGINT && definition.stopTimeoutMicros == 3_000_000)
+        #expect(definition.logMaxBytes == 65536)
+        #expect(definition.memoryMax == "268435456" && definition.cpuWeight == 200)
+    }
+
+    func error(_ text: String, name: String = "web") -> String {
+        do {
+            _ = try ServiceDefinition(name: name, file: try ServiceFile.parse(text, path: "/etc/spirit/services/\(name).toml"))
+            return "no error"
+        } catch {
+            return error.description
+        }
+    }
+
+    @Test func errorsNameTheFileTheLineAndTheField() {
+        #expect(error("command = [\"/bin/web\"]\n\n[stop]\ntimeout-ms = \"soon\"\n")
+                == "/etc/spirit/services/web.toml:4: stop.timeout-ms: expected an integer, found a string")
+        #expect(error("command = [\"/bin/web\"]\nrestart = \"sometimes\"\n")
+                == "/etc/spirit/services/web.toml:2: restart: 'sometimes' is not one of always, on-failure, never")
+        #expect(error("command = [\"web\"]\n")
+                == "/etc/spirit/services/web.toml:1: command: the first word must be the program's absolute path (\"/bin/...\")")
+        #expect(error("# nothing\n")
+                == "/etc/spirit/services/web.toml:1: command: missing: every service needs command = [\"/path/to/program\", \"argument\", ...]")
+        #expect(error("command = [\"/bin/web\",\n  \"--port\", 80]\n")
+                == "/etc/spirit/services/web.toml:1: command: an array holds only strings here (\"...\" or '...')")
+        #expect(error("command = [\"/bin/web\"]\nrestrat = \"always\"\n").hasPrefix("/etc/spirit/services/web.toml:2: restrat: unknown field"))
+        #expect(error("command = [\"/bin/web\"]\nenabled = yes\n")
+                == "/etc/spirit/services/web.toml:2: enabled: 'yes' is not a string, an integer, a boolean or an array of strings")
+        #expect(error("command = [\"/bin/web\"]\n[stop]\nsignal = \"SIGNOPE\"\n")
+                == "/etc/spirit/services/web.toml:3: stop.signal: 'SIGNOPE' is not a signal name (SIGTERM, SIGINT, SIGHUP, ...)")
+        #expect(error("command = [\"/bin/web\"]\nafter = [\"web\"]\n") == "/etc/spirit/services/web.toml:2: after: a service cannot wait for itself")
+        #expect(error("command = [\"/bin/web\"]\nuser = \"nobody\"\nuser = \"root\"\n") == "/etc/spirit/services/web.toml:3: user: set twice")
+        #expect(error("command = [\"/bin/x\"]\n", name: "Web") .contains(":1: name: 'Web' is not a service name"))
+        #expect(error("command = \"/bin/web\n") == "/etc/spirit/services/web.toml:1: command: the string has no closing \"")
+    }
+
+    @Test func cyclesAreLeftOutWithAnError() {
+        var a = ServiceDefinition(name: "a", command: ["/bin/a"])
+        a.after = ["b"]
+        a.path = "a.toml"
+        var b = ServiceDefinition(name: "b", command: ["/bin/b"])
+        b.requires = ["a"]
+        b.path = "b.toml"
+        let c = ServiceDefinition(name: "c", command: ["/bin/c"])
+        let (services, errors) = ServiceDirectory.check([a, b, c])
+        #expect(services.map(\.name) == ["c"])
+        #expect(errors.map(\.description) == ["a.toml:1: after: a dependency cycle through a, b", "b.toml:1: after: a dependency cycle through a, b"])
+    }
+}
+
+@Suite struct ControlProtocolTests {
+    @Test func requestsGoThereAndBack() {
+        let requests = [
+            ControlRequest(command: .status),
+            ControlRequest(command: .status, json: true),
+            ControlRequest(command: .start, service: "nodus"),
+            ControlRequest(command: .logs, service: "nodus", lines: 20, follow: true, json: false),
+        ]
+        for request in requests { #expect(ControlRequest(line: request.line) == request, "\(request.line)") }
+        #expect(ControlRequest(line: "start") == nil)
+        #expect(ControlRequest(line: "start ../etc") == nil)
+        #expect(ControlRequest(line: "reboot now") == nil)
+    }
+}

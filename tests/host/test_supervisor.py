@@ -1,0 +1,229 @@
+"""The supervisor with real processes: `spirit supervise --root DIR` runs as
+a child subreaper (not PID 1) on a directory tree, and `spiritctl --root DIR`
+talks to it through its control socket."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out/spirit"))
+
+STAMP = re.compile(r"^(\d+\.\d{3}) (.*)$")
+
+
+class Supervisor:
+    def __init__(self, root: Path, services: dict[str, str]):
+        self.root = root
+        (root / "etc/spirit/services").mkdir(parents=True)
+        for name, text in services.items():
+            (root / f"etc/spirit/services/{name}.toml").write_text(text)
+        self.output = root / "supervisor.out"
+        self.process = subprocess.Popen([str(SPIRIT), "supervise", "--root", str(root)],
+                                        stdout=open(self.output, "wb"), stderr=subprocess.STDOUT)
+        self.wait_for(lambda: (root / "run/spirit/control.sock").exists(), "the control socket")
+
+    def ctl(self, *words: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SPIRIT), "ctl", "--root", str(self.root), *words], capture_output=True, text=True, timeout=30)
+
+    def status(self) -> dict[str, list[str]]:
+        answer = self.ctl("status")
+        assert answer.returncode == 0, answer
+        return {line.split()[0]: line.split() for line in answer.stdout.splitlines()[1:]}
+
+    def text(self) -> str:
+        return self.output.read_text()
+
+    def log(self, name: str) -> list[tuple[float, str]]:
+        path = self.root / f"run/log/{name}.log"
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [(float(m.group(1)), m.group(2)) for m in map(STAMP.match, lines) if m]
+
+    def wait_for(self, condition, what: str, timeout: float = 20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"the supervisor exited ({self.process.returncode}) before {what}:\n{self.text()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{what} did not happen within {timeout} s:\n{self.text()}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+
+def read_quietly(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
+
+
+@pytest.fixture
+def supervise():
+    # Not under pytest's tmp_path (mode 0700): a user other than root must
+    # reach the control socket for the SO_PEERCRED check.
+    base = Path(tempfile.mkdtemp(prefix="spirit-supervise-"))
+    base.chmod(0o755)
+    supervisors: list[Supervisor] = []
+
+    def start(services: dict[str, str]) -> Supervisor:
+        supervisors.append(Supervisor(base / f"root{len(supervisors)}", services))
+        return supervisors[-1]
+
+    yield start
+    for s in supervisors:
+        s.stop()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_a_crashing_service_is_restarted_on_schedule_then_fails(supervise):
+    s = supervise({
+        "crashy": """
+            command = ["/bin/sh", "-c", "echo crashing; exit 3"]
+            [backoff]
+            initial-ms = 200
+            cap-ms = 800
+            [crash-loop]
+            restarts = 5
+            within-seconds = 60
+            """,
+    })
+    s.wait_for(lambda: "service crashy: failed" in s.text(), "the crash loop")
+    starts = [t for t, text in s.log("crashy") if text.startswith("spirit: started, process")]
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    # Each start follows the exit by the backoff: 200, 400, 800 (the cap), 800, 800 ms.
+    assert len(starts) == 6, s.log("crashy")
+    for gap, expected in zip(gaps, [200, 400, 800, 800, 800]):
+        assert expected <= gap < expected + 300, (gaps, s.log("crashy"))
+    assert [text for _, text in s.log("crashy")].count("crashing") == 6
+    assert "crash loop: 5 restarts within 60 s, last exited with status 3" in s.text()
+    row = s.status()["crashy"]
+    assert row[1:4] == ["failed", "-", "5"], row
+    # Failed stays failed until asked; `start` tries again.
+    time.sleep(1)
+    assert len([1 for _, text in s.log("crashy") if text.startswith("spirit: started")]) == 6
+    answer = s.ctl("start", "crashy")
+    assert answer.returncode == 0, answer
+    s.wait_for(lambda: len([1 for _, text in s.log("crashy") if text.startswith("spirit: started")]) >= 7, "the new start")
+
+
+def test_a_service_ignoring_sigterm_is_killed_after_its_timeout_and_shutdown_is_in_order(supervise):
+    s = supervise({
+        "stubborn": """
+            command = ["/bin/sh", "-c", "trap '' TERM; echo up; while :; do sleep 0.05; done"]
+            [stop]
+            timeout-ms = 1500
+            """,
+        "base": 'command = ["/bin/sleep", "1000"]\n',
+        "top": 'command = ["/bin/sleep", "1000"]\nrequires = ["base"]\n',
+    })
+    s.wait_for(lambda: "spirit: ready" in s.text(), "ready")
+    assert s.status()["stubborn"][1] == "running"
+    started = time.monotonic()
+    answer = s.ctl("stop", "stubborn")
+    assert answer.returncode == 0, answer
+    s.wait_for(lambda: s.status()["stubborn"][1] == "stopped", "the stop")
+    took = time.monotonic() - started
+    assert 1.4 <= took < 4, took
+    assert re.search(r"service stubborn: still running 15\d\d\.\d{3} ms after its stop signal; SIGKILL", s.text()), s.text()
+    assert re.search(r"service stubborn: killed in 15\d\d\.\d{3} ms", s.text()), s.text()
+    # Nothing of it is left: the whole process group got SIGKILL.
+    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if b"while :; do sleep 0.05" in read_quietly(p)]
+
+    # SIGTERM to the supervisor: dependents first, then what they require; exit 0.
+    assert s.stop() == 0
+    order = re.findall(r"^spirit: shutdown: (\S+) stopped in", s.text(), re.M)
+    assert order == ["top", "base"], s.text()
+    assert re.search(r"shutdown: all services stopped in [\d.]+ ms", s.text())
+    assert not (s.root / "run/spirit/control.sock").exists()
+
+
+def test_ten_megabytes_of_output_stay_within_the_log_cap(supervise):
+    cap = 256 * 1024
+    s = supervise({
+        "noisy": f"""
+            command = ["/bin/sh", "-c", "yes 'a line of about fifty bytes, again and again ..' | head -c 10485760; echo the-end"]
+            restart = "never"
+            [log]
+            max-bytes = {cap}
+            ring-lines = 100
+            """,
+    })
+    s.wait_for(lambda: "service noisy: exited with status 0" in s.text(), "the end of noisy", timeout=60)
+    logs = s.root / "run/log"
+    current, rotated = logs / "noisy.log", logs / "noisy.log.1"
+    assert rotated.exists(), "the log never rotated"
+    total = current.stat().st_size + rotated.stat().st_size
+    assert cap // 2 <= total <= cap, total
+    assert current.read_text().splitlines()[-1].endswith("spirit: exited with status 0")
+    assert "the-end" in current.read_text()
+    answer = s.ctl("logs", "noisy", "-n", "3")
+    assert answer.returncode == 0, answer
+    lines = answer.stdout.splitlines()
+    assert len(lines) == 3 and lines[1].endswith(" the-end") and lines[2].endswith("spirit: exited with status 0"), lines
+
+
+def test_spiritctl_errors_and_json(supervise, tmp_path):
+    answer = subprocess.run([str(SPIRIT), "ctl", "--root", str(tmp_path / "nowhere"), "status"], capture_output=True, text=True)
+    assert answer.returncode == 111
+    assert answer.stderr.strip() == (f"spiritctl: unable to connect to {tmp_path}/nowhere/run/spirit/control.sock: "
+                                     "No such file or directory — is the supervisor running?")
+    s = supervise({"sleeper": 'command = ["/bin/sleep", "1000"]\nready = "started"\n'})
+    s.wait_for(lambda: "spirit: ready" in s.text(), "ready")
+    # Only root is answered (SO_PEERCRED); checked where the test can be another user.
+    if os.geteuid() == 0:
+        answer = subprocess.run([str(SPIRIT), "ctl", "--root", str(s.root), "status"], capture_output=True, text=True, user=65534)
+        assert answer.returncode == 111, answer
+        assert "spiritctl: permission denied: the control socket answers only root (you are uid 65534)" in answer.stderr, answer
+    answer = s.ctl("restart", "ghost")
+    assert answer.returncode == 100 and "unknown service 'ghost'" in answer.stderr, answer
+    assert s.ctl("frobnicate").returncode == 100
+    answer = s.ctl("--json", "status")
+    document = json.loads(answer.stdout)
+    assert [(x["name"], x["state"], x["restarts"]) for x in document["services"]] == [("sleeper", "running", 0)]
+    # kill -9 of a service: restarted, and the count shows it.
+    os.kill(document["services"][0]["pid"], signal.SIGKILL)
+    s.wait_for(lambda: s.status()["sleeper"][3] == "1" and s.status()["sleeper"][1] == "running", "the restart")
+    timeline = json.loads((s.root / "run/spirit/timeline.json").read_text())
+    assert [step["step"] for step in timeline["steps"]].count("service:sleeper") == 2
+
+
+NOTIFIER = """
+import os, socket, time
+time.sleep(0.5)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.sendto(b"STATUS=loaded\\nREADY=1\\n", os.environ["NOTIFY_SOCKET"])
+time.sleep(1000)
+"""
+
+
+def test_notify_readiness_holds_back_what_comes_after(supervise):
+    """The protocol nodus follows: a datagram with a READY=1 line, sent to
+    the Unix socket named by $NOTIFY_SOCKET (sd_notify's)."""
+    s = supervise({
+        "slow": f'command = ["/usr/bin/python3", "-c", {json.dumps(NOTIFIER)}]\nready = "notify"\n',
+        "after-slow": 'command = ["/bin/sleep", "1000"]\nafter = ["slow"]\n',
+    })
+    s.wait_for(lambda: "spirit: ready" in s.text(), "ready")
+    steps = {step["step"]: step for step in json.loads((s.root / "run/spirit/timeline.json").read_text())["steps"]}
+    slow, after = steps["service:slow"], steps["service:after-slow"]
+    assert slow["duration_ms"] >= 500, slow
+    assert after["start_ms"] >= slow["end_ms"], (slow, after)
+    assert s.text().index("service slow: ready") < s.text().index("service after-slow: ready")

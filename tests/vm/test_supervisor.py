@@ -1,0 +1,142 @@
+"""Stage 2's supervisor on a real boot: `spirit: ready` once the services
+have settled, a service killed with SIGKILL comes back and `spiritctl
+status` counts it, a crash-looping service ends failed and says so, and
+`spiritctl poweroff` stops the services in reverse order before QEMU exits 0;
+a supervisor killed with SIGKILL is replaced by PID 1.
+
+The service for the kill is nodus when this image's spirit has it (`spirit
+nodus`); until then a sleeper whose file the test writes at the console."""
+
+import base64
+import json
+import re
+
+from harness import Disk
+
+SLEEPER = """
+command = ["/bin/sleep", "100000"]
+[backoff]
+initial-ms = 100
+[cgroup]
+memory-max = "64M"
+cpu-weight = 50
+"""
+
+DEPENDENT = """
+command = ["/bin/sh", "-c", "echo dependent up; exec sleep 100000"]
+requires = ["sleeper"]
+"""
+
+CRASHY = """
+command = ["/bin/sh", "-c", "echo crashing; exit 3"]
+[backoff]
+initial-ms = 100
+cap-ms = 200
+[crash-loop]
+restarts = 3
+within-seconds = 60
+"""
+
+
+def write_file(vm, path: str, text: str) -> None:
+    # base64 on one line: the console's line discipline and the shell's
+    # quoting cannot change it.
+    encoded = base64.b64encode(text.strip().encode() + b"\n").decode()
+    vm.check(f"echo {encoded} | base64 -d > {path}")
+
+
+def answer(vm, command: str) -> str:
+    """A command's output without the supervisor's console lines, which
+    share the serial console with it."""
+    return "\n".join(line for line in vm.check(command).splitlines() if not line.startswith("spirit: "))
+
+
+def status(vm) -> dict:
+    return {s["name"]: s for s in json.loads(answer(vm, "spiritctl --json status"))["services"]}
+
+
+def wait_status(vm, name: str, condition, what: str, tries: int = 60) -> dict:
+    for _ in range(tries):
+        services = status(vm)
+        if name in services and condition(services[name]):
+            return services[name]
+        vm.check("sleep 0.5")
+    raise AssertionError(f"{name}: {what} did not happen: {services.get(name)}; log: {vm.log_path}")
+
+
+def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
+    vm = boot("", disks=[Disk(str(media_disk))])
+    vm.expect(r"^spirit: Crom-OS Spirit \S+: init is process 1, stage 2")
+    vm.expect(r"^spirit: supervisor: \d+ services in /etc/spirit/services")
+    vm.expect(r"^spirit: ready$")
+    vm.expect(r"spirit:/# ", partial=True)
+    assert vm.check("readlink /bin/spiritctl") == "spirit"
+    assert vm.check("cat /proc/$(cat /proc/1/task/1/children | awk '{print $1}')/cmdline | tr '\\0' ' '; echo").startswith("spirit supervise")
+
+    has_nodus = "nodus" in vm.check("spirit help")
+    if has_nodus:
+        target = "nodus"
+        assert status(vm)["nodus"]["state"] == "running", status(vm)
+    else:
+        target = "sleeper"
+        write_file(vm, "/etc/spirit/services/sleeper.toml", SLEEPER)
+        assert answer(vm, "spiritctl start sleeper") == "sleeper: running"
+        # Its cgroup, with the limits of its file.
+        pid = status(vm)["sleeper"]["pid"]
+        assert vm.check("cat /sys/fs/cgroup/spirit/sleeper/memory.max") == str(64 << 20)
+        assert vm.check("cat /sys/fs/cgroup/spirit/sleeper/cpu.weight") == "50"
+        assert str(pid) in vm.check("cat /sys/fs/cgroup/spirit/sleeper/cgroup.procs").split()
+    write_file(vm, "/etc/spirit/services/dependent.toml", DEPENDENT.replace("sleeper", target))
+    assert answer(vm, "spiritctl start dependent") == "dependent: running"
+
+    # kill -9: restarted, and counted.
+    before = status(vm)[target]
+    vm.check(f"kill -9 {before['pid']}")
+    after = wait_status(vm, target, lambda s: s["restarts"] == before["restarts"] + 1 and s["state"] == "running", "the restart")
+    assert after["pid"] != before["pid"]
+    # (Console lines, searched in the whole console: they come between the
+    # commands' output, wherever the supervisor wrote them, even after a prompt.)
+    assert re.search(rf"spirit: warning: service {target}: was killed by SIGKILL \(Killed\); restart in \d+ ms$", vm.console, re.M)
+    table = answer(vm, "spiritctl status")
+    assert re.search(rf"^{target}\s+running\s+{after['pid']}\s+{after['restarts']}\s", table, re.M), table
+
+    # A crash loop: failed, on the console and in the status.
+    write_file(vm, "/etc/spirit/services/crashy.toml", CRASHY)
+    answer(vm, "spiritctl start crashy")
+    crashy = wait_status(vm, "crashy", lambda s: s["state"] == "failed", "the crash loop")
+    assert crashy["restarts"] == 3 and crashy["detail"] == "crash loop: 3 restarts within 60 s, last exited with status 3", crashy
+    assert re.search(r"spirit: error: service crashy: failed: crash loop: 3 restarts within 60 s, last exited with status 3; "
+                     r"'spiritctl start crashy' tries again$", vm.console, re.M)
+    # Its log: its own lines and the supervisor's about it, each with its time.
+    log = answer(vm, "spiritctl logs crashy -n 3").splitlines()
+    assert len(log) == 3 and log[0].endswith(" crashing") and log[-1].endswith("'spiritctl start crashy' tries again"), log
+    assert all(re.match(r"^\d+\.\d{3} ", line) for line in log), log
+    status_code, output = vm.run("spiritctl start nosuch")
+    assert status_code == 100 and "spiritctl: unknown service 'nosuch'" in output, output
+
+    # Each service start is in the timeline.
+    steps = [step["step"] for step in vm.timeline()["steps"]]
+    assert steps.count(f"service:{target}") >= 2 and "service:dependent" in steps, steps
+    assert re.search(rf"^service:{target}\s+supervisor", vm.check("spiritctl timeline"), re.M)
+
+    # The supervisor dies: PID 1 says so and starts a new one, which stops
+    # what the old one left running and starts the services again.
+    supervisor = vm.check("cat /proc/1/task/1/children; echo").split()[0]
+    old_pid = status(vm)[target]["pid"]
+    vm.check(f"kill -9 {supervisor}")
+    vm.expect(r"spirit: error: the supervisor was killed by SIGKILL \(Killed\); starting a new one$")
+    vm.expect(rf"spirit: warning: service {target}: stopped process {old_pid}, left by the previous supervisor$")
+    vm.expect(rf"spirit: service {target}: ready, process \d+")
+    again = wait_status(vm, target, lambda s: s["state"] == "running" and s["pid"] != old_pid, "the start by the new supervisor")
+    assert again["restarts"] == 0, again
+    assert vm.check(f"test -d /proc/{old_pid} && echo alive || echo gone") == "gone"
+
+    # poweroff: the dependent stops before what it requires; QEMU exits 0.
+    vm.send("spiritctl poweroff\n")
+    vm.expect(r"^spirit: shutdown: poweroff, asked by SIGUSR2")
+    vm.expect(r"^spirit: shutdown: stopping \d+ services")
+    vm.expect(r"^spirit: shutdown: dependent stopped in [\d.]+ ms$")
+    vm.expect(rf"^spirit: shutdown: {target} stopped in [\d.]+ ms$")
+    vm.expect(r"^spirit: shutdown: all services stopped in [\d.]+ ms$")
+    vm.expect(r"^spirit: shutdown: every process stopped, .*; poweroff now$")
+    assert vm.wait_exit(60) == 0
