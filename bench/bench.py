@@ -5,7 +5,9 @@ out/bench/report.json.
 Today it measures module loading (the ModuleLoader's figure): the same set
 of modules loaded in the same VM, in separate boots, by kmod's `modprobe -a`
 and by `spirit modules load`, each timed in the guest by `spirit time`
-(CLOCK_BOOTTIME from spawn to exit, so QEMU's start does not count). The
+(CLOCK_BOOTTIME from spawn to exit, so QEMU's start does not count); and
+the initramfs stage (bench/initramfs_stage.py): kernel hand-off to the exec
+of the real init for Spirit, initramfs-tools, dracut and tiny-initramfs. The
 other sections of the benchmark issue are still to come.
 """
 
@@ -23,10 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "vm"))
 from harness import VM, VMConfig  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "bench"))
+import initramfs_stage  # noqa: E402
+
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 OUT = ROOT / "out" / "bench"
 KERNEL = os.environ["SPIRIT_KERNEL"]
 INITRAMFS = os.environ["SPIRIT_BENCH_INITRAMFS"]
+# The initramfs and the media disk Spirit really boots (make initramfs, make media).
+SPIRIT_INITRAMFS = Path(os.environ.get("SPIRIT_INITRAMFS", ROOT / "out" / "initramfs.zst"))
+SPIRIT_MEDIA = Path(os.environ.get("SPIRIT_MEDIA", ROOT / "out" / "media.img"))
 MEMORY, CPUS = 1024, 2
 
 # Drivers for the disks, buses and NICs of PCs and VMs, and the filesystems
@@ -73,6 +81,7 @@ def main() -> None:
             print(f"bench: {name} run {run + 1}/{RUNS}: {sample['ms']:.1f} ms, {sample['modules']} modules", flush=True)
             results[name].append(sample)
     modules = {name: summary(samples) for name, samples in results.items()}
+    stage = initramfs_stage.measure(Path(KERNEL), SPIRIT_INITRAMFS, SPIRIT_MEDIA, OUT / "peers", RUNS, OUT / "logs")
     kmod, ours = modules["modprobe -a (kmod)"], modules["spirit modules load"]
     ratio = kmod["median_ms"] / ours["median_ms"]
     kernel_release = Path(KERNEL).resolve().parent.joinpath("release").read_text().strip() \
@@ -86,6 +95,7 @@ def main() -> None:
                  "version": subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True, text=True).stdout.splitlines()[0]},
         "kernel": kernel_release,
         "module_loading": {"contenders": modules, "kmod_over_spirit_median": round(ratio, 2), "target": ">= 2.0"},
+        "initramfs_stage": stage,
         "seconds": round(time.time() - started),
     }
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -108,7 +118,8 @@ index and loads the dependency graph in parallel waves with `finit_module`.
 {rows}
 
 kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
-""")
+
+{initramfs_stage.markdown(stage)}""")
     print((OUT / "report.md").read_text())
 
 
