@@ -6,10 +6,12 @@ Today it measures module loading (the ModuleLoader's figure): the same set
 of modules loaded in the same VM, in separate boots, by kmod's `modprobe -a`
 and by `spirit modules load`, each timed in the guest by `spirit time`
 (CLOCK_BOOTTIME from spawn to exit, so QEMU's start does not count); the
-full boot to `spirit: ready` step by step with memory and sizes, and its
-SVG plot (bench/full_boot.py); and NBD image delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server,
-nbdkit and qemu-nbd on loopback. The other sections of the benchmark issue
-are still to come.
+initramfs stage (bench/initramfs_stage.py): kernel hand-off to the exec of
+the real init for Spirit, initramfs-tools, dracut and tiny-initramfs; the
+full boot to `spirit: ready` step by step with memory and sizes, and its SVG
+plot (bench/full_boot.py, from the same Spirit boots); and NBD image
+delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server, nbdkit and
+qemu-nbd on loopback. HTTP delivery is still to come.
 """
 
 import json
@@ -28,6 +30,7 @@ from harness import VM, VMConfig  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import full_boot  # noqa: E402
+import initramfs_stage  # noqa: E402
 import nbd  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -35,9 +38,10 @@ OUT = ROOT / "out" / "bench"
 KERNEL = os.environ["SPIRIT_KERNEL"]
 INITRAMFS = os.environ["SPIRIT_BENCH_INITRAMFS"]
 SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out" / "spirit"))
-SPIRIT_INITRAMFS = os.environ.get("SPIRIT_INITRAMFS", str(ROOT / "out" / "initramfs.zst"))
+# The initramfs and the media disk Spirit really boots (make initramfs, make media).
+SPIRIT_INITRAMFS = Path(os.environ.get("SPIRIT_INITRAMFS", ROOT / "out" / "initramfs.zst"))
+SPIRIT_MEDIA = Path(os.environ.get("SPIRIT_MEDIA", ROOT / "out" / "media.img"))
 ROOTFS = Path(os.environ.get("SPIRIT_ROOTFS", ROOT / "out" / "rootfs.squashfs"))
-MANIFEST = Path(os.environ.get("SPIRIT_MANIFEST", ROOT / "out" / "manifest.json"))
 ISO = Path(os.environ.get("SPIRIT_ISO", ROOT / "out" / "crom-spirit.iso"))
 SIGNING_KEY = Path(os.environ.get("SIGNING_KEY", Path.home() / ".config/crom-spirit/signing.key"))
 MEMORY, CPUS = 1024, 2
@@ -79,7 +83,6 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()
     delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
-    boot = full_boot.measure(KERNEL, SPIRIT_INITRAMFS, ROOTFS, MANIFEST, RUNS, OUT, MEMORY, CPUS, ISO)
     results = {name: [] for name in CONTENDERS}
     # Interleaved, so that a noisy minute on a shared machine hits both.
     for run in range(RUNS):
@@ -88,6 +91,9 @@ def main() -> None:
             print(f"bench: {name} run {run + 1}/{RUNS}: {sample['ms']:.1f} ms, {sample['modules']} modules", flush=True)
             results[name].append(sample)
     modules = {name: summary(samples) for name, samples in results.items()}
+    stage = initramfs_stage.measure(Path(KERNEL), SPIRIT_INITRAMFS, SPIRIT_MEDIA, OUT / "peers", RUNS, OUT / "logs")
+    # The full boot's figures come from the same Spirit boots.
+    boot = full_boot.summarize(stage.pop("spirit_boots"), SPIRIT_INITRAMFS, ROOTFS, SPIRIT, ISO, OUT)
     kmod, ours = modules["modprobe -a (kmod)"], modules["spirit modules load"]
     ratio = kmod["median_ms"] / ours["median_ms"]
     kernel_release = Path(KERNEL).resolve().parent.joinpath("release").read_text().strip() \
@@ -103,6 +109,7 @@ def main() -> None:
         "module_loading": {"contenders": modules, "kmod_over_spirit_median": round(ratio, 2), "target": ">= 2.0"},
         "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
         "full_boot": boot,
+        "initramfs_stage": stage,
         "seconds": round(time.time() - started),
     }
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -126,6 +133,7 @@ index and loads the dependency graph in parallel waves with `finit_module`.
 
 kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 
+{initramfs_stage.markdown(stage)}
 {full_boot.markdown(boot)}
 {nbd.markdown(delivery)}""")
     print((OUT / "report.md").read_text())

@@ -4,7 +4,6 @@ CLOCK_BOOTTIME, measured in the guest), PID 1's and every Spirit process's
 VmRSS at ready, the sizes of what ships; and an SVG plot of the last run's
 timeline, like `systemd-analyze plot`."""
 
-import json
 import statistics
 import sys
 from html import escape
@@ -12,21 +11,19 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "vm"))
-from conftest import make_media  # noqa: E402
-from harness import VM, VMConfig  # noqa: E402
+from harness import VM, Disk, VMConfig  # noqa: E402
 
 
-def one_boot(kernel: str, initramfs: str, disk: Path, log: Path, memory: int, cpus: int) -> dict:
-    from harness import Disk
-
-    vm = VM(VMConfig(kernel=kernel, initrd=initramfs, append="console=ttyS0 quiet", memory_mib=memory, cpus=cpus,
-                     disks=[Disk(str(disk))]), log)
+def one_boot(kernel: str, initramfs: str, disk: Path, log: Path) -> dict:
+    """Boots `disk` to `spirit: ready`; returns the timeline and every
+    Spirit process's VmRSS at ready, then powers off."""
+    vm = VM(VMConfig(kernel=kernel, initrd=initramfs, append="console=ttyS0 quiet", disks=[Disk(str(disk), id="media")]), log)
     with vm:
         vm.expect(r"^spirit: ready$", timeout=300)
         vm.expect(r"spirit:/# ", partial=True)
         timeline = vm.timeline()
-        # Every Spirit process at ready: PID 1, and whatever runs the spirit
-        # binary (the supervisor, the daemons).
+        # PID 1, and whatever else runs the spirit binary (the supervisor,
+        # the daemons).
         table = vm.check("for p in /proc/[0-9]*; do exe=$(readlink $p/exe 2>/dev/null); "
                          "case $exe in */spirit) echo \"${p#/proc/} $(awk '/^VmRSS/ {print $2}' $p/status) "
                          "$(tr '\\0' ' ' < $p/cmdline)\";; esac; done")
@@ -34,20 +31,13 @@ def one_boot(kernel: str, initramfs: str, disk: Path, log: Path, memory: int, cp
         for line in table.splitlines():
             pid, rss, *command = line.split()
             processes.append({"pid": int(pid), "vmrss_kib": int(rss), "command": " ".join(command)})
-        vm.send("poweroff\n")
+        vm.send("spirit poweroff\n")
         vm.wait_exit(120)
     return {"timeline": timeline["steps"], "processes": processes}
 
 
-def measure(kernel: str, initramfs: str, rootfs: Path, manifest: Path, runs: int, work: Path, memory: int, cpus: int,
-            iso: Path | None) -> dict:
-    disk = make_media(work, {"rootfs.squashfs": rootfs, "manifest.json": manifest})
-    samples = []
-    for run in range(runs):
-        sample = one_boot(kernel, initramfs, disk, work / "logs" / f"full-boot-{run}.log", memory, cpus)
-        ready = next(s["end_ms"] for s in sample["timeline"] if s["step"] == "ready")
-        print(f"bench: full boot run {run + 1}/{runs}: ready at {ready:.0f} ms", flush=True)
-        samples.append(sample)
+def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, iso: Path | None, work: Path) -> dict:
+    """The figures of `samples` (from one_boot), and the plot of the last."""
     steps: dict[str, list[float]] = {}
     for sample in samples:
         for step in sample["timeline"]:
@@ -60,11 +50,11 @@ def measure(kernel: str, initramfs: str, rootfs: Path, manifest: Path, runs: int
             if process["pid"] != 1:
                 others.setdefault(process["command"], []).append(process["vmrss_kib"])
     sizes = {name: path.stat().st_size for name, path in
-             [("initramfs.zst", Path(initramfs)), ("rootfs.squashfs", rootfs), ("spirit binary", ROOT / "out" / "spirit")]
+             [("initramfs.zst", initramfs), ("rootfs.squashfs", rootfs), ("spirit binary", binary)]
              + ([("crom-spirit.iso", iso)] if iso and iso.exists() else [])}
     (work / "timeline.svg").write_text(plot(samples[-1]["timeline"]))
     return {
-        "runs": runs,
+        "runs": len(samples),
         "ready_ms": {"min": min(ready), "median": statistics.median(ready), "all": ready},
         "steps_median_ms": {name: round(statistics.median(values), 1) for name, values in steps.items()},
         "pid1_vmrss_kib": {"min": min(pid1), "median": statistics.median(pid1)},
@@ -132,5 +122,3 @@ The last run's timeline: `{result['plot']}`.
 """
 
 
-if __name__ == "__main__":
-    print(json.dumps(plot([{"step": "x", "process": "init", "start_ms": 0, "end_ms": 10, "duration_ms": 10}]))[:80])
