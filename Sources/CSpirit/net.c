@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <net/if.h>
+#include <unistd.h>
 
 #include "CSpirit.h"
 
@@ -54,4 +56,20 @@ long spirit_recv_datagram(int fd, void *buffer, size_t size, void *from, unsigne
     // A datagram longer than the buffer was cut: say so with its size.
     if (message.msg_flags & MSG_TRUNC) return -EMSGSIZE;
     return n;
+}
+
+int spirit_loopback_up(void) {
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    struct ifreq request;
+    memset(&request, 0, sizeof request);
+    strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    int rc = ioctl(fd, SIOCGIFFLAGS, &request);
+    if (rc == 0 && !(request.ifr_flags & IFF_UP)) {
+        request.ifr_flags |= IFF_UP;
+        rc = ioctl(fd, SIOCSIFFLAGS, &request);
+    }
+    int error = rc < 0 ? -errno : 0;
+    close(fd);
+    return error;
 }

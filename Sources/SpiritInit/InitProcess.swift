@@ -90,6 +90,10 @@ struct InitProcess {
     mutating func start(started: Int64, mainStarted: Int64, mountProblems: [String]) -> Never {
         console.info("Crom-OS Spirit \(SpiritVersion.string): init is process \(Kernel.pid), stage \(stage), kernel \(Kernel.release())")
         for problem in mountProblems { console.error(problem) }
+        // Services and tools talk to each other on 127.0.0.1 (spiritctl's
+        // peers, `spirit net scan --to 127.0.0.1`); the kernel leaves lo down.
+        let loopback = spirit_loopback_up()
+        if loopback < 0 { console.warning("\(SystemError("bring the loopback interface up", Errno(rawValue: -loopback)))") }
         let now = Kernel.bootTimeMicros()
         if stage == 1 {
             console.debug("early mounts:\n" + EarlyMounts.table.map(\.description).joined(separator: "\n"))

@@ -4,8 +4,7 @@ status` counts it, a crash-looping service ends failed and says so, and
 `spiritctl poweroff` stops the services in reverse order before QEMU exits 0;
 a supervisor killed with SIGKILL is replaced by PID 1.
 
-The service for the kill is nodus when this image's spirit has it (`spirit
-nodus`); until then a sleeper whose file the test writes at the console."""
+The service for the kill is nodus, the daemon the image ships."""
 
 import base64
 import json
@@ -13,18 +12,9 @@ import re
 
 from harness import Disk
 
-SLEEPER = """
-command = ["/bin/sleep", "100000"]
-[backoff]
-initial-ms = 100
-[cgroup]
-memory-max = "64M"
-cpu-weight = 50
-"""
-
 DEPENDENT = """
 command = ["/bin/sh", "-c", "echo dependent up; exec sleep 100000"]
-requires = ["sleeper"]
+requires = ["nodus"]
 """
 
 CRASHY = """
@@ -73,20 +63,18 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     assert vm.check("readlink /bin/spiritctl") == "spirit"
     assert vm.check("cat /proc/$(cat /proc/1/task/1/children | awk '{print $1}')/cmdline | tr '\\0' ' '; echo").startswith("spirit supervise")
 
-    has_nodus = "nodus" in vm.check("spirit help")
-    if has_nodus:
-        target = "nodus"
-        assert status(vm)["nodus"]["state"] == "running", status(vm)
-    else:
-        target = "sleeper"
-        write_file(vm, "/etc/spirit/services/sleeper.toml", SLEEPER)
-        assert answer(vm, "spiritctl start sleeper") == "sleeper: running"
-        # Its cgroup, with the limits of its file.
-        pid = status(vm)["sleeper"]["pid"]
-        assert vm.check("cat /sys/fs/cgroup/spirit/sleeper/memory.max") == str(64 << 20)
-        assert vm.check("cat /sys/fs/cgroup/spirit/sleeper/cpu.weight") == "50"
-        assert str(pid) in vm.check("cat /sys/fs/cgroup/spirit/sleeper/cgroup.procs").split()
-    write_file(vm, "/etc/spirit/services/dependent.toml", DEPENDENT.replace("sleeper", target))
+    # nodus, the first real daemon, runs under supervision in its cgroup
+    # and serves the image this machine booted: its discovery answers.
+    target = "nodus"
+    nodus = status(vm)["nodus"]
+    assert nodus["state"] == "running", status(vm)
+    assert vm.check("cat /sys/fs/cgroup/spirit/nodus/memory.max") == str(256 << 20)
+    assert vm.check("cat /sys/fs/cgroup/spirit/nodus/cpu.weight") == "100"
+    assert str(nodus["pid"]) in vm.check("cat /sys/fs/cgroup/spirit/nodus/cgroup.procs").split()
+    image = vm.check("sha256sum /run/spirit/image/rootfs.squashfs").split()[0]
+    scan = answer(vm, "spirit net scan --to 127.0.0.1 --timeout 500")
+    assert f"127.0.0.1:10809 version " in scan and f"image {image[:12]}" in scan, scan
+    write_file(vm, "/etc/spirit/services/dependent.toml", DEPENDENT)
     assert answer(vm, "spiritctl start dependent") == "dependent: running"
 
     # kill -9: restarted, and counted.

@@ -140,6 +140,10 @@ int spirit_output_pipe(int fds[2]);
 /// swapoff(2); returns 0 or -1 with errno set.
 int spirit_swapoff(const char *device);
 
+/// The loopback interface up (the kernel gives it 127.0.0.1 then), as
+/// every init does before its services start. Returns 0 or -errno.
+int spirit_loopback_up(void);
+
 /// chroot(2); returns 0 or -errno.
 int spirit_chroot(const char *path);
 
