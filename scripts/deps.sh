@@ -17,6 +17,7 @@ packages=(
     dosfstools        # mkfs.vfat: test media
     mtools            # mcopy: test media without mounting
     pkg-config        # SwiftPM finds libblkid through it
+    ntfs-3g           # the parasite source's NTFS driver (FUSE) in the initramfs; mkntfs for test media
 )
 
 missing=()
