@@ -46,8 +46,27 @@ public struct ParasiteSource: BootSource {
         throw SpiritError(reasons.joined(separator: "; "))
     }
 
+    /// Mounts an NTFS volume read-only with ntfs3 or else ntfs-3g; returns
+    /// the driver used and what ntfs-3g said of the volume's state.
+    /// Shared with `spirit-mount`.
+    public static func mountNTFS(_ device: String, on mountPoint: String, sys: String = "/sys",
+                                 ntfs3g: String = "/bin/ntfs-3g") throws -> (driver: String, warnings: [String]) {
+        try Kernel.makeDirectory(mountPoint, parents: true)
+        if kernelHasNTFS3(sys: sys) {
+            // ntfs3 refuses a dirty volume read-write but mounts it
+            // read-only, which is all this does.
+            try Kernel.mount(MountSpec(source: device, target: mountPoint, fstype: "ntfs3",
+                                       flags: [.readOnly, .noSUID, .noDev, .noExec], data: "iocharset=utf8"))
+            return ("ntfs3", [])
+        }
+        guard Kernel.exists(ntfs3g) else {
+            throw SpiritError("\(device): this kernel has no ntfs3 and the initramfs no ntfs-3g")
+        }
+        return ("ntfs-3g", try mountWithNTFS3G(device, on: mountPoint, ntfs3g: ntfs3g))
+    }
+
     /// ntfs3 where this kernel has it (built in, or as a module in the initramfs).
-    func kernelHasNTFS3() -> Bool {
+    static func kernelHasNTFS3(sys: String) -> Bool {
         let filesystems = (try? Kernel.readText("/proc/filesystems")) ?? ""
         if filesystems.split(separator: "\n").contains(where: { $0.hasSuffix("\tntfs3") }) { return true }
         return Kernel.exists(sys + "/module/ntfs3")
@@ -55,21 +74,7 @@ public struct ParasiteSource: BootSource {
 
     func open(_ volume: BlockDevice, mountPoint: String, console: Console) throws -> FoundImage {
         let label = volume.label.map { ", \($0)" } ?? ""
-        try Kernel.makeDirectory(mountPoint, parents: true)
-        var driver = "ntfs3"
-        var warnings: [String] = []
-        if kernelHasNTFS3() {
-            // ntfs3 refuses a dirty volume read-write but mounts it read-only,
-            // which is all this does.
-            try Kernel.mount(MountSpec(source: volume.path, target: mountPoint, fstype: "ntfs3",
-                                       flags: [.readOnly, .noSUID, .noDev, .noExec], data: "iocharset=utf8"))
-        } else {
-            driver = "ntfs-3g"
-            guard Kernel.exists(ntfs3g) else {
-                throw SpiritError("\(volume.path): this kernel has no ntfs3 and the initramfs no ntfs-3g")
-            }
-            warnings = try mountWithNTFS3G(volume.path, on: mountPoint)
-        }
+        let (driver, warnings) = try Self.mountNTFS(volume.path, on: mountPoint, sys: sys, ntfs3g: ntfs3g)
         let origin = "\(volume.path) (ntfs\(label), \(driver), read-only)"
         let release: @Sendable () -> Void = { _ = try? Kernel.unmount(mountPoint) }
         let hibernated = Self.isHibernated(root: mountPoint)
@@ -92,7 +97,7 @@ public struct ParasiteSource: BootSource {
 
     /// Runs ntfs-3g read-only; returns what it said about the volume's
     /// state (unclean, hibernated) when it mounted anyway.
-    func mountWithNTFS3G(_ device: String, on mountPoint: String) throws -> [String] {
+    static func mountWithNTFS3G(_ device: String, on mountPoint: String, ntfs3g: String) throws -> [String] {
         let log = "/run/spirit/ntfs-3g.log"
         // ntfs-3g forks its FUSE daemon and exits once the mount is there;
         // its messages go to a file that is read back.

@@ -23,7 +23,14 @@ struct BootWorker {
             Console().warning("\(error); booting with the default flags")
             commandLine = ""
         }
-        let (config, warnings) = BootConfig.parse(commandLine)
+        var flags = commandLine.trimmed
+        // One attempt's extra flags, from `spirit-fetch` in the rescue shell.
+        if let extra = try? Kernel.readText(CascadeFiles.bootFlags) {
+            unlink(CascadeFiles.bootFlags)
+            flags += " " + extra.trimmed
+            Console().info("this attempt adds: \(extra.trimmed)")
+        }
+        let (config, warnings) = BootConfig.parse(flags)
         let worker = BootWorker(config: config, console: Console(debug: config.debug))
         for warning in warnings { worker.console.warning("\(warning)") }
         worker.console.debug("flags: " + config.effectiveFlags.joined(separator: " "))
@@ -54,6 +61,7 @@ struct BootWorker {
             // saying why it gave up; PID 1 then prints `spirit: rescue: <reason>`.
             console.info(Self.noImageMessage)
             for (source, reason) in failure.sources { console.info("\(source): \(reason)") }
+            try? Kernel.writeFile(CascadeFiles.report, failure.sources.map { "\($0.source): \($0.reason)\n" }.joined())
             throw failure
         }
         try pause(before: .switchRoot)
@@ -96,6 +104,7 @@ struct BootWorker {
                     released = true
                     found.release()
                 })
+            try? Kernel.writeFile(CascadeFiles.manifest, found.manifest.json)
         } catch let error as ManifestError {
             throw Cascade.Refusal("\(error)")
         } catch where !released {

@@ -1,3 +1,4 @@
+import BootCascade
 import CSpirit
 import Glibc
 import Overlay
@@ -169,6 +170,7 @@ struct InitProcess {
                 workerEnded(status)
             } else if pid == shell {
                 shell = nil
+                unlink(CascadeFiles.rescueShellPID)
                 if stage == 1 {
                     console.info("the rescue shell ended; trying the boot again")
                     startWorker()
@@ -207,7 +209,9 @@ struct InitProcess {
         let tty = Spawn.consoleTerminal()
         do {
             shell = try Spawn.spawn("/bin/sh", ["-sh"], options: .init(newSession: true, tty: tty))
+            try? Kernel.writeFile(CascadeFiles.rescueShellPID, "\(shell ?? 0)\n")
             console.info("rescue shell on \(tty): 'exit' tries the boot again, 'poweroff' or 'reboot' stops the machine")
+            console.info("rescue tools: spirit-diag, spirit-mount DEVICE, spirit-fetch URL, spirit-usb [DEVICE]")
         } catch {
             shell = nil
             console.error("\(error); waiting for ctrl-alt-del or a signal")

@@ -22,6 +22,11 @@ if invokedAs == "init" {
     InitProcess.main(arguments: arguments)
 }
 
+// The rescue tools are links named spirit-<tool> (spirit-diag, spirit-fetch…).
+if invokedAs.hasPrefix("spirit-") {
+    exit(RescueTools.run(String(invokedAs.dropFirst("spirit-".count)), Array(arguments.dropFirst())))
+}
+
 let command = arguments.dropFirst().first ?? "help"
 let rest = Array(arguments.dropFirst(2))
 switch command {
@@ -39,6 +44,8 @@ case "timeline":
     exit(TimelineCommand.run(rest))
 case "poweroff", "reboot", "halt":
     exit(PowerCommand.run(command, rest))
+case "diag", "mount", "fetch", "usb":
+    exit(RescueTools.run(command, rest))
 case "version", "--version":
     print("spirit \(SpiritVersion.string)")
 case "help", "--help", "-h":
