@@ -17,6 +17,12 @@ public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
     /// The path and query, starting with `/`.
     public var target: String
 
+    public init(host: String, port: Int, target: String) {
+        self.host = host
+        self.port = port
+        self.target = target
+    }
+
     public var description: String {
         "http://" + (host.contains(":") ? "[\(host)]" : host) + (port == 80 ? "" : ":\(port)") + target
     }
@@ -172,40 +178,55 @@ public final class HTTPConnection {
     }
 
     static func connect(_ url: HTTPURL, millis: Int) throws(HTTPError) -> CInt {
-        var hints = addrinfo()
-        hints.ai_socktype = CInt(SOCK_STREAM.rawValue)
-        hints.ai_family = AF_UNSPEC
-        var list: UnsafeMutablePointer<addrinfo>?
-        let rc = getaddrinfo(url.host, String(url.port), &hints, &list)
-        guard rc == 0, let first = list else {
-            let why = rc == 0 ? "no address" : String(cString: gai_strerror(rc))
-            throw HTTPError(url: url, message: "unable to resolve \(url.host): \(why) — is there a DNS server (from DHCP) in /etc/resolv.conf?",
-                            transient: true)
+        let addresses: [String]
+        do {
+            addresses = try HostResolver.addresses(of: url.host)
+        } catch {
+            throw HTTPError(url: url, message: "\(error)", transient: true)
         }
-        defer { freeaddrinfo(list) }
         var lastError = "no address to connect to"
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let address = entry {
-            entry = address.pointee.ai_next
-            let fd = socket(address.pointee.ai_family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0)
+        for address in addresses {
+            var storage = sockaddr_storage()
+            let length: socklen_t
+            let family: CInt
+            if address.contains(":") {
+                var a = sockaddr_in6()
+                a.sin6_family = sa_family_t(AF_INET6)
+                a.sin6_port = in_port_t(UInt16(url.port).bigEndian)
+                guard inet_pton(AF_INET6, address, &a.sin6_addr) == 1 else { continue }
+                withUnsafeBytes(of: a) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
+                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
+                family = AF_INET6
+            } else {
+                var a = sockaddr_in()
+                a.sin_family = sa_family_t(AF_INET)
+                a.sin_port = in_port_t(UInt16(url.port).bigEndian)
+                guard inet_pton(AF_INET, address, &a.sin_addr) == 1 else { continue }
+                withUnsafeBytes(of: a) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
+                length = socklen_t(MemoryLayout<sockaddr_in>.size)
+                family = AF_INET
+            }
+            let fd = socket(family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0)
             if fd < 0 { lastError = "socket: \(Errno(rawValue: errno))"; continue }
-            var rc = Glibc.connect(fd, address.pointee.ai_addr, address.pointee.ai_addrlen)
+            var rc = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
+            }
             if rc < 0 && errno == EINPROGRESS {
                 var wanted = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 let ready = poll(&wanted, 1, CInt(millis))
                 if ready == 0 {
                     Glibc.close(fd)
-                    lastError = "no connection within \(millis / 1000) s (timed out)"
+                    lastError = "no connection to \(address) within \(millis / 1000) s (timed out)"
                     continue
                 }
                 var soError: CInt = 0
-                var length = socklen_t(MemoryLayout<CInt>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length)
+                var size = socklen_t(MemoryLayout<CInt>.size)
+                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &size)
                 rc = soError == 0 ? 0 : -1
                 errno = soError
             }
             if rc < 0 {
-                lastError = "unable to connect to port \(url.port): \(Errno(rawValue: errno))"
+                lastError = "unable to connect to \(address) port \(url.port): \(Errno(rawValue: errno))"
                 Glibc.close(fd)
                 continue
             }
@@ -405,5 +426,41 @@ public enum HTTPClient {
                 throw HTTPError(url: current, message: "unexpected answer \(head.status) \(head.reason)", transient: false)
             }
         }
+    }
+}
+
+/// Host names to addresses. An address literal is used as it is; a name is
+/// asked of the DNS server DHCP gave (/etc/resolv.conf) with busybox's
+/// nslookup: glibc's getaddrinfo in a static binary needs the NSS shared
+/// libraries of the build machine at run time, which the initramfs lacks.
+public enum HostResolver {
+    public static func addresses(of host: String, nslookup: String = "/usr/bin/nslookup") throws -> [String] {
+        var probe4 = in_addr()
+        var probe6 = in6_addr()
+        if inet_pton(AF_INET, host, &probe4) == 1 || inet_pton(AF_INET6, host, &probe6) == 1 { return [host] }
+        let output = "/run/spirit/nslookup.\(getpid()).out"
+        defer { unlink(output) }
+        let pid = try Spawn.spawn("/bin/sh", ["sh", "-c", "exec \"$0\" \"$1\" >\"$2\" 2>&1", nslookup, host, output])
+        _ = try Spawn.wait(pid)
+        let found = parseNslookup((try? Kernel.readText(output)) ?? "")
+        guard !found.isEmpty else {
+            throw SpiritError("unable to resolve \(host) — is there a DNS server (from DHCP) in /etc/resolv.conf? (or give an IP address in crom.http=)")
+        }
+        return found
+    }
+
+    /// The answer's addresses: the `Address:` lines after the `Name:` line
+    /// (the lines before it are the server's own address).
+    public static func parseNslookup(_ text: String) -> [String] {
+        var afterName = false
+        var found: [String] = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("Name:") { afterName = true; continue }
+            guard afterName, line.hasPrefix("Address") else { continue }
+            let value = line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingWhitespace } ?? ""
+            let address = String(value.split(separator: " ").first ?? "")
+            if !address.isEmpty { found.append(address) }
+        }
+        return found
     }
 }
