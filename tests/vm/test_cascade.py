@@ -45,7 +45,14 @@ def make_ntfs_disk(directory: Path, files: dict[str, Path], folder: str = "CromS
     offset = 2048 * 512
     with open(disk, "wb") as f:
         f.truncate(offset + volume.stat().st_size)
-    subprocess.run(["sfdisk", "-q", str(disk)], input=f"label: dos\nstart=2048, type=7\n", text=True, check=True)
+    # The MBR by hand (one partition entry: type 7, LBA start, sector count).
+    sectors = volume.stat().st_size // 512
+    entry = bytes([0, 0xFF, 0xFF, 0xFF, 0x07, 0xFF, 0xFF, 0xFF]) + (2048).to_bytes(4, "little") + sectors.to_bytes(4, "little")
+    with open(disk, "r+b") as f:
+        f.seek(446)
+        f.write(entry)
+        f.seek(510)
+        f.write(b"\x55\xaa")
     subprocess.run(["dd", f"if={volume}", f"of={disk}", "bs=1M", f"seek={offset}", "oflag=seek_bytes", "conv=notrunc",
                     "status=none"], check=True)
     volume.unlink()
@@ -191,7 +198,7 @@ def test_forced_usb_takes_a_late_stick(boot, tmp_path, system_image):
 
 
 def test_rescue_without_media_or_network_then_forced_nodus(boot):
-    vm = boot("crom.network.timeout=3")
+    vm = boot("crom.network.timeout=3 crom.http=http://10.0.2.2/spirit/")
     vm.expect(r"^spirit: No Spirit found\. Awaiting network or media\.\.\.$", timeout=90)
     vm.expect(r"^spirit: rescue: no system image found \(tried parasite, usb, http, nodus\)$")
     reasons = source_reasons(vm)
