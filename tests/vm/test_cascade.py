@@ -237,9 +237,9 @@ def test_http_failures_then_fetch_resumes(boot, system_image):
         vm.expect(r"^spirit: network: eth0 has 10\.0\.2\.15/24, router 10\.0\.2\.2")
         vm.expect(r"^spirit: http: .*/e500/manifest\.json: server error 500 Internal Server Error; trying again \(2 of 3\)$")
         vm.expect(r"^spirit: No Spirit found")
+        vm.expect(r"^spirit: rescue: crom.mode=http allows only the http source, and it found no usable image: ")
         reasons = source_reasons(vm)
         assert list(reasons) == ["http"] and reasons["http"].endswith("server error 500 Internal Server Error"), reasons
-        vm.expect(r"^spirit: rescue: crom.mode=http allows only the http source, and it found no usable image: ")
         vm.expect(r"^spirit: rescue shell on ")
 
         # The rescue tools: a redirect loop and a silent server, each said.
