@@ -43,6 +43,8 @@ public struct Cascade {
         public var description: String { reason }
     }
 
+    static let graceMicros: Int64 = 1_000_000
+
     /// The engine and what the source threads share with the cascade.
     final class Shared: @unchecked Sendable {
         let monitor = Monitor()
@@ -57,7 +59,10 @@ public struct Cascade {
     /// end the cascade at once: the machine, not the source, failed.
     public func run(use: (FoundImage) throws -> Void) throws -> FoundImage {
         let start = Kernel.bootTimeMicros()
-        let engine = CascadeEngine<FoundImage>(mode: mode, available: sources.map { ($0.name, $0.timeoutMicros) }, now: start)
+        // The engine's deadline is a backstop a little after the source's
+        // own, so that a source that gives up on time gives its own reason.
+        let engine = CascadeEngine<FoundImage>(mode: mode, available: sources.map { ($0.name, $0.timeoutMicros + Self.graceMicros) },
+                                               now: start)
         let shared = Shared(engine)
         let cancel = CancelFlag()
         let names = engine.namesToStart

@@ -12,8 +12,9 @@ public struct USBSeedSource: BootSource {
     /// libblkid's type → the kernel's filesystem name.
     static let filesystems = ["iso9660": "iso9660", "vfat": "vfat", "ext4": "ext4", "ext3": "ext4", "ext2": "ext4"]
     /// How long a stick may take to show up (the cascade's wait for this
-    /// source when a USB controller is there).
-    public static let lateDeviceMicros: Int64 = 12_000_000
+    /// source when a USB controller is there); the boot worker gives it
+    /// `crom.network.timeout`.
+    public static let lateDeviceMicros: Int64 = 10_000_000
 
     public let name = "usb"
     public let timeoutMicros: Int64

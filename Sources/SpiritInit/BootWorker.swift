@@ -75,7 +75,8 @@ struct BootWorker {
     func sources() -> [any BootSource] {
         [
             ParasiteSource(),
-            USBSeedSource(),
+            // A stick plugged in late is waited for as long as the network.
+            USBSeedSource(timeoutMicros: Int64(max(config.networkTimeoutSeconds, 1)) * 1_000_000),
             HTTPSource(baseURL: config.httpURL, networkTimeoutSeconds: config.networkTimeoutSeconds),
         ]
     }

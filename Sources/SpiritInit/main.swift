@@ -46,6 +46,8 @@ case "poweroff", "reboot", "halt":
     exit(PowerCommand.run(command, rest))
 case "diag", "mount", "fetch", "usb":
     exit(RescueTools.run(command, rest))
+case "rescue-watch":
+    exit(RescueTools.watch())
 case "version", "--version":
     print("spirit \(SpiritVersion.string)")
 case "help", "--help", "-h":

@@ -197,8 +197,11 @@ def test_forced_usb_takes_a_late_stick(boot, tmp_path, system_image):
     assert re.match(r"usb: /dev/sd[a-z] \(vfat, CROM_SPIRIT\)", steps["cascade"]["detail"]), steps["cascade"]
 
 
-def test_rescue_without_media_or_network_then_forced_nodus(boot):
-    vm = boot("crom.network.timeout=3 crom.http=http://10.0.2.2/spirit/")
+def test_rescue_without_media_or_network_then_forced_nodus(boot, tmp_path, system_image):
+    stick = make_media(tmp_path, media_files(system_image), fstype="vfat")
+    # An empty USB controller: the usb source waits crom.network.timeout for a late stick.
+    vm = boot("crom.network.timeout=3 crom.http=http://10.0.2.2/spirit/",
+              extra_args=["-device", "qemu-xhci,id=xhci", "-drive", f"file={stick},format=raw,if=none,id=stick"])
     vm.expect(r"^spirit: No Spirit found\. Awaiting network or media\.\.\.$", timeout=90)
     vm.expect(r"^spirit: rescue: no system image found \(tried parasite, usb, http, nodus\)$")
     reasons = source_reasons(vm)
@@ -208,7 +211,7 @@ def test_rescue_without_media_or_network_then_forced_nodus(boot):
         "http": reasons["http"],
         "nodus": "this build has no nodus source",
     }, reasons
-    assert reasons["usb"].startswith("no block device labelled CROM_SPIRIT appeared once devices settled"), reasons
+    assert reasons["usb"].startswith("no block device labelled CROM_SPIRIT appeared within 3 s"), reasons
     assert reasons["http"].startswith("no network interface"), reasons
     vm.expect(r"^spirit: rescue shell on ")
     # The cascade gave up within crom.network.timeout plus a margin: no
@@ -228,6 +231,15 @@ def test_rescue_without_media_or_network_then_forced_nodus(boot):
     vm.expect(r"^spirit: the rescue shell ended; trying the boot again$")
     vm.expect(r"^spirit: rescue: crom.mode=nodus: this build has no nodus source$")
     vm.expect(r"^spirit: rescue shell on ")
+
+    # A stick plugged in at the rescue shell is announced; 'exit' boots from it.
+    vm.check("true")
+    answer = vm.qmp("device_add", driver="usb-storage", drive="stick", id="stick-dev", bus="xhci.0")
+    assert "error" not in answer, answer
+    vm.expect(r"^spirit: media appeared: /dev/sd[a-z] \(vfat, label CROM_SPIRIT\): 'exit' boots from it$")
+    vm.send("exit\n")
+    vm.expect(rf"^spirit: boot source=usb image={system_image['sha256'][:12]}$")
+    vm.expect(r"^spirit: ready$")
 
 
 def test_http_failures_then_fetch_resumes(boot, system_image):
