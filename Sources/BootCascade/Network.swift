@@ -49,8 +49,46 @@ public struct Network: Sendable {
         }
     }
 
+    /// One DHCP run per boot worker: the HTTP and Nodus sources both need
+    /// the network and run at once; the second waits for the first's result.
+    final class Shared: @unchecked Sendable {
+        static let instance = Shared()
+        let monitor = Monitor()
+        var running = false
+        var result: Result<Lease, SpiritError>?
+    }
+
     /// The first lease any interface gets by `deadline`, or why none did.
+    /// Sources that run at once share one DHCP run and its answer.
     public func up(deadline: Int64, context: SourceContext) throws -> Lease {
+        let shared = Shared.instance
+        let mine: Bool = shared.monitor.withLock {
+            while shared.running && Kernel.bootTimeMicros() < deadline { shared.monitor.wait(untilBootMicros: deadline) }
+            if shared.running || shared.result != nil { return false }
+            shared.running = true
+            return true
+        }
+        if !mine {
+            guard let result = shared.monitor.withLock({ shared.result }) else {
+                throw SpiritError("no network: another source's DHCP run did not end by the deadline")
+            }
+            return try result.get()
+        }
+        let result: Result<Lease, SpiritError>
+        do {
+            result = .success(try bringUp(deadline: deadline, context: context))
+        } catch {
+            result = .failure(error as? SpiritError ?? SpiritError("\(error)"))
+        }
+        shared.monitor.withLock {
+            shared.running = false
+            shared.result = result
+        }
+        shared.monitor.broadcast()
+        return try result.get()
+    }
+
+    func bringUp(deadline: Int64, context: SourceContext) throws -> Lease {
         // The NIC drivers come from coldplug and uevents: wait for devices
         // to settle, not longer than a quarter of the time.
         let now = Kernel.bootTimeMicros()
