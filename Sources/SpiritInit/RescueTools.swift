@@ -260,14 +260,21 @@ enum RescueTools {
         let image = RootLayout().imageDirectory + "/" + manifest.image
         print("Write Crom-OS Spirit \(manifest.version) to \(describe(name))?")
         print("Everything on it is lost. Type the device name (\(name)) to go on: ", terminator: "")
-        guard readLine()?.trimmed == name else {
+        fflush(nil) // every output stream: the prompt must show before the answer is read
+        let answer = readLine()?.trimmed
+        // An answer from a pipe was not echoed: end the prompt's line.
+        if isatty(0) == 0 { print("") }
+        guard answer == name else {
             print("not written")
             return 1
         }
         let device = "/dev/" + name
         let target = "/run/spirit/usb-write"
         do {
-            try runTool("/sbin/mkfs.vfat", ["mkfs.vfat", "-n", USBSeedSource.label, device])
+            // busybox calls it mkfs.vfat in the initramfs, mkdosfs in the image.
+            let mkfs = ["/sbin/mkfs.vfat", "/sbin/mkdosfs", "/usr/sbin/mkfs.vfat"].first(where: Kernel.exists) ?? "/sbin/mkfs.vfat"
+            // busybox picks the applet by argv[0].
+            try runTool(mkfs, [String(mkfs.split(separator: "/").last ?? "mkfs.vfat"), "-n", USBSeedSource.label, device])
             try Kernel.makeDirectory(target, parents: true)
             try Kernel.mount(MountSpec(source: device, target: target, fstype: "vfat", data: "iocharset=utf8"))
             defer { _ = try? Kernel.unmount(target) }

@@ -184,8 +184,12 @@ def test_forced_usb_takes_a_late_stick(boot, tmp_path, system_image):
     stick = make_media(tmp_path, media_files(system_image), fstype="vfat")
     # A USB controller with nothing on it; the stick comes 3 s after QEMU
     # starts, through QMP. crom.mode=usb: the Windows disk is not used.
+    blank = tmp_path / "blank.img"
+    with open(blank, "wb") as f:
+        f.truncate(system_image["image"].stat().st_size + (32 << 20))
     vm = boot("crom.mode=usb crom.debug=1", disks=[Disk(str(windows))],
-              extra_args=["-device", "qemu-xhci,id=xhci", "-drive", f"file={stick},format=raw,if=none,id=stick"])
+              extra_args=["-device", "qemu-xhci,id=xhci", "-drive", f"file={stick},format=raw,if=none,id=stick",
+                          "-drive", f"file={blank},format=raw,if=none,id=blank"])
     time.sleep(3)
     answer = vm.qmp("device_add", driver="usb-storage", drive="stick", id="stick-dev", bus="xhci.0")
     assert "error" not in answer, answer
@@ -195,6 +199,21 @@ def test_forced_usb_takes_a_late_stick(boot, tmp_path, system_image):
     vm.expect(r"^spirit: ready$")
     steps = {step["step"]: step for step in vm.timeline()["steps"]}
     assert re.match(r"usb: /dev/sd[a-z] \(vfat, CROM_SPIRIT\)", steps["cascade"]["detail"]), steps["cascade"]
+
+    # spirit-usb writes the running media to a new stick, after a
+    # confirmation that names the device and its size.
+    vm.expect(r"spirit:/# ", partial=True)
+    answer = vm.qmp("device_add", driver="usb-storage", drive="blank", id="blank-dev", bus="xhci.0")
+    assert "error" not in answer, answer
+    vm.check("for i in $(seq 30); do test -e /sys/block/sdb && break; sleep 1; done; test -e /sys/block/sdb")
+    status, out = vm.run("echo no | spirit usb /dev/sdb")
+    assert status == 1 and "Write Crom-OS Spirit" in out and "/dev/sdb (QEMU QEMU HARDDISK" in out and "not written" in out, out
+    status, out = vm.run("echo sdb | spirit usb /dev/sdb 2>&1", timeout=180)
+    assert status == 0 and "/dev/sdb: written" in out, out
+    vm.check("mkdir -p /mnt/check && mount -o ro /dev/sdb /mnt/check")
+    assert vm.check("sha256sum /mnt/check/rootfs.squashfs | cut -d' ' -f1") == system_image["sha256"]
+    assert '"sha256"' in vm.check("cat /mnt/check/manifest.json")
+    vm.check("umount /mnt/check")
 
 
 def test_rescue_without_media_or_network_then_forced_nodus(boot, tmp_path, system_image):
