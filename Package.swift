@@ -114,6 +114,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "BootCascadeTests",
+            dependencies: ["BootCascade", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "ModuleLoaderTests",
             dependencies: ["ModuleLoader", "SpiritCore"],
             exclude: ["Fixtures"],

@@ -10,6 +10,8 @@ ext4
 isofs
 vfat
 ntfs3
+# FUSE, for ntfs-3g where the kernel has no ntfs3 (Debian 12's 6.1)
+fuse
 # vfat's default code page and character set
 nls_cp437
 nls_iso8859_1

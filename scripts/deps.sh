@@ -23,6 +23,7 @@ packages=(
     mmdebstrap        # bench: a throwaway chroot that builds the peers' initramfs images
     gcc               # bench: the peers' probe init (bench/probe.c), static
     libc6-dev         # bench: libc.a for the static probe
+    ntfs-3g           # the parasite source's NTFS driver (FUSE) in the initramfs; mkntfs for test media
 )
 
 missing=()

@@ -51,6 +51,20 @@ done < <("$busybox" --list-full)
 source "$here/scripts/copy-exec.sh"
 copy_exec /sbin/mke2fs "$stage" /sbin/mke2fs
 install -m 644 "$public_key" "$stage/etc/spirit/signing.pub"
+# DHCP for the HTTP source: busybox's udhcpc runs this script on a lease.
+install -m 755 "$here/scripts/udhcpc.script" "$stage/etc/spirit/udhcpc.script"
+# NTFS for the parasite source where the kernel has no ntfs3 (Debian 12's
+# 6.1): ntfs-3g over FUSE, read-only. Found by the source at /bin/ntfs-3g.
+ntfs3g=$(command -v ntfs-3g || true)
+if [[ -n $ntfs3g ]]; then
+    copy_exec "$ntfs3g" "$stage" /bin/ntfs-3g
+else
+    echo "mkinitramfs: no ntfs-3g (apt-get install ntfs-3g): the parasite source will need the kernel's ntfs3" >&2
+fi
+# The rescue tools: links to the multi-call binary, dispatched on argv[0].
+for tool in spirit-diag spirit-mount spirit-fetch spirit-usb; do
+    ln -s spirit "$stage/bin/$tool"
+done
 # KMOD=1 adds kmod's modprobe at /usr/local/sbin/modprobe: the peer the
 # module benchmark measures Spirit's loader against. Not in normal builds.
 if [[ ${KMOD:-0} == 1 ]]; then

@@ -31,6 +31,12 @@ public enum BlockDevices {
             .map { probe(name: $0, path: dev + "/" + $0) }
     }
 
+    /// Whether a USB host controller is there, which could still bring a
+    /// late device (a stick plugged in during the boot).
+    public static func hasUSBController(sys: String = "/sys") -> Bool {
+        Kernel.listDirectory(sys + "/bus/usb/devices").contains { $0.hasPrefix("usb") }
+    }
+
     /// What libblkid finds on one device (superblocks only: type and label).
     public static func probe(name: String, path: String) -> BlockDevice {
         var device = BlockDevice(name: name, path: path)

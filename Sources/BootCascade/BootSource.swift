@@ -1,28 +1,72 @@
 import Overlay
 import SpiritCore
 
-/// One place a system image can come from. Each source is its own file;
-/// the cascade (another issue) asks them in order.
-public protocol BootSource {
-    /// The name in `spirit: boot source=<name>` and in `crom.mode=`.
+/// One place a system image can come from. Each source is its own file
+/// (ParasiteSource, USBSeedSource, HTTPSource; NodusSource joins them);
+/// the cascade (Cascade, CascadeEngine) starts them all at once, each on
+/// its own thread, and commits to the most preferred one that is ready.
+public protocol BootSource: Sendable {
+    /// The name in `spirit: boot source=<name>` and in `crom.mode=`; one of
+    /// `CascadeEngine.preference`.
     var name: String { get }
-    /// Finds an image and its manifest, or throws why not. `deadline` is in
-    /// microseconds of CLOCK_BOOTTIME.
-    func locate(deadline: Int64, console: Console) throws -> FoundImage
+    /// How long the cascade waits for this source at most, from its start.
+    var timeoutMicros: Int64 { get }
+    /// Finds an image and its manifest, or throws why not, by
+    /// `context.deadline`. Runs on its own thread; returns early when
+    /// `context.cancel` is set. What it mounts or starts, its
+    /// `FoundImage.release` lets go of.
+    func locate(_ context: SourceContext) throws -> FoundImage
+}
+
+/// What every source gets from the cascade.
+public struct SourceContext: Sendable {
+    /// CLOCK_BOOTTIME microseconds by which the source gives up.
+    public var deadline: Int64
+    public var console: Console
+    /// When devices have settled (uevents and module loads gone quiet).
+    public var devices: DeviceActivity
+    /// Set once the cascade has chosen: a source still looking stops.
+    public var cancel: CancelFlag
+
+    public init(deadline: Int64, console: Console, devices: DeviceActivity, cancel: CancelFlag) {
+        self.deadline = deadline
+        self.console = console
+        self.devices = devices
+        self.cancel = cancel
+    }
+}
+
+/// A flag threads of the cascade read to know they should stop.
+public final class CancelFlag: @unchecked Sendable {
+    let monitor = Monitor()
+    private var set = false
+
+    public init() {}
+
+    public var isSet: Bool { monitor.withLock { set } }
+
+    public func raise() {
+        monitor.withLock { set = true }
+        monitor.broadcast()
+    }
+
+    public func check(_ source: String) throws {
+        if isSet { throw SpiritError("\(source): stopped, another source was chosen") }
+    }
 }
 
 /// An image a source found: its manifest, a way to read it, and a way to
 /// let go of the media once the image is in RAM.
-public struct FoundImage {
+public struct FoundImage: Sendable {
     public var source: String
     /// Where it was found, for messages: `/dev/vda (ext4, CROM_SPIRIT)`.
     public var origin: String
     public var manifest: Manifest
-    public var openImage: () throws -> any ImageStream
-    public var release: () -> Void
+    public var openImage: @Sendable () throws -> any ImageStream
+    public var release: @Sendable () -> Void
 
-    public init(source: String, origin: String, manifest: Manifest, openImage: @escaping () throws -> any ImageStream,
-                release: @escaping () -> Void) {
+    public init(source: String, origin: String, manifest: Manifest, openImage: @escaping @Sendable () throws -> any ImageStream,
+                release: @escaping @Sendable () -> Void) {
         self.source = source
         self.origin = origin
         self.manifest = manifest
@@ -34,6 +78,22 @@ public struct FoundImage {
 /// The names of the files on every medium (ARCHITECTURE.md, "Media layout").
 public enum MediaFiles {
     public static let manifest = "manifest.json"
+    public static let kernel = "kernel"
+    public static let initramfs = "initramfs.zst"
     /// A manifest is small; a larger file is refused unread.
     public static let manifestLimit = 64 << 10
+
+    /// Reads and parses the manifest in `directory`, and checks that the
+    /// image it names is there. Shared by the sources that mount media.
+    static func readManifest(directory: String, origin: String) throws -> (Manifest, imagePath: String) {
+        let manifestPath = directory + "/" + manifest
+        let manifestBytes = try Kernel.readFile(manifestPath)
+        guard manifestBytes.count <= manifestLimit else {
+            throw SpiritError("\(manifestPath) is \(manifestBytes.count) bytes, more than a manifest can be")
+        }
+        let parsed = try Manifest.parse(manifestBytes)
+        let imagePath = directory + "/" + parsed.image
+        guard Kernel.exists(imagePath) else { throw SpiritError("the manifest names \(parsed.image), which is not on \(origin)") }
+        return (parsed, imagePath)
+    }
 }

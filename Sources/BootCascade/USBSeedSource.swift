@@ -3,38 +3,55 @@ import SpiritCore
 
 /// The USB seed: any block device labelled CROM_SPIRIT with a filesystem
 /// the kernel reads (the ISO as a CD or written to a stick, a vfat or ext4
-/// stick), holding the media files at its root.
+/// stick), holding the media files at its root. A stick plugged in late is
+/// noticed through uevents: the source looks again at every uevent, and
+/// gives up once devices have settled and, where a USB controller could
+/// still bring one, the time for late devices has passed.
 public struct USBSeedSource: BootSource {
     public static let label = "CROM_SPIRIT"
     /// libblkid's type → the kernel's filesystem name.
     static let filesystems = ["iso9660": "iso9660", "vfat": "vfat", "ext4": "ext4", "ext3": "ext4", "ext2": "ext4"]
+    /// How long a stick may take to show up (the cascade's wait for this
+    /// source when a USB controller is there); the boot worker gives it
+    /// `crom.network.timeout`.
+    public static let lateDeviceMicros: Int64 = 10_000_000
 
     public let name = "usb"
+    public let timeoutMicros: Int64
     let layout: RootLayout
     let sys: String
     let dev: String
 
-    public init(layout: RootLayout = RootLayout(), sys: String = "/sys", dev: String = "/dev") {
+    public init(layout: RootLayout = RootLayout(), sys: String = "/sys", dev: String = "/dev",
+                timeoutMicros: Int64 = USBSeedSource.lateDeviceMicros) {
         self.layout = layout
         self.sys = sys
         self.dev = dev
+        self.timeoutMicros = timeoutMicros
     }
 
-    /// Polls the block devices until one carries the label or the deadline
-    /// passes (devices appear as their drivers probe; the cascade issue
-    /// replaces the poll with uevents).
-    public func locate(deadline: Int64, console: Console) throws -> FoundImage {
+    var mountPoint: String { layout.media + "/usb" }
+
+    public func locate(_ context: SourceContext) throws -> FoundImage {
         var seen: [BlockDevice] = []
+        var generation = context.devices.currentGeneration
+        let usb = BlockDevices.hasUSBController(sys: sys)
         while true {
+            try context.cancel.check(name)
             seen = BlockDevices.scan(sys: sys, dev: dev)
             if let device = seen.first(where: { $0.label == Self.label }) {
-                return try open(device, console: console)
+                return try open(device, console: context.console)
             }
-            if Kernel.bootTimeMicros() >= deadline { break }
-            Kernel.sleep(milliseconds: 100)
+            let now = Kernel.bootTimeMicros()
+            let settled = context.devices.isSettled(now: now)
+            if now >= context.deadline || (settled && !usb) { break }
+            // Wake at the next uevent, when the devices would settle, or at the deadline.
+            let wake = settled ? context.deadline : min(context.deadline, context.devices.settlesAt() ?? context.deadline)
+            generation = context.devices.waitForActivity(since: generation, until: max(wake, now + 1000))
         }
         let found = seen.isEmpty ? "no block device at all" : "only " + seen.map(\.description).joined(separator: ", ")
-        throw SpiritError("no block device labelled \(Self.label) appeared (\(found))")
+        let waited = usb ? "within \(CascadeEngine<Never>.seconds(timeoutMicros)) s" : "once devices settled (no USB controller for a late one)"
+        throw SpiritError("no block device labelled \(Self.label) appeared \(waited): \(found)")
     }
 
     func open(_ device: BlockDevice, console: Console) throws -> FoundImage {
@@ -42,19 +59,14 @@ public struct USBSeedSource: BootSource {
         guard let type = device.type, let fstype = Self.filesystems[type] else {
             throw SpiritError("\(origin): Spirit cannot read a \(device.type ?? "unknown") filesystem")
         }
-        try Kernel.makeDirectory(layout.media, parents: true)
-        try Kernel.mount(layout.mediaMount(device: device.path, fstype: fstype))
-        let release: () -> Void = { [layout] in _ = try? Kernel.unmount(layout.media) }
+        let target = mountPoint
+        try Kernel.makeDirectory(target, parents: true)
+        var spec = layout.mediaMount(device: device.path, fstype: fstype)
+        spec.target = target
+        try Kernel.mount(spec)
+        let release: @Sendable () -> Void = { _ = try? Kernel.unmount(target) }
         do {
-            let manifestPath = layout.media + "/" + MediaFiles.manifest
-            let manifestBytes = try Kernel.readFile(manifestPath)
-            guard manifestBytes.count <= MediaFiles.manifestLimit else {
-                throw SpiritError("\(manifestPath) is \(manifestBytes.count) bytes, more than a manifest can be")
-            }
-            let manifest = try Manifest.parse(manifestBytes)
-            let imagePath = layout.media + "/" + manifest.image
-            guard Kernel.exists(imagePath) else { throw SpiritError("the manifest names \(manifest.image), which is not on \(origin)") }
-            console.debug("found \(manifest.image) \(manifest.version) on \(origin)")
+            let (manifest, imagePath) = try MediaFiles.readManifest(directory: target, origin: origin)
             return FoundImage(source: name, origin: origin, manifest: manifest,
                               openImage: { try FileImageStream(path: imagePath) }, release: release)
         } catch {

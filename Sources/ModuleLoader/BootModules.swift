@@ -44,7 +44,9 @@ public struct BootModules: Sendable {
     /// Loads everything; `required` are names that must be there (the boot
     /// list and crom.modules): a missing one is a warning. The priority
     /// list may name modules this initramfs does not carry: a debug line.
-    public func run(priority: PriorityList, required: [String], uevents: UeventSocket?) -> Tally {
+    /// `activity` hears of every uevent and of each load of a late device's
+    /// driver, so that the boot sources know when devices have settled.
+    public func run(priority: PriorityList, required: [String], uevents: UeventSocket?, activity: DeviceActivity? = nil) -> Tally {
         var tally = Tally()
         var done: Set<String> = []
         var seen = Coldplug.modaliases()
@@ -76,7 +78,12 @@ public struct BootModules: Sendable {
             }
             return passes
         }
-        if let uevents { watch(uevents, alreadyLoaded: done) }
+        if let uevents {
+            activity?.noteEvent()
+            watch(uevents, alreadyLoaded: done, activity: activity)
+        } else {
+            activity?.stopListening()
+        }
         return tally
     }
 
@@ -110,16 +117,20 @@ public struct BootModules: Sendable {
 
     /// Loads the drivers of devices that appear from now on, in the
     /// background, for as long as this process lives.
-    func watch(_ uevents: UeventSocket, alreadyLoaded: Set<String>) {
+    func watch(_ uevents: UeventSocket, alreadyLoaded: Set<String>, activity: DeviceActivity?) {
         let me = self
         DispatchQueue.global().async {
             var done = alreadyLoaded
             while true {
-                guard let event = uevents.next(milliseconds: 60_000), event.action == "add", let alias = event.modalias else { continue }
+                guard let event = uevents.next(milliseconds: 60_000) else { continue }
+                activity?.noteEvent()
+                guard event.action == "add", let alias = event.modalias else { continue }
                 let names = me.index.lookup(alias).filter { !done.contains($0) && !me.index.config.blacklist.contains($0) }
                 guard !names.isEmpty else { continue }
                 var tally = Tally()
+                activity?.loadStarted()
                 me.load(names, quietlyMissing: [], done: &done, tally: &tally)
+                activity?.loadEnded()
                 if tally.loaded > 0 {
                     me.console.info("modules: \(names.joined(separator: ", ")) for a device that appeared (\(alias))")
                 }

@@ -23,7 +23,14 @@ struct BootWorker {
             Console().warning("\(error); booting with the default flags")
             commandLine = ""
         }
-        let (config, warnings) = BootConfig.parse(commandLine)
+        var flags = commandLine.trimmed
+        // One attempt's extra flags, from `spirit-fetch` in the rescue shell.
+        if let extra = try? Kernel.readText(CascadeFiles.bootFlags) {
+            unlink(CascadeFiles.bootFlags)
+            flags += " " + extra.trimmed
+            Console().info("this attempt adds: \(extra.trimmed)")
+        }
+        let (config, warnings) = BootConfig.parse(flags)
         let worker = BootWorker(config: config, console: Console(debug: config.debug))
         for warning in warnings { worker.console.warning("\(warning)") }
         worker.console.debug("flags: " + config.effectiveFlags.joined(separator: " "))
@@ -42,56 +49,70 @@ struct BootWorker {
 
     func run() throws {
         try pause(before: .modules)
-        loadModules()
+        let devices = DeviceActivity()
+        loadModules(activity: devices)
         try pause(before: .cascade)
-        let found = try timeline.measure("cascade", detail: { "\($0.source): \($0.origin)" }) { try findImage() }
-        console.info("boot source=\(found.source) image=\(found.manifest.sha256.prefix(12))")
-        try pause(before: .root)
-        try RootAssembler(config: config, console: console, timeline: timeline)
-            .assemble(manifest: found.manifest, openImage: found.openImage, releaseMedia: found.release)
+        let cascade = Cascade(sources: sources(), mode: config.mode, publicKey: signingKey(), console: console,
+                              devices: devices, timeline: timeline)
+        do {
+            _ = try cascade.run { found in try build(from: found) }
+        } catch let failure as Cascade.Failure {
+            // The console contract: the message, one line per source tried
+            // saying why it gave up; PID 1 then prints `spirit: rescue: <reason>`.
+            console.info(Self.noImageMessage)
+            for (source, reason) in failure.sources { console.info("\(source): \(reason)") }
+            try? Kernel.writeFile(CascadeFiles.report, failure.sources.map { "\($0.source): \($0.reason)\n" }.joined())
+            throw failure
+        }
         try pause(before: .switchRoot)
     }
 
-    /// How long block devices may take to show up. The cascade issue
-    /// replaces this with uevents and its own rules.
-    static let mediaWaitSeconds: Int64 = 15
+    static let noImageMessage = "No Spirit found. Awaiting network or media..."
 
-    /// Asks the boot sources this build has for an image whose manifest is
-    /// signed with the key in this initramfs.
-    func findImage() throws -> FoundImage {
-        let sources: [any BootSource]
-        switch config.mode {
-        case .auto, .usb:
-            sources = [USBSeedSource()]
-        case .rescue:
-            throw SpiritError("crom.mode=rescue asks for the rescue shell")
-        case .parasite, .http, .nodus:
-            throw SpiritError("no system image found: crom.mode=\(config.mode.rawValue) asks for a source this build does not have yet")
-        }
-        let publicKey: [UInt8]
+    /// The boot sources this build has, in the cascade's order of
+    /// preference (CascadeEngine.preference). A new source is one file in
+    /// Sources/BootCascade and one line here.
+    func sources() -> [any BootSource] {
+        [
+            ParasiteSource(),
+            // A stick plugged in late is waited for as long as the network.
+            USBSeedSource(timeoutMicros: Int64(max(config.networkTimeoutSeconds, 1)) * 1_000_000),
+            HTTPSource(baseURL: config.httpURL, networkTimeoutSeconds: config.networkTimeoutSeconds),
+        ]
+    }
+
+    /// The key every image's manifest must be signed with, baked into the initramfs.
+    func signingKey() -> Result<[UInt8], SpiritError> {
         do {
-            publicKey = try SigningKey.read(InitramfsFiles.signingPublicKey)
+            return .success(try SigningKey.read(InitramfsFiles.signingPublicKey))
         } catch {
-            throw SpiritError("this initramfs cannot check any image: \(error)")
+            return .failure(SpiritError("this initramfs cannot check any image: \(error)"))
         }
-        var reasons: [String] = []
-        for source in sources {
-            let deadline = Kernel.bootTimeMicros() + Self.mediaWaitSeconds * 1_000_000
-            do {
-                let found = try source.locate(deadline: deadline, console: console)
-                do {
-                    try found.manifest.verifySignature(publicKey: publicKey)
-                } catch {
+    }
+
+    /// Copies the chosen image into RAM, checks it and builds /sysroot. A
+    /// failure while the image is read or checked is the source's (a
+    /// broken disk, a server that broke off, a tampered image): the
+    /// cascade goes on to the next source. A failure after the media is let
+    /// go (zram, the mounts) is the machine's: rescue.
+    func build(from found: FoundImage) throws {
+        try pause(before: .root)
+        let layout = RootLayout()
+        var released = false
+        do {
+            try RootAssembler(config: config, console: console, timeline: timeline)
+                .assemble(manifest: found.manifest, openImage: found.openImage, releaseMedia: {
+                    released = true
                     found.release()
-                    throw SpiritError("\(found.origin): \(error)")
-                }
-                return found
-            } catch {
-                console.info("source \(source.name): \(error)")
-                reasons.append("\(source.name): \(error)")
-            }
+                })
+            try? Kernel.writeFile(CascadeFiles.manifest, found.manifest.json)
+        } catch let error as ManifestError {
+            throw Cascade.Refusal("\(error)")
+        } catch where !released {
+            found.release()
+            _ = try? Kernel.unmount(layout.imageDirectory)
+            throw Cascade.Refusal("\(error)")
         }
-        throw SpiritError("no system image found (" + reasons.joined(separator: "; ") + ")")
     }
 
     /// `crom.break=<step>`: a shell on the console before the step; the boot
@@ -109,13 +130,14 @@ struct BootWorker {
     /// boot list of the initramfs and `crom.modules=`, coldplug, uevents.
     /// A missing or failing module is a warning: the step that needs it
     /// says what is missing.
-    func loadModules() {
+    func loadModules(activity: DeviceActivity) {
         let release = Kernel.release()
         let index: ModuleIndex
         do {
             index = try ModuleIndex.load(release: release)
         } catch {
             console.warning("\(error): the initramfs has no modules for kernel \(release); going on with the built-in drivers")
+            activity.stopListening()
             return
         }
         for problem in index.config.problems { console.warning(problem) }
@@ -127,10 +149,12 @@ struct BootWorker {
         } catch {
             console.warning("\(error); devices that appear later will have no driver loaded for them")
             uevents = nil
+            activity.stopListening()
         }
         let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(release: release)),
                                   console: console, timeline: timeline)
-        let tally = modules.run(priority: priority, required: bootList + config.extraModules, uevents: uevents)
+        let tally = modules.run(priority: priority, required: bootList + config.extraModules, uevents: uevents,
+                                 activity: activity)
         console.info("modules: \(tally)")
     }
 

@@ -1,3 +1,4 @@
+import BootCascade
 import CSpirit
 import Glibc
 import Overlay
@@ -28,6 +29,8 @@ struct InitProcess {
     let timeline = Timeline(process: "init")
     var worker: pid_t?
     var shell: pid_t?
+    /// Beside the stage-1 rescue shell: announces media that appears.
+    var rescueWatcher: pid_t?
     var shellStarted: Int64 = 0
     /// Stage 2: the service supervisor (`spirit supervise`), PID 1's one
     /// worker after switch_root.
@@ -183,8 +186,16 @@ struct InitProcess {
             } else if pid == supervisor {
                 supervisor = nil
                 supervisorEnded(status)
+            } else if pid == rescueWatcher {
+                rescueWatcher = nil
+                console.debug("the rescue watcher \(status)")
             } else if pid == shell {
                 shell = nil
+                unlink(CascadeFiles.rescueShellPID)
+                if let watcher = rescueWatcher {
+                    try? Kernel.kill(watcher, SIGTERM)
+                    rescueWatcher = nil
+                }
                 if stage == 1 {
                     console.info("the rescue shell ended; trying the boot again")
                     startWorker()
@@ -221,11 +232,17 @@ struct InitProcess {
     mutating func enterRescue(reason: String) {
         console.rescue(reason)
         let tty = Spawn.consoleTerminal()
-        // Said before the shell starts: its banner and prompt would otherwise
-        // race this line on the console.
+        // Said before the shell starts: its prompt must not share a line
+        // with these.
         console.info("rescue shell on \(tty): 'exit' tries the boot again, 'poweroff' or 'reboot' stops the machine")
+        console.info("rescue tools: spirit-diag, spirit-mount DEVICE, spirit-fetch URL, spirit-usb [DEVICE]")
         do {
             shell = try Spawn.spawn("/bin/sh", ["-sh"], options: .init(newSession: true, tty: tty))
+            try? Kernel.writeFile(CascadeFiles.rescueShellPID, "\(shell ?? 0)\n")
+            if stage == 1, rescueWatcher == nil {
+                rescueWatcher = try? Spawn.spawn("/proc/self/exe", ["spirit", "rescue-watch"],
+                                                 environment: Spawn.baseEnvironment + ["SWIFT_DETERMINISTIC_HASHING=1"])
+            }
         } catch {
             shell = nil
             console.error("\(error); waiting for ctrl-alt-del or a signal")
@@ -370,8 +387,9 @@ struct InitProcess {
     /// The one shutdown path: stop the services, then every process, swap
     /// off, unmount, sync, reboot(2).
     func shutdown(_ action: PowerAction, reason: String) -> Never {
-        // The shell that asked may have printed its next prompt already.
-        console.newLine()
+        // The shell that asked (busybox's reboot signals and returns at
+        // once) may already have printed its next prompt on the line.
+        if shell != nil { console.newLine() }
         console.info("shutdown: \(action.rawValue), asked by \(reason)")
         let start = Kernel.bootTimeMicros()
         stopServices()

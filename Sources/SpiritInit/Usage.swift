@@ -51,6 +51,10 @@ enum Usage {
       time COMMAND [ARGUMENT...]
                       run a command; print how long it took in ms of CLOCK_BOOTTIME on stderr
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)
+      diag            (spirit-diag) hardware, modules, block devices, network, why each boot source gave up, timeline
+      mount DEVICE    (spirit-mount) mount a device read-only on /mnt/<name> (NTFS with ntfs3 or ntfs-3g)
+      fetch URL       (spirit-fetch) check the signed manifest under an http:// base URL and continue the boot from it
+      usb [DEVICE]    (spirit-usb) list USB disks, or write the running media to one after a confirmation
       version         print the version
     Exit codes: 0 success, 100 usage error, 111 system failure.
     """

@@ -25,6 +25,11 @@ if invokedAs == "spiritctl" {
     exit(ControlCommand.run(Array(arguments.dropFirst())))
 }
 
+// The rescue tools are links named spirit-<tool> (spirit-diag, spirit-fetch…).
+if invokedAs.hasPrefix("spirit-") {
+    exit(RescueTools.run(String(invokedAs.dropFirst("spirit-".count)), Array(arguments.dropFirst())))
+}
+
 let command = arguments.dropFirst().first ?? "help"
 let rest = Array(arguments.dropFirst(2))
 switch command {
@@ -50,6 +55,10 @@ case "timeline":
     exit(TimelineCommand.run(rest))
 case "poweroff", "reboot", "halt":
     exit(PowerCommand.run(command, rest))
+case "diag", "mount", "fetch", "usb":
+    exit(RescueTools.run(command, rest))
+case "rescue-watch":
+    exit(RescueTools.watch())
 case "version", "--version":
     print("spirit \(SpiritVersion.string)")
 case "help", "--help", "-h":

@@ -79,8 +79,13 @@ def test_tampered_image_is_refused(boot, tmp_path, system_image):
 
     vm = boot("", disks=[Disk(str(disk))])
     vm.expect(r"^spirit: boot source=usb image=")
-    vm.expect(r"^spirit: rescue: the image does not match its manifest: the image's SHA-256 is [0-9a-f]{64}, "
-              rf"the manifest says {system_image['sha256']}$")
+    # The image is refused and the cascade goes on (no other source here):
+    # the rescue lists the usb source's reason.
+    mismatch = (r"the image does not match its manifest: the image's SHA-256 is [0-9a-f]{64}, "
+                rf"the manifest says {system_image['sha256']}")
+    vm.expect(r"^spirit: warning: usb: /dev/vda \(ext4, CROM_SPIRIT\): refused: " + mismatch + "; going on with the cascade$")
+    vm.expect(r"^spirit: usb: /dev/vda \(ext4, CROM_SPIRIT\): " + mismatch + "$")
+    vm.expect(r"^spirit: rescue: no system image found \(tried parasite, usb, http, nodus\)$")
     vm.expect(r"^spirit: rescue shell on ")
     # Nothing of the refused image is left mounted, and its RAM is given back.
     mounts = vm.check("cat /proc/mounts")

@@ -1,0 +1,44 @@
+import BootCascade
+import SpiritCore
+import Testing
+
+@Suite struct HTTPParsingTests {
+    @Test func urls() throws {
+        let url = try HTTPURL.parse("http://10.0.2.2:8080/spirit")
+        #expect(url == HTTPURL(host: "10.0.2.2", port: 8080, target: "/spirit"))
+        #expect(url.appending("manifest.json").description == "http://10.0.2.2:8080/spirit/manifest.json")
+        #expect(try HTTPURL.parse("http://boot.example").target == "/")
+        #expect(try HTTPURL.parse("http://[fd00::1]:81/a/").host == "fd00::1")
+        #expect(throws: SpiritError.self) { try HTTPURL.parse("https://boot.crom.run/spirit/") }
+        #expect(throws: SpiritError.self) { try HTTPURL.parse("ftp://x/") }
+        #expect(throws: SpiritError.self) { try HTTPURL.parse("http://host:99999/") }
+    }
+
+    @Test func redirectsResolve() throws {
+        let base = try HTTPURL.parse("http://a/spirit/manifest.json")
+        #expect(try base.resolving("/other/x").description == "http://a/other/x")
+        #expect(try base.resolving("mirror/manifest.json").description == "http://a/spirit/mirror/manifest.json")
+        #expect(try base.resolving("http://b:81/y").description == "http://b:81/y")
+    }
+
+    @Test func responseHeads() throws {
+        let head = try HTTPResponseHead.parse("HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\nContent-Range: bytes 90-99/100\r\n"
+                                              + "Transfer-Encoding: chunked")
+        #expect(head.status == 206 && head.reason == "Partial Content")
+        #expect(head.contentLength == 10 && head.rangeStart == 90 && head.isChunked)
+        #expect(throws: SpiritError.self) { try HTTPResponseHead.parse("SSH-2.0-OpenSSH") }
+    }
+
+    @Test func leases() {
+        let lease = Network.Lease.parse("interface=eth0\nip=10.0.2.15\nmask=24\nrouter=10.0.2.2\ndns=10.0.2.3\n")
+        #expect(lease?.description == "eth0 has 10.0.2.15/24, router 10.0.2.2, DNS 10.0.2.3")
+        #expect(Network.Lease.parse("interface=eth0\n") == nil)
+    }
+
+    @Test func nslookupAnswers() {
+        let text = "Server:\t\t10.0.2.3\nAddress:\t10.0.2.3:53\n\nNon-authoritative answer:\nName:\tboot.example\nAddress: 192.0.2.7\n"
+            + "Name:\tboot.example\nAddress: 2001:db8::7\n"
+        #expect(HostResolver.parseNslookup(text) == ["192.0.2.7", "2001:db8::7"])
+        #expect(HostResolver.parseNslookup("** server can't find x: NXDOMAIN\n").isEmpty)
+    }
+}

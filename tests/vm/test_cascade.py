@@ -1,0 +1,296 @@
+"""The boot cascade on a real kernel: parasite (NTFS through ntfs-3g),
+usb (a stick attached late, found through uevents), http (a server on the
+host through QEMU user networking: 500, redirect loop, silence, a body cut
+short and resumed), the rescue shell and its tools, crom.mode= forcing a
+source. Each boot checks several things: a TCG boot costs seconds."""
+
+import http.server
+import re
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import make_media
+from harness import Disk
+
+REASON_LINE = r"^spirit: {source}: (.*)$"
+
+
+# -- media -------------------------------------------------------------------
+
+def make_ntfs_disk(directory: Path, files: dict[str, Path], folder: str = "CromSpirit") -> Path:
+    """An MBR disk with one NTFS partition (type 7) holding `folder`/files,
+    made with mkntfs and filled through a host ntfs-3g (FUSE) mount."""
+    total = sum(Path(source).stat().st_size for source in files.values())
+    volume = directory / "ntfs-volume.img"
+    with open(volume, "wb") as f:
+        f.truncate(total + (total >> 2) + (32 << 20))
+    subprocess.run(["mkntfs", "-F", "-Q", "-q", "-L", "Windows", "-p", "2048", "-H", "16", "-S", "63", str(volume)],
+                   check=True, stderr=subprocess.DEVNULL)
+    mount = directory / "ntfs-mount"
+    mount.mkdir()
+    subprocess.run(["ntfs-3g", str(volume), str(mount)], check=True)
+    try:
+        (mount / folder).mkdir()
+        for name, source in files.items():
+            shutil.copyfile(source, mount / folder / name)
+        (mount / "Windows").mkdir()
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+    disk = directory / "windows-disk.img"
+    offset = 2048 * 512
+    with open(disk, "wb") as f:
+        f.truncate(offset + volume.stat().st_size)
+    # The MBR by hand (one partition entry: type 7, LBA start, sector count).
+    sectors = volume.stat().st_size // 512
+    entry = bytes([0, 0xFF, 0xFF, 0xFF, 0x07, 0xFF, 0xFF, 0xFF]) + (2048).to_bytes(4, "little") + sectors.to_bytes(4, "little")
+    with open(disk, "r+b") as f:
+        f.seek(446)
+        f.write(entry)
+        f.seek(510)
+        f.write(b"\x55\xaa")
+    subprocess.run(["dd", f"if={volume}", f"of={disk}", "bs=1M", f"seek={offset}", "oflag=seek_bytes", "conv=notrunc",
+                    "status=none"], check=True)
+    volume.unlink()
+    return disk
+
+
+def media_files(system_image) -> dict[str, Path]:
+    return {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"]}
+
+
+# -- an HTTP server on the host, with misbehaving paths ----------------------
+
+class MediaServer:
+    """Serves the media files under several base paths:
+    /ok/    as they are, with Range;
+    /cut/   the first image request cut at half (Range requests honoured);
+    /e500/  500 for everything;
+    /loop/  a redirect to itself;
+    /slow/  never answers (the client's idle timeout)."""
+
+    def __init__(self, files: dict[str, Path]):
+        self.files = {name: Path(path).read_bytes() for name, path in files.items()}
+        self.cuts = 0
+        self.requests: list[str] = []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                server.requests.append(f"{self.path} {self.headers.get('Range', '')}".strip())
+                parts = self.path.split("/")
+                kind, name = (parts[1], parts[2]) if len(parts) >= 3 else ("", "")
+                if kind == "e500":
+                    return self.reply(500, b"broken\n", reason="Internal Server Error")
+                if kind == "loop":
+                    self.send_response(302)
+                    self.send_header("Location", self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if kind == "slow":
+                    time.sleep(40)
+                    return
+                body = server.files.get(name)
+                if kind not in ("ok", "cut") or body is None:
+                    return self.reply(404, b"not here\n")
+                start = 0
+                range_header = self.headers.get("Range")
+                if range_header:
+                    start = int(re.match(r"bytes=(\d+)-", range_header).group(1))
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                if kind == "cut" and name.endswith(".squashfs") and not range_header and server.cuts == 0:
+                    server.cuts += 1
+                    self.wfile.write(body[: len(body) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body[start:])
+
+            def reply(self, status, body, reason=None):
+                self.send_response(status, reason)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def url(self, kind: str) -> str:
+        # QEMU user networking: the guest reaches the host's loopback as 10.0.2.2.
+        return f"http://10.0.2.2:{self.port}/{kind}/"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def source_reasons(vm) -> dict[str, str]:
+    """The lines after `No Spirit found`: one `spirit: <source>: <reason>` each."""
+    text = vm.console
+    start = text.rfind("spirit: No Spirit found. Awaiting network or media...")
+    assert start >= 0, f"no 'No Spirit found' message; log: {vm.log_path}"
+    reasons = {}
+    for line in text[start:].splitlines()[1:]:
+        match = re.match(r"^spirit: (parasite|usb|http|nodus): (.*)$", line)
+        if not match:
+            break
+        reasons[match.group(1)] = match.group(2)
+    return reasons
+
+
+# -- the tests -----------------------------------------------------------------
+
+def test_parasite_is_preferred_and_read_only(boot, tmp_path, system_image):
+    windows = make_ntfs_disk(tmp_path, media_files(system_image), folder="cromspirit")
+    stick = make_media(tmp_path, media_files(system_image))
+    vm = boot("", disks=[Disk(str(windows), id="windows"), Disk(str(stick), id="stick")])
+    # Both are there; parasite comes first in the order of preference. The
+    # folder's case does not matter; Debian's 6.1 has no ntfs3: ntfs-3g.
+    vm.expect(rf"^spirit: boot source=parasite image={system_image['sha256'][:12]}$")
+    vm.expect(r"^spirit: ready$")
+    steps = {step["step"]: step for step in vm.timeline()["steps"]}
+    assert re.match(r"parasite: /dev/vda1 \(ntfs, Windows, ntfs-3g, read-only\)", steps["cascade"]["detail"]), steps["cascade"]
+    vm.expect(r"spirit:/# ", partial=True)
+    # Nothing of either disk stays mounted: the image is in RAM.
+    mounts = vm.check("cat /proc/mounts")
+    assert "/dev/vd" not in mounts and "fuseblk" not in mounts, mounts
+
+
+def test_forced_usb_takes_a_late_stick(boot, tmp_path, system_image):
+    windows = make_ntfs_disk(tmp_path, media_files(system_image))
+    stick = make_media(tmp_path, media_files(system_image), fstype="vfat")
+    # A USB controller with nothing on it; the stick comes 3 s after QEMU
+    # starts, through QMP. crom.mode=usb: the Windows disk is not used.
+    blank = tmp_path / "blank.img"
+    with open(blank, "wb") as f:
+        f.truncate(system_image["image"].stat().st_size + (32 << 20))
+    vm = boot("crom.mode=usb crom.debug=1", disks=[Disk(str(windows))],
+              extra_args=["-device", "qemu-xhci,id=xhci", "-drive", f"file={stick},format=raw,if=none,id=stick",
+                          "-drive", f"file={blank},format=raw,if=none,id=blank"])
+    time.sleep(3)
+    answer = vm.qmp("device_add", driver="usb-storage", drive="stick", id="stick-dev", bus="xhci.0")
+    assert "error" not in answer, answer
+    vm.expect(r"^spirit: debug: cascade: starting usb$")
+    vm.expect(rf"^spirit: boot source=usb image={system_image['sha256'][:12]}$")
+    assert "boot source=parasite" not in vm.console
+    vm.expect(r"^spirit: ready$")
+    steps = {step["step"]: step for step in vm.timeline()["steps"]}
+    assert re.match(r"usb: /dev/sd[a-z] \(vfat, CROM_SPIRIT\)", steps["cascade"]["detail"]), steps["cascade"]
+
+    # spirit-usb writes the running media to a new stick, after a
+    # confirmation that names the device and its size.
+    vm.expect(r"spirit:/# ", partial=True)
+    answer = vm.qmp("device_add", driver="usb-storage", drive="blank", id="blank-dev", bus="xhci.0")
+    assert "error" not in answer, answer
+    vm.check("for i in $(seq 30); do test -e /sys/block/sdb && break; sleep 1; done; test -e /sys/block/sdb")
+    status, out = vm.run("echo no | spirit usb /dev/sdb")
+    assert status == 1 and "Write Crom-OS Spirit" in out and "/dev/sdb (QEMU QEMU HARDDISK" in out and "not written" in out, out
+    status, out = vm.run("echo sdb | spirit usb /dev/sdb 2>&1", timeout=180)
+    assert status == 0 and "/dev/sdb: written" in out, out
+    vm.check("mkdir -p /mnt/check && mount -o ro /dev/sdb /mnt/check")
+    assert vm.check("sha256sum /mnt/check/rootfs.squashfs | cut -d' ' -f1") == system_image["sha256"]
+    assert '"sha256"' in vm.check("cat /mnt/check/manifest.json")
+    vm.check("umount /mnt/check")
+
+
+def test_rescue_without_media_or_network_then_forced_nodus(boot, tmp_path, system_image):
+    stick = make_media(tmp_path, media_files(system_image), fstype="vfat")
+    # An empty USB controller: the usb source waits crom.network.timeout for a late stick.
+    vm = boot("crom.network.timeout=3 crom.http=http://10.0.2.2/spirit/",
+              extra_args=["-device", "qemu-xhci,id=xhci", "-drive", f"file={stick},format=raw,if=none,id=stick"])
+    vm.expect(r"^spirit: No Spirit found\. Awaiting network or media\.\.\.$", timeout=90)
+    vm.expect(r"^spirit: rescue: no system image found \(tried parasite, usb, http, nodus\)$")
+    reasons = source_reasons(vm)
+    assert reasons == {
+        "parasite": "no NTFS partition",
+        "usb": reasons["usb"],
+        "http": reasons["http"],
+        "nodus": "this build has no nodus source",
+    }, reasons
+    assert reasons["usb"].startswith("no block device labelled CROM_SPIRIT appeared within 3 s"), reasons
+    assert reasons["http"].startswith("no network interface"), reasons
+    vm.expect(r"^spirit: rescue shell on ")
+    # The cascade gave up within crom.network.timeout plus a margin: no
+    # fixed wait for devices.
+    cascade = [step for step in vm.timeline()["steps"] if step["step"] == "cascade"][-1]
+    assert cascade["ok"] is False and cascade["end_ms"] - cascade["start_ms"] < 3000 + 5000, cascade
+
+    diag = vm.check("spirit-diag")
+    for section in ["== hardware", "== modules", "== block devices", "== network", "== boot sources (last attempt)", "== timeline"]:
+        assert section in diag, diag
+    assert "no network interface" in diag and "nodus: this build has no nodus source" in diag, diag
+    assert re.search(r"^cascade\s+worker", diag, re.M), diag
+
+    # The next attempt with crom.mode=nodus: this build says it has no
+    # Nodus source and goes to rescue, not to another source.
+    vm.send("echo crom.mode=nodus > /run/spirit/boot-flags; exit\n")
+    vm.expect(r"^spirit: the rescue shell ended; trying the boot again$")
+    vm.expect(r"^spirit: rescue: crom.mode=nodus: this build has no nodus source$")
+    vm.expect(r"^spirit: rescue shell on ")
+
+    # A stick plugged in at the rescue shell is announced; 'exit' boots from it.
+    vm.check("true")
+    answer = vm.qmp("device_add", driver="usb-storage", drive="stick", id="stick-dev", bus="xhci.0")
+    assert "error" not in answer, answer
+    vm.expect(r"^spirit: media appeared: /dev/sd[a-z] \(vfat, label CROM_SPIRIT\): 'exit' boots from it$")
+    vm.send("exit\n")
+    vm.expect(rf"^spirit: boot source=usb image={system_image['sha256'][:12]}$")
+    vm.expect(r"^spirit: ready$")
+
+
+def test_http_failures_then_fetch_resumes(boot, system_image):
+    with MediaServer(media_files(system_image)) as server:
+        vm = boot(f"crom.mode=http crom.http={server.url('e500')} crom.network.timeout=5", nics=["user,model=e1000"])
+        # 500 is retried, then reported; crom.mode=http does not fall through.
+        vm.expect(r"^spirit: network: eth0 has 10\.0\.2\.15/24, router 10\.0\.2\.2")
+        vm.expect(r"^spirit: http: .*/e500/manifest\.json: server error 500 Internal Server Error; trying again \(2 of 3\)$")
+        vm.expect(r"^spirit: No Spirit found")
+        vm.expect(r"^spirit: rescue: crom.mode=http allows only the http source, and it found no usable image: ")
+        reasons = source_reasons(vm)
+        assert list(reasons) == ["http"] and reasons["http"].endswith("server error 500 Internal Server Error"), reasons
+        vm.expect(r"^spirit: rescue shell on ")
+
+        # The rescue tools: a redirect loop and a silent server, each said.
+        status, out = vm.run(f"spirit-fetch {server.url('loop')} 2>&1")
+        assert status == 111 and "redirect loop" in out, out
+        status, out = vm.run(f"spirit-fetch http://10.0.2.2:{server.port}/nothing/ 2>&1")
+        assert status == 111 and "404" in out, out
+        status, out = vm.run(f"spirit-fetch {server.url('slow')} 2>&1", timeout=120)
+        assert status == 111 and "timed out: no data for 10 s" in out, out
+        status, out = vm.run("spirit-fetch https://boot.crom.run/spirit/ 2>&1")
+        assert status == 111 and "HTTPS is not supported" in out, out
+
+        # spirit-fetch from a server that cuts the image short once: the
+        # signature is checked here, the boot continues, the download resumes
+        # with Range and the image is verified.
+        vm.send(f"spirit-fetch {server.url('cut')}\n")
+        vm.expect(r"signature valid$")
+        vm.expect(r"^spirit: the rescue shell ended; trying the boot again$")
+        vm.expect(rf"^spirit: boot source=http image={system_image['sha256'][:12]}$")
+        vm.expect(r"^spirit: http: .*: short body: the connection closed after \d+ of \d+ bytes; resuming at byte \d+ \(retry 1 of 3\)$")
+        vm.expect(r"^spirit: http: \d+ of \d+ MiB \(100%\), \d+ KiB/s, done$")
+        vm.expect(r"^spirit: ready$")
+        assert any(request.startswith("/cut/rootfs.squashfs bytes=") for request in server.requests), server.requests
