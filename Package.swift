@@ -48,6 +48,7 @@ let package = Package(
             dependencies: [
                 "SpiritCore",
                 "Overlay",
+                "Nodus",
                 "CBlkid",
                 "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),

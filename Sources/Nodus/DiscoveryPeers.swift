@@ -107,10 +107,11 @@ public enum DiscoverySeeker {
             func ipv4(_ pointer: UnsafeMutablePointer<sockaddr>) -> UInt32 {
                 pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr }
             }
-            // An address added without `broadcast` has none (0.0.0.0): the
-            // directed broadcast is the address with every host bit set.
+            // An address added without `broadcast` (as udhcpc scripts do)
+            // has none: getifaddrs then gives 0.0.0.0 or the address itself.
+            // The directed broadcast is the address with every host bit set.
             var broadcast = current.ifa_ifu.ifu_broadaddr.map(ipv4) ?? 0
-            if broadcast == 0 { broadcast = ipv4(address) | ~ipv4(netmask) }
+            if broadcast == 0 || broadcast == ipv4(address) { broadcast = ipv4(address) | ~ipv4(netmask) }
             targets.append((String(cString: current.ifa_name), SocketAddress(ipv4: broadcast, port: port)))
         }
         return targets

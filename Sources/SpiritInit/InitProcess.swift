@@ -235,7 +235,7 @@ struct InitProcess {
         // Said before the shell starts: its prompt must not share a line
         // with these.
         console.info("rescue shell on \(tty): 'exit' tries the boot again, 'poweroff' or 'reboot' stops the machine")
-        console.info("rescue tools: spirit-diag, spirit-mount DEVICE, spirit-fetch URL, spirit-usb [DEVICE]")
+        console.info("rescue tools: spirit-diag, spirit-mount DEVICE, spirit-fetch URL, spirit-usb [DEVICE], spirit-net scan")
         do {
             shell = try Spawn.spawn("/bin/sh", ["-sh"], options: .init(newSession: true, tty: tty))
             try? Kernel.writeFile(CascadeFiles.rescueShellPID, "\(shell ?? 0)\n")

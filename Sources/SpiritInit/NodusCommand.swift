@@ -1,3 +1,4 @@
+import BootCascade
 import Glibc
 import Nodus
 import Overlay
@@ -166,16 +167,4 @@ enum NodusCommand {
         }
         Console.tool.info("\(device) detached")
     }
-}
-
-/// The names Nodus exports besides the image's SHA-256 and "".
-enum NodusExports {
-    static let manifest = "manifest"
-}
-
-/// An NBD export read in order, as the image copy reads any source.
-struct NBDExportStream: ImageStream {
-    var reader: NBDSequentialReader
-    mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try reader.read(into: buffer) }
-    func close() { reader.close() }
 }

@@ -56,6 +56,9 @@ class VMConfig:
     nics: list[str] = field(default_factory=list)  # -nic values, e.g. "user,model=e1000" or "socket,mcast=…"
     bios: str | None = None  # a firmware file (OVMF) instead of SeaBIOS
     extra_args: list[str] = field(default_factory=list)
+    # A command QEMU runs under, e.g. ["ip", "netns", "exec", NAME] for a
+    # tap device in a network namespace of the test's own.
+    wrapper: list[str] = field(default_factory=list)
     kvm: bool = os.environ.get("SPIRIT_VM_KVM") == "1"
 
 
@@ -119,9 +122,9 @@ class VM:
 
     def start(self) -> "VM":
         with open(self.log_path, "wb") as log:
-            log.write(("# " + " ".join(self.command()) + "\n").encode())
+            log.write(("# " + " ".join(self.config.wrapper + self.command()) + "\n").encode())
         self._process = subprocess.Popen(
-            self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            self.config.wrapper + self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self._reader = threading.Thread(target=self._read, daemon=True)

@@ -1,0 +1,127 @@
+import Nodus
+import Overlay
+import SpiritCore
+
+/// The Nodus source: a peer on the LAN serving its own image over NBD.
+/// The network up (shared with the HTTP source), then the peer named by
+/// `crom.nodus.server=`, or the peers that answer a discovery broadcast on
+/// every interface, best first (a peer naming its image before one that
+/// does not, then the newest build). Each peer's manifest is read from its
+/// `manifest` export and checked against the signing key here, so that a
+/// rogue or broken peer is refused and the next one tried; the image is
+/// then copied into RAM over NBD (NBDExportStream) and the connection
+/// closed, so that nothing depends on the network after the boot.
+public struct NodusSource: BootSource {
+    public let name = "nodus"
+    public let timeoutMicros: Int64
+    let server: Endpoint?
+    let discovery: Bool
+    let publicKey: [UInt8]?
+    let network: Network
+    let stream: Bool
+    let idleMillis: Int
+    /// How long answers to a discovery broadcast are gathered.
+    public static let discoveryWindowMillis = 1500
+
+    /// `stream` is crom.nodus.stream=1, which this build does not do yet:
+    /// it says so and copies the image into RAM as without it.
+    public init(server: Endpoint?, discovery: Bool, publicKey: [UInt8]?, networkTimeoutSeconds: Int, stream: Bool = false,
+                network: Network = Network()) {
+        self.server = server
+        self.stream = stream
+        self.discovery = discovery
+        self.publicKey = publicKey
+        self.network = network
+        let seconds = Int64(max(networkTimeoutSeconds, 1))
+        idleMillis = Int(seconds) * 1000
+        // Link and lease, then discovery and the manifests of a few peers.
+        timeoutMicros = seconds * 3_000_000 + 2_000_000
+    }
+
+    public func locate(_ context: SourceContext) throws -> FoundImage {
+        guard server != nil || discovery else {
+            throw SpiritError("discovery is off (crom.nodus=off) and no peer is named (crom.nodus.server=)")
+        }
+        if stream {
+            context.console.warning("crom.nodus.stream=1: using the peer's export as the lower layer is not supported yet; "
+                + "the image is copied into RAM")
+        }
+        try context.cancel.check(name)
+        let lease = try network.up(deadline: min(context.deadline, Kernel.bootTimeMicros() + Int64(idleMillis) * 1000), context: context)
+        context.console.debug("nodus: \(lease)")
+        try context.cancel.check(name)
+        let peers = try candidates(context)
+        var reasons: [String] = []
+        for peer in peers {
+            try context.cancel.check(name)
+            do {
+                return try offer(peer, context: context)
+            } catch {
+                context.console.warning("nodus: peer \(peer.description): \(error); trying the next one")
+                reasons.append("\(peer.host):\(peer.port): \(error)")
+            }
+        }
+        throw SpiritError("no peer had a usable image (" + reasons.joined(separator: "; ") + ")")
+    }
+
+    /// The peer named on the command line, or those that answered.
+    func candidates(_ context: SourceContext) throws -> [Discovery.Offer] {
+        if let server { return [Discovery.Offer(host: server.host, port: server.port)] }
+        let targets = DiscoverySeeker.broadcastTargets()
+        guard !targets.isEmpty else { throw SpiritError("no interface with a broadcast address to look for peers on") }
+        let offers = try DiscoverySeeker.seek(targets: targets.map(\.address), windowMilliseconds: Self.discoveryWindowMillis)
+        guard !offers.isEmpty else {
+            throw SpiritError("no peer answered on " + targets.map(\.interface).joined(separator: ", ")
+                + " within \(Self.discoveryWindowMillis) ms (UDP \(Discovery.port))")
+        }
+        context.console.info("nodus: \(offers.count) peer(s): " + offers.map(\.description).joined(separator: ", "))
+        return Discovery.ranked(offers)
+    }
+
+    /// The peer's manifest, checked; an image stream on its SHA-256 export.
+    func offer(_ peer: Discovery.Offer, context: SourceContext) throws -> FoundImage {
+        let address = try SocketAddress(host: peer.host, port: peer.port)
+        let manifestClient = try NBDClient.connect(address, export: NodusExports.manifest, timeoutMilliseconds: idleMillis)
+        defer { manifestClient.disconnect() }
+        guard manifestClient.size <= MediaFiles.manifestLimit else {
+            throw SpiritError("its manifest export is \(manifestClient.size) bytes, more than a manifest can be")
+        }
+        var reader = NBDSequentialReader(client: manifestClient)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
+            if n == 0 { break }
+            bytes += buffer[0..<n]
+        }
+        let manifest = try Manifest.parse(bytes)
+        if let publicKey { try manifest.verifySignature(publicKey: publicKey) }
+        if let offered = peer.sha256, offered != manifest.sha256 {
+            throw SpiritError("it announced image \(offered.prefix(12)) but its manifest is for \(manifest.sha256.prefix(12))")
+        }
+        let idle = idleMillis
+        return FoundImage(source: name, origin: "nodus peer \(address)", manifest: manifest,
+                          openImage: {
+                              let client = try NBDClient.connect(address, export: manifest.sha256, timeoutMilliseconds: idle)
+                              guard client.size == manifest.size else {
+                                  client.disconnect()
+                                  throw SpiritError("the peer's export is \(client.size) bytes; the manifest says \(manifest.size)")
+                              }
+                              return NBDExportStream(reader: NBDSequentialReader(client: client))
+                          },
+                          release: {})
+    }
+}
+
+/// An NBD export read in order, as the image copy reads any source.
+public struct NBDExportStream: ImageStream {
+    var reader: NBDSequentialReader
+    public init(reader: NBDSequentialReader) { self.reader = reader }
+    public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try reader.read(into: buffer) }
+    public func close() { reader.close() }
+}
+
+/// The names Nodus exports besides the image's SHA-256 and "".
+public enum NodusExports {
+    public static let manifest = "manifest"
+}
