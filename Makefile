@@ -23,6 +23,7 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 BASE ?= debian
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel unit-test host-test vm-test test bench run clean
+.PHONY: kernel test-kernel iso iso-check netboot
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
@@ -32,6 +33,10 @@ help:
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
 	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
 	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
+	@echo "make kernel       $(OUT)/kernel from KERNEL_SRC + kernel-config/ (slow; cached), KERNEL_DIR=$(CACHE)/kernel/current"
+	@echo "make test-kernel  boot $(OUT)/kernel to 'spirit: ready' (opt-in; not part of make test)"
+	@echo "make iso          $(OUT)/crom-spirit.iso, hybrid BIOS/UEFI, CD or dd to a USB stick"
+	@echo "make netboot      $(OUT)/netboot/ for an HTTP server (SERVER=http://host:port/)"
 
 deps:
 	@scripts/deps.sh
@@ -94,6 +99,14 @@ run: media
 	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \
 	    -kernel $(KERNEL_DIR)/vmlinuz -initrd $(OUT)/initramfs.zst -append "$(APPEND)" \
 	    -drive file=$(OUT)/media.img,format=raw,if=virtio
+
+# The custom kernel (kernel-config/): slow (17 min for bzImage alone on 2
+# idle cores), so built once per source + fragment and cached. KERNEL_SRC is
+# a tarball or a tree; Debian's linux-source-6.12 by default.
+KERNEL_SRC ?= /usr/src/linux-source-6.12.tar.xz
+kernel:
+	@scripts/deps.sh kernel
+	scripts/mkkernel.sh $(KERNEL_SRC) kernel-config/spirit.config $(CACHE)/kernel $(OUT)/kernel
 
 clean:
 	rm -rf $(OUT) .build

@@ -18,6 +18,16 @@ packages=(
     mtools            # mcopy: test media without mounting
     pkg-config        # SwiftPM finds libblkid through it
 )
+# `scripts/deps.sh kernel` (make kernel): what building the kernel needs.
+# Not for `make test`: the default tests boot Debian's kernel.
+if [[ ${1:-} == kernel ]]; then
+    packages+=(
+        linux-source-6.12 # the default KERNEL_SRC (6.6 is not reachable here)
+        make gcc bc flex bison perl
+        libelf-dev        # objtool
+        libssl-dev        # certificate and signing tools
+    )
+fi
 
 missing=()
 for package in "${packages[@]}"; do
