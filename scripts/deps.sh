@@ -17,6 +17,13 @@ packages=(
     dosfstools        # mkfs.vfat: test media
     mtools            # mcopy: test media without mounting
     pkg-config        # SwiftPM finds libblkid through it
+    grub-pc-bin       # make iso: BIOS GRUB for grub-mkrescue
+    grub-efi-amd64-bin # make iso: UEFI GRUB
+    grub-common       # grub-mkrescue
+    xorriso           # make iso: the ISO 9660 image
+    ovmf              # the UEFI boot test of the ISO
+    ipxe-qemu         # the network boot test (iPXE ROMs for QEMU's NICs)
+    ntfs-3g           # mkntfs and the NTFS mount of the install test
 )
 # `scripts/deps.sh kernel` (make kernel): what building the kernel needs.
 # Not for `make test`: the default tests boot Debian's kernel.
