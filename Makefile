@@ -95,10 +95,26 @@ media: initramfs rootfs
 	rm -rf $(OUT)/media
 	@echo "media: $(OUT)/media.img"
 
-run: media
+# Boots the ISO as a CD (BIOS); GRUB and the kernel print on the serial
+# port, which -nographic puts on this terminal.
+run: iso
 	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \
-	    -kernel $(KERNEL_DIR)/vmlinuz -initrd $(OUT)/initramfs.zst -append "$(APPEND)" \
-	    -drive file=$(OUT)/media.img,format=raw,if=virtio
+	    -drive file=$(ISO),format=raw,if=none,id=cd,media=cdrom,readonly=on -device ide-cd,drive=cd,bootindex=0
+
+# The hybrid ISO (BIOS + UEFI, CD or dd to USB), with the kernel of
+# KERNEL_DIR; reproducible (SOURCE_DATE_EPOCH). The design's limit is 100 MB.
+ISO := $(OUT)/crom-spirit.iso
+ISO_LIMIT_MB ?= 100
+iso: initramfs rootfs
+	scripts/mkiso.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(ISO)
+	@size=$$(stat -c %s $(ISO)); if (( size > $(ISO_LIMIT_MB) * 1000 * 1000 )); then \
+	    echo "iso: $(ISO) is $$size bytes, over the $(ISO_LIMIT_MB) MB limit" >&2; exit 1; fi
+
+# The folder an HTTP server serves for a network boot, with the design's
+# iPXE script pointing at SERVER (the URL the folder is served at).
+SERVER ?= http://10.0.2.2:8080/
+netboot: initramfs rootfs
+	scripts/mknetboot.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json "$(SERVER)" $(OUT)/netboot
 
 # The custom kernel (kernel-config/): slow (17 min for bzImage alone on 2
 # idle cores), so built once per source + fragment and cached. KERNEL_SRC is
