@@ -31,6 +31,8 @@ case "boot-worker":
     BootWorker.main()
 case "image":
     exit(ImageCommand.run(rest))
+case "install":
+    exit(InstallCommand.run(rest))
 case "modules":
     exit(ModulesCommand.run(rest))
 case "time":
