@@ -70,8 +70,8 @@ unit-test:
 host-test: spirit debian-kernel
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
 
-vm-test: initramfs rootfs
-	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
+vm-test: initramfs rootfs iso
+	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) \
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json \
 	    python3 -m pytest -v -rA tests/vm
 
@@ -123,6 +123,15 @@ KERNEL_SRC ?= /usr/src/linux-source-6.12.tar.xz
 kernel:
 	@scripts/deps.sh kernel
 	scripts/mkkernel.sh $(KERNEL_SRC) kernel-config/spirit.config $(CACHE)/kernel $(OUT)/kernel
+
+# Boots $(OUT)/kernel with an initramfs and a system image built for its
+# modules (in $(OUT)/kernel-test/) to 'spirit: ready'. Opt-in: the kernel
+# build is too slow for every `make test`.
+test-kernel: kernel
+	$(MAKE) initramfs rootfs KERNEL_DIR=$(CACHE)/kernel/current OUT=$(OUT)/kernel-test
+	SPIRIT_CUSTOM_KERNEL=1 SPIRIT_KERNEL=$(OUT)/kernel SPIRIT_INITRAMFS=$(OUT)/kernel-test/initramfs.zst \
+	SPIRIT_ROOTFS=$(OUT)/kernel-test/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/kernel-test/manifest.json \
+	    python3 -m pytest -v -rA tests/vm/test_custom_kernel.py
 
 clean:
 	rm -rf $(OUT) .build
