@@ -80,6 +80,9 @@ def test_ipxe_boots_the_netboot_folder(boot_firmware, netboot_server, system_ima
     # The rest needs the HTTP boot source.
     outcome = vm.expect(rf"^spirit: boot source=(\S+) image=(\w+)$|{NO_HTTP_SOURCE}", BOOT_TIMEOUT)
     if outcome.group(1) is None:
+        # The rescue shell is on the console: the kernel got boot.ipxe's line.
+        cmdline = vm.check("cat /proc/cmdline")
+        assert f"crom.http={address}" in cmdline and "crom.mode=http" in cmdline, cmdline
         pytest.skip("this build has no HTTP boot source yet (the cascade's issue); its PID 1 says so: "
                     "'crom.mode=http asks for a source this build does not have yet'")
     assert (outcome.group(1), outcome.group(2)) == ("http", system_image["sha256"][:12]), outcome.group(0)
