@@ -46,8 +46,9 @@ else
         tree=$work/src
         if [[ ! -e $tree/Makefile ]]; then
             echo "kernel: unpacking $source_path"
-            rm -rf "$tree" && mkdir -p "$tree"
-            tar -xf "$source_path" -C "$tree" --strip-components=1
+            rm -rf "$tree" "$tree.tmp" && mkdir -p "$tree.tmp"
+            tar -xf "$source_path" -C "$tree.tmp" --strip-components=1
+            mv "$tree.tmp" "$tree"
         fi
     else
         tree=$(cd "$source_path" && pwd)
