@@ -135,8 +135,9 @@ struct ParasitePlan {
     }
 
     /// The mount that holds `path`, which must be NTFS: the kernel's ntfs3
-    /// (statfs magic) or ntfs-3g (FUSE, whose kind only /proc/self/mountinfo
-    /// names: fuseblk).
+    /// (statfs magic) or ntfs-3g (FUSE: /proc/self/mountinfo says fuseblk,
+    /// and libblkid finds NTFS on its device, as exFAT's FUSE driver is
+    /// fuseblk too).
     static func ntfsMount(holding path: String) throws -> MountInfoEntry {
         let mounts = MountInfoEntry.parse(try Kernel.readText("/proc/self/mountinfo"))
         let holding = mounts.filter { path == $0.mountPoint || path.hasPrefix($0.mountPoint == "/" ? "/" : $0.mountPoint + "/") }
@@ -145,7 +146,8 @@ struct ParasitePlan {
         }
         let type = try Kernel.fileSystemStats(path).type
         let isNTFS = type == FileSystemStats.ntfs3Magic || type == FileSystemStats.ntfsMagic
-            || (type == FileSystemStats.fuseMagic && (mount.fstype == "fuseblk" || mount.fstype.contains("ntfs")))
+            || (type == FileSystemStats.fuseMagic && mount.fstype.hasPrefix("fuseblk")
+                && BlockDevices.probe(name: mount.source, path: mount.source).type == "ntfs")
         guard isNTFS else {
             throw SpiritError("\(path) is on \(mount.mountPoint) (\(mount.fstype), \(mount.source)), not an NTFS partition; mount the Windows partition (ntfs3 or ntfs-3g) and name its mount point")
         }

@@ -167,3 +167,24 @@ def test_missing_media_are_named(ntfs, tmp_path):
     assert result.returncode == 111
     assert f"no initramfs.zst in {media}" in result.stderr, result.stderr
     assert run("install", "parasite").returncode == 100
+
+
+def test_a_fuse_mount_that_is_not_an_ntfs_partition_is_refused(tmp_path):
+    """ntfs-3g on a plain file (not a block device) mounts as `fuse`, not
+    `fuseblk`: not a partition the firmware or GRUB could boot from."""
+    if os.geteuid() != 0 or not Path("/dev/fuse").exists():
+        pytest.skip("needs root and /dev/fuse to mount NTFS with ntfs-3g")
+    media = make_media(tmp_path / "media")
+    image = tmp_path / "file.img"
+    with open(image, "wb") as f:
+        f.truncate(64 << 20)
+    subprocess.run(["mkntfs", "-q", "-F", "-f", str(image)], check=True, capture_output=True)
+    target = tmp_path / "fuse"
+    target.mkdir()
+    subprocess.run(["ntfs-3g", str(image), str(target)], check=True)
+    try:
+        result = run("install", "parasite", target, "--media", media)
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+    assert result.returncode == 111
+    assert "(fuse," in result.stderr and "not an NTFS partition" in result.stderr, result.stderr
