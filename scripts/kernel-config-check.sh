@@ -16,6 +16,11 @@ die() { echo "kernel-config-check: $*" >&2; exit 2; }
 [[ -r $fragment ]] || die "no fragment at $fragment"
 [[ -r $config ]] || die "no .config at $config"
 [[ -d $source ]] || die "no kernel source at $source"
+# A fragment checked against itself passes: the .config must be one that
+# Kconfig wrote (olddefconfig), on top of a base config.
+grep -q '^# Automatically generated file; DO NOT EDIT.' "$config" \
+    || die "$config is not a .config written by Kconfig (run make olddefconfig on it first)"
+grep -q '^CONFIG_64BIT=y' "$config" || die "$config is not a complete x86_64 configuration"
 
 # Every symbol the source's Kconfig files define (config X / menuconfig X).
 defined=$(mktemp)

@@ -15,6 +15,11 @@ set -euo pipefail
 
 source_path=$1 fragment=$2 cache=$3 output=$4
 here=$(cd "$(dirname "$0")/.." && pwd)
+# Absolute paths: make runs in the source tree (-C), where a relative O=
+# would name another directory than the one this script reads.
+mkdir -p "$cache"
+cache=$(cd "$cache" && pwd)
+[[ -r $fragment ]] && fragment=$(cd "$(dirname "$fragment")" && pwd)/$(basename "$fragment")
 jobs=${KERNEL_JOBS:-$(nproc)}
 die() { echo "kernel: $*" >&2; exit 1; }
 [[ -r $fragment ]] || die "no config fragment at $fragment"
@@ -65,6 +70,10 @@ else
         || die "merge_config.sh failed (see $log)"
     kmake -s olddefconfig >> "$log" 2>&1
     "$here/scripts/kernel-config-check.sh" "$fragment" "$build/.config" "$tree"
+    if [[ ${KERNEL_CONFIG_ONLY:-0} == 1 ]]; then
+        echo "kernel: configured and checked: $build/.config (KERNEL_CONFIG_ONLY=1: not built)"
+        exit 0
+    fi
 
     # Progress: one line every 30 s with the steps done (and of how many,
     # from the last build), the time so far and the step being built.
