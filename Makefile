@@ -23,6 +23,7 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 BASE ?= debian
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel unit-test host-test vm-test test bench run clean
+.PHONY: kernel test-kernel iso iso-check netboot
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
@@ -32,6 +33,10 @@ help:
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
 	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
 	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
+	@echo "make kernel       $(OUT)/kernel from KERNEL_SRC + kernel-config/ (slow; cached), KERNEL_DIR=$(CACHE)/kernel/current"
+	@echo "make test-kernel  boot $(OUT)/kernel to 'spirit: ready' (opt-in; not part of make test)"
+	@echo "make iso          $(OUT)/crom-spirit.iso, hybrid BIOS/UEFI, CD or dd to a USB stick"
+	@echo "make netboot      $(OUT)/netboot/ for an HTTP server (SERVER=http://host:port/)"
 
 deps:
 	@scripts/deps.sh
@@ -65,8 +70,8 @@ unit-test:
 host-test: spirit debian-kernel
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
 
-vm-test: initramfs rootfs
-	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
+vm-test: initramfs rootfs iso
+	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) \
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json \
 	    python3 -m pytest -v -rA tests/vm
 
@@ -94,10 +99,43 @@ media: initramfs rootfs
 	rm -rf $(OUT)/media
 	@echo "media: $(OUT)/media.img"
 
-run: media
+# Boots the ISO as a CD (BIOS); GRUB and the kernel print on the serial
+# port, which -nographic puts on this terminal.
+run: iso
 	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \
-	    -kernel $(KERNEL_DIR)/vmlinuz -initrd $(OUT)/initramfs.zst -append "$(APPEND)" \
-	    -drive file=$(OUT)/media.img,format=raw,if=virtio
+	    -drive file=$(ISO),format=raw,if=none,id=cd,media=cdrom,readonly=on -device ide-cd,drive=cd,bootindex=0
+
+# The hybrid ISO (BIOS + UEFI, CD or dd to USB), with the kernel of
+# KERNEL_DIR; reproducible (SOURCE_DATE_EPOCH). The design's limit is 100 MB.
+ISO := $(OUT)/crom-spirit.iso
+ISO_LIMIT_MB ?= 100
+iso: initramfs rootfs
+	scripts/mkiso.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(ISO)
+	@size=$$(stat -c %s $(ISO)); if (( size > $(ISO_LIMIT_MB) * 1000 * 1000 )); then \
+	    echo "iso: $(ISO) is $$size bytes, over the $(ISO_LIMIT_MB) MB limit" >&2; exit 1; fi
+
+# The folder an HTTP server serves for a network boot, with the design's
+# iPXE script pointing at SERVER (the URL the folder is served at).
+SERVER ?= http://10.0.2.2:8080/
+netboot: initramfs rootfs
+	scripts/mknetboot.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json "$(SERVER)" $(OUT)/netboot
+
+# The custom kernel (kernel-config/): slow (17 min for bzImage alone on 2
+# idle cores), so built once per source + fragment and cached. KERNEL_SRC is
+# a tarball or a tree; Debian's linux-source-6.12 by default.
+KERNEL_SRC ?= /usr/src/linux-source-6.12.tar.xz
+kernel:
+	@scripts/deps.sh kernel
+	scripts/mkkernel.sh $(KERNEL_SRC) kernel-config/spirit.config $(CACHE)/kernel $(OUT)/kernel
+
+# Boots $(OUT)/kernel with an initramfs and a system image built for its
+# modules (in $(OUT)/kernel-test/) to 'spirit: ready'. Opt-in: the kernel
+# build is too slow for every `make test`.
+test-kernel: kernel
+	$(MAKE) initramfs rootfs KERNEL_DIR=$(CACHE)/kernel/current OUT=$(OUT)/kernel-test
+	SPIRIT_CUSTOM_KERNEL=1 SPIRIT_KERNEL=$(OUT)/kernel SPIRIT_INITRAMFS=$(OUT)/kernel-test/initramfs.zst \
+	SPIRIT_ROOTFS=$(OUT)/kernel-test/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/kernel-test/manifest.json \
+	    python3 -m pytest -v -rA tests/vm/test_custom_kernel.py
 
 clean:
 	rm -rf $(OUT) .build

@@ -24,7 +24,23 @@ packages=(
     gcc               # bench: the peers' probe init (bench/probe.c), static
     libc6-dev         # bench: libc.a for the static probe
     ntfs-3g           # the parasite source's NTFS driver (FUSE) in the initramfs; mkntfs for test media
+    grub-pc-bin       # make iso: BIOS GRUB for grub-mkrescue
+    grub-efi-amd64-bin # make iso: UEFI GRUB
+    grub-common       # grub-mkrescue
+    xorriso           # make iso: the ISO 9660 image
+    ovmf              # the UEFI boot test of the ISO
+    ipxe-qemu         # the network boot test (iPXE ROMs for QEMU's NICs)
 )
+# `scripts/deps.sh kernel` (make kernel): what building the kernel needs.
+# Not for `make test`: the default tests boot Debian's kernel.
+if [[ ${1:-} == kernel ]]; then
+    packages+=(
+        linux-source-6.12 # the default KERNEL_SRC (6.6 is not reachable here)
+        make gcc bc flex bison perl
+        libelf-dev        # objtool
+        libssl-dev        # certificate and signing tools
+    )
+fi
 
 missing=()
 for package in "${packages[@]}"; do

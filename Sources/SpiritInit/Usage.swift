@@ -25,6 +25,8 @@ enum Usage {
                       write the signed manifest of a system image (stdout without --out)
       image verify --image FILE --manifest FILE --public-key FILE
                       check an image against its manifest and the manifest's signature
+      install parasite TARGET [--media DIR] [--dry-run] [--force]
+                      copy the media into TARGET/CromSpirit (a mounted NTFS partition) with a GRUB entry and a bcdedit script
       modules plan [--root DIR] [--kernel VERSION] [--config DIR] [--files] NAME...
                       the load plan: waves of modules that load in parallel, each after what it needs
       modules lookup [--root DIR] [--kernel VERSION] [--all-aliases] NAME... | -

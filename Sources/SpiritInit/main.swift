@@ -43,6 +43,8 @@ case "ctl":
     exit(ControlCommand.run(rest))
 case "image":
     exit(ImageCommand.run(rest))
+case "install":
+    exit(InstallCommand.run(rest))
 case "modules":
     exit(ModulesCommand.run(rest))
 case "nodus":

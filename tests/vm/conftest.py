@@ -93,3 +93,27 @@ def boot(request, kernel, initramfs):
     yield start
     for vm in vms:
         vm.kill()
+
+
+@pytest.fixture(scope="session")
+def iso() -> Path:
+    """out/crom-spirit.iso, from `make iso`."""
+    return Path(_artifact("SPIRIT_ISO", "out/crom-spirit.iso"))
+
+
+@pytest.fixture
+def boot_firmware(request):
+    """boot_firmware(**VMConfig fields) starts a VM with no -kernel: the
+    firmware (SeaBIOS, or OVMF with uefi_code=) boots from the disks, by
+    their bootindex. Logs and cleanup as `boot`."""
+    vms: list[VM] = []
+
+    def start(**config) -> VM:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name) + (f"-{len(vms)}" if vms else "")
+        vm = VM(VMConfig(**config), LOGS / f"{name}.log")
+        vms.append(vm)
+        return vm.start()
+
+    yield start
+    for vm in vms:
+        vm.kill()

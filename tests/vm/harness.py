@@ -1,7 +1,8 @@
 """The VM test harness every VM test uses.
 
 Boots a kernel and an initramfs (plus disks, NICs, kernel flags, firmware)
-in QEMU under TCG, captures the serial console to a log file, waits for
+in QEMU under TCG, or lets the firmware boot a disk, a CD or a USB stick
+(no kernel given: SeaBIOS, or OVMF for UEFI), captures the serial console to a log file, waits for
 console lines with a timeout, types into the console, runs shell commands
 and reads their output, reads /run/spirit/timeline.json back, and always
 kills QEMU.
@@ -43,18 +44,24 @@ class Disk:
     interface: str = "virtio"  # virtio | usb | ide | cdrom
     readonly: bool = False
     id: str | None = None
+    bootindex: int | None = None  # the firmware boots the lowest first
 
 
 @dataclass
 class VMConfig:
-    kernel: str
-    initrd: str
+    # Without a kernel the firmware boots from the disks (bootindex).
+    kernel: str | None = None
+    initrd: str | None = None
     append: str = "console=ttyS0 quiet"
     memory_mib: int = 1024
     cpus: int = 2
     disks: list[Disk] = field(default_factory=list)
     nics: list[str] = field(default_factory=list)  # -nic values, e.g. "user,model=e1000" or "socket,mcast=…"
     bios: str | None = None  # a firmware file (OVMF) instead of SeaBIOS
+    # UEFI as on a real machine: OVMF's code read-only in flash, and a copy
+    # of its variable store (the VM writes boot entries into it).
+    uefi_code: str | None = None
+    uefi_vars: str | None = None
     extra_args: list[str] = field(default_factory=list)
     # A command QEMU runs under, e.g. ["ip", "netns", "exec", NAME] for a
     # tap device in a network namespace of the test's own.
@@ -94,22 +101,33 @@ class VM:
             "-serial", "stdio",
             "-no-reboot",
             "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
-            "-kernel", c.kernel,
-            "-initrd", c.initrd,
-            "-append", c.append,
         ]
+        if c.kernel:
+            args += ["-kernel", c.kernel, "-append", c.append]
+            if c.initrd:
+                args += ["-initrd", c.initrd]
         if c.bios:
             args += ["-bios", c.bios]
+        if c.uefi_code:
+            args += ["-drive", f"if=pflash,format=raw,readonly=on,file={c.uefi_code}"]
+            if c.uefi_vars:
+                variables = self._workdir / "uefi-vars.fd"
+                shutil.copyfile(c.uefi_vars, variables)
+                args += ["-drive", f"if=pflash,format=raw,file={variables}"]
         for index, disk in enumerate(c.disks):
             ident = disk.id or f"disk{index}"
             ro = ",readonly=on" if disk.readonly else ""
+            boot = f",bootindex={disk.bootindex}" if disk.bootindex is not None else ""
             if disk.interface == "virtio":
                 args += ["-drive", f"file={disk.path},format=raw,if=none,id={ident}{ro}",
-                         "-device", f"virtio-blk-pci,drive={ident},id={ident}-dev"]
+                         "-device", f"virtio-blk-pci,drive={ident},id={ident}-dev{boot}"]
             elif disk.interface == "usb":
                 args += ["-drive", f"file={disk.path},format=raw,if=none,id={ident}{ro}",
                          "-device", "qemu-xhci,id=xhci" if index == 0 else "qemu-xhci",
-                         "-device", f"usb-storage,drive={ident},id={ident}-dev"]
+                         "-device", f"usb-storage,drive={ident},id={ident}-dev{boot}"]
+            elif disk.interface == "cdrom" and boot:
+                args += ["-drive", f"file={disk.path},format=raw,if=none,id={ident},media=cdrom,readonly=on",
+                         "-device", f"ide-cd,drive={ident},id={ident}-dev{boot}"]
             elif disk.interface == "cdrom":
                 args += ["-drive", f"file={disk.path},format=raw,media=cdrom,readonly=on"]
             else:

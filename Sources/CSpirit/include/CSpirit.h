@@ -150,4 +150,8 @@ int spirit_chroot(const char *path);
 /// The C errno of the calling thread.
 int spirit_errno(void);
 
+/// statfs(2)'s f_type (the filesystem's magic number) of `path`; 0 or -1
+/// with errno. Swift's Glibc module does not export <sys/vfs.h>.
+int spirit_statfs_type(const char *path, long *type);
+
 #endif
