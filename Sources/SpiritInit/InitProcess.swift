@@ -384,12 +384,31 @@ struct InitProcess {
     /// has its own stop timeout, after which the supervisor kills it).
     static let supervisorStopMicros: Int64 = 120_000_000
 
+    /// Hangs up the console shell's session (an interactive shell ignores
+    /// SIGTERM), waits up to a second for the shell, then ends the line its
+    /// last prompt may have left open.
+    func stopConsoleShell(_ shell: pid_t) {
+        try? Kernel.kill(-shell, SIGHUP)
+        try? Kernel.kill(-shell, SIGCONT)
+        let deadline = Kernel.bootTimeMicros() + 1_000_000
+        while Kernel.bootTimeMicros() < deadline {
+            do {
+                if try Spawn.wait(shell, noHang: true) != nil { break }
+            } catch {
+                break // already reaped
+            }
+            Kernel.sleep(milliseconds: 10)
+        }
+        console.newLine()
+    }
+
     /// The one shutdown path: stop the services, then every process, swap
     /// off, unmount, sync, reboot(2).
     func shutdown(_ action: PowerAction, reason: String) -> Never {
-        // The shell that asked (busybox's reboot signals and returns at
-        // once) may already have printed its next prompt on the line.
-        if shell != nil { console.newLine() }
+        // The console shell leaves first: the shell that asked (busybox's
+        // reboot signals and returns at once) prints its next prompt, and
+        // it must not share a line with the shutdown lines.
+        if let shell { stopConsoleShell(shell) }
         console.info("shutdown: \(action.rawValue), asked by \(reason)")
         let start = Kernel.bootTimeMicros()
         stopServices()
