@@ -1,3 +1,4 @@
+import BootCascade
 import Glibc
 import Overlay
 import SpiritCore
@@ -8,7 +9,7 @@ enum ImageCommand {
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard let verb = arguments.first else {
-            return Usage.fail("image needs keygen, manifest or verify")
+            return Usage.fail("image needs keygen, manifest, verify or fetch")
         }
         do {
             let options = try Options(Array(arguments.dropFirst()))
@@ -16,6 +17,7 @@ enum ImageCommand {
             case "keygen": try keygen(options)
             case "manifest": try manifest(options)
             case "verify": try verify(options, console: console)
+            case "fetch": try fetch(options, console: console)
             default:
                 return Usage.fail("unknown image command '\(verb)'")
             }
@@ -88,5 +90,28 @@ enum ImageCommand {
         let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: manifest.size)
         try manifest.verifyImage(size: measured.size, sha256: measured.sha256)
         console.info("\(manifest.image) \(manifest.version): signature and SHA-256 \(manifest.sha256.prefix(12)) match")
+    }
+
+    /// The HTTP source's download on the host: the manifest under a base
+    /// URL, its signature checked, then the image streamed to a file while
+    /// hashed (resumed with Range after a broken connection), exactly as
+    /// the boot copies it into RAM. A mismatch removes the file.
+    static func fetch(_ options: Options, console: Console) throws {
+        let base = try HTTPURL.parse(try options.required("url"))
+        let publicKey = try SigningKey.read(try options.required("public-key"))
+        let out = try options.required("out")
+        let found = try HTTPSource.fetchManifest(base: base, idleMillis: 10_000, console: console)
+        try found.manifest.verifySignature(publicKey: publicKey)
+        var stream = try found.openImage()
+        defer { stream.close() }
+        do {
+            let measured = try ImageCopy.copy(from: &stream, to: out, expectedSize: found.manifest.size)
+            try found.manifest.verifyImage(size: measured.size, sha256: measured.sha256)
+        } catch {
+            unlink(out)
+            throw error
+        }
+        console.info("\(out): \(found.manifest.image) \(found.manifest.version) from \(base), signature and SHA-256 "
+                     + "\(found.manifest.sha256.prefix(12)) match")
     }
 }

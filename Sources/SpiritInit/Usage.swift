@@ -25,6 +25,9 @@ enum Usage {
                       write the signed manifest of a system image (stdout without --out)
       image verify --image FILE --manifest FILE --public-key FILE
                       check an image against its manifest and the manifest's signature
+      image fetch --url BASE --public-key FILE --out FILE
+                      download the image under an http:// base URL as the HTTP boot source does: the
+                      signed manifest checked, the image hashed as it is written (removed on a mismatch)
       install parasite TARGET [--media DIR] [--dry-run] [--force]
                       copy the media into TARGET/CromSpirit (a mounted NTFS partition) with a GRUB entry and a bcdedit script
       modules plan [--root DIR] [--kernel VERSION] [--config DIR] [--files] NAME...
