@@ -11,7 +11,8 @@ the real init for Spirit, initramfs-tools, dracut and tiny-initramfs; the
 full boot to `spirit: ready` step by step with memory and sizes, and its SVG
 plot (bench/full_boot.py, from the same Spirit boots); and NBD image
 delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server, nbdkit and
-qemu-nbd on loopback. HTTP delivery is still to come.
+qemu-nbd on loopback; and HTTP image delivery (bench/http_fetch.py): Spirit's
+boot client against busybox wget, from busybox httpd on loopback.
 """
 
 import json
@@ -30,6 +31,7 @@ from harness import VM, VMConfig  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import full_boot  # noqa: E402
+import http_fetch as http_delivery  # noqa: E402
 import initramfs_stage  # noqa: E402
 import nbd  # noqa: E402
 
@@ -83,6 +85,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.time()
     delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
+    fetch = http_delivery.measure(SPIRIT, SIGNING_KEY, RUNS)
     results = {name: [] for name in CONTENDERS}
     # Interleaved, so that a noisy minute on a shared machine hits both.
     for run in range(RUNS):
@@ -108,6 +111,7 @@ def main() -> None:
         "kernel": kernel_release,
         "module_loading": {"contenders": modules, "kmod_over_spirit_median": round(ratio, 2), "target": ">= 2.0"},
         "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
+        "http": {"image_bytes": http_delivery.SIZE, "clients": fetch},
         "full_boot": boot,
         "initramfs_stage": stage,
         "seconds": round(time.time() - started),
@@ -135,7 +139,8 @@ kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 
 {initramfs_stage.markdown(stage)}
 {full_boot.markdown(boot)}
-{nbd.markdown(delivery)}""")
+{nbd.markdown(delivery)}
+{http_delivery.markdown(fetch)}""")
     print((OUT / "report.md").read_text())
 
 

@@ -4,32 +4,14 @@ qemu-nbd, on loopback, runs interleaved; MB/s from the wall time of each
 copy into nbdcopy's null: sink."""
 
 import os
-import socket
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
+from servers import free_port, rates, wait_listening
+
 SIZE = 256 << 20
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(port: int, process: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"{process.args[0]} exited with {process.returncode}"
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def measure(spirit: Path, key: Path, runs: int) -> dict:
@@ -40,7 +22,7 @@ def measure(spirit: Path, key: Path, runs: int) -> dict:
         manifest = Path(directory) / "manifest.json"
         subprocess.run([spirit, "image", "manifest", "--image", image, "--key", key, "--version", "bench", "--out", manifest],
                        check=True)
-        ports = {name: _free_port() for name in ("spirit nodus serve", "nbdkit file", "qemu-nbd")}
+        ports = {name: free_port() for name in ("spirit nodus serve", "nbdkit file", "qemu-nbd")}
         commands = {
             "spirit nodus serve": [spirit, "nodus", "serve", "--image", image, "--manifest", manifest, "--listen", "127.0.0.1",
                                    "--nbd-port", str(ports["spirit nodus serve"]), "--discovery-port", "0"],
@@ -53,7 +35,7 @@ def measure(spirit: Path, key: Path, runs: int) -> dict:
                    for name, command in commands.items()}
         try:
             for name, process in servers.items():
-                _wait(ports[name], process)
+                wait_listening(ports[name], process)
             # The file is in the page cache for every server alike.
             subprocess.run(["cat", image], stdout=subprocess.DEVNULL, check=True)
             seconds = {name: [] for name in servers}
@@ -67,12 +49,7 @@ def measure(spirit: Path, key: Path, runs: int) -> dict:
             for process in servers.values():
                 process.kill()
                 process.wait()
-    result = {}
-    for name, times in seconds.items():
-        rates = [SIZE / t / 1e6 for t in times]
-        result[name] = {"runs": len(rates), "max_mb_s": round(max(rates), 1), "median_mb_s": round(statistics.median(rates), 1),
-                        "all_mb_s": [round(r, 1) for r in rates]}
-    return result
+    return rates(SIZE, seconds)
 
 
 def markdown(result: dict) -> str:
