@@ -57,6 +57,8 @@ esac
 install -m 755 "$spirit" "$stage/bin/spirit"
 ln -sf ../bin/spirit "$stage/sbin/init"
 ln -sf spirit "$stage/bin/spiritctl"
+# The module priority groups, for stage 2's modules service.
+install -D -m 644 "$here/initramfs/modules-load.d/spirit.conf" "$stage/etc/modules-load.d/spirit.conf"
 # The services the supervisor starts in stage 2.
 mkdir -p "$stage/etc/spirit/services"
 for service in "$here"/rootfs/services/*.toml; do

@@ -1,24 +1,32 @@
 import Dispatch
 import SpiritCore
 
-/// Stage 1's modules: the priority groups in order (virtualization,
-/// storage with the boot list, network, graphics), each with the drivers
-/// coldplug found for its class of device; then coldplug again while
-/// loaded drivers reveal new devices (virtio_pci brings the virtio bus);
-/// then, for the rest of stage 1, the drivers of devices that appear later,
-/// from uevents.
+/// The modules of a boot stage: the priority groups in order
+/// (virtualization, storage with the boot list, network, graphics), each
+/// with the drivers coldplug found for its class of device; then coldplug
+/// again while loaded drivers reveal new devices (virtio_pci brings the
+/// virtio bus); then, for as long as the process lives, the drivers of
+/// devices that appear later, from uevents. Stage 1 runs it with the
+/// initramfs's modules, stage 2 (`spirit modules coldplug`) with the
+/// image's. A held group (graphics, with crom.gpu=passthrough) is never
+/// loaded, so that its devices stay free for a VM.
 public struct BootModules: Sendable {
     let index: ModuleIndex
     let loader: ParallelLoader
     let console: Console
     let timeline: Timeline
+    let stepPrefix: String
+    let held: Set<ModuleGroup>
     static let maximumRescans = 8
 
-    public init(index: ModuleIndex, loader: ParallelLoader, console: Console, timeline: Timeline) {
+    public init(index: ModuleIndex, loader: ParallelLoader, console: Console, timeline: Timeline,
+                stepPrefix: String = "modules", holding held: Set<ModuleGroup> = []) {
         self.index = index
         self.loader = loader
         self.console = console
         self.timeline = timeline
+        self.stepPrefix = stepPrefix
+        self.held = held
     }
 
     public struct Tally: Sendable, CustomStringConvertible {
@@ -35,7 +43,8 @@ public struct BootModules: Sendable {
         for alias in aliases.sorted() {
             for module in index.lookup(alias) where !index.config.blacklist.contains(module) {
                 guard let path = index.paths[module] else { continue }
-                groups[ModuleGroup.of(path: path), default: []].append(module)
+                let group = ModuleGroup.of(path: path)
+                if !held.contains(group) { groups[group, default: []].append(module) }
             }
         }
         return groups
@@ -51,11 +60,11 @@ public struct BootModules: Sendable {
         var done: Set<String> = []
         var seen = Coldplug.modaliases()
         let found = drivers(for: seen)
-        for group in ModuleGroup.allCases {
+        for group in ModuleGroup.allCases where !held.contains(group) {
             let listed = priority.names[group] ?? []
             let names = listed + (group == .storage ? required : []) + (found[group] ?? [])
             guard !names.isEmpty else { continue }
-            timeline.measure("modules:\(group)", detail: { "\($0.loaded) loaded" }) { () -> Tally in
+            timeline.measure("\(stepPrefix):\(group)", detail: { "\($0.loaded) loaded" }) { () -> Tally in
                 let before = tally
                 load(names, quietlyMissing: Set(listed), done: &done, tally: &tally)
                 var delta = Tally()
@@ -63,7 +72,7 @@ public struct BootModules: Sendable {
                 return delta
             }
         }
-        timeline.measure("modules:coldplug", detail: { "\($0) rescans" }) { () -> Int in
+        timeline.measure("\(stepPrefix):coldplug", detail: { "\($0) rescans" }) { () -> Int in
             var passes = 0
             while passes < Self.maximumRescans {
                 let now = Coldplug.modaliases()
@@ -125,7 +134,7 @@ public struct BootModules: Sendable {
                 guard let event = uevents.next(milliseconds: 60_000) else { continue }
                 activity?.noteEvent()
                 guard event.action == "add", let alias = event.modalias else { continue }
-                let names = me.index.lookup(alias).filter { !done.contains($0) && !me.index.config.blacklist.contains($0) }
+                let names = me.drivers(for: [alias]).values.flatMap { $0 }.filter { !done.contains($0) }
                 guard !names.isEmpty else { continue }
                 var tally = Tally()
                 activity?.loadStarted()

@@ -7,7 +7,7 @@ enum ModulesCommand {
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard let verb = arguments.first else {
-            return Usage.fail("modules needs plan, lookup, load, missing or deps")
+            return Usage.fail("modules needs plan, lookup, load, missing, deps or coldplug")
         }
         var root = ""
         var release = Kernel.release()
@@ -15,6 +15,7 @@ enum ModulesCommand {
         var filesOnly = false
         var allAliases = false
         var jobs = 0
+        var watch = false
         var names: [String] = []
         var rest = arguments.dropFirst()
         while let word = rest.popFirst() {
@@ -33,6 +34,7 @@ enum ModulesCommand {
                 }
             case "--files": filesOnly = true
             case "--all-aliases": allAliases = true
+            case "--watch": watch = true
             case "-":
                 // Names or modaliases on standard input, one a line.
                 while let line = readLine() { if !line.isEmpty { names.append(line) } }
@@ -102,8 +104,43 @@ enum ModulesCommand {
                 print(name + "\t" + (index.dependencies[name] ?? []).joined(separator: " "))
             }
             return 0
+        case "coldplug":
+            return coldplug(index: index, root: root, release: release, watch: watch, console: console)
         default:
             return Usage.fail("unknown modules command '\(verb)'")
         }
+    }
+
+    /// Stage 2's drivers (the `modules` service): what stage 1 did with the
+    /// initramfs's few modules, again with the image's whole set: the
+    /// priority groups of /etc/modules-load.d/spirit.conf and the drivers
+    /// of every device present, graphics held back with
+    /// crom.gpu=passthrough. Ready (READY=1) after that pass; with --watch
+    /// it then loads the drivers of devices that appear, until stopped.
+    static func coldplug(index: ModuleIndex, root: String, release: String, watch: Bool, console: Console) -> Int32 {
+        let (config, _) = BootConfig.parse((try? Kernel.readText("/proc/cmdline")) ?? "")
+        let held: Set<ModuleGroup> = config.gpuPassthrough ? [.graphics] : []
+        if !held.isEmpty { console.info("graphics drivers held back (crom.gpu=passthrough)") }
+        let uevents: UeventSocket?
+        if watch {
+            do {
+                uevents = try UeventSocket()
+            } catch {
+                console.error("\(error): unable to hear of devices that appear")
+                return 111
+            }
+        } else {
+            uevents = nil
+        }
+        let priority = PriorityList((try? Kernel.readText(root + "/etc/modules-load.d/spirit.conf")) ?? "")
+        let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(root: root, release: release)),
+                                  console: console, timeline: Timeline(process: "modules"), stepPrefix: "stage2-modules",
+                                  holding: held)
+        let tally = modules.run(priority: priority, required: [], uevents: uevents)
+        console.info("modules: \(tally)")
+        ServiceNotify.ready()
+        guard watch else { return tally.failed == 0 ? 0 : 1 }
+        // The uevent thread loads drivers from here on.
+        while true { Kernel.sleep(milliseconds: 3_600_000) }
     }
 }

@@ -40,6 +40,9 @@ enum Usage {
                       the devices no driver claimed and no module matches (what is missing to reach them)
       modules deps [--root DIR] [--kernel VERSION] [NAME...]
                       each module's dependencies from modules.dep
+      modules coldplug [--root DIR] [--kernel VERSION] [--watch]
+                      stage 2's drivers: the priority groups and every present device's driver (graphics
+                      held back with crom.gpu=passthrough); --watch: then devices that appear, until stopped
       nodus serve --image FILE --manifest FILE [--listen ADDR] [--nbd-port N] [--discovery-port N]
                   [--advertise IP] [--public-key FILE]
                       serve a system image and its manifest over NBD and answer discovery (UDP 7331; port 0: off)

@@ -1,4 +1,4 @@
-import ModuleLoader
+@testable import ModuleLoader
 import SpiritCore
 import Testing
 
@@ -43,4 +43,27 @@ import Testing
 
 extension String {
     var withLeadingSlash: String { hasPrefix("/") ? self : "/" + self }
+}
+
+@Suite struct HeldGroupTests {
+    static let vga = "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00"
+    static let nvmeDisk = "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02"
+    // e1000e's device; the fixture's modprobe.d blacklists e1000e.
+    static let nic = "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00"
+
+    func modules(holding held: Set<ModuleGroup>) throws -> BootModules {
+        let index = try ModuleIndex.load(root: ModuleIndexTests.root, release: "6.1.0-test")
+        return BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(root: ModuleIndexTests.root, release: "6.1.0-test")),
+                           console: Console.tool, timeline: Timeline(directory: "/nonexistent", process: "test"), holding: held)
+    }
+
+    @Test func driversAreGroupedAndBlacklistsHonoured() throws {
+        let found = try modules(holding: []).drivers(for: [Self.vga, Self.nvmeDisk, Self.nic])
+        #expect(found == [.graphics: ["bochs"], .storage: ["nvme"]])
+    }
+
+    @Test func cromGPUPassthroughHoldsTheGraphicsGroupBack() throws {
+        let found = try modules(holding: [.graphics]).drivers(for: [Self.vga, Self.nvmeDisk, Self.nic])
+        #expect(found == [.storage: ["nvme"]])
+    }
 }

@@ -31,7 +31,14 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
     assert not [m for m in mounts if DISK_DEVICES.match(m[0])], mounts
     # The virtio disk's driver came from coldplug's second look (the virtio
     # bus appears once virtio_pci is loaded).
-    assert "virtio_blk" in vm.check("cat /proc/modules")
+    modules = {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
+    assert "virtio_blk" in modules
+    # Stage 2's modules service gave QEMU's VGA (1234:1111) the image's
+    # driver, which the initramfs does not carry; no device is left without
+    # a driver that the image has.
+    assert "bochs" in modules, modules
+    status, missing = vm.run("spirit modules missing 2>&1")
+    assert status == 0 and "pci:v00001234d00001111" not in missing, missing
     by_target = {m[1]: m for m in mounts}
     assert by_target["/run/spirit/rw"][0].startswith("/dev/zram") and by_target["/run/spirit/rw"][2] == "ext4"
     assert by_target["/run/spirit/lower"][0].startswith("/dev/loop") and by_target["/run/spirit/lower"][2] == "squashfs"
@@ -39,7 +46,8 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
 
     # The timeline has every step of the RAM root, in order.
     steps = [step["step"] for step in vm.timeline()["steps"]]
-    expected = ["modules:storage", "modules:coldplug", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2", "ready"]
+    expected = ["modules:storage", "modules:coldplug", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2",
+                "stage2-modules:graphics", "service:modules", "ready"]
     assert [s for s in steps if s in expected] == expected, steps
 
     # A file written under / lands in zram.

@@ -55,11 +55,17 @@ def wait_status(vm, name: str, condition, what: str, tries: int = 60) -> dict:
 
 
 def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
-    vm = boot("", disks=[Disk(str(media_disk))])
+    vm = boot("crom.gpu=passthrough", disks=[Disk(str(media_disk))])
+    vm.expect(r"^spirit: modules: graphics drivers held back \(crom.gpu=passthrough\)$")
     vm.expect(r"^spirit: Crom-OS Spirit \S+: init is process 1, stage 2")
     vm.expect(r"^spirit: supervisor: \d+ services in /etc/spirit/services")
     vm.expect(r"^spirit: ready$")
     vm.expect(r"spirit:/# ", partial=True)
+    # crom.gpu=passthrough: stage 2's modules service is ready, and it left
+    # QEMU's VGA without its driver, free for a VM.
+    assert status(vm)["modules"]["state"] == "running", status(vm)
+    assert "graphics drivers held back (crom.gpu=passthrough)" in answer(vm, "spiritctl logs modules")
+    assert "bochs" not in {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
     assert vm.check("readlink /bin/spiritctl") == "spirit"
     assert vm.check("cat /proc/$(cat /proc/1/task/1/children | awk '{print $1}')/cmdline | tr '\\0' ' '; echo").startswith("spirit supervise")
 
