@@ -154,9 +154,8 @@ struct BootWorker {
             uevents = nil
             activity.stopListening()
         }
-        if config.gpuPassthrough { console.info("modules: graphics drivers held back (crom.gpu=passthrough)") }
         let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(release: release)),
-                                  console: console, timeline: timeline, holding: config.gpuPassthrough ? [.graphics] : [])
+                                  console: console, timeline: timeline, holding: config.heldModuleGroups(console: console))
         let tally = modules.run(priority: priority, required: bootList + config.extraModules, uevents: uevents,
                                  activity: activity)
         console.info("modules: \(tally)")

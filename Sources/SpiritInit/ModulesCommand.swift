@@ -119,8 +119,7 @@ enum ModulesCommand {
     /// it then loads the drivers of devices that appear, until stopped.
     static func coldplug(index: ModuleIndex, root: String, release: String, watch: Bool, console: Console) -> Int32 {
         let (config, _) = BootConfig.parse((try? Kernel.readText("/proc/cmdline")) ?? "")
-        let held: Set<ModuleGroup> = config.gpuPassthrough ? [.graphics] : []
-        if !held.isEmpty { console.info("graphics drivers held back (crom.gpu=passthrough)") }
+        let held = config.heldModuleGroups(console: console)
         let uevents: UeventSocket?
         if watch {
             do {
@@ -142,5 +141,16 @@ enum ModulesCommand {
         guard watch else { return tally.failed == 0 ? 0 : 1 }
         // The uevent thread loads drivers from here on.
         while true { Kernel.sleep(milliseconds: 3_600_000) }
+    }
+}
+
+extension BootConfig {
+    /// The module groups no stage loads: graphics with
+    /// crom.gpu=passthrough, so that the GPU stays free for a VM. Said on
+    /// the console.
+    func heldModuleGroups(console: Console) -> Set<ModuleGroup> {
+        guard gpuPassthrough else { return [] }
+        console.info("modules: graphics drivers held back (crom.gpu=passthrough)")
+        return [.graphics]
     }
 }
