@@ -260,20 +260,28 @@ public final class HTTPConnection {
             buffer.removeAll(keepingCapacity: true)
             bufferStart = 0
         }
-        var chunk = [UInt8](repeating: 0, count: 256 << 10)
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 10, alignment: 1)
+        defer { chunk.deallocate() }
+        let n = try receive(into: chunk)
+        if n == 0 { return false }
+        buffer.append(contentsOf: chunk[0..<n])
+        return true
+    }
+
+    /// Up to `out.count` bytes from the socket, once some arrive within the
+    /// idle timeout; 0 at the end of the connection.
+    func receive(into out: UnsafeMutableRawBufferPointer) throws(HTTPError) -> Int {
         while true {
             var wanted = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&wanted, 1, CInt(idleMillis))
             if ready < 0 && errno == EINTR { continue }
             if ready == 0 { throw fail("timed out: no data for \(idleMillis / 1000) s") }
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            let n = recv(fd, out.baseAddress, out.count, 0)
             if n < 0 {
                 if errno == EINTR || errno == EAGAIN { continue }
                 throw fail("the connection broke: \(Errno(rawValue: errno))")
             }
-            if n == 0 { return false }
-            buffer.append(contentsOf: chunk[0..<n])
-            return true
+            return n
         }
     }
 
@@ -355,10 +363,16 @@ public final class HTTPConnection {
     }
 
     func take(into out: UnsafeMutableRawBufferPointer, limit: Int64) throws(HTTPError) -> Int {
+        let wanted = min(out.count, Int(min(limit, Int64(Int.max))))
         if bufferStart == buffer.count {
-            guard try fill() else { return 0 }
+            // Nothing left over from the head or a chunk line: the body goes
+            // from the socket straight into `out`, never past `limit` (the
+            // chunk's end, or the body's), without a copy.
+            let n = try receive(into: UnsafeMutableRawBufferPointer(rebasing: out[0..<wanted]))
+            bodyRead += Int64(n)
+            return n
         }
-        let n = min(out.count, buffer.count - bufferStart, Int(min(limit, Int64(Int.max))))
+        let n = min(wanted, buffer.count - bufferStart)
         buffer[bufferStart..<(bufferStart + n)].withUnsafeBytes { out.copyMemory(from: $0) }
         bufferStart += n
         bodyRead += Int64(n)
