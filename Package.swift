@@ -106,7 +106,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OverlayTests",
-            dependencies: ["Overlay", "SpiritCore"],
+            dependencies: ["Overlay", "SpiritCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(

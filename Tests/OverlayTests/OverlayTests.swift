@@ -1,3 +1,5 @@
+import Crypto
+import Glibc
 import Overlay
 import SpiritCore
 import Testing
@@ -79,6 +81,34 @@ struct ChunkedStream: ImageStream {
         var stream = ChunkedStream(bytes: Array("abc".utf8), chunk: 1)
         #expect(try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: 3).sha256
                 == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    }
+
+    /// Many more chunks than the hasher's ring has buffers, of sizes that
+    /// never line up with them: the file gets every byte in order, and the
+    /// digest is the one-shot SHA-256 of the whole.
+    @Test func theBackgroundHashKeepsTheOrder() throws {
+        let data = (0..<(7 << 20 + 12_345)).map { UInt8(truncatingIfNeeded: ($0 &* 2_654_435_761) >> 13) }
+        let path = "/tmp/spirit-image-copy-test-\(getpid())"
+        defer { unlink(path) }
+        var stream = ChunkedStream(bytes: data, chunk: 300_001)
+        let result = try ImageCopy.copy(from: &stream, to: path, expectedSize: Int64(data.count))
+        #expect(result.sha256 == Hex.encode(SHA256.hash(data: data)))
+        #expect(try Kernel.readFile(path) == data)
+    }
+
+    @Test func aSourceThatFailsMidwayIsAnError() {
+        struct Failing: ImageStream {
+            var left = 5
+            mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+                left -= 1
+                if left == 0 { throw SpiritError("the connection broke") }
+                buffer.initializeMemory(as: UInt8.self, repeating: 7)
+                return buffer.count
+            }
+            func close() {}
+        }
+        var stream = Failing()
+        #expect(throws: SpiritError.self) { try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: 1 << 30) }
     }
 
     @Test func stopsWhenTheSourceSendsMoreThanPromised() {
