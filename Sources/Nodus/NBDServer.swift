@@ -38,6 +38,11 @@ public final class NBDServer: Sendable {
 
     /// Accepts clients until the listener fails; returns why.
     public func serve() -> SystemError {
+        // sendfile(2) has no MSG_NOSIGNAL: without this, a client that
+        // resets its connection while its read is being sent would end
+        // the whole server with SIGPIPE instead of failing its own
+        // request with EPIPE.
+        signal(SIGPIPE, SIG_IGN)
         while true {
             let client: Socket
             let peer: SocketAddress
