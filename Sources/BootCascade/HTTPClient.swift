@@ -186,53 +186,16 @@ public final class HTTPConnection {
         }
         var lastError = "no address to connect to"
         for address in addresses {
-            var storage = sockaddr_storage()
-            let length: socklen_t
-            let family: CInt
-            if address.contains(":") {
-                var a = sockaddr_in6()
-                a.sin6_family = sa_family_t(AF_INET6)
-                a.sin6_port = in_port_t(UInt16(url.port).bigEndian)
-                guard inet_pton(AF_INET6, address, &a.sin6_addr) == 1 else { continue }
-                withUnsafeBytes(of: a) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
-                length = socklen_t(MemoryLayout<sockaddr_in6>.size)
-                family = AF_INET6
-            } else {
-                var a = sockaddr_in()
-                a.sin_family = sa_family_t(AF_INET)
-                a.sin_port = in_port_t(UInt16(url.port).bigEndian)
-                guard inet_pton(AF_INET, address, &a.sin_addr) == 1 else { continue }
-                withUnsafeBytes(of: a) { raw in withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: raw) } }
-                length = socklen_t(MemoryLayout<sockaddr_in>.size)
-                family = AF_INET
+            do {
+                let socket = try Socket.connectTCP(try SocketAddress(host: address, port: url.port), timeoutMilliseconds: millis)
+                try? socket.setNoDelay()
+                // Non-blocking from here: every read and write polls with
+                // the idle timeout.
+                _ = fcntl(socket.fd, F_SETFL, fcntl(socket.fd, F_GETFL) | O_NONBLOCK)
+                return socket.fd
+            } catch {
+                lastError = "\(error)"
             }
-            let fd = socket(family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue) | CInt(SOCK_NONBLOCK.rawValue), 0)
-            if fd < 0 { lastError = "socket: \(Errno(rawValue: errno))"; continue }
-            var rc = withUnsafePointer(to: &storage) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, length) }
-            }
-            if rc < 0 && errno == EINPROGRESS {
-                var wanted = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                let ready = poll(&wanted, 1, CInt(millis))
-                if ready == 0 {
-                    Glibc.close(fd)
-                    lastError = "no connection to \(address) within \(millis / 1000) s (timed out)"
-                    continue
-                }
-                var soError: CInt = 0
-                var size = socklen_t(MemoryLayout<CInt>.size)
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &size)
-                rc = soError == 0 ? 0 : -1
-                errno = soError
-            }
-            if rc < 0 {
-                lastError = "unable to connect to \(address) port \(url.port): \(Errno(rawValue: errno))"
-                Glibc.close(fd)
-                continue
-            }
-            var one: CInt = 1
-            setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
-            return fd
         }
         throw HTTPError(url: url, message: lastError, transient: true)
     }
