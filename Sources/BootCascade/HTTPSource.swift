@@ -17,17 +17,14 @@ public struct HTTPSource: BootSource {
     public init(baseURL: String, networkTimeoutSeconds: Int, network: Network = Network()) {
         self.baseURL = baseURL
         self.network = network
-        let seconds = Int64(max(networkTimeoutSeconds, 1))
-        idleMillis = Int(seconds) * 1000
         // Link and lease, then the manifest (one idle timeout, one retry).
-        timeoutMicros = seconds * 3_000_000 + 2_000_000
+        (idleMillis, timeoutMicros) = Network.sourceTimes(timeoutSeconds: networkTimeoutSeconds)
     }
 
     public func locate(_ context: SourceContext) throws -> FoundImage {
         let base = try HTTPURL.parse(baseURL)
         try context.cancel.check(name)
-        let lease = try network.up(deadline: min(context.deadline, Kernel.bootTimeMicros() + Int64(idleMillis) * 1000),
-                                   context: context)
+        let lease = try network.up(context, idleMillis: idleMillis)
         context.console.info("network: \(lease)")
         try context.cancel.check(name)
         return try Self.fetchManifest(base: base, idleMillis: idleMillis, console: context.console)

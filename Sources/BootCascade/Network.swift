@@ -16,6 +16,21 @@ public struct Network: Sendable {
 
     public init() {}
 
+    /// What `crom.network.timeout` gives a source that needs the network:
+    /// the link and a lease within it, no server silent for longer
+    /// (`idleMillis`), and the whole source within three times it and 2 s
+    /// more (link and lease, then one silent answer and a retry).
+    public static func sourceTimes(timeoutSeconds: Int) -> (idleMillis: Int, sourceMicros: Int64) {
+        let seconds = Int64(max(timeoutSeconds, 1))
+        return (Int(seconds) * 1000, seconds * 3_000_000 + 2_000_000)
+    }
+
+    /// The network up for a source: within one idle time, never past the
+    /// source's own deadline.
+    public func up(_ context: SourceContext, idleMillis: Int) throws -> Lease {
+        try up(deadline: min(context.deadline, Kernel.bootTimeMicros() + Int64(idleMillis) * 1000), context: context)
+    }
+
     /// What DHCP gave an interface.
     public struct Lease: Sendable, Equatable, CustomStringConvertible {
         public var interface: String

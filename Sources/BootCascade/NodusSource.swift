@@ -32,10 +32,8 @@ public struct NodusSource: BootSource {
         self.discovery = discovery
         self.publicKey = publicKey
         self.network = network
-        let seconds = Int64(max(networkTimeoutSeconds, 1))
-        idleMillis = Int(seconds) * 1000
         // Link and lease, then discovery and the manifests of a few peers.
-        timeoutMicros = seconds * 3_000_000 + 2_000_000
+        (idleMillis, timeoutMicros) = Network.sourceTimes(timeoutSeconds: networkTimeoutSeconds)
     }
 
     public func locate(_ context: SourceContext) throws -> FoundImage {
@@ -47,7 +45,7 @@ public struct NodusSource: BootSource {
                 + "the image is copied into RAM")
         }
         try context.cancel.check(name)
-        let lease = try network.up(deadline: min(context.deadline, Kernel.bootTimeMicros() + Int64(idleMillis) * 1000), context: context)
+        let lease = try network.up(context, idleMillis: idleMillis)
         context.console.debug("nodus: \(lease)")
         try context.cancel.check(name)
         let peers = try candidates(context)
