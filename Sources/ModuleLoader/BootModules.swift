@@ -37,6 +37,11 @@ public struct BootModules: Sendable {
         }
     }
 
+    /// The modules whose aliases name CPU features (`cpu:type:…:feature:…`).
+    var cpuBound: Set<String> {
+        Set(index.globAliases.lazy.filter { $0.pattern.hasPrefix("cpu:") }.map(\.module))
+    }
+
     /// Drivers for these modaliases, by group; blacklisted ones left out.
     func drivers(for aliases: Set<String>) -> [ModuleGroup: [String]] {
         var groups: [ModuleGroup: [String]] = [:]
@@ -60,8 +65,17 @@ public struct BootModules: Sendable {
         var done: Set<String> = []
         var seen = Coldplug.modaliases()
         let found = drivers(for: seen)
+        let fitting = Set(found.values.joined())
+        let cpuBound = self.cpuBound
         for group in ModuleGroup.allCases where !held.contains(group) {
-            let listed = priority.names[group] ?? []
+            // A listed module made for a CPU feature (kvm_intel, kvm_amd)
+            // only where the CPU's modalias matches it: on other machines the
+            // kernel refuses it with a warning on the console at every try.
+            let listed = (priority.names[group] ?? []).filter { name in
+                guard cpuBound.contains(moduleName(name)), !fitting.contains(moduleName(name)) else { return true }
+                console.debug("module \(name): not for this CPU; skipped")
+                return false
+            }
             let names = listed + (group == .storage ? required : []) + (found[group] ?? [])
             guard !names.isEmpty else { continue }
             timeline.measure("\(stepPrefix):\(group)", detail: { "\($0.loaded) loaded" }) { () -> Tally in
