@@ -22,7 +22,7 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 # Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
 BASE ?= debian
 
-.PHONY: help deps spirit keys initramfs rootfs media debian-kernel unit-test host-test vm-test test bench run clean
+.PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
 .PHONY: kernel test-kernel iso iso-check netboot
 
 help:
@@ -63,6 +63,11 @@ rootfs: spirit debian-kernel keys
 	BASE=$(BASE) scripts/mkrootfs.sh $(OUT)/spirit $(KERNEL_DIR) "$(SIGNING_KEY)" $(OUT)
 	@sha256sum $(OUT)/rootfs.squashfs
 
+# Every side-effecting system call outside SpiritCore goes through its door
+# (STYLE.md, lesson 2); scripts/door-check.py lists the rule and its exceptions.
+door-check:
+	python3 scripts/door-check.py
+
 unit-test:
 	swift test
 
@@ -75,7 +80,7 @@ vm-test: initramfs rootfs iso
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json \
 	    python3 -m pytest -v -rA tests/vm
 
-test: deps unit-test host-test vm-test
+test: deps door-check unit-test host-test vm-test
 
 # The benchmark report (out/bench/report.md, report.json): not a test, and
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender. The

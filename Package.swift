@@ -37,7 +37,6 @@ let package = Package(
             name: "Overlay",
             dependencies: [
                 "SpiritCore",
-                "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
@@ -50,7 +49,6 @@ let package = Package(
                 "Overlay",
                 "Nodus",
                 "CBlkid",
-                "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -59,7 +57,6 @@ let package = Package(
             name: "ModuleLoader",
             dependencies: [
                 "SpiritCore",
-                "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -69,7 +66,6 @@ let package = Package(
             name: "Nodus",
             dependencies: [
                 "SpiritCore",
-                "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -80,7 +76,6 @@ let package = Package(
             name: "Supervisor",
             dependencies: [
                 "SpiritCore",
-                "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -94,7 +89,6 @@ let package = Package(
                 "Overlay",
                 "BootCascade",
                 "Nodus",
-                "CSpirit",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

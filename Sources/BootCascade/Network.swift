@@ -123,7 +123,7 @@ public struct Network: Sendable {
         }
         let outcome = Outcome()
         for name in names {
-            unlink(leaseDirectory + "/\(name).lease")
+            Kernel.remove(leaseDirectory + "/\(name).lease")
             _ = try? run(ip, ["ip", "link", "set", name, "up"])
         }
         DispatchQueue.concurrentPerform(iterations: names.count) { index in

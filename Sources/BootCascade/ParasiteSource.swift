@@ -105,7 +105,7 @@ public struct ParasiteSource: BootSource {
                                               ntfs3g, device, mountPoint, log])
         let status = try Spawn.wait(pid)?.status
         let said = ((try? Kernel.readText(log)) ?? "").split(separator: "\n").map(String.init).filter { !$0.isEmpty }
-        unlink(log)
+        Kernel.remove(log)
         guard status == .exited(0) else {
             throw SpiritError("\(device): ntfs-3g -o ro failed (\(status.map(\.description) ?? "?")): "
                               + (said.suffix(2).joined(separator: " ").isEmpty ? "no message" : said.suffix(2).joined(separator: " ")))
@@ -123,10 +123,10 @@ public struct ParasiteSource: BootSource {
     /// or hibernation): its first bytes are `hibr` or `wake`, any case.
     static func isHibernated(root: String) -> Bool {
         guard let name = Kernel.listDirectory(root).first(where: { $0.lowercased() == "hiberfil.sys" }),
-              let fd = Optional(Glibc.open(root + "/" + name, O_RDONLY | O_CLOEXEC)), fd >= 0 else { return false }
-        defer { Glibc.close(fd) }
+              let fd = try? Kernel.open(root + "/" + name, O_RDONLY) else { return false }
+        defer { Kernel.close(fd) }
         var magic = [UInt8](repeating: 0, count: 4)
-        guard magic.withUnsafeMutableBytes({ Glibc.read(fd, $0.baseAddress, 4) }) == 4 else { return false }
+        guard (try? magic.withMutableBytes { raw throws(SystemError) in try Kernel.read(fd, into: raw, name) }) == 4 else { return false }
         let text = String(decoding: magic, as: UTF8.self).lowercased()
         return text == "hibr" || text == "wake"
     }

@@ -121,7 +121,7 @@ int spirit_chroot(const char *path) {
 }
 
 int spirit_swapon(const char *device) {
-    return swapon(device, 0);
+    return swapon(device, 0) == 0 ? 0 : -errno;
 }
 
 int spirit_uevent_socket(void) {
@@ -229,5 +229,5 @@ int spirit_output_pipe(int fds[2]) {
 }
 
 int spirit_swapoff(const char *device) {
-    return swapoff(device);
+    return swapoff(device) == 0 ? 0 : -errno;
 }

@@ -1,4 +1,3 @@
-import Glibc
 import SpiritCore
 
 /// The devices that exist now and the drivers they ask for: every
@@ -27,15 +26,13 @@ public enum Coldplug {
 
     /// `checkDrivers` costs a stat a device: the boot's rescans skip it.
     static func walk(_ path: String, into found: inout [Device], depth: Int, checkDrivers: Bool) {
-        guard depth < 64, let directory = opendir(path) else { return }
-        defer { closedir(directory) }
-        while let entry = readdir(directory) {
-            let name = Kernel.entryName(entry)
-            if name == "." || name == ".." { continue }
+        guard depth < 64 else { return }
+        for entry in Kernel.directoryEntries(path) {
+            let name = entry.name
             let child = path + "/" + name
-            if entry.pointee.d_type == UInt8(DT_DIR) {
+            if entry.kind == .directory {
                 walk(child, into: &found, depth: depth + 1, checkDrivers: checkDrivers)
-            } else if name == "modalias", entry.pointee.d_type == UInt8(DT_REG),
+            } else if name == "modalias", entry.kind == .regular,
                       let text = try? Kernel.readText(child) {
                 let alias = text.split(separator: "\n").first.map(String.init) ?? ""
                 if !alias.isEmpty {

@@ -1,4 +1,3 @@
-import CSpirit
 import Glibc
 import SpiritCore
 import SystemPackage
@@ -25,20 +24,26 @@ public struct ModuleLoading: Sendable {
     /// Loads one module file; a module that is already loaded is no error.
     public func load(_ module: PlannedModule, parameters: String = "") -> Outcome {
         let path = root + "/lib/modules/" + release + "/" + module.path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        if fd < 0 { return .failed("\(SystemError("open \(path)", Errno(rawValue: spirit_errno())))") }
-        defer { close(fd) }
-        // Compressed modules are handed to the kernel to decompress
-        // (MODULE_INIT_COMPRESSED_FILE, Linux 6.4 and later).
-        let flags: CInt = module.path.hasSuffix(".ko") ? 0 : 4
-        let rc = spirit_finit_module(fd, parameters, flags)
-        switch rc {
-        case 0: return .loaded
-        case -EEXIST: return .alreadyLoaded
-        case -ENODEV, -ENXIO, -EOPNOTSUPP:
-            return .notForThisMachine("\(SystemError("load module \(module.name)", Errno(rawValue: -rc)))")
-        default:
-            return .failed("\(SystemError("load module \(module.name) from \(path)", Errno(rawValue: -rc)))")
+        let fd: CInt
+        do {
+            fd = try Kernel.open(path, O_RDONLY)
+        } catch {
+            return .failed("\(error)")
+        }
+        defer { Kernel.close(fd) }
+        do {
+            // Compressed modules are handed to the kernel to decompress
+            // (MODULE_INIT_COMPRESSED_FILE, Linux 6.4 and later).
+            try Kernel.loadModule(fd, parameters: parameters, compressed: !module.path.hasSuffix(".ko"),
+                                  "load module \(module.name) from \(path)")
+            return .loaded
+        } catch {
+            switch error.errno {
+            case .fileExists: return .alreadyLoaded
+            case .operationNotSupportedByDevice, .noSuchAddressOrDevice, .notSupported:
+                return .notForThisMachine("\(SystemError("load module \(module.name)", error.errno))")
+            default: return .failed("\(error)")
+            }
         }
     }
 }

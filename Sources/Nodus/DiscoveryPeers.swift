@@ -1,4 +1,3 @@
-import CSpirit
 import Glibc
 import SpiritCore
 import Synchronization
@@ -23,8 +22,12 @@ public final class DiscoveryResponder: Sendable {
 
     public init(port: Int, offer: Discovery.Offer, console: Console) throws(SystemError) {
         socket = try Socket.bindUDP(SocketAddress(ipv4: 0, port: port), broadcast: true)
-        let rc = spirit_enable_packet_info(socket.fd)
-        if rc < 0 { socket.close(); throw SystemError("ask for IP_PKTINFO on UDP port \(port)", .init(rawValue: -rc)) }
+        do {
+            try socket.enablePacketInfo()
+        } catch {
+            socket.close()
+            throw error
+        }
         self.offer = offer
         self.console = console
     }
@@ -38,21 +41,14 @@ public final class DiscoveryResponder: Sendable {
         var reported = Counters()
         var reportedAt: Int64 = 0
         while true {
-            var from = sockaddr_storage()
-            var fromLength = CUnsignedInt(MemoryLayout<sockaddr_storage>.size)
-            var local: UInt32 = 0
-            let n = buffer.withUnsafeMutableBytes { raw in
-                withUnsafeMutablePointer(to: &from) { spirit_recv_datagram(socket.fd, raw.baseAddress, raw.count, $0, &fromLength, &local) }
+            do {
+                let received = try buffer.withMutableBytes { raw throws(SystemError) in try socket.receiveDatagram(into: raw) }
+                answer(Array(buffer[0..<received.count]), from: received.from, local: received.local, now: Kernel.bootTimeMicros())
+            } catch {
+                guard error.errno == .messageTooLong else { return error }
+                counters.withLock { $0.malformed += 1 }
             }
             let now = Kernel.bootTimeMicros()
-            if n == -Int(EMSGSIZE) {
-                counters.withLock { $0.malformed += 1 }
-            } else if n < 0 {
-                return SystemError("read a datagram on \(socket.name)", .init(rawValue: CInt(-n)))
-            } else {
-                let sender = SocketAddress(storage: from, length: socklen_t(fromLength))
-                answer(Array(buffer[0..<n]), from: sender, local: local, now: now)
-            }
             let current = snapshot
             if current != reported, now - reportedAt >= reportSeconds * 1_000_000 {
                 console.info("nodus: discovery: \(current.answered) answered, \(current.malformed) malformed dropped, "
@@ -149,8 +145,8 @@ public enum DiscoverySeeker {
             let nextSend = sent < attempts ? start + Int64(sent) * spacing : end
             let wait = Int((min(nextSend, end) - now + 999) / 1000)
             guard try socket.waitReadable(milliseconds: max(1, wait)) else { continue }
-            let n = buffer.withUnsafeMutableBytes { recv(socket.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-            guard n > 0, let offer = Discovery.parseAnswer(Array(buffer[0..<n])) else { continue }
+            let n = (try? buffer.withMutableBytes { raw throws(SystemError) in try socket.readIfReady(into: raw) }) ?? nil
+            guard let n, n > 0, let offer = Discovery.parseAnswer(Array(buffer[0..<n])) else { continue }
             if let index = offers.firstIndex(where: { $0.host == offer.host && $0.port == offer.port }) {
                 if offers[index].protocolVersion == nil { offers[index] = offer }
             } else {

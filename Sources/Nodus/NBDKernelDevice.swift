@@ -1,4 +1,3 @@
-import CSpirit
 import Glibc
 import SpiritCore
 import SystemPackage
@@ -22,12 +21,8 @@ public enum NBDKernelDevice {
     /// only when the connection ends (a `detach`, the peer gone, a
     /// timeout). `ready` runs once the device is usable.
     public static func attach(_ client: NBDClient, device: String, timeoutSeconds: Int = 30, ready: () -> Void) throws {
-        let fd = open(device, O_RDWR | O_CLOEXEC)
-        if fd < 0 {
-            throw SystemError("open \(device)", Errno(rawValue: spirit_errno()),
-                              hint: spirit_errno() == ENOENT ? "is the nbd module loaded?" : nil)
-        }
-        defer { close(fd) }
+        let fd = try Kernel.open(device, O_RDWR, hint: { $0 == .noSuchFileOrDirectory ? "is the nbd module loaded?" : nil })
+        defer { Kernel.close(fd) }
         let blockSize: Int64 = client.size % 4096 == 0 ? 4096 : 512
         guard client.size % blockSize == 0 else {
             throw SpiritError("the export '\(client.exportName)' is \(client.size) bytes, not a whole number of 512-byte sectors")
@@ -43,29 +38,27 @@ public enum NBDKernelDevice {
         // must not end an idle device.
         try? client.socket.setTimeouts(milliseconds: 0)
         ready()
-        let rc = spirit_ioctl_value(fd, doIt, 0)
-        _ = spirit_ioctl_value(fd, clearQueue, 0)
-        _ = spirit_ioctl_value(fd, clearSocket, 0)
-        if rc < 0 && -rc != EPIPE && -rc != ECONNRESET {
-            throw SystemError("serve \(device) from \(client.server) (NBD_DO_IT)", Errno(rawValue: -rc))
+        var ended: SystemError?
+        do {
+            try Kernel.control(fd, doIt, 0, "serve \(device) from \(client.server) (NBD_DO_IT)")
+        } catch {
+            ended = error
         }
+        _ = try? Kernel.control(fd, clearQueue, 0, "NBD_CLEAR_QUE")
+        _ = try? Kernel.control(fd, clearSocket, 0, "NBD_CLEAR_SOCK")
+        if let ended, ended.errno != .brokenPipe, ended.errno != .connectionReset { throw ended }
     }
 
     /// Ends the connection of `device`: its NBD_DO_IT returns.
     public static func detach(_ device: String) throws {
-        let fd = open(device, O_RDWR | O_CLOEXEC)
-        if fd < 0 { throw SystemError("open \(device)", Errno(rawValue: spirit_errno())) }
-        defer { close(fd) }
+        let fd = try Kernel.open(device, O_RDWR)
+        defer { Kernel.close(fd) }
         try control(fd, device, "NBD_DISCONNECT", disconnect, 0)
-        _ = spirit_ioctl_value(fd, clearSocket, 0)
+        _ = try? Kernel.control(fd, clearSocket, 0, "NBD_CLEAR_SOCK")
     }
 
     static func control(_ fd: CInt, _ device: String, _ name: String, _ request: UInt, _ value: UInt,
                         hint: ((Errno) -> String?)? = nil) throws(SystemError) {
-        let rc = spirit_ioctl_value(fd, request, value)
-        if rc < 0 {
-            let errno = Errno(rawValue: -rc)
-            throw SystemError("configure \(device) (\(name))", errno, hint: hint?(errno))
-        }
+        try Kernel.control(fd, request, value, "configure \(device) (\(name))", hint: hint)
     }
 }

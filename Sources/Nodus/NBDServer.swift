@@ -1,4 +1,3 @@
-import CSpirit
 import Glibc
 import SpiritCore
 import Synchronization
@@ -42,7 +41,7 @@ public final class NBDServer: Sendable {
         // resets its connection while its read is being sent would end
         // the whole server with SIGPIPE instead of failing its own
         // request with EPIPE.
-        signal(SIGPIPE, SIG_IGN)
+        SignalQueue.ignore(SIGPIPE)
         while true {
             let client: Socket
             let peer: SocketAddress
@@ -114,38 +113,12 @@ struct SocketTransport: NBDTransport {
     /// non-blocking read takes it; only an idle one costs a poll(2).
     func readRequest() throws -> [UInt8] {
         var header = [UInt8](repeating: 0, count: NBDRequest.size)
-        let n = header.withUnsafeMutableBytes { recv(socket.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
-        if n == NBDRequest.size { return header }
-        if n == 0 { throw SystemError("read a request from \(socket.name)", .connectionReset, hint: "the client closed the connection") }
-        if n > 0 { return Array(header[0..<n]) + (try socket.read(exactly: NBDRequest.size - n)) }
+        if let n = try header.withMutableBytes({ raw throws(SystemError) in try socket.readIfReady(into: raw) }) {
+            if n == NBDRequest.size { return header }
+            if n == 0 { throw SystemError("read a request from \(socket.name)", .connectionReset, hint: "the client closed the connection") }
+            return Array(header[0..<n]) + (try socket.read(exactly: NBDRequest.size - n))
+        }
         _ = try socket.waitReadable(milliseconds: nil)
         return try socket.read(exactly: NBDRequest.size)
-    }
-}
-
-/// Detached threads for blocking work (one per NBD client). pthreads, not
-/// Dispatch: a blocked client must not hold one of Dispatch's few workers.
-public enum Threads {
-    final class Body: @unchecked Sendable {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
-    }
-
-    public static func start(stackBytes: Int = 512 << 10, _ body: @escaping @Sendable () -> Void) throws(SystemError) {
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setdetachstate(&attributes, CInt(PTHREAD_CREATE_DETACHED))
-        pthread_attr_setstacksize(&attributes, stackBytes)
-        let box = Unmanaged.passRetained(Body(body)).toOpaque()
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, &attributes, { raw in
-            Unmanaged<Body>.fromOpaque(raw!).takeRetainedValue().run()
-            return nil
-        }, box)
-        if rc != 0 {
-            Unmanaged<Body>.fromOpaque(box).release()
-            throw SystemError("start a thread", .init(rawValue: rc))
-        }
     }
 }

@@ -1,7 +1,4 @@
-import CSpirit
-import Glibc
 import SpiritCore
-import SystemPackage
 
 /// switch_root, for PID 1 only. pivot_root(2) does not work from an
 /// initramfs, so (like busybox's switch_root and systemd) it moves the API
@@ -17,12 +14,7 @@ public enum SwitchRoot {
         guard Kernel.exists(newRoot + initPath) else {
             throw SpiritError("the new root has no \(initPath): is \(newRoot) a Spirit system image?")
         }
-        var root = stat()
-        var target = stat()
-        guard stat("/", &root) == 0, stat(newRoot, &target) == 0 else {
-            throw SystemError("stat / and \(newRoot)", Errno(rawValue: spirit_errno()))
-        }
-        guard root.st_dev != target.st_dev else {
+        guard try Kernel.status("/").device != Kernel.status(newRoot).device else {
             throw SpiritError("nothing is mounted on \(newRoot)")
         }
     }
@@ -34,40 +26,13 @@ public enum SwitchRoot {
             try Kernel.makeDirectory(newRoot + path)
             try Kernel.mount(MountSpec(source: path, target: newRoot + path, fstype: "", flags: [.move]))
         }
-        var root = stat()
-        if stat("/", &root) == 0 {
-            let freed = removeTree("/", device: root.st_dev, keep: newRoot)
+        if let root = try? Kernel.status("/") {
+            let freed = Kernel.removeTree("/", device: root.device, keep: newRoot)
             console.debug("switch_root: freed \(freed >> 10) KiB of initramfs files")
         }
-        guard chdir(newRoot) == 0 else { throw SystemError("enter \(newRoot)", Errno(rawValue: spirit_errno())) }
+        try Kernel.changeDirectory(newRoot)
         try Kernel.mount(MountSpec(source: ".", target: "/", fstype: "", flags: [.move]))
-        let rc = spirit_chroot(".")
-        guard rc == 0 else { throw SystemError("chroot into \(newRoot)", Errno(rawValue: -rc)) }
-        _ = chdir("/")
-    }
-
-    /// Deletes everything under `path` on filesystem `device`, without
-    /// crossing into other mounts and without touching `keep`. Returns the
-    /// bytes freed.
-    static func removeTree(_ path: String, device: dev_t, keep: String) -> Int64 {
-        guard let directory = opendir(path) else { return 0 }
-        defer { closedir(directory) }
-        var freed: Int64 = 0
-        while let entry = readdir(directory) {
-            let name = Kernel.entryName(entry)
-            if name == "." || name == ".." { continue }
-            let child = path == "/" ? "/" + name : path + "/" + name
-            if child == keep { continue }
-            var info = stat()
-            guard lstat(child, &info) == 0, info.st_dev == device else { continue }
-            if (info.st_mode & S_IFMT) == S_IFDIR {
-                freed += removeTree(child, device: device, keep: keep)
-                rmdir(child)
-            } else {
-                freed += Int64(info.st_size)
-                unlink(child)
-            }
-        }
-        return freed
+        try Kernel.changeRoot(".")
+        try? Kernel.changeDirectory("/")
     }
 }

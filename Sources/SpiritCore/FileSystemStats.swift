@@ -19,7 +19,7 @@ extension Kernel {
     /// statfs(2) and statvfs(3) of `path`.
     public static func fileSystemStats(_ path: String) throws(SystemError) -> FileSystemStats {
         var type = 0
-        try call("read the filesystem type of \(path) (statfs)") { spirit_statfs_type(path, &type) }
+        try shim("read the filesystem type of \(path) (statfs)") { spirit_statfs_type(path, &type) }
         var vfs = statvfs()
         try call("read the free space of \(path) (statvfs)") { statvfs(path, &vfs) }
         return FileSystemStats(type: type, availableBytes: Int64(vfs.f_bavail) * Int64(vfs.f_frsize),

@@ -7,25 +7,43 @@ import SystemPackage
 /// where the call may be repeated, never for close(2); every failure becomes
 /// a `SystemError` that names the whole operation.
 public enum Kernel {
+    /// A libc call (−1 and errno on failure), retried on EINTR unless
+    /// `retryOnInterrupt` is false (close(2) must never be retried: the fd
+    /// may already be gone). The corresponding swift-system function is
+    /// `valueOrErrno(retryOnInterrupt:)`.
     @discardableResult
-    static func check(_ result: CInt, retryOnInterrupt: Bool = true, _ operation: @autoclosure () -> String,
-                      hint: ((Errno) -> String?)? = nil, _ call: () -> CInt) throws(SystemError) -> CInt {
-        var rc = result
-        while rc < 0 {
+    public static func call<Result: FixedWidthInteger & SignedInteger>(
+        _ operation: @autoclosure () -> String, retryOnInterrupt: Bool = true,
+        hint: ((Errno) -> String?)? = nil, _ body: () -> Result) throws(SystemError) -> Result {
+        while true {
+            let rc = body()
+            if rc >= 0 { return rc }
             let errno = Errno(rawValue: spirit_errno())
-            if retryOnInterrupt, errno == .interrupted {
-                rc = call()
-                continue
-            }
-            throw SystemError(operation(), errno, hint: hint?(errno))
+            if retryOnInterrupt, errno == .interrupted { continue }
+            throw failure(operation(), errno, hint)
         }
-        return rc
     }
 
+    /// A call into one of our C shims, which return −errno (CSpirit.h).
     @discardableResult
-    static func call(_ operation: @autoclosure () -> String, hint: ((Errno) -> String?)? = nil,
-                     _ body: () -> CInt) throws(SystemError) -> CInt {
-        try check(body(), operation(), hint: hint, body)
+    public static func shim<Result: FixedWidthInteger & SignedInteger>(
+        _ operation: @autoclosure () -> String, retryOnInterrupt: Bool = true,
+        hint: ((Errno) -> String?)? = nil, _ body: () -> Result) throws(SystemError) -> Result {
+        while true {
+            let rc = body()
+            if rc >= 0 { return rc }
+            let errno = Errno(rawValue: CInt(truncatingIfNeeded: -rc))
+            if retryOnInterrupt, errno == .interrupted { continue }
+            throw failure(operation(), errno, hint)
+        }
+    }
+
+    /// EBADF and EFAULT are our bugs, not the system's (swift-nio's rule):
+    /// debug builds stop at them. Release builds report them like any other
+    /// error, because a crash in PID 1 is a kernel panic.
+    static func failure(_ operation: String, _ errno: Errno, _ hint: ((Errno) -> String?)?) -> SystemError {
+        assert(errno != .badFileDescriptor && errno != .badAddress, "bug: unable to \(operation): \(errno)")
+        return SystemError(operation, errno, hint: hint?(errno))
     }
 
     /// mount(2).
@@ -140,12 +158,12 @@ public enum Kernel {
 
     /// swapon(2).
     public static func swapOn(_ device: String) throws(SystemError) {
-        try call("use \(device) as swap") { spirit_swapon(device) }
+        try shim("use \(device) as swap") { spirit_swapon(device) }
     }
 
     /// swapoff(2).
     public static func swapOff(_ device: String) throws(SystemError) {
-        try call("stop using \(device) as swap") { spirit_swapoff(device) }
+        try shim("stop using \(device) as swap") { spirit_swapoff(device) }
     }
 
     /// sync(2).
@@ -153,14 +171,12 @@ public enum Kernel {
 
     /// reboot(2): restart, halt or power off. Returns only on failure.
     public static func reboot(_ action: PowerAction) throws(SystemError) {
-        let rc = spirit_reboot(action.rebootCommand)
-        if rc < 0 { throw SystemError("\(action.rawValue) (reboot(2))", Errno(rawValue: -rc)) }
+        try shim("\(action.rawValue) (reboot(2))") { spirit_reboot(action.rebootCommand) }
     }
 
     /// Ctrl-alt-del sends SIGINT to PID 1 instead of restarting at once.
     public static func disableCtrlAltDel() throws(SystemError) {
-        let rc = spirit_reboot(SPIRIT_REBOOT_CMD_CAD_OFF)
-        if rc < 0 { throw SystemError("turn ctrl-alt-del into SIGINT (reboot(2))", Errno(rawValue: -rc)) }
+        try shim("turn ctrl-alt-del into SIGINT (reboot(2))") { spirit_reboot(SPIRIT_REBOOT_CMD_CAD_OFF) }
     }
 
     /// The running kernel's release, as `uname -r` prints it.

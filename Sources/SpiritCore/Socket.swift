@@ -239,10 +239,20 @@ public struct Socket: Sendable {
 
     /// Reads what has arrived, up to buffer.count bytes; 0 at the end.
     public func read(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int {
-        let n = try Kernel.call("read from \(name)", hint: Self.timeoutHint) {
-            CInt(truncatingIfNeeded: recv(fd, buffer.baseAddress, buffer.count, 0))
+        try Kernel.call("read from \(name)", hint: Self.timeoutHint) { recv(fd, buffer.baseAddress, buffer.count, 0) }
+    }
+
+    /// What has arrived, without waiting (MSG_DONTWAIT): 0 at the end, nil
+    /// when nothing is there yet.
+    public func readIfReady(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Int? {
+        while true {
+            let n = recv(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT))
+            if n >= 0 { return n }
+            let errno = Errno(rawValue: spirit_errno())
+            if errno == .interrupted { continue }
+            if errno == .resourceTemporarilyUnavailable { return nil }
+            throw Kernel.failure("read from \(name)", errno, nil)
         }
-        return Int(n)
     }
 
     /// Fills `buffer` whole, or throws: a peer that closes early is an error
@@ -272,10 +282,9 @@ public struct Socket: Sendable {
         var done = 0
         let flags = Int32(MSG_NOSIGNAL) | (more ? Int32(MSG_MORE) : 0)
         while done < bytes.count {
-            let n = try Kernel.call("write to \(name)", hint: Self.timeoutHint) {
-                CInt(truncatingIfNeeded: Glibc.send(fd, bytes.baseAddress! + done, bytes.count - done, flags))
+            done += try Kernel.call("write to \(name)", hint: Self.timeoutHint) {
+                Glibc.send(fd, bytes.baseAddress! + done, bytes.count - done, flags)
             }
-            done += Int(n)
         }
     }
 
@@ -290,19 +299,17 @@ public struct Socket: Sendable {
         var left = count
         while left > 0 {
             let n = try Kernel.call("send \(count) bytes of the export to \(name)", hint: Self.timeoutHint) {
-                CInt(truncatingIfNeeded: sendfile(fd, file, &position, left))
+                sendfile(fd, file, &position, left)
             }
             if n == 0 { throw SystemError("send the export to \(name)", .ioError, hint: "the file ended early") }
-            left -= Int(n)
+            left -= n
         }
     }
 
     /// Sends one datagram.
     public func send(_ bytes: [UInt8], to address: SocketAddress) throws(SystemError) {
         try Kernel.call("send a datagram to \(address)") {
-            CInt(truncatingIfNeeded: bytes.withUnsafeBytes { raw in
-                address.withSockaddr { sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), $0, $1) }
-            })
+            bytes.withUnsafeBytes { raw in address.withSockaddr { sendto(fd, raw.baseAddress, raw.count, Int32(MSG_NOSIGNAL), $0, $1) } }
         }
     }
 
@@ -313,12 +320,98 @@ public struct Socket: Sendable {
         return try Kernel.call("wait for \(name)") { poll(&poller, 1, CInt(milliseconds.map { max(0, $0) } ?? -1)) } > 0
     }
 
+    /// Writes what the socket takes now (MSG_DONTWAIT): the count, or nil
+    /// when it would block.
+    public func writeIfReady(_ bytes: UnsafeRawBufferPointer) throws(SystemError) -> Int? {
+        while true {
+            let n = Glibc.send(fd, bytes.baseAddress, bytes.count, Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT))
+            if n >= 0 { return n }
+            let errno = Errno(rawValue: spirit_errno())
+            if errno == .interrupted { continue }
+            if errno == .resourceTemporarilyUnavailable { return nil }
+            throw Kernel.failure("write to \(name)", errno, nil)
+        }
+    }
+
+    /// Waits up to `milliseconds` until a write would not block; false on
+    /// timeout.
+    public func waitWritable(milliseconds: Int) throws(SystemError) -> Bool {
+        var poller = [pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)]
+        return try Kernel.poll(&poller, milliseconds: milliseconds) > 0
+    }
+
+    /// O_NONBLOCK on or off.
+    public func setNonBlocking(_ on: Bool = true) throws(SystemError) { try Kernel.setNonBlocking(fd, on) }
+
+    /// IP_PKTINFO on a UDP socket, so that `receiveDatagram` learns the
+    /// local address each datagram came in on.
+    public func enablePacketInfo() throws(SystemError) {
+        try Kernel.shim("ask for IP_PKTINFO on \(name)") { spirit_enable_packet_info(fd) }
+    }
+
+    /// One datagram: its length, its sender and the local address it came
+    /// to (network order, 0 if unknown). A datagram longer than `buffer`
+    /// throws EMSGSIZE.
+    public func receiveDatagram(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> (count: Int, from: SocketAddress, local: UInt32) {
+        var from = sockaddr_storage()
+        var fromLength = CUnsignedInt(MemoryLayout<sockaddr_storage>.size)
+        var local: UInt32 = 0
+        let n = try Kernel.shim("read a datagram on \(name)") {
+            withUnsafeMutablePointer(to: &from) { spirit_recv_datagram(fd, buffer.baseAddress, buffer.count, $0, &fromLength, &local) }
+        }
+        return (n, SocketAddress(storage: from, length: socklen_t(fromLength)), local)
+    }
+
     /// shutdown(2) of both directions: a thread blocked in a read returns.
     public func shutdown() { _ = Glibc.shutdown(fd, CInt(SHUT_RDWR)) }
 
-    public func close() { _ = Glibc.close(fd) }
+    public func close() { Kernel.close(fd) }
 
     static func timeoutHint(_ errno: Errno) -> String? {
         errno == .resourceTemporarilyUnavailable ? "the peer did not answer in time" : nil
+    }
+}
+
+/// Unix sockets: the control socket, spiritctl, the notify sockets.
+extension Socket {
+    /// A listening stream socket at `path` (an old socket file there is
+    /// replaced), non-blocking and close-on-exec.
+    public static func listenUnix(_ path: String) throws(SystemError) -> Socket {
+        Socket(fd: try Kernel.shim("listen on \(path)") { spirit_unix_bind(path, 1) }, name: path)
+    }
+
+    /// A datagram socket bound at `path`, non-blocking.
+    public static func bindUnixDatagram(_ path: String) throws(SystemError) -> Socket {
+        Socket(fd: try Kernel.shim("make the socket \(path)") { spirit_unix_bind(path, 0) }, name: path)
+    }
+
+    /// A stream connection to the socket at `path`.
+    public static func connectUnix(_ path: String) throws(SystemError) -> Socket {
+        Socket(fd: try Kernel.shim("connect to \(path)") { spirit_unix_connect(path) }, name: path)
+    }
+
+    /// Accepts one connection on a Unix listening socket (blocking).
+    public func acceptUnix() throws(SystemError) -> Socket {
+        Socket(fd: try Kernel.shim("accept a connection on \(name)") { spirit_accept(fd) }, name: name)
+    }
+
+    /// The uid of the process at the other end (SO_PEERCRED).
+    public func peerUID() throws(SystemError) -> uid_t {
+        uid_t(try Kernel.shim("read the peer's credentials on \(name)") { spirit_peer_uid(fd) })
+    }
+
+    /// One line of at most `limit` bytes, each byte waited for at most
+    /// `milliseconds`; nil when none came.
+    public func readLine(limit: Int, milliseconds: Int) -> String? {
+        var bytes: [UInt8] = []
+        var byte: UInt8 = 0
+        while bytes.count < limit {
+            guard (try? waitReadable(milliseconds: milliseconds)) == true,
+                  let n = try? withUnsafeMutableBytes(of: &byte, { raw in Result { () throws(SystemError) in try read(into: raw) } }).get(),
+                  n == 1 else { break }
+            if byte == 0x0A { return String(decoding: bytes, as: UTF8.self) }
+            bytes.append(byte)
+        }
+        return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
     }
 }

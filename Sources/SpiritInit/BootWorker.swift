@@ -26,7 +26,7 @@ struct BootWorker {
         var flags = commandLine.trimmed
         // One attempt's extra flags, from `spirit-fetch` in the rescue shell.
         if let extra = try? Kernel.readText(CascadeFiles.bootFlags) {
-            unlink(CascadeFiles.bootFlags)
+            Kernel.remove(CascadeFiles.bootFlags)
             flags += " " + extra.trimmed
             Console().info("this attempt adds: \(extra.trimmed)")
         }

@@ -1,4 +1,3 @@
-import CSpirit
 import Glibc
 import SpiritCore
 import Supervisor
@@ -97,15 +96,18 @@ enum ControlCommand {
 
     /// Sends one request; copies the answer's body to stdout as it comes.
     static func send(_ request: ControlRequest, to socket: String) -> Int32 {
-        let fd = spirit_unix_connect(socket)
-        if fd < 0 {
-            complain("\(SystemError("connect to \(socket)", Errno(rawValue: -fd), hint: "is the supervisor running?"))")
+        let connection: Socket
+        do {
+            connection = try Socket.connectUnix(socket)
+        } catch {
+            complain("\(SystemError(error.operation, error.errno, hint: "is the supervisor running?"))")
             return 111
         }
-        defer { close(fd) }
-        let line = Array((request.line + "\n").utf8)
-        guard line.withUnsafeBytes({ Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == line.count else {
-            complain("\(SystemError("send a request to \(socket)", Errno(rawValue: spirit_errno())))")
+        defer { connection.close() }
+        do {
+            try connection.write(Array((request.line + "\n").utf8))
+        } catch {
+            complain("\(SystemError("send a request to \(socket)", error.errno))")
             return 111
         }
         var header: [UInt8] = []
@@ -113,8 +115,7 @@ enum ControlCommand {
         var buffer = [UInt8](repeating: 0, count: 65536)
         var code: Int32? = nil
         while true {
-            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0, spirit_errno() == EINTR { continue }
+            let n = (try? buffer.withMutableBytes { raw throws(SystemError) in try connection.read(into: raw) }) ?? 0
             if n <= 0 { break }
             if code == nil {
                 header += buffer[0..<n]
@@ -132,11 +133,8 @@ enum ControlCommand {
             } else {
                 pending = Array(buffer[0..<n])
             }
-            var bytes = pending[...]
-            while !bytes.isEmpty {
-                let written = bytes.withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
-                if written <= 0 { return 111 }
-                bytes = bytes.dropFirst(written)
+            guard (try? pending.withBytes({ raw throws(SystemError) in try Kernel.write(1, raw, "standard output") })) != nil else {
+                return 111
             }
             pending = []
         }

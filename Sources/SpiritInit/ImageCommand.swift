@@ -108,7 +108,7 @@ enum ImageCommand {
             let measured = try ImageCopy.copy(from: &stream, to: out, expectedSize: found.manifest.size)
             try found.manifest.verifyImage(size: measured.size, sha256: measured.sha256)
         } catch {
-            unlink(out)
+            Kernel.remove(out)
             throw error
         }
         console.info("\(out): \(found.manifest.image) \(found.manifest.version) from \(base), signature and SHA-256 "

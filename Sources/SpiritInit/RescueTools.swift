@@ -135,10 +135,7 @@ enum RescueTools {
     }
 
     static func readLink(_ path: String) -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink(path, &buffer, buffer.count - 1)
-        guard n > 0 else { return "?" }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self).split(separator: "/").last.map(String.init) ?? "?"
+        Kernel.readLink(path)?.split(separator: "/").last.map(String.init) ?? "?"
     }
 
     static func sizeText(_ bytes: Int64) -> String {
@@ -291,9 +288,7 @@ enum RescueTools {
     }
 
     static func readFullLink(_ path: String) -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink(path, &buffer, buffer.count - 1)
-        return n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        Kernel.readLink(path) ?? ""
     }
 
     static func runTool(_ path: String, _ arguments: [String]) throws {

@@ -71,11 +71,6 @@ enum Usage {
 /// stderr without Foundation's FileHandle.
 enum FileHandleless {
     static func writeError(_ text: String) {
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let n = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-            if n <= 0 { return }
-            bytes = bytes.dropFirst(n)
-        }
+        try? Kernel.write(2, text, "standard error")
     }
 }

@@ -1,13 +1,8 @@
-import CSpirit
 import Glibc
 import SpiritCore
 
 // argv comes from the early constructor (see early.c).
-let arguments: [String] = {
-    var count: CInt = 0
-    guard let argv = spirit_arguments(&count), count > 0 else { return CommandLine.arguments }
-    return (0..<Int(count)).map { argv[$0].map { String(cString: $0) } ?? "" }
-}()
+let arguments: [String] = Kernel.processArguments() ?? CommandLine.arguments
 
 // Process 1 is init, whatever its argv says: if PID 1 ever returned from
 // here, the kernel would panic.

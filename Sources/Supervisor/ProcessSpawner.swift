@@ -1,4 +1,3 @@
-import CSpirit
 import Glibc
 import SpiritCore
 import SystemPackage
@@ -46,10 +45,13 @@ public final class ProcessSpawner: ServiceSpawner {
         if service.readiness == .notify { environment.append("NOTIFY_SOCKET=" + notifySocket(service.name)) }
         var options = Spawn.Options(newSession: true, nullStdin: true)
         if let user = service.user { options.ids = try Self.ids(of: user, passwd: paths.passwd) }
-        var pipe: [CInt] = [-1, -1]
-        let rc = spirit_output_pipe(&pipe)
-        if rc < 0 { throw SystemError("make an output pipe for \(service.name)", Errno(rawValue: -rc)) }
-        options.outputFD = pipe[1]
+        let pipe: (read: CInt, write: CInt)
+        do {
+            pipe = try Kernel.outputPipe()
+        } catch {
+            throw SystemError("make an output pipe for \(service.name)", error.errno)
+        }
+        options.outputFD = pipe.write
         var procs: FileDescriptor? = nil
         if let directory = cgroupDirectory(service) {
             do {
@@ -60,16 +62,16 @@ public final class ProcessSpawner: ServiceSpawner {
             }
         }
         defer {
-            Glibc.close(pipe[1])
+            Kernel.close(pipe.write)
             try? procs?.close()
         }
         do {
             let pid = try Spawn.spawn(service.command[0], service.command, environment: environment, options: options)
-            startedPipes.append((service.name, pipe[0]))
+            startedPipes.append((service.name, pipe.read))
             try? Kernel.writeFile(paths.pids + "/" + service.name + ".pid", "\(pid)\n")
             return pid
         } catch {
-            Glibc.close(pipe[0])
+            Kernel.close(pipe.read)
             throw error
         }
     }

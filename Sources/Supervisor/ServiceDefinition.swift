@@ -1,4 +1,4 @@
-import CSpirit
+import Glibc
 import SpiritCore
 
 /// What a service is, as its file in /etc/spirit/services/<name>.toml says.

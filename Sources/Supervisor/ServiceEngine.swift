@@ -1,4 +1,4 @@
-import CSpirit
+import Glibc
 import SpiritCore
 
 /// Starts processes and sends them signals: the engine's only way to the

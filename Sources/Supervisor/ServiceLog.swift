@@ -116,15 +116,14 @@ public final class ServiceLog {
         guard let fd = try? FileDescriptor.open(path, .writeOnly, options: [.create, .append, .closeOnExec],
                                                 permissions: FilePermissions(rawValue: 0o640)) else { return nil }
         file = fd
-        var info = stat()
-        fileSize = fstat(fd.rawValue, &info) == 0 ? Int64(info.st_size) : 0
+        fileSize = (try? Kernel.status(of: fd.rawValue, path).size) ?? 0
         return fd
     }
 
     func rotate() {
         try? file?.close()
         file = nil
-        _ = rename(path, path + ".1")
+        try? Kernel.renameFile(path, to: path + ".1")
         fileSize = 0
     }
 

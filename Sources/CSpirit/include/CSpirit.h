@@ -88,7 +88,7 @@ pid_t spirit_wait(pid_t pid, int nohang, int *exited, int *code);
 /// once) and writes the device path into `device`; or -errno.
 int spirit_loop_attach(const char *file, char *device, size_t device_size);
 
-/// swapon(2) with no flags; returns 0 or -1 with errno set.
+/// swapon(2) with no flags; returns 0 or -errno.
 int spirit_swapon(const char *device);
 
 /// A NETLINK_KOBJECT_UEVENT socket subscribed to the kernel's uevents,
@@ -137,7 +137,7 @@ long spirit_peer_uid(int fd);
 /// pipe2(O_CLOEXEC); the read end is also non-blocking. Returns 0 or -errno.
 int spirit_output_pipe(int fds[2]);
 
-/// swapoff(2); returns 0 or -1 with errno set.
+/// swapoff(2); returns 0 or -errno.
 int spirit_swapoff(const char *device);
 
 /// The loopback interface up (the kernel gives it 127.0.0.1 then), as
@@ -150,8 +150,8 @@ int spirit_chroot(const char *path);
 /// The C errno of the calling thread.
 int spirit_errno(void);
 
-/// statfs(2)'s f_type (the filesystem's magic number) of `path`; 0 or -1
-/// with errno. Swift's Glibc module does not export <sys/vfs.h>.
+/// statfs(2)'s f_type (the filesystem's magic number) of `path`; 0 or
+/// -errno. Swift's Glibc module does not export <sys/vfs.h>.
 int spirit_statfs_type(const char *path, long *type);
 
 #endif

@@ -1,0 +1,223 @@
+import Glibc
+import SpiritCore
+import SystemPackage
+
+/// One HTTP exchange on its own connection (`Connection: close`), its body
+/// read as it comes.
+public final class HTTPConnection {
+    let socket: Socket
+    public let url: HTTPURL
+    public private(set) var head = HTTPResponseHead(status: 0, reason: "", headers: [:])
+    /// How long a read may wait for data before the exchange is a timeout.
+    let idleMillis: Int
+    var buffer: [UInt8] = []
+    var bufferStart = 0
+    /// Body bytes still to come for Content-Length bodies; nil if read to close.
+    var remaining: Int64?
+    var chunked = false
+    var chunkLeft: Int64 = 0
+    var finished = false
+    public private(set) var bodyRead: Int64 = 0
+
+    public static let maximumHeadBytes = 64 << 10
+    public static let userAgent = "crom-spirit/\(SpiritVersion.string)"
+
+    /// Connects (within `connectMillis`), sends the request and reads the head.
+    public init(url: HTTPURL, rangeStart: Int64? = nil, connectMillis: Int = 5000, idleMillis: Int = 10_000) throws(HTTPError) {
+        self.url = url
+        self.idleMillis = idleMillis
+        socket = try Self.connect(url, millis: connectMillis)
+        var request = "GET \(url.target) HTTP/1.1\r\nHost: \(url.host)\(url.port == 80 ? "" : ":\(url.port)")\r\n"
+        request += "User-Agent: \(Self.userAgent)\r\nAccept: */*\r\nConnection: close\r\n"
+        if let rangeStart { request += "Range: bytes=\(rangeStart)-\r\n" }
+        request += "\r\n"
+        do {
+            try send(Array(request.utf8))
+            try readHead()
+        } catch {
+            socket.close()
+            throw error
+        }
+    }
+
+    deinit { socket.close() }
+
+    func fail(_ message: String, transient: Bool = true) -> HTTPError {
+        HTTPError(url: url, message: message, transient: transient)
+    }
+
+    static func connect(_ url: HTTPURL, millis: Int) throws(HTTPError) -> Socket {
+        let addresses: [String]
+        do {
+            addresses = try HostResolver.addresses(of: url.host)
+        } catch {
+            throw HTTPError(url: url, message: "\(error)", transient: true)
+        }
+        var lastError = "no address to connect to"
+        for address in addresses {
+            do {
+                let socket = try Socket.connectTCP(try SocketAddress(host: address, port: url.port), timeoutMilliseconds: millis)
+                try? socket.setNoDelay()
+                // Every read and write from here is non-blocking
+                // (MSG_DONTWAIT) and waits in poll with the idle timeout.
+                return socket
+            } catch {
+                lastError = "\(error)"
+            }
+        }
+        throw HTTPError(url: url, message: lastError, transient: true)
+    }
+
+    func send(_ bytes: [UInt8]) throws(HTTPError) {
+        var offset = 0
+        while offset < bytes.count {
+            let sent: Int?
+            var writable = true
+            do {
+                sent = try bytes.withBytes { raw throws(SystemError) in try socket.writeIfReady(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
+                if sent == nil { writable = try socket.waitWritable(milliseconds: idleMillis) }
+            } catch {
+                throw fail("unable to send the request: \(error.errno)")
+            }
+            if !writable { throw fail("timed out sending the request") }
+            offset += sent ?? 0
+        }
+    }
+
+    /// Reads more bytes from the socket into `buffer`; false at the end of the connection.
+    func fill() throws(HTTPError) -> Bool {
+        if bufferStart > 0 && bufferStart == buffer.count {
+            buffer.removeAll(keepingCapacity: true)
+            bufferStart = 0
+        }
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 16 << 10, alignment: 1)
+        defer { chunk.deallocate() }
+        let n = try receive(into: chunk)
+        if n == 0 { return false }
+        buffer.append(contentsOf: chunk[0..<n])
+        return true
+    }
+
+    /// Up to `out.count` bytes from the socket, once some arrive within the
+    /// idle timeout; 0 at the end of the connection.
+    func receive(into out: UnsafeMutableRawBufferPointer) throws(HTTPError) -> Int {
+        while true {
+            let received: Int?
+            do {
+                guard try socket.waitReadable(milliseconds: idleMillis) else { break }
+                received = try socket.readIfReady(into: out)
+            } catch {
+                throw fail("the connection broke: \(error.errno)")
+            }
+            if let received { return received }
+        }
+        throw fail("timed out: no data for \(idleMillis / 1000) s")
+    }
+
+    func readHead() throws(HTTPError) {
+        while true {
+            if let end = Self.headEnd(buffer) {
+                do {
+                    head = try HTTPResponseHead.parse(String(decoding: buffer[0..<end], as: UTF8.self))
+                } catch {
+                    throw fail("\(error)", transient: false)
+                }
+                bufferStart = end + 4
+                chunked = head.isChunked
+                remaining = chunked ? nil : head.contentLength
+                return
+            }
+            guard buffer.count < Self.maximumHeadBytes else { throw fail("the answer's head is over \(Self.maximumHeadBytes) bytes", transient: false) }
+            guard try fill() else { throw fail("the server closed the connection before answering") }
+        }
+    }
+
+    static func headEnd(_ bytes: [UInt8]) -> Int? {
+        guard bytes.count >= 4 else { return nil }
+        for i in 0...(bytes.count - 4) where bytes[i] == 13 && bytes[i + 1] == 10 && bytes[i + 2] == 13 && bytes[i + 3] == 10 {
+            return i
+        }
+        return nil
+    }
+
+    /// Reads one line (chunk sizes), CRLF removed.
+    func readLine() throws(HTTPError) -> String {
+        while true {
+            if let newline = buffer[bufferStart...].firstIndex(of: 10) {
+                let line = String(decoding: buffer[bufferStart..<newline], as: UTF8.self)
+                bufferStart = newline + 1
+                return line.hasSuffix("\r") ? String(line.dropLast()) : line
+            }
+            guard buffer.count - bufferStart < 4096 else { throw fail("a chunk header is too long", transient: false) }
+            guard try fill() else { throw fail("the connection closed in the middle of a chunked body") }
+        }
+    }
+
+    /// Reads body bytes into `into`; 0 at the end of the body. A body
+    /// that ends before its Content-Length or last chunk is an error.
+    public func read(into out: UnsafeMutableRawBufferPointer) throws(HTTPError) -> Int {
+        if finished || out.count == 0 { return 0 }
+        if chunked {
+            if chunkLeft == 0 {
+                let line = try readLine()
+                guard let size = Int64(line.prefix { $0 != ";" }.trimmingCharacters, radix: 16), size >= 0 else {
+                    throw fail("bad chunk size \"\(line.prefix(20))\"", transient: false)
+                }
+                if size == 0 {
+                    // Trailers, up to the blank line.
+                    while try !readLine().isEmpty {}
+                    finished = true
+                    return 0
+                }
+                chunkLeft = size
+            }
+            let n = try take(into: out, limit: chunkLeft)
+            if n == 0 { throw fail("the connection closed after \(bodyRead) bytes, in the middle of a chunk") }
+            chunkLeft -= Int64(n)
+            if chunkLeft == 0 { _ = try readLine() }
+            return n
+        }
+        if let remaining {
+            if remaining == 0 { finished = true; return 0 }
+            let n = try take(into: out, limit: remaining)
+            if n == 0 {
+                throw fail("short body: the connection closed after \(bodyRead) of \(bodyRead + remaining) bytes")
+            }
+            self.remaining = remaining - Int64(n)
+            return n
+        }
+        let n = try take(into: out, limit: Int64.max)
+        if n == 0 { finished = true }
+        return n
+    }
+
+    func take(into out: UnsafeMutableRawBufferPointer, limit: Int64) throws(HTTPError) -> Int {
+        let wanted = min(out.count, Int(min(limit, Int64(Int.max))))
+        if bufferStart == buffer.count {
+            // Nothing left over from the head or a chunk line: the body goes
+            // from the socket straight into `out`, never past `limit` (the
+            // chunk's end, or the body's), without a copy.
+            let n = try receive(into: UnsafeMutableRawBufferPointer(rebasing: out[0..<wanted]))
+            bodyRead += Int64(n)
+            return n
+        }
+        let n = min(wanted, buffer.count - bufferStart)
+        buffer[bufferStart..<(bufferStart + n)].withUnsafeBytes { out.copyMemory(from: $0) }
+        bufferStart += n
+        bodyRead += Int64(n)
+        return n
+    }
+
+    /// The whole body, refused past `limit` bytes.
+    public func readAll(limit: Int) throws(HTTPError) -> [UInt8] {
+        var result: [UInt8] = []
+        let chunk = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 8)
+        defer { chunk.deallocate() }
+        while true {
+            let n = try read(into: chunk)
+            if n == 0 { return result }
+            result.append(contentsOf: UnsafeRawBufferPointer(rebasing: chunk[0..<n]))
+            if result.count > limit { throw fail("the body is over \(limit) bytes, more than expected", transient: false) }
+        }
+    }
+}

@@ -1,0 +1,39 @@
+import Glibc
+import SpiritCore
+import SystemPackage
+
+/// Host names to addresses. An address literal is used as it is; a name is
+/// asked of the DNS server DHCP gave (/etc/resolv.conf) with busybox's
+/// nslookup: glibc's getaddrinfo in a static binary needs the NSS shared
+/// libraries of the build machine at run time, which the initramfs lacks.
+public enum HostResolver {
+    public static func addresses(of host: String, nslookup: String = "/usr/bin/nslookup") throws -> [String] {
+        var probe4 = in_addr()
+        var probe6 = in6_addr()
+        if inet_pton(AF_INET, host, &probe4) == 1 || inet_pton(AF_INET6, host, &probe6) == 1 { return [host] }
+        let output = "/run/spirit/nslookup.\(getpid()).out"
+        defer { Kernel.remove(output) }
+        let pid = try Spawn.spawn("/bin/sh", ["sh", "-c", "exec \"$0\" \"$1\" >\"$2\" 2>&1", nslookup, host, output])
+        _ = try Spawn.wait(pid)
+        let found = parseNslookup((try? Kernel.readText(output)) ?? "")
+        guard !found.isEmpty else {
+            throw SpiritError("unable to resolve \(host) — is there a DNS server (from DHCP) in /etc/resolv.conf? (or give an IP address in crom.http=)")
+        }
+        return found
+    }
+
+    /// The answer's addresses: the `Address:` lines after the `Name:` line
+    /// (the lines before it are the server's own address).
+    public static func parseNslookup(_ text: String) -> [String] {
+        var afterName = false
+        var found: [String] = []
+        for line in text.split(separator: "\n") {
+            if line.hasPrefix("Name:") { afterName = true; continue }
+            guard afterName, line.hasPrefix("Address") else { continue }
+            let value = line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingWhitespace } ?? ""
+            let address = String(value.split(separator: " ").first ?? "")
+            if !address.isEmpty { found.append(address) }
+        }
+        return found
+    }
+}

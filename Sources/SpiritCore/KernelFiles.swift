@@ -1,0 +1,234 @@
+import CSpirit
+import Glibc
+import SystemPackage
+
+/// What stat(2) says of a file, as far as Spirit asks.
+public struct FileStatus: Sendable, Equatable {
+    public var device: UInt64
+    public var inode: UInt64
+    public var size: Int64
+    public var mode: UInt32
+
+    init(_ info: stat) {
+        device = UInt64(info.st_dev)
+        inode = UInt64(info.st_ino)
+        size = Int64(info.st_size)
+        mode = UInt32(info.st_mode)
+    }
+
+    public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
+    public var isRegularFile: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+}
+
+/// One name in a directory, with its type as readdir(3) gives it (no stat).
+public struct DirectoryEntry: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable { case directory, regular, symbolicLink, other }
+    public var name: String
+    public var kind: Kind
+}
+
+/// Files, directories and descriptors: the calls the rest of Spirit used to
+/// make raw, each with the operation named in its error.
+extension Kernel {
+    /// stat(2), or lstat(2) when `followLinks` is false.
+    public static func status(_ path: String, followLinks: Bool = true) throws(SystemError) -> FileStatus {
+        var info = stat()
+        try call("read the status of \(path)") { followLinks ? stat(path, &info) : lstat(path, &info) }
+        return FileStatus(info)
+    }
+
+    /// fstat(2).
+    public static func status(of fd: CInt, _ name: @autoclosure () -> String) throws(SystemError) -> FileStatus {
+        var info = stat()
+        try call("read the status of \(name())") { fstat(fd, &info) }
+        return FileStatus(info)
+    }
+
+    /// unlink(2) that reports its failure; a missing file is not one.
+    public static func removeFile(_ path: String) throws(SystemError) {
+        let rc = unlink(path)
+        if rc < 0, spirit_errno() != ENOENT { throw failure("remove \(path)", Errno(rawValue: spirit_errno()), nil) }
+    }
+
+    /// rmdir(2).
+    public static func removeDirectory(_ path: String) throws(SystemError) {
+        try call("remove the directory \(path)") { rmdir(path) }
+    }
+
+    /// chmod(2).
+    public static func setMode(_ path: String, _ mode: mode_t) throws(SystemError) {
+        try call("set the mode of \(path) to \(String(mode, radix: 8))") { chmod(path, mode) }
+    }
+
+    /// chdir(2).
+    public static func changeDirectory(_ path: String) throws(SystemError) {
+        try call("enter \(path)") { chdir(path) }
+    }
+
+    /// chroot(2).
+    public static func changeRoot(_ path: String) throws(SystemError) {
+        try shim("chroot into \(path)") { spirit_chroot(path) }
+    }
+
+    /// readlink(2), or nil if `path` is not a symbolic link.
+    public static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The entries of a directory with their types (not . and ..), or none
+    /// if it cannot be read.
+    public static func directoryEntries(_ path: String) -> [DirectoryEntry] {
+        guard let directory = opendir(path) else { return [] }
+        defer { closedir(directory) }
+        var entries: [DirectoryEntry] = []
+        while let entry = readdir(directory) {
+            let name = entryName(entry)
+            if name == "." || name == ".." { continue }
+            let kind: DirectoryEntry.Kind = switch CInt(entry.pointee.d_type) {
+            case CInt(DT_DIR): .directory
+            case CInt(DT_REG): .regular
+            case CInt(DT_LNK): .symbolicLink
+            default: .other
+            }
+            entries.append(DirectoryEntry(name: name, kind: kind))
+        }
+        return entries
+    }
+
+    /// Deletes everything under `path` that is on filesystem `device`,
+    /// without crossing into other mounts and without touching `keep`
+    /// (switch_root's freeing of the initramfs). Returns the bytes freed;
+    /// what cannot be removed stays.
+    public static func removeTree(_ path: String, device: UInt64, keep: String) -> Int64 {
+        var freed: Int64 = 0
+        for entry in directoryEntries(path) {
+            let child = path == "/" ? "/" + entry.name : path + "/" + entry.name
+            if child == keep { continue }
+            guard let info = try? status(child, followLinks: false), info.device == device else { continue }
+            if info.isDirectory {
+                freed += removeTree(child, device: device, keep: keep)
+                _ = rmdir(child)
+            } else {
+                freed += info.size
+                _ = unlink(child)
+            }
+        }
+        return freed
+    }
+
+    /// open(2) of a file, close-on-exec; the raw descriptor, for the kernel
+    /// interfaces that take one (ioctl, finit_module, sendfile).
+    public static func open(_ path: String, _ flags: CInt, mode: mode_t = 0o644,
+                            hint: ((Errno) -> String?)? = nil) throws(SystemError) -> CInt {
+        let write = flags & O_ACCMODE != O_RDONLY
+        return try call("open \(path)\(write ? " for writing" : "")", hint: hint) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+    }
+
+    /// close(2), never retried: after EINTR the descriptor is gone already.
+    public static func close(_ fd: CInt) {
+        _ = Glibc.close(fd)
+    }
+
+    /// Whether `fd` is an open descriptor of this process.
+    public static func isOpen(_ fd: CInt) -> Bool { fcntl(fd, F_GETFD) >= 0 }
+
+    /// dup2(2).
+    public static func duplicate(_ fd: CInt, onto target: CInt) throws(SystemError) {
+        try call("duplicate descriptor \(fd) onto \(target)") { dup2(fd, target) }
+    }
+
+    /// O_NONBLOCK on or off.
+    public static func setNonBlocking(_ fd: CInt, _ on: Bool = true) throws(SystemError) {
+        let flags = try call("read the flags of descriptor \(fd)") { fcntl(fd, F_GETFL) }
+        try call("make descriptor \(fd) \(on ? "non-blocking" : "blocking")") {
+            fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK)
+        }
+    }
+
+    /// read(2) of what is there, up to `buffer.count`; 0 at the end, nil
+    /// when a non-blocking descriptor has nothing yet (EAGAIN).
+    public static func read(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer,
+                            _ name: @autoclosure () -> String) throws(SystemError) -> Int? {
+        while true {
+            let n = Glibc.read(fd, buffer.baseAddress, buffer.count)
+            if n >= 0 { return n }
+            let errno = Errno(rawValue: spirit_errno())
+            if errno == .interrupted { continue }
+            if errno == .resourceTemporarilyUnavailable { return nil }
+            throw failure("read from \(name())", errno, nil)
+        }
+    }
+
+    /// pread(2) until `buffer` is full; a file that ends first is an error.
+    public static func read(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64,
+                            _ name: @autoclosure () -> String) throws(SystemError) {
+        var done = 0
+        while done < buffer.count {
+            let n = try call("read \(name()) at \(offset)") {
+                pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            }
+            if n == 0 { throw SystemError("read \(name()) at \(offset)", .ioError, hint: "the file is shorter than when it was opened") }
+            done += n
+        }
+    }
+
+    /// write(2) of every byte, or send(2) with MSG_NOSIGNAL when `socket`
+    /// (a closed peer is then EPIPE, not a SIGPIPE that kills the process).
+    public static func write(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, socket: Bool = false,
+                             _ name: @autoclosure () -> String) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            let n = try call("write to \(name())") {
+                socket ? Glibc.send(fd, bytes.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL))
+                       : Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            }
+            done += n
+        }
+    }
+
+    public static func write(_ fd: CInt, _ text: String, socket: Bool = false, _ name: @autoclosure () -> String) throws(SystemError) {
+        try Array(text.utf8).withUnsafeBytes { raw in
+            Result { () throws(SystemError) in try write(fd, raw, socket: socket, name()) }
+        }.get()
+    }
+
+    /// poll(2) over `descriptors` for up to `milliseconds` (nil: as long as
+    /// it takes); the number ready, 0 on timeout. Their `revents` say which.
+    @discardableResult
+    public static func poll(_ descriptors: inout [pollfd], milliseconds: Int?) throws(SystemError) -> Int {
+        let timeout = CInt(clamping: milliseconds.map { max(0, $0) } ?? -1)
+        return Int(try call("wait for events (poll)") { Glibc.poll(&descriptors, nfds_t(descriptors.count), timeout) })
+    }
+
+    /// A pipe for a child's output: both ends close-on-exec, the read end
+    /// non-blocking.
+    public static func outputPipe() throws(SystemError) -> (read: CInt, write: CInt) {
+        var fds: [CInt] = [-1, -1]
+        try shim("make a pipe") { spirit_output_pipe(&fds) }
+        return (fds[0], fds[1])
+    }
+
+    /// ioctl(2) with an integer argument, retried on EINTR.
+    @discardableResult
+    public static func control(_ fd: CInt, _ request: UInt, _ value: UInt, _ operation: @autoclosure () -> String,
+                               hint: ((Errno) -> String?)? = nil) throws(SystemError) -> CInt {
+        try shim(operation(), hint: hint) { spirit_ioctl_value(fd, request, value) }
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// `withUnsafeMutableBytes` for a body that throws SystemError, keeping
+    /// the error's type (the standard one rethrows `any Error`).
+    public mutating func withMutableBytes<Result>(
+        _ body: (UnsafeMutableRawBufferPointer) throws(SystemError) -> Result) throws(SystemError) -> Result {
+        try withUnsafeMutableBytes { raw in Swift.Result { () throws(SystemError) in try body(raw) } }.get()
+    }
+
+    /// `withUnsafeBytes` for a body that throws SystemError.
+    public func withBytes<Result>(_ body: (UnsafeRawBufferPointer) throws(SystemError) -> Result) throws(SystemError) -> Result {
+        try withUnsafeBytes { raw in Swift.Result { () throws(SystemError) in try body(raw) } }.get()
+    }
+}

@@ -1,0 +1,71 @@
+import Glibc
+import SpiritCore
+import SystemPackage
+
+/// What the engine says happened, turned into console lines, log lines and
+/// timeline steps.
+extension SupervisorLoop {
+    func handleNotices() -> Int32? {
+        for notice in engine.takeNotices() {
+            switch notice {
+            case .started(let name, let pid, _):
+                if let (_, fd) = spawner.startedPipes.last(where: { $0.name == name }) {
+                    pipes[fd] = name
+                    spawner.startedPipes.removeAll { $0.fd == fd }
+                }
+                unreadyStarts[name] = (pid, clock.nowMicros)
+                console.debug("service \(name): started, process \(pid)")
+                logs[name]?.note("started, process \(pid)", at: clock.nowMicros)
+            case .ready(let name, let startedAt, let at):
+                unreadyStarts[name] = nil
+                let pid = engine.services.first { $0.definition.name == name }?.pid ?? 0
+                say(.info, "service \(name): ready, process \(pid), in \(formatMilliseconds(at - startedAt)) ms", service: name)
+                timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: pid, startMicros: startedAt,
+                                             endMicros: at, ok: true, detail: "process \(pid) ready"))
+            case .readyTimeout(let name):
+                let start = unreadyStarts.removeValue(forKey: name)
+                say(.warning, "service \(name): not ready in time (no READY=1 on its NOTIFY_SOCKET); it runs on", service: name)
+                let now = clock.nowMicros
+                timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: start?.pid ?? 0,
+                                             startMicros: start?.at ?? now, endMicros: now, ok: false, detail: "not ready in time"))
+            case .exited(let name, let status, let restartIn):
+                if let (pid, at) = unreadyStarts.removeValue(forKey: name) {
+                    timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: pid, startMicros: at,
+                                                 endMicros: clock.nowMicros, ok: false, detail: "\(status) before it was ready"))
+                }
+                let then = restartIn.map { "; restart in \(($0 + 500) / 1000) ms" } ?? ""
+                say(restartIn == nil ? .info : .warning, "service \(name): \(status)\(then)", service: name)
+            case .startFailed(let name, let reason, let restartIn):
+                let then = restartIn.map { "; again in \(($0 + 500) / 1000) ms" } ?? ""
+                say(.error, "service \(name): \(reason)\(then)", service: name)
+                let now = clock.nowMicros
+                timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: 0, startMicros: now, endMicros: now,
+                                             ok: false, detail: reason))
+            case .failed(let name, let reason):
+                say(.error, "service \(name): failed: \(reason); 'spiritctl start \(name)' tries again", service: name)
+            case .stopping(let name, let signal):
+                console.debug("service \(name): sent \(Signal.name(signal))")
+            case .killed(let name, let after):
+                say(.warning, "service \(name): still running \(formatMilliseconds(after)) ms after its stop signal; SIGKILL", service: name)
+            case .stopped(let name, let took, let killed):
+                let how = killed ? "killed" : "stopped"
+                say(.info, (shutdownStarted == nil ? "service \(name): " : "shutdown: \(name) ") + "\(how) in \(formatMilliseconds(took)) ms",
+                    service: name)
+            case .allReady:
+                try? Kernel.writeFile(paths.ready, "\(formatMilliseconds(clock.nowMicros))\n")
+                if systemMode, Kernel.parentPID == 1 {
+                    try? Kernel.kill(1, SIGHUP)
+                } else {
+                    say(.info, "ready")
+                }
+            case .allStopped:
+                if let started = shutdownStarted {
+                    say(.info, "shutdown: all services stopped in \(formatMilliseconds(clock.nowMicros - started)) ms")
+                    finish()
+                    return 0
+                }
+            }
+        }
+        return nil
+    }
+}
