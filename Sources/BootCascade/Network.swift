@@ -124,7 +124,7 @@ public struct Network: Sendable {
         let outcome = Outcome()
         for name in names {
             Kernel.remove(leaseDirectory + "/\(name).lease")
-            _ = try? run(ip, ["ip", "link", "set", name, "up"])
+            _ = try? Spawn.run(ip, ["ip", "link", "set", name, "up"])
         }
         DispatchQueue.concurrentPerform(iterations: names.count) { index in
             let name = names[index]
@@ -158,12 +158,5 @@ public struct Network: Sendable {
         }
         if let lease = outcome.monitor.withLock({ outcome.lease }) { return lease }
         throw SpiritError("no network: " + outcome.monitor.withLock { outcome.failures.sorted() }.joined(separator: "; "))
-    }
-
-    func run(_ path: String, _ arguments: [String]) throws {
-        let pid = try Spawn.spawn(path, arguments)
-        guard let status = try Spawn.wait(pid)?.status, status == .exited(0) else {
-            throw SpiritError("\(arguments.joined(separator: " ")) failed")
-        }
     }
 }

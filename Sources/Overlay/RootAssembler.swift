@@ -84,22 +84,15 @@ public struct RootAssembler {
             // (0.12 s with them given).
             let uuid = try Kernel.readText("/proc/sys/kernel/random/uuid").trimmed
             let seed = try Kernel.readText("/proc/sys/kernel/random/uuid").trimmed
-            try run(mke2fs, ["mke2fs", "-q", "-t", "ext4", "-O", "^has_journal", "-m", "0", "-L", "spirit-rw",
-                             "-U", uuid, "-E", "hash_seed=\(seed)", device])
+            try Spawn.run(mke2fs, ["mke2fs", "-q", "-t", "ext4", "-O", "^has_journal", "-m", "0", "-L", "spirit-rw",
+                                   "-U", uuid, "-E", "hash_seed=\(seed)", device])
         case .tmpfs:
-            try run(mkswap, ["mkswap", device])
+            try Spawn.run(mkswap, ["mkswap", device])
             try Kernel.swapOn(device)
         }
         try Kernel.mount(layout.readWriteMount(config.upper, zramDevice: device, bytes: bytes))
         try Kernel.makeDirectory(layout.upper)
         try Kernel.makeDirectory(layout.work)
         return bytes
-    }
-
-    func run(_ path: String, _ arguments: [String]) throws {
-        let pid = try Spawn.spawn(path, arguments)
-        guard let status = try Spawn.wait(pid)?.status, status == .exited(0) else {
-            throw SpiritError("\(arguments.joined(separator: " ")) failed")
-        }
     }
 }

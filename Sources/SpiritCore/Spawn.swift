@@ -69,6 +69,17 @@ public enum Spawn {
         return pid
     }
 
+    /// Runs a tool to its end and requires exit status 0; otherwise the
+    /// error says the command and how it ended (`mkfs.vfat -n CROM_SPIRIT
+    /// /dev/sdb failed: exited with status 1`).
+    public static func run(_ path: String, _ arguments: [String], environment: [String] = Spawn.baseEnvironment) throws {
+        let pid = try spawn(path, arguments, environment: environment)
+        let status = try wait(pid)?.status
+        guard status == .exited(0) else {
+            throw SpiritError("\(arguments.joined(separator: " ")) failed: \(status.map(\.description) ?? "its status is unknown")")
+        }
+    }
+
     /// Waits for `pid` (or any child, for -1). nil with `noHang` when none
     /// has ended; throws ECHILD when there is no child to wait for.
     public static func wait(_ pid: pid_t = -1, noHang: Bool = false) throws(SystemError) -> (pid: pid_t, status: ExitStatus)? {

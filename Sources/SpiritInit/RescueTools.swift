@@ -272,11 +272,11 @@ enum RescueTools {
             // busybox calls it mkfs.vfat in the initramfs, mkdosfs in the image.
             let mkfs = ["/sbin/mkfs.vfat", "/sbin/mkdosfs", "/usr/sbin/mkfs.vfat"].first(where: Kernel.exists) ?? "/sbin/mkfs.vfat"
             // busybox picks the applet by argv[0].
-            try runTool(mkfs, [String(mkfs.split(separator: "/").last ?? "mkfs.vfat"), "-n", USBSeedSource.label, device])
+            try Spawn.run(mkfs, [String(mkfs.split(separator: "/").last ?? "mkfs.vfat"), "-n", USBSeedSource.label, device])
             try Kernel.makeDirectory(target, parents: true)
             try Kernel.mount(MountSpec(source: device, target: target, fstype: "vfat", data: "iocharset=utf8"))
             defer { _ = try? Kernel.unmount(target) }
-            try runTool("/bin/cp", ["cp", image, target + "/" + manifest.image])
+            try Spawn.run("/bin/cp", ["cp", image, target + "/" + manifest.image])
             try Kernel.writeFile(target + "/" + MediaFiles.manifest, manifest.json)
             Kernel.sync()
         } catch {
@@ -289,13 +289,6 @@ enum RescueTools {
 
     static func readFullLink(_ path: String) -> String {
         Kernel.readLink(path) ?? ""
-    }
-
-    static func runTool(_ path: String, _ arguments: [String]) throws {
-        let pid = try Spawn.spawn(path, arguments)
-        guard let status = try Spawn.wait(pid)?.status, status == .exited(0) else {
-            throw SpiritError("\(arguments.joined(separator: " ")) failed")
-        }
     }
 }
 
