@@ -96,52 +96,17 @@ enum ControlCommand {
 
     /// Sends one request; copies the answer's body to stdout as it comes.
     static func send(_ request: ControlRequest, to socket: String) -> Int32 {
-        let connection: Socket
-        do {
-            connection = try Socket.connectUnix(socket)
-        } catch {
-            complain("\(SystemError(error.operation, error.errno, hint: "is the supervisor running?"))")
-            return 111
+        var written = true
+        let head = ControlChannel.send(request.line, to: socket, server: "supervisor") { chunk in
+            written = (try? chunk.withBytes { raw throws(SystemError) in try Kernel.write(1, raw, "standard output") }) != nil
+            return written
         }
-        defer { connection.close() }
-        do {
-            try connection.write(Array((request.line + "\n").utf8))
-        } catch {
-            complain("\(SystemError("send a request to \(socket)", error.errno))")
-            return 111
+        switch head {
+        case .ok:
+            return written ? 0 : 111
+        case .error(let code, let message):
+            complain(message)
+            return code
         }
-        var header: [UInt8] = []
-        var pending: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        var code: Int32? = nil
-        while true {
-            let n = (try? buffer.withMutableBytes { raw throws(SystemError) in try connection.read(into: raw) }) ?? 0
-            if n <= 0 { break }
-            if code == nil {
-                header += buffer[0..<n]
-                guard let newline = header.firstIndex(of: 0x0A) else { continue }
-                let first = String(decoding: header[..<newline], as: UTF8.self)
-                pending = Array(header[(newline + 1)...])
-                if first == "ok" {
-                    code = 0
-                } else {
-                    // `error <code> <message>`
-                    let parts = first.split(separator: " ", maxSplits: 2).map(String.init)
-                    complain(parts.count == 3 ? parts[2] : "the supervisor answered '\(first)'")
-                    return parts.count == 3 ? Int32(parts[1]) ?? 111 : 111
-                }
-            } else {
-                pending = Array(buffer[0..<n])
-            }
-            guard (try? pending.withBytes({ raw throws(SystemError) in try Kernel.write(1, raw, "standard output") })) != nil else {
-                return 111
-            }
-            pending = []
-        }
-        guard let code else {
-            complain("the supervisor at \(socket) closed the connection without an answer")
-            return 111
-        }
-        return code
     }
 }

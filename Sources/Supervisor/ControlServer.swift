@@ -7,12 +7,8 @@ import SystemPackage
 /// keeps the connection as a follower.
 extension SupervisorLoop {
     func acceptConnection() {
-        guard let connection = try? control?.acceptUnix() else { return }
+        guard let control, let (connection, line, uid) = ControlChannel.accept(on: control) else { return }
         let fd = connection.fd
-        // The request is read first even from a stranger, so that the
-        // answer is not lost to a connection reset.
-        let line = connection.readLine(limit: 1024, milliseconds: 1000)
-        let uid = (try? connection.peerUID()).map { Int($0) } ?? -1
         guard uid == 0 else {
             reply(fd, error: 111, "permission denied: the control socket answers only root (you are uid \(uid))")
             connection.close()
@@ -30,6 +26,8 @@ extension SupervisorLoop {
         }
         if answer(fd, request) {
             followers[fd] = request.service
+            // A follower only ever reads: input or a hangup ends it.
+            events.watch(fd) { [unowned self] fd in dropFollower(fd) }
         } else {
             connection.close()
         }
@@ -88,19 +86,22 @@ extension SupervisorLoop {
 
     func sendToFollowers(_ name: String, _ lines: [String]) {
         for (fd, service) in followers where service == name {
-            if !write(fd, lines.joined(separator: "\n") + "\n") {
-                followers[fd] = nil
-                Kernel.close(fd)
-            }
+            if !write(fd, lines.joined(separator: "\n") + "\n") { dropFollower(fd) }
         }
     }
 
+    func dropFollower(_ fd: CInt) {
+        followers[fd] = nil
+        events.unwatch(fd)
+        Kernel.close(fd)
+    }
+
     func reply(_ fd: CInt, _ body: String) {
-        _ = write(fd, "ok\n" + (body.isEmpty ? "" : body + "\n"))
+        _ = write(fd, ControlChannel.ok(body))
     }
 
     func reply(_ fd: CInt, error code: Int, _ message: String) {
-        _ = write(fd, "error \(code) \(message)\n")
+        _ = write(fd, ControlChannel.error(code: code, message))
     }
 
     @discardableResult

@@ -9,9 +9,9 @@ import SystemPackage
 /// when every enabled service has settled; SIGTERM stops every service in
 /// reverse dependency order, after which it exits 0.
 ///
-/// One thread, one poll(2): the signalfd (SIGCHLD, SIGTERM), the control
-/// socket and its connections, each service's notify socket and output
-/// pipe, and the engine's next deadline as the timeout.
+/// One thread, one EventLoop: the signalfd (SIGCHLD, SIGTERM), the control
+/// socket and its followers, each service's notify socket and output pipe,
+/// with the engine's next deadline as the timeout.
 public final class SupervisorLoop {
     let paths: SupervisorPaths
     let console: Console
@@ -30,6 +30,7 @@ public final class SupervisorLoop {
     var followers: [CInt: String] = [:]
     var control: Socket?
     var signals: SignalQueue! = nil
+    let events = EventLoop()
     var shutdownStarted: Int64? = nil
     /// Starts not yet in the timeline (a notify service before READY=1):
     /// if the process ends first, its start goes in as failed.
@@ -109,7 +110,9 @@ public final class SupervisorLoop {
         }
         if definition.readiness == .notify, !notifySockets.values.contains(definition.name) {
             do {
-                notifySockets[try Socket.bindUnixDatagram(spawner.notifySocket(definition.name)).fd] = definition.name
+                let socket = try Socket.bindUnixDatagram(spawner.notifySocket(definition.name))
+                notifySockets[socket.fd] = definition.name
+                events.watch(socket.fd) { [unowned self] fd in readNotification(fd, definition.name) }
             } catch {
                 say(.error, "\(error)", service: definition.name)
             }
@@ -117,42 +120,25 @@ public final class SupervisorLoop {
     }
 
     func loop() -> Int32 {
+        events.watch(signals.fd) { [unowned self] _ in readSignals() }
+        if let control { events.watch(control.fd) { [unowned self] _ in acceptConnection() } }
         while true {
-            var fds = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
-            if let control { fds.append(pollfd(fd: control.fd, events: Int16(POLLIN), revents: 0)) }
-            for fd in notifySockets.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-            for fd in pipes.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
-            for fd in followers.keys { fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0)) }
             let timeout = engine.nextDeadline.map { Int(clamping: max(0, ($0 - clock.nowMicros + 999) / 1000)) }
             do {
-                try Kernel.poll(&fds, milliseconds: timeout)
+                try events.runOnce(milliseconds: timeout)
             } catch {
                 console.error("\(error)")
                 return 111
-            }
-            for entry in fds where entry.revents != 0 {
-                if entry.fd == signals.fd {
-                    if let code = readSignals() { return code }
-                } else if entry.fd == control?.fd {
-                    acceptConnection()
-                } else if let name = notifySockets[entry.fd] {
-                    readNotification(entry.fd, name)
-                } else if let name = pipes[entry.fd] {
-                    readOutput(entry.fd, name)
-                } else if followers[entry.fd] != nil {
-                    // A follower only ever reads: input or a hangup ends it.
-                    followers[entry.fd] = nil
-                    Kernel.close(entry.fd)
-                }
             }
             engine.tick()
             if let code = handleNotices() { return code }
         }
     }
 
-    /// Returns an exit code when the supervisor is done.
-    func readSignals() -> Int32? {
-        guard let (signal, _) = try? signals.next() else { return nil }
+    /// SIGCHLD: reap; SIGTERM, SIGINT: stop every service (the loop ends
+    /// when they have stopped).
+    func readSignals() {
+        guard let (signal, _) = try? signals.next() else { return }
         switch signal {
         case SIGCHLD:
             Reaper.reap { pid, status in
@@ -175,7 +161,6 @@ public final class SupervisorLoop {
         default:
             break
         }
-        return nil
     }
 
     func finish() {
@@ -206,6 +191,7 @@ public final class SupervisorLoop {
             // End of file: the service and everything it started closed it.
             logs[name]?.finish(at: clock.nowMicros)
             pipes[fd] = nil
+            events.unwatch(fd)
             Kernel.close(fd)
             return
         }

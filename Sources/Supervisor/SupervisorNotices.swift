@@ -11,6 +11,7 @@ extension SupervisorLoop {
             case .started(let name, let pid, _):
                 if let (_, fd) = spawner.startedPipes.last(where: { $0.name == name }) {
                     pipes[fd] = name
+                    events.watch(fd) { [unowned self] fd in readOutput(fd, name) }
                     spawner.startedPipes.removeAll { $0.fd == fd }
                 }
                 unreadyStarts[name] = (pid, clock.nowMicros)

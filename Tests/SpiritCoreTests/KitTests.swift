@@ -1,0 +1,95 @@
+import Glibc
+import SpiritCore
+import Synchronization
+import Testing
+
+/// The daemon kit: the event loop and the control channel, on real
+/// descriptors (pipes and a Unix socket in /tmp; no root needed).
+@Suite struct EventLoopTests {
+    @Test func aReadableDescriptorRunsItsHandlerAndATimeoutRunsNone() throws {
+        let pipe = try Kernel.outputPipe()
+        defer { Kernel.close(pipe.read); Kernel.close(pipe.write) }
+        let loop = EventLoop()
+        var calls: [CInt] = []
+        loop.watch(pipe.read) { calls.append($0) }
+        try loop.runOnce(milliseconds: 10)
+        #expect(calls.isEmpty)
+        try Kernel.write(pipe.write, "x", "the test pipe")
+        try loop.runOnce(milliseconds: 1000)
+        #expect(calls == [pipe.read])
+    }
+
+    @Test func anUnwatchedDescriptorIsNotCalledEvenWhenReadyInTheSameRound() throws {
+        let first = try Kernel.outputPipe()
+        let second = try Kernel.outputPipe()
+        defer { [first.read, first.write, second.read, second.write].forEach(Kernel.close) }
+        let loop = EventLoop()
+        var calls: [String] = []
+        loop.watch(first.read) { _ in
+            calls.append("first")
+            loop.unwatch(second.read)
+        }
+        loop.watch(second.read) { _ in calls.append("second") }
+        try Kernel.write(first.write, "x", "pipe 1")
+        try Kernel.write(second.write, "y", "pipe 2")
+        try loop.runOnce(milliseconds: 1000)
+        #expect(calls == ["first"])
+        #expect(!loop.isWatching(second.read))
+    }
+}
+
+@Suite struct ControlChannelTests {
+    @Test(arguments: [
+        ("ok", ControlChannel.Head.ok),
+        ("error 100 unknown service 'x'", .error(code: 100, message: "unknown service 'x'")),
+        ("error 111 permission denied: root only", .error(code: 111, message: "permission denied: root only")),
+        ("hello", .error(code: 111, message: "the supervisor answered 'hello'")),
+        ("error x y", .error(code: 111, message: "the supervisor answered 'error x y'")),
+    ])
+    func heads(_ line: String, _ head: ControlChannel.Head) {
+        #expect(ControlChannel.Head(line: line, server: "supervisor") == head)
+    }
+
+    @Test func framing() {
+        #expect(ControlChannel.ok("") == "ok\n")
+        #expect(ControlChannel.ok("a\nb") == "ok\na\nb\n")
+        #expect(ControlChannel.error(code: 100, "bad") == "error 100 bad\n")
+    }
+
+    @Test func aClientAndAServerSpeakIt() throws {
+        let path = "/tmp/spirit-control-test-\(Kernel.pid).sock"
+        let listener = try Socket.listenUnix(path)
+        defer {
+            listener.close()
+            Kernel.remove(path)
+        }
+        let served = Mutex<(String?, Int)?>(nil)
+        try Threads.start {
+            // The listener is non-blocking: wait for the client first.
+            guard (try? listener.waitReadable(milliseconds: 5000)) == true,
+                  let (connection, request, uid) = ControlChannel.accept(on: listener) else { return }
+            served.withLock { $0 = (request, uid) }
+            try? Kernel.write(connection.fd, ControlChannel.ok("line 1\nline 2"), socket: true, "the test client")
+            connection.close()
+        }
+        var body: [UInt8] = []
+        let head = ControlChannel.send("status json", to: path) { chunk in
+            body += chunk
+            return true
+        }
+        #expect(head == .ok)
+        #expect(String(decoding: body, as: UTF8.self) == "line 1\nline 2\n")
+        #expect(served.withLock { $0?.0 } == "status json")
+        #expect(served.withLock { $0?.1 } == Int(getuid()))
+    }
+
+    @Test func noServerIsAnErrorThatSaysSo() {
+        let head = ControlChannel.send("status", to: "/tmp/spirit-no-such-socket", server: "supervisor") { _ in true }
+        guard case .error(let code, let message) = head else {
+            Issue.record("expected an error")
+            return
+        }
+        #expect(code == 111)
+        #expect(message.contains("is the supervisor running?"))
+    }
+}
