@@ -1,9 +1,8 @@
 import SpiritCore
 
-/// switch_root, for PID 1 only. pivot_root(2) does not work from an
-/// initramfs, so (like busybox's switch_root and systemd) it moves the API
-/// filesystems into the new root, deletes the initramfs's files to free
-/// their RAM, moves the new root onto /, chroots into it and execs its init.
+/// switch_root, for PID 1 only: what is checked before anything changes,
+/// and the mounts carried into the new root. The steps themselves are
+/// RootPlan.switchRoot's plan.
 public enum SwitchRoot {
     /// The mounts carried into the new root.
     public static let carried = ["/dev", "/proc", "/sys", "/run"]
@@ -17,22 +16,5 @@ public enum SwitchRoot {
         guard try Kernel.status("/").device != Kernel.status(newRoot).device else {
             throw SpiritError("nothing is mounted on \(newRoot)")
         }
-    }
-
-    /// Moves the carried mounts and the new root, frees the initramfs and
-    /// chroots. After this, the process runs in the new root.
-    public static func enter(newRoot: String, console: Console) throws {
-        for path in carried {
-            try Kernel.makeDirectory(newRoot + path)
-            try Kernel.mount(MountSpec(source: path, target: newRoot + path, fstype: "", flags: [.move]))
-        }
-        if let root = try? Kernel.status("/") {
-            let freed = Kernel.removeTree("/", device: root.device, keep: newRoot)
-            console.debug("switch_root: freed \(freed >> 10) KiB of initramfs files")
-        }
-        try Kernel.changeDirectory(newRoot)
-        try Kernel.mount(MountSpec(source: ".", target: "/", fstype: "", flags: [.move]))
-        try Kernel.changeRoot(".")
-        try? Kernel.changeDirectory("/")
     }
 }

@@ -40,7 +40,9 @@ public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
 /// A bad value is never fatal: it becomes a `BootConfig.Warning` naming the
 /// flag, what was wrong with it and what is used instead.
 public struct BootConfig: Sendable, Equatable {
-    public static let defaultHTTPURL = "https://boot.crom.run/spirit/"
+    /// The design's server over plain HTTP: this build's boot client has no
+    /// TLS, and the signed manifest, not the transport, guards the image.
+    public static let defaultHTTPURL = "http://boot.crom.run/spirit/"
     public static let defaultNBDPort = 10809
     public static let defaultNetworkTimeout = 10
 
@@ -148,6 +150,12 @@ public struct BootConfig: Sendable, Equatable {
             guard let value, Self.isHTTPURL(value) else {
                 httpURL = Self.defaultHTTPURL
                 return "expected an http:// or https:// URL; using \(Self.defaultHTTPURL)"
+            }
+            if value.lowercased().hasPrefix("https://") {
+                // Said now, not when the source fails: the boot goes on over
+                // HTTP, which the signed manifest makes safe for the image.
+                httpURL = "http://" + value.dropFirst("https://".count)
+                return "this build's HTTP client has no TLS; using \(httpURL) (the signed manifest still guards the image)"
             }
             httpURL = value
         case .gpu:
@@ -289,5 +297,55 @@ public struct BootConfig: Sendable, Equatable {
         let bytes = Array(text.utf8)
         let doubleColons = bytes.indices.dropLast().filter { bytes[$0] == 0x3A && bytes[$0 + 1] == 0x3A }.count
         return text.contains(":") && hex && doubleColons <= 1 && groups.count <= 8 && (doubleColons == 1 || groups.count == 8)
+    }
+}
+
+/// The boot contract: the flags the boot worker parsed and checked once,
+/// written to /run/spirit/boot-config.json, and read from there by PID 1 in
+/// stage 2, the supervisor and the services instead of /proc/cmdline.
+extension BootConfig {
+    /// The flags in effect as a command line that `parse` reads back to this
+    /// very configuration without a warning.
+    public var canonicalFlags: [String] {
+        var flags = ["crom.debug=\(debug ? 1 : 0)", "crom.mode=\(mode.rawValue)", "crom.nodus=\(nodus.rawValue)"]
+        if let nodusServer { flags.append("crom.nodus.server=\(nodusServer)") }
+        flags += ["crom.nodus.stream=\(nodusStream ? 1 : 0)", "crom.http=\(httpURL)", "crom.gpu=\(gpuPassthrough ? "passthrough" : "off")"]
+        if let ramLimitMiB { flags.append("crom.ram.limit=\(ramLimitMiB)") }
+        flags.append("crom.network.timeout=\(networkTimeoutSeconds)")
+        if !breakPoints.isEmpty { flags.append("crom.break=" + breakPoints.sorted().map(\.rawValue).joined(separator: ",")) }
+        if !extraModules.isEmpty { flags.append("crom.modules=" + extraModules.joined(separator: ",")) }
+        flags += ["crom.upper=\(upper.rawValue)", "crom.console=\(console ? "on" : "off")"]
+        return flags
+    }
+
+    /// The boot-config.json document: the canonical flags (what readers
+    /// parse), the warnings the worker gave, the other kernel parameters.
+    public func json(warnings: [Warning]) -> String {
+        "{\"flags\":[" + canonicalFlags.map(jsonString).joined(separator: ",") + "],"
+            + "\"warnings\":[" + warnings.map { jsonString($0.description) }.joined(separator: ",") + "],"
+            + "\"kernel\":[" + otherParameters.map { jsonString($0.description) }.joined(separator: ",") + "]}\n"
+    }
+
+    /// Reads a boot-config.json document.
+    public init(json bytes: [UInt8]) throws(SpiritError) {
+        let document: JSONValue
+        do {
+            document = try JSONReader.parse(bytes)
+        } catch {
+            throw SpiritError("not a boot configuration: \(error)")
+        }
+        guard case .array(let flags)? = document["flags"], case .array(let kernel)? = document["kernel"] else {
+            throw SpiritError("not a boot configuration: no flags and kernel arrays")
+        }
+        let text = (flags + kernel).compactMap(\.string).joined(separator: " ")
+        self = BootConfig.parse(text).0
+    }
+
+    /// This boot's configuration: the worker's boot-config.json when it is
+    /// there (stage 2 and after), else the kernel command line parsed here
+    /// (stage 1, before the worker has run; or a file that cannot be read).
+    public static func current(file: String = RunFiles.bootConfig, commandLine: String = "/proc/cmdline") -> BootConfig {
+        if let bytes = try? Kernel.readFile(file), let config = try? BootConfig(json: bytes) { return config }
+        return parse((try? Kernel.readText(commandLine)) ?? "").0
     }
 }

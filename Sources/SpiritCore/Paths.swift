@@ -1,7 +1,27 @@
-/// The files through which Spirit's processes talk during the boot, and the
-/// exit code that means "go to the rescue shell".
+/// Every file through which Spirit's processes hand things to each other
+/// under /run/spirit (one table: PID 1, the boot worker, the cascade, the
+/// rescue tools, the supervisor and the services read the same names), and
+/// the exit code that means "go to the rescue shell".
 public enum RunFiles {
     public static let directory = "/run/spirit"
+    /// The boot's flags, parsed and checked once by the boot worker
+    /// (BootConfig.json): PID 1 in stage 2, the supervisor and the services
+    /// read this instead of /proc/cmdline.
+    public static let bootConfig = directory + "/boot-config.json"
+    /// Extra kernel parameters for the next boot attempt, one line, read
+    /// once and deleted by the boot worker: how `spirit-fetch URL` makes the
+    /// next attempt boot from that URL.
+    public static let bootFlags = directory + "/boot-flags"
+    /// The rescue shell's pid, written by PID 1: `spirit-fetch` ends that
+    /// shell so that PID 1 tries the boot again.
+    public static let rescueShellPID = directory + "/rescue-shell.pid"
+    /// Why each source gave up in the last cascade, one `source: reason`
+    /// a line, for `spirit-diag`.
+    public static let cascadeReport = directory + "/cascade.txt"
+    /// The verified manifest of the image in RAM, for `spirit-usb`.
+    public static let imageManifest = directory + "/image.manifest.json"
+    // The boot timeline, timeline.jsonl and timeline.json, is Timeline's
+    // (its directory can be another in tests).
     /// The boot worker's pid, for a person at a break shell.
     public static let workerPID = directory + "/worker.pid"
     /// Why the boot worker gave up; PID 1 prints it as `spirit: rescue: …`.

@@ -25,12 +25,19 @@ struct BootWorker {
         }
         var flags = commandLine.trimmed
         // One attempt's extra flags, from `spirit-fetch` in the rescue shell.
-        if let extra = try? Kernel.readText(CascadeFiles.bootFlags) {
-            Kernel.remove(CascadeFiles.bootFlags)
+        if let extra = try? Kernel.readText(RunFiles.bootFlags) {
+            Kernel.remove(RunFiles.bootFlags)
             flags += " " + extra.trimmed
             Console().info("this attempt adds: \(extra.trimmed)")
         }
         let (config, warnings) = BootConfig.parse(flags)
+        // The one parse of the boot's flags: stage 2 and the services read this file.
+        do {
+            try Kernel.makeDirectory(RunFiles.directory, parents: true)
+            try Kernel.writeFileAtomically(RunFiles.bootConfig, config.json(warnings: warnings))
+        } catch {
+            Console().warning("\(error); stage 2 will read /proc/cmdline instead")
+        }
         let worker = BootWorker(config: config, console: Console(debug: config.debug))
         for warning in warnings { worker.console.warning("\(warning)") }
         worker.console.debug("flags: " + config.effectiveFlags.joined(separator: " "))
@@ -61,7 +68,7 @@ struct BootWorker {
             // saying why it gave up; PID 1 then prints `spirit: rescue: <reason>`.
             console.info(Self.noImageMessage)
             for (source, reason) in failure.sources { console.info("\(source): \(reason)") }
-            try? Kernel.writeFile(CascadeFiles.report, failure.sources.map { "\($0.source): \($0.reason)\n" }.joined())
+            try? Kernel.writeFile(RunFiles.cascadeReport, failure.sources.map { "\($0.source): \($0.reason)\n" }.joined())
             throw failure
         }
         try pause(before: .switchRoot)
@@ -97,24 +104,33 @@ struct BootWorker {
     /// failure while the image is read or checked is the source's (a
     /// broken disk, a server that broke off, a tampered image): the
     /// cascade goes on to the next source. A failure after the media is let
-    /// go (zram, the mounts) is the machine's: rescue.
+    /// go (zram, the mounts) is the machine's: rescue. Either way the plan
+    /// has undone what it did.
     func build(from found: FoundImage) throws {
         try pause(before: .root)
-        let layout = RootLayout()
-        var released = false
         do {
             try RootAssembler(config: config, console: console, timeline: timeline)
-                .assemble(manifest: found.manifest, openImage: found.openImage, releaseMedia: {
-                    released = true
-                    found.release()
-                })
-            try? Kernel.writeFile(CascadeFiles.manifest, found.manifest.json)
-        } catch let error as ManifestError {
-            throw Cascade.Refusal("\(error)")
-        } catch where !released {
+                .assemble(manifest: found.manifest, openImage: found.openImage, releaseMedia: found.release)
+            try? Kernel.writeFile(RunFiles.imageManifest, found.manifest.json)
+        } catch let failure as PlanFailure where Self.isTheSources(failure) {
+            throw Cascade.Refusal("\(failure)")
+        } catch let failure as PlanFailure {
+            throw failure
+        } catch {
+            // The plan could not be made (no zram device): the media goes.
             found.release()
-            _ = try? Kernel.unmount(layout.imageDirectory)
-            throw Cascade.Refusal("\(error)")
+            throw error
+        }
+    }
+
+    /// Whose failure it is: the source's before the copy starts (the
+    /// tmpfs for the image) and when the image does not match its manifest;
+    /// from the copy on, once the media is let go, the machine's.
+    static func isTheSources(_ failure: PlanFailure) -> Bool {
+        switch failure.step {
+        case .action(RootPlan.Action.verify, _): true
+        case .action(RootPlan.Action.copy, _): false
+        default: failure.phase == "copy"
         }
     }
 

@@ -30,31 +30,6 @@ enum ImageCommand {
         }
     }
 
-    struct UsageError: Error { var message: String }
-
-    /// `--name value` pairs and bare words.
-    struct Options {
-        var named: [String: String] = [:]
-        var words: [String] = []
-
-        init(_ arguments: [String]) throws {
-            var rest = arguments[...]
-            while let word = rest.popFirst() {
-                if word.hasPrefix("--") {
-                    guard let value = rest.popFirst() else { throw UsageError(message: "\(word) needs a value") }
-                    named[String(word.dropFirst(2))] = value
-                } else {
-                    words.append(word)
-                }
-            }
-        }
-
-        func required(_ name: String) throws -> String {
-            guard let value = named[name] else { throw UsageError(message: "--\(name) is required") }
-            return value
-        }
-    }
-
     static func keygen(_ options: Options) throws {
         guard options.words.count == 1, let path = options.words.first else { throw UsageError(message: "keygen takes one KEY path") }
         guard !Kernel.exists(path) else { throw SpiritError("\(path) exists; remove it first to make a new key") }

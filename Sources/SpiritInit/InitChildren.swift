@@ -40,7 +40,7 @@ extension InitProcess {
             console.debug("the rescue watcher \(status)")
         } else if pid == shell {
             shell = nil
-            Kernel.remove(CascadeFiles.rescueShellPID)
+            Kernel.remove(RunFiles.rescueShellPID)
             if let watcher = rescueWatcher {
                 try? Kernel.kill(watcher, SIGTERM)
                 rescueWatcher = nil
@@ -86,7 +86,7 @@ extension InitProcess {
         console.info("rescue tools: spirit-diag, spirit-mount DEVICE, spirit-fetch URL, spirit-usb [DEVICE], spirit-net scan")
         do {
             shell = try Spawn.spawn("/bin/sh", ["-sh"], options: .init(newSession: true, tty: tty))
-            try? Kernel.writeFile(CascadeFiles.rescueShellPID, "\(shell ?? 0)\n")
+            try? Kernel.writeFile(RunFiles.rescueShellPID, "\(shell ?? 0)\n")
             if stage == 1, rescueWatcher == nil {
                 rescueWatcher = try? Spawn.spawn("/proc/self/exe", ["spirit", "rescue-watch"],
                                                  environment: Spawn.baseEnvironment + ["SWIFT_DETERMINISTIC_HASHING=1"])
@@ -102,7 +102,6 @@ extension InitProcess {
     mutating func switchRoot() {
         let newRoot = RootLayout().sysroot
         let initPath = "/sbin/init"
-        let start = Kernel.bootTimeMicros()
         do {
             try SwitchRoot.check(newRoot: newRoot, initPath: initPath)
         } catch {
@@ -110,16 +109,14 @@ extension InitProcess {
             return
         }
         stopEveryProcess(grace: 0)
+        let plan = RootPlan.switchRoot(newRoot: newRoot, initPath: initPath, arguments: [Self.switchedRootFlag])
+        console.debug("switch_root plan:\n" + plan.shell)
         do {
-            try SwitchRoot.enter(newRoot: newRoot, console: console)
+            try PlanRunner(timeline: timeline, note: { [console] in console.debug("switch_root: \($0)") }).run(plan)
         } catch {
-            enterRescue(reason: "switch_root failed: \(error)")
-            return
+            enterRescue(reason: error.phase == "exec" ? "\(SystemError("exec \(initPath) in the new root", (error.underlying as? SystemError)?.errno ?? .ioError))"
+                                                      : "switch_root failed: \(error)")
         }
-        timeline.record(TimelineStep(step: "switch_root", process: "init", pid: Kernel.pid, startMicros: start,
-                                     endMicros: Kernel.bootTimeMicros(), ok: true, detail: "into \(newRoot), exec \(initPath)"))
-        let failure = Kernel.execute(initPath, ["init", Self.switchedRootFlag], environment: Spawn.baseEnvironment)
-        enterRescue(reason: "\(SystemError("exec \(initPath) in the new root", failure.errno))")
     }
 
     /// Stage 2: the supervisor starts the services and sends SIGHUP when

@@ -52,8 +52,9 @@ struct InitProcess {
         let mountProblems = Self.earlyMounts()
         Self.ensureConsole()
 
-        let commandLine = (try? Kernel.readText("/proc/cmdline")) ?? ""
-        let (config, _) = BootConfig.parse(commandLine)
+        // Stage 2 reads the flags the boot worker checked (boot-config.json);
+        // stage 1 has only the kernel's command line.
+        let config = BootConfig.current()
         var process = InitProcess(stage: arguments.contains(switchedRootFlag) ? 2 : 1, config: config,
                                   console: Console(debug: config.debug))
         process.start(started: started, mainStarted: mainStarted, mountProblems: mountProblems)

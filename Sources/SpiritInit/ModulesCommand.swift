@@ -118,7 +118,7 @@ enum ModulesCommand {
     /// crom.gpu=passthrough. Ready (READY=1) after that pass; with --watch
     /// it then loads the drivers of devices that appear, until stopped.
     static func coldplug(index: ModuleIndex, root: String, release: String, watch: Bool, console: Console) -> Int32 {
-        let (config, _) = BootConfig.parse((try? Kernel.readText("/proc/cmdline")) ?? "")
+        let config = BootConfig.current()
         let held = config.heldModuleGroups(console: console)
         let uevents: UeventSocket?
         if watch {

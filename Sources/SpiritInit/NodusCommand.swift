@@ -8,8 +8,6 @@ import SpiritCore
 /// NBD, answer discovery), and the client side by hand: info, fetch,
 /// attach (a kernel /dev/nbdN), detach. `spirit net scan` looks for peers.
 enum NodusCommand {
-    typealias Options = ImageCommand.Options
-    typealias UsageError = ImageCommand.UsageError
 
     static func run(_ arguments: [String]) -> Int32 {
         guard let verb = arguments.first else { return Usage.fail("nodus needs serve, info, fetch, attach or detach") }

@@ -123,7 +123,7 @@ enum RescueTools {
         }
 
         section("boot sources (last attempt)")
-        print((try? Kernel.readText(CascadeFiles.report))?.trimmed ?? "no cascade report (the cascade has not given up)")
+        print((try? Kernel.readText(RunFiles.cascadeReport))?.trimmed ?? "no cascade report (the cascade has not given up)")
 
         section("timeline")
         if let document = try? Kernel.readFile(Timeline(process: "").documentPath), let steps = try? TimelineStep.steps(document: document) {
@@ -205,12 +205,12 @@ enum RescueTools {
             try found.manifest.verifySignature(publicKey: try SigningKey.read(InitramfsFiles.signingPublicKey))
             print("\(url): \(found.manifest.image) \(found.manifest.version), \(found.manifest.size >> 20) MiB, "
                   + "SHA-256 \(found.manifest.sha256.prefix(12)): signature valid")
-            try Kernel.writeFile(CascadeFiles.bootFlags, "crom.mode=http crom.http=\(url)\n")
+            try Kernel.writeFile(RunFiles.bootFlags, "crom.mode=http crom.http=\(url)\n")
         } catch {
             console.error("unable to fetch from \(text): \(error)")
             return 111
         }
-        guard let pid = (try? Kernel.readText(CascadeFiles.rescueShellPID)).flatMap({ pid_t($0.trimmed) }), pid > 1 else {
+        guard let pid = (try? Kernel.readText(RunFiles.rescueShellPID)).flatMap({ pid_t($0.trimmed) }), pid > 1 else {
             print("not in the rescue shell: the next boot attempt takes the image from there ('exit' in the rescue shell)")
             return 0
         }
@@ -250,7 +250,7 @@ enum RescueTools {
         }
         let manifest: Manifest
         do {
-            manifest = try Manifest.parse(try Kernel.readFile(CascadeFiles.manifest))
+            manifest = try Manifest.parse(try Kernel.readFile(RunFiles.imageManifest))
         } catch {
             console.error("no running media to write: \(error) (spirit-usb works once Spirit has booted)")
             return 111

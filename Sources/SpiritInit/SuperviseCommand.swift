@@ -30,6 +30,6 @@ enum SuperviseCommand {
     }
 
     static func commandLineDebug() -> Bool {
-        BootConfig.parse((try? Kernel.readText("/proc/cmdline")) ?? "").0.debug
+        BootConfig.current().debug
     }
 }

@@ -68,7 +68,7 @@ import Testing
         ("crom.nodus.server=10.0.0.1:70000", "expected IP[:PORT]"),
         ("crom.nodus.server=300.0.0.1", "expected IP[:PORT]"),
         ("crom.nodus.server=[fe80::1", "expected IP[:PORT]"),
-        ("crom.http=ftp://x/", "expected an http:// or https:// URL; using https://boot.crom.run/spirit/"),
+        ("crom.http=ftp://x/", "expected an http:// or https:// URL; using http://boot.crom.run/spirit/"),
         ("crom.http=http://", "expected an http:// or https:// URL"),
         ("crom.gpu=yes", "expected passthrough or off; using off"),
         ("crom.ram.limit=abc", "expected a whole number of MiB above 0; using no limit"),
@@ -146,5 +146,38 @@ import Testing
         #expect(flags.contains("crom.debug=1"))
         #expect(flags.contains("crom.http=http://a/"))
         #expect(flags.contains("crom.ram.limit=(none)"))
+    }
+
+    @Test(arguments: [
+        "",
+        "crom.debug=1 crom.mode=http crom.http=http://10.0.2.2:8080/x/ crom.network.timeout=5",
+        "crom.mode=nodus crom.nodus=off crom.nodus.server=[fe80::1]:9000 crom.nodus.stream=1 crom.gpu=passthrough",
+        "crom.ram.limit=512 crom.break=modules,root crom.modules=e1000,virtio_net crom.upper=tmpfs crom.console=off",
+        "crom.mode=seed crom.nodus.server=10.0.0.7 quiet console=ttyS0 root=/dev/x",
+    ])
+    func canonicalFlagsReadBackToTheSameConfigWithoutAWarning(_ line: String) {
+        let (config, _) = BootConfig.parse(line)
+        let (again, warnings) = BootConfig.parse(config.canonicalFlags.joined(separator: " "))
+        #expect(warnings.isEmpty)
+        #expect(again.effectiveFlags == config.effectiveFlags)
+    }
+
+    @Test func anHTTPSURLIsSaidAtParseTimeAndUsedOverHTTP() {
+        let (config, warnings) = BootConfig.parse("crom.http=https://example.org/spirit/")
+        #expect(config.httpURL == "http://example.org/spirit/")
+        #expect(warnings.map(\.message) == ["this build's HTTP client has no TLS; using http://example.org/spirit/ (the signed manifest still guards the image)"])
+        #expect(BootConfig().httpURL.hasPrefix("http://"))
+    }
+
+    @Test func theBootConfigFileCarriesTheFlagsWarningsAndKernelParameters() throws {
+        let (config, warnings) = BootConfig.parse("crom.debug=1 crom.mode=floppy crom.http=https://a.example/s/ quiet console=ttyS0")
+        let json = config.json(warnings: warnings)
+        #expect(json.contains("\"crom.http=http://a.example/s/\""))
+        #expect(json.contains("crom.mode=floppy: expected one of"))
+        let read = try BootConfig(json: Array(json.utf8))
+        #expect(read == config)
+        #expect(read.otherParameters.map(\.description) == ["quiet", "console=ttyS0"])
+        #expect(throws: SpiritError.self) { try BootConfig(json: Array("{\"flags\":1}".utf8)) }
+        #expect(throws: SpiritError.self) { try BootConfig(json: Array("not json".utf8)) }
     }
 }

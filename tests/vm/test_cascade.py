@@ -5,6 +5,7 @@ short and resumed), the rescue shell and its tools, crom.mode= forcing a
 source. Each boot checks several things: a TCG boot costs seconds."""
 
 import http.server
+import json
 import re
 import shutil
 import subprocess
@@ -196,9 +197,21 @@ def test_forced_usb_takes_a_late_stick(boot, tmp_path, system_image):
     vm.expect(r"^spirit: debug: cascade: starting usb$")
     vm.expect(rf"^spirit: boot source=usb image={system_image['sha256'][:12]}$")
     assert "boot source=parasite" not in vm.console
+    # crom.debug=1 prints the RAM root's plan as shell, as `spirit boot-plan` does,
+    # and PID 1's switch_root plan.
+    vm.expect(r"^spirit: debug: boot plan:$")
+    vm.expect(r"^spirit: debug: # copy: \d+ KiB into RAM$")
+    vm.expect(r"^spirit: debug: LOOP=\$\(losetup --find --show --read-only /run/spirit/image/rootfs.squashfs\)$")
+    vm.expect(r"^spirit: debug: mount -t overlay -o lowerdir=/run/spirit/lower,upperdir=/run/spirit/rw/upper,workdir=/run/spirit/rw/work overlay /sysroot$")
+    vm.expect(r"^spirit: debug: switch_root plan:$")
+    vm.expect(r"^spirit: debug: exec /sbin/init --switched-root$")
     vm.expect(r"^spirit: ready$")
     steps = {step["step"]: step for step in vm.timeline()["steps"]}
     assert re.match(r"usb: /dev/sd[a-z] \(vfat, CROM_SPIRIT\)", steps["cascade"]["detail"]), steps["cascade"]
+    # The boot worker wrote the flags it checked; stage 2 reads them from there.
+    config = json.loads(vm.check("cat /run/spirit/boot-config.json"))
+    assert "crom.mode=usb" in config["flags"] and "crom.debug=1" in config["flags"], config
+    assert any(parameter.startswith("console=") for parameter in config["kernel"]), config
 
     # spirit-usb writes the running media to a new stick, after a
     # confirmation that names the device and its size.

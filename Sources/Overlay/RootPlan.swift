@@ -1,0 +1,124 @@
+import SpiritCore
+
+/// The RAM root and switch_root as plans (STYLE.md, lesson 1), built from
+/// pure inputs so that `spirit boot-plan` prints them on any machine and
+/// tests check them without root.
+public struct RootPlan: Sendable {
+    /// What the stage-1 plan is made from.
+    public struct Inputs: Sendable, Equatable {
+        public var manifest: Manifest
+        public var memTotalKiB: Int64
+        /// zram's comp_algorithm as the kernel lists it (`lzo lzo-rle lz4 [zstd]`).
+        public var algorithmsOffered: String
+        public var upper: UpperLayer
+        public var ramLimitMiB: Int?
+        /// The free zram device (Zram.freeDevice: zram0, or one from hot_add).
+        public var zramNumber: Int
+
+        public init(manifest: Manifest, memTotalKiB: Int64, algorithmsOffered: String, upper: UpperLayer,
+                    ramLimitMiB: Int?, zramNumber: Int = 0) {
+            self.manifest = manifest
+            self.memTotalKiB = memTotalKiB
+            self.algorithmsOffered = algorithmsOffered
+            self.upper = upper
+            self.ramLimitMiB = ramLimitMiB
+            self.zramNumber = zramNumber
+        }
+    }
+
+    /// The names of the plan's own actions, carried out by RootAssembler.
+    public enum Action {
+        public static let copy = "copy-image"
+        public static let verify = "verify-image"
+    }
+
+    public var layout = RootLayout()
+    public var mke2fs = "/sbin/mke2fs"
+    public var mkswap = "/sbin/mkswap"
+
+    public init() {}
+
+    /// copy (the image into a tmpfs just large enough), verify (its SHA-256
+    /// against the signed manifest), zram (the writable layer), mount (the
+    /// squashfs from a loop device, the overlay on /sysroot).
+    public func stageOne(_ inputs: Inputs) throws(SpiritError) -> BootPlan {
+        let manifest = inputs.manifest
+        let imagePath = layout.imageDirectory + "/" + manifest.image
+        let bytes = Zram.sizeBytes(memTotalKiB: inputs.memTotalKiB, ramLimitMiB: inputs.ramLimitMiB)
+        let algorithms = Zram.candidates(available: inputs.algorithmsOffered)
+        guard !algorithms.isEmpty else {
+            throw SpiritError("zram offers none of \(Zram.preferredAlgorithms.joined(separator: ", ")) (it lists: \(inputs.algorithmsOffered.trimmed))")
+        }
+        let block = "/sys/block/zram\(inputs.zramNumber)"
+        let device = "/dev/zram\(inputs.zramNumber)"
+        var steps: [PlannedStep] = [
+            PlannedStep("copy", .makeDirectory(layout.imageDirectory)),
+            PlannedStep("copy", .mount(layout.imageMount(imageBytes: manifest.size))),
+            PlannedStep("copy", .action(name: Action.copy, shell: "cat IMAGE > \(imagePath)  # from the boot source, SHA-256 computed as it is copied")),
+            PlannedStep("verify", .action(name: Action.verify, shell: "echo '\(manifest.sha256)  \(imagePath)' | sha256sum -c")),
+            // Beside the image, for Nodus: a running Spirit serves both to its peers.
+            PlannedStep("verify", .writeFile(path: layout.imageDirectory + "/" + RootAssembler.manifestFile, contents: manifest.json)),
+            PlannedStep("zram", .writeFirstAccepted(path: block + "/comp_algorithm", values: algorithms, what: "zram",
+                                                    preferred: Zram.preferredAlgorithms[0])),
+            PlannedStep("zram", .writeFile(path: block + "/disksize", contents: String(bytes)),
+                        undo: .writeFile(path: block + "/reset", contents: "1")),
+            PlannedStep("zram", .makeDirectory(layout.readWrite)),
+        ]
+        switch inputs.upper {
+        case .zram:
+            // No journal: the layer lives in RAM and is gone at power-off
+            // anyway; a journal would only double the writes. The UUID and
+            // directory hash seed come from the kernel, which hands out
+            // UUIDs without blocking: left to itself, mke2fs's libuuid
+            // waits for the random pool, 4.2 s of a 4.3 s step under QEMU
+            // (0.12 s with them given).
+            steps += [
+                PlannedStep("zram", .readValue(path: "/proc/sys/kernel/random/uuid", into: "UUID")),
+                PlannedStep("zram", .readValue(path: "/proc/sys/kernel/random/uuid", into: "SEED")),
+                PlannedStep("zram", .run([mke2fs, "-q", "-t", "ext4", "-O", "^has_journal", "-m", "0", "-L", "spirit-rw",
+                                          "-U", "$UUID", "-E", "hash_seed=$SEED", device])),
+            ]
+        case .tmpfs:
+            steps += [
+                PlannedStep("zram", .run([mkswap, device])),
+                PlannedStep("zram", .swapOn(device)),
+            ]
+        }
+        steps += [
+            PlannedStep("zram", .mount(layout.readWriteMount(inputs.upper, zramDevice: device, bytes: bytes))),
+            PlannedStep("zram", .makeDirectory(layout.upper)),
+            PlannedStep("zram", .makeDirectory(layout.work)),
+            PlannedStep("mount", .attachLoop(file: imagePath, into: "LOOP")),
+            PlannedStep("mount", .makeDirectory(layout.lower)),
+            PlannedStep("mount", .mount(layout.squashfsMount(loopDevice: "$LOOP"))),
+            PlannedStep("mount", .makeDirectory(layout.sysroot)),
+            PlannedStep("mount", .mount(layout.overlayMount)),
+        ]
+        return BootPlan(steps: steps, details: [
+            "copy": "\(manifest.size >> 10) KiB into RAM",
+            "verify": "SHA-256 \(manifest.sha256.prefix(12)) matches the signed manifest",
+            "zram": "\(bytes >> 20) MiB, \(inputs.upper.rawValue) upper",
+        ])
+    }
+
+    /// switch_root, for PID 1: the API filesystems moved into the new root,
+    /// the initramfs's files deleted to free their RAM, the new root moved
+    /// onto /, chroot, exec of its init. pivot_root(2) does not work from an
+    /// initramfs, so busybox's switch_root and systemd do the same.
+    public static func switchRoot(newRoot: String, initPath: String, arguments: [String]) -> BootPlan {
+        var steps: [PlannedStep] = []
+        for path in SwitchRoot.carried {
+            steps.append(PlannedStep("switch_root", .makeDirectory(newRoot + path)))
+            steps.append(PlannedStep("switch_root", .mount(MountSpec(source: path, target: newRoot + path, fstype: "", flags: [.move]))))
+        }
+        steps += [
+            PlannedStep("switch_root", .removeTree("/", keep: newRoot)),
+            PlannedStep("switch_root", .changeDirectory(newRoot)),
+            PlannedStep("switch_root", .mount(MountSpec(source: ".", target: "/", fstype: "", flags: [.move]))),
+            PlannedStep("switch_root", .changeRoot(".")),
+            PlannedStep("switch_root", .changeDirectory("/")),
+            PlannedStep("exec", .execute([initPath] + arguments)),
+        ]
+        return BootPlan(steps: steps, details: ["switch_root": "into \(newRoot), exec \(initPath)"])
+    }
+}

@@ -1,0 +1,26 @@
+/// A command's wrong use: said with the usage line, exit status 100.
+struct UsageError: Error { var message: String }
+
+/// A command's `--name value` pairs and bare words, the one way Spirit's
+/// commands read their arguments.
+struct Options {
+    var named: [String: String] = [:]
+    var words: [String] = []
+
+    init(_ arguments: [String]) throws(UsageError) {
+        var rest = arguments[...]
+        while let word = rest.popFirst() {
+            if word.hasPrefix("--") {
+                guard let value = rest.popFirst() else { throw UsageError(message: "\(word) needs a value") }
+                named[String(word.dropFirst(2))] = value
+            } else {
+                words.append(word)
+            }
+        }
+    }
+
+    func required(_ name: String) throws(UsageError) -> String {
+        guard let value = named[name] else { throw UsageError(message: "--\(name) is required") }
+        return value
+    }
+}

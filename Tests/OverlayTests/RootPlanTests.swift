@@ -1,0 +1,170 @@
+import Glibc
+import Overlay
+import SpiritCore
+import Testing
+
+/// A kernel that records what the plan asks and fails where it is told to.
+final class RecordingKernel: BootKernel {
+    var calls: [String] = []
+    /// A call that fails, by its recorded text's prefix.
+    var failing: Set<String> = []
+    var closedLoops: [CInt] = []
+
+    func record(_ call: String) throws {
+        calls.append(call)
+        if failing.contains(where: { call.hasPrefix($0) }) { throw SpiritError("refused: \(call)") }
+    }
+
+    func makeDirectory(_ path: String) throws { try record("mkdir \(path)") }
+    func mount(_ spec: MountSpec) throws { try record(spec.description) }
+    func unmount(_ target: String) throws { try record("umount \(target)") }
+    func writeFile(_ path: String, _ contents: String) throws { try record("write \(contents.prefix(20)) > \(path)") }
+    func readFile(_ path: String) throws -> String {
+        try record("read \(path)")
+        return "uuid-\(calls.count)\n"
+    }
+    func run(_ arguments: [String]) throws { try record("run " + arguments.joined(separator: " ")) }
+    func swapOn(_ device: String) throws { try record("swapon \(device)") }
+    func swapOff(_ device: String) throws { try record("swapoff \(device)") }
+    func attachLoop(_ file: String) throws -> (device: String, handle: CInt) {
+        try record("loop \(file)")
+        return ("/dev/loop7", 42)
+    }
+    func closeLoop(_ handle: CInt) { closedLoops.append(handle) }
+    func removeTree(_ path: String, keep: String) -> Int64 {
+        calls.append("remove \(path) but \(keep)")
+        return 4096
+    }
+    func changeDirectory(_ path: String) throws { try record("cd \(path)") }
+    func changeRoot(_ path: String) throws { try record("chroot \(path)") }
+    func execute(_ arguments: [String]) -> any Error {
+        calls.append("exec " + arguments.joined(separator: " "))
+        return SpiritError("exec \(arguments[0]): no such file in the double")
+    }
+}
+
+@Suite struct RootPlanTests {
+    let manifest = Manifest(image: "rootfs.squashfs", size: 40 << 20, sha256: String(repeating: "ab", count: 32), version: "1.2.3",
+                            buildTime: 0)
+
+    func inputs(upper: UpperLayer = .zram, limit: Int? = nil, offered: String = "lzo lzo-rle lz4 [zstd]") -> RootPlan.Inputs {
+        RootPlan.Inputs(manifest: manifest, memTotalKiB: 2 << 20, algorithmsOffered: offered, upper: upper, ramLimitMiB: limit)
+    }
+
+    @Test func stageOneIsCopyVerifyZramMount() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        #expect(plan.phases == ["copy", "verify", "zram", "mount"])
+        let shell = plan.shell.split(separator: "\n").map(String.init)
+        #expect(shell.contains("mount -t tmpfs -o nosuid,nodev,noexec,mode=0700,size=41m spirit-image /run/spirit/image"))
+        #expect(shell.contains("for value in zstd lz4 lzo-rle lzo; do echo $value > /sys/block/zram0/comp_algorithm && break; done"))
+        #expect(shell.contains("echo 1073741824 > /sys/block/zram0/disksize"))
+        #expect(shell.contains("/sbin/mke2fs -q -t ext4 -O ^has_journal -m 0 -L spirit-rw -U $UUID -E hash_seed=$SEED /dev/zram0"))
+        #expect(shell.contains("LOOP=$(losetup --find --show --read-only /run/spirit/image/rootfs.squashfs)"))
+        #expect(shell.contains("mount -t squashfs -o ro $LOOP /run/spirit/lower"))
+        #expect(shell.last == "mount -t overlay -o lowerdir=/run/spirit/lower,upperdir=/run/spirit/rw/upper,workdir=/run/spirit/rw/work overlay /sysroot")
+        #expect(plan.details["zram"] == "1024 MiB, zram upper")
+    }
+
+    @Test func tmpfsUpperSwapsOnZramAndRamLimitSizesIt() throws {
+        let plan = try RootPlan().stageOne(inputs(upper: .tmpfs, limit: 300))
+        let shell = plan.shell
+        #expect(shell.contains("/sbin/mkswap /dev/zram0\nswapon /dev/zram0\nmount -t tmpfs -o nosuid,nodev,mode=0755,size=300m spirit-rw /run/spirit/rw"))
+        #expect(!shell.contains("mke2fs"))
+        #expect(plan.undoShell.contains("swapoff /dev/zram0"))
+    }
+
+    @Test func undoIsTheReverseOfWhatWasDone() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        #expect(plan.undoShell.split(separator: "\n") == [
+            "umount /sysroot", "umount /run/spirit/lower", "losetup -d $LOOP", "umount /run/spirit/rw",
+            "echo 1 > /sys/block/zram0/reset", "umount /run/spirit/image",
+        ])
+    }
+
+    @Test func zramWithoutAKnownAlgorithmIsRefusedAtPlanning() {
+        #expect(throws: SpiritError.self) { try RootPlan().stageOne(inputs(offered: "842")) }
+    }
+
+    @Test func theRunnerDoesTheStepsInOrderWithTheirValues() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        let kernel = RecordingKernel()
+        var actions: [String] = []
+        try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [
+            RootPlan.Action.copy: { actions.append("copy") },
+            RootPlan.Action.verify: { actions.append("verify") },
+        ])
+        #expect(actions == ["copy", "verify"])
+        #expect(kernel.calls.first == "mkdir /run/spirit/image")
+        #expect(kernel.calls.contains { $0.hasPrefix("run /sbin/mke2fs") && $0.contains("-U uuid-") && $0.contains("hash_seed=uuid-") })
+        #expect(kernel.calls.contains("mount -t squashfs -o ro /dev/loop7 /run/spirit/lower"))
+        #expect(kernel.calls.last?.hasPrefix("mount -t overlay") == true)
+        #expect(kernel.closedLoops == [42])
+    }
+
+    @Test func aFailureUndoesWhatWasDoneInReverse() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        let kernel = RecordingKernel()
+        kernel.failing = ["mount -t overlay"]
+        do {
+            try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [RootPlan.Action.copy: {}, RootPlan.Action.verify: {}])
+            Issue.record("the plan should have failed")
+        } catch {
+            #expect(error.phase == "mount")
+            #expect("\(error)".contains("refused: mount -t overlay"))
+        }
+        let failedAt = kernel.calls.lastIndex { $0.hasPrefix("mount -t overlay") }!
+        #expect(Array(kernel.calls[(failedAt + 1)...]) == [
+            "umount /run/spirit/lower", "umount /run/spirit/rw", "write 1 > /sys/block/zram0/reset", "umount /run/spirit/image",
+        ])
+        #expect(kernel.closedLoops == [42])
+    }
+
+    @Test func aFailedCopyUndoesItsTmpfsAndNamesThePhase() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        let kernel = RecordingKernel()
+        do {
+            try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [
+                RootPlan.Action.copy: { throw SpiritError("the server broke off") },
+            ])
+            Issue.record("the plan should have failed")
+        } catch {
+            #expect(error.phase == "copy")
+            #expect(error.step == .action(name: RootPlan.Action.copy, shell: plan.steps[2].step.shell))
+        }
+        #expect(kernel.calls.last == "umount /run/spirit/image")
+    }
+
+    @Test func aRefusedAlgorithmIsSaidAndTheNextOneTaken() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        let kernel = RecordingKernel()
+        kernel.failing = ["write zstd"]
+        var notes: [String] = []
+        try PlanRunner(kernel: kernel, timeline: nil, note: { notes.append($0) })
+            .run(plan, actions: [RootPlan.Action.copy: {}, RootPlan.Action.verify: {}])
+        #expect(kernel.calls.contains("write lz4 > /sys/block/zram0/comp_algorithm"))
+        #expect(notes.first?.hasPrefix("zram: zstd is not available (") == true)
+        #expect(notes.contains("zram: this kernel has no zstd for zram; using lz4"))
+    }
+
+    @Test func switchRootMovesFreesChrootsAndExecs() {
+        let plan = RootPlan.switchRoot(newRoot: "/sysroot", initPath: "/sbin/init", arguments: ["--switched-root"])
+        #expect(plan.shell.split(separator: "\n").suffix(7) == [
+            "find / -xdev -mindepth 1 -path /sysroot -prune -o -delete", "cd /sysroot", "mount -o move . /", "chroot .", "cd /",
+            "# exec", "exec /sbin/init --switched-root",
+        ])
+        let kernel = RecordingKernel()
+        do {
+            try PlanRunner(kernel: kernel, timeline: nil).run(plan)
+            Issue.record("exec should have failed in the double")
+        } catch {
+            #expect(error.phase == "exec")
+        }
+        #expect(kernel.calls.prefix(2) == ["mkdir /sysroot/dev", "mount -o move /dev /sysroot/dev"])
+        #expect(kernel.calls.last == "exec /sbin/init --switched-root")
+    }
+
+    @Test func anActionWithoutAHandlerFails() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        #expect(throws: PlanFailure.self) { try PlanRunner(kernel: RecordingKernel(), timeline: nil).run(plan) }
+    }
+}
