@@ -25,6 +25,39 @@ public enum Coldplug {
         return found
     }
 
+    /// The devices that no driver claimed and no module of the kernel
+    /// matches (`modulesFor` is the index's lookup), split in two: those a
+    /// driver could claim (a PCI, USB or virtio device: its driver is what
+    /// is missing) and the firmware's descriptions of the machine (ACPI and
+    /// platform nodes, the CPU, the DMI table), which the kernel's built-in
+    /// code reads and which need no driver. Listing the second kind as
+    /// "without a driver" read like a fault on every machine.
+    public static func unclaimed(_ devices: [Device], modulesFor: (String) -> [String]) -> Unclaimed {
+        var result = Unclaimed()
+        for device in devices where !device.hasDriver && modulesFor(device.modalias).isEmpty {
+            let bus = device.modalias.prefix { $0 != ":" }
+            if firmwareBuses.contains(String(bus)) {
+                result.firmwareNodes.append(device)
+            } else {
+                result.needingDriver.append(device)
+            }
+        }
+        return result
+    }
+
+    /// What `unclaimed` finds.
+    public struct Unclaimed: Sendable, Equatable {
+        /// Devices a driver could claim and none of this kernel's does.
+        public var needingDriver: [Device] = []
+        /// ACPI, platform, CPU and DMI nodes with no module for them: no driver needed.
+        public var firmwareNodes: [Device] = []
+    }
+
+    /// The modalias buses of descriptions rather than of devices a driver
+    /// binds to ("acpi:PNP0A03:", "platform:pcspkr", "cpu:type:x86,…",
+    /// "dmi:bvn…", and "of:" for a device tree).
+    static let firmwareBuses: Set<String> = ["acpi", "platform", "cpu", "dmi", "of"]
+
     /// `checkDrivers` costs a stat a device: the boot's rescans skip it.
     static func walk(_ path: String, into found: inout [Device], depth: Int, checkDrivers: Bool) {
         guard depth < 64, let directory = opendir(path) else { return }

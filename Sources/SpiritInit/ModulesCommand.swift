@@ -92,12 +92,16 @@ enum ModulesCommand {
         case "missing":
             // The first complaint users of every initramfs make: a device
             // no driver claimed and no module of this kernel matches.
-            var count = 0
-            for device in Coldplug.devices() where !device.hasDriver && index.lookup(device.modalias).isEmpty {
+            // ACPI and platform nodes are counted, not listed: they need none.
+            let unclaimed = Coldplug.unclaimed(Coldplug.devices(), modulesFor: index.lookup)
+            for device in unclaimed.needingDriver {
                 print("\(device.path)\t\(device.modalias)")
-                count += 1
             }
-            console.info("\(count) device(s) without a driver and with no module for them in \(root.isEmpty ? "/" : root)lib/modules/\(release)")
+            console.info("\(unclaimed.needingDriver.count) device(s) without a driver and with no module for them in "
+                         + "\(root.isEmpty ? "/" : root)lib/modules/\(release)")
+            if !unclaimed.firmwareNodes.isEmpty {
+                console.info("\(unclaimed.firmwareNodes.count) ACPI, platform and CPU node(s) without a driver: none needed")
+            }
             return 0
         case "deps":
             for name in (names.isEmpty ? index.paths.keys.sorted() : names.map { moduleName($0) }) {

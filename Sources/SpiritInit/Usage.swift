@@ -37,7 +37,8 @@ enum Usage {
       modules load [--root DIR] [--kernel VERSION] [--jobs N] NAME...
                       load modules and what they need, in parallel waves (like modprobe -a); N at once (default: CPUs)
       modules missing [--root DIR] [--kernel VERSION]
-                      the devices no driver claimed and no module matches (what is missing to reach them)
+                      the devices no driver claimed and no module matches (what is missing to reach them);
+                      ACPI, platform and CPU nodes, which need no driver, are only counted
       modules deps [--root DIR] [--kernel VERSION] [NAME...]
                       each module's dependencies from modules.dep
       modules coldplug [--root DIR] [--kernel VERSION] [--watch]
