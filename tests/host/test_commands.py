@@ -1,6 +1,7 @@
-"""The multi-call binary's command line on the host: every rescue tool the
-images link (scripts/rescue-tools.sh, for stage 1 and stage 2) is one the
-binary answers to."""
+"""The multi-call binary's command line on the host: a command's usage
+error prints that command's own usage, and every rescue tool the images
+link (scripts/rescue-tools.sh, for stage 1 and stage 2) is one the binary
+answers to."""
 
 import os
 import subprocess
@@ -12,6 +13,19 @@ SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out/spirit")).resolve()
 
 def run(*arguments, executable=SPIRIT):
     return subprocess.run([str(executable), *map(str, arguments)], capture_output=True, text=True)
+
+
+def test_modules_without_a_verb_prints_its_own_usage():
+    result = run("modules")
+    assert result.returncode == 100, result
+    assert "modules needs plan, lookup, load, missing, deps or coldplug" in result.stderr, result.stderr
+    assert "usage: spirit modules COMMAND" in result.stderr and "  modules coldplug" in result.stderr, result.stderr
+    assert "usage: spirit <command>" not in result.stderr and "nodus serve" not in result.stderr, result.stderr
+    assert run("modules", "frobnicate").stderr == result.stderr.replace(
+        "modules needs plan, lookup, load, missing, deps or coldplug", "unknown modules command 'frobnicate'")
+    assert run("modules", "help").stdout.startswith("usage: spirit modules COMMAND")
+    # The program's usage still lists the modules commands, from the same text.
+    assert "  modules plan [--root DIR]" in run("help").stdout
 
 
 def test_every_linked_rescue_tool_runs(tmp_path):
