@@ -14,7 +14,7 @@ enum ModulesCommand {
                       load modules and what they need, in parallel waves (like modprobe -a); N at once (default: CPUs)
       modules missing [--root DIR] [--kernel VERSION]
                       the devices no driver claimed and no module matches (what is missing to reach them);
-                      ACPI, platform and CPU nodes, which need no driver, are only counted
+                      ACPI, platform and CPU nodes and PCI host and ISA bridges, which need none, are only counted
       modules deps [--root DIR] [--kernel VERSION] [NAME...]
                       each module's dependencies from modules.dep
       modules coldplug [--root DIR] [--kernel VERSION] [--watch]
@@ -130,15 +130,16 @@ enum ModulesCommand {
         case .missing:
             // The first complaint users of every initramfs make: a device
             // no driver claimed and no module of this kernel matches.
-            // ACPI and platform nodes are counted, not listed: they need none.
+            // ACPI and platform nodes and chipset bridges are counted, not listed: they need none.
             let unclaimed = Coldplug.unclaimed(Coldplug.devices(), modulesFor: index.lookup)
             for device in unclaimed.needingDriver {
                 print("\(device.path)\t\(device.modalias)")
             }
             console.info("\(unclaimed.needingDriver.count) device(s) without a driver and with no module for them in "
                          + "\(root.isEmpty ? "/" : root)lib/modules/\(release)")
-            if !unclaimed.firmwareNodes.isEmpty {
-                console.info("\(unclaimed.firmwareNodes.count) ACPI, platform and CPU node(s) without a driver: none needed")
+            if !unclaimed.needingNone.isEmpty {
+                console.info("\(unclaimed.needingNone.count) ACPI, platform and CPU node(s) and PCI host and ISA bridge(s) "
+                             + "without a driver: none needed")
             }
             return 0
         case .deps:
