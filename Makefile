@@ -5,6 +5,8 @@ SHELL := bash
 
 OUT := out
 CACHE := .cache
+ISO := $(OUT)/crom-spirit.iso
+ISO_LIMIT_MB ?= 100
 # Reproducible archives: every mtime is the last commit's time.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 
@@ -24,6 +26,27 @@ BASE ?= debian
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
 .PHONY: kernel test-kernel iso iso-check netboot
+# A recipe that fails leaves no half-made target that a later make would
+# take as up to date (an ISO over the size limit, a cut archive).
+.DELETE_ON_ERROR:
+# A prerequisite that is never up to date: what depends on it is always made.
+.PHONY: FORCE
+FORCE:
+
+# The build is made of real files with their real prerequisites, so that a
+# second `make run` goes straight to QEMU; the short names (make spirit,
+# make iso…) are aliases of those files.
+#
+# $(call setting,NAME): a file that holds the value of the variable NAME,
+# rewritten only when the value changes. What a setting goes into depends
+# on its file, so it is remade when the setting changes (SOURCE_DATE_EPOCH
+# after a commit, BASE=alpine, another KERNEL_DIR or SIGNING_KEY), and only
+# then. Written while the Makefile is read, so that make -n shows the
+# truth; make -n itself writes nothing (a changed setting is FORCE there).
+DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
+setting = $(shell f=$(OUT)/.settings/$(1) v='$($(1))'; \
+    if [ -e "$$f" ] && [ "$$(cat "$$f")" = "$$v" ]; then echo "$$f"; elif [ -n "$(DRY_RUN)" ]; then echo FORCE; \
+    else mkdir -p $(OUT)/.settings && printf '%s\n' "$$v" > "$$f" && echo "$$f"; fi)
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
@@ -41,25 +64,44 @@ help:
 deps:
 	@scripts/deps.sh
 
-spirit: deps
+# swift build takes seconds even to find that nothing changed, so it runs
+# only when a file of the package is newer than $(OUT)/spirit.
+SPIRIT_SOURCES := Package.swift $(wildcard Package.resolved) $(shell find Sources -type f)
+spirit: $(OUT)/spirit
+$(OUT)/spirit: $(SPIRIT_SOURCES) | deps
 	swift build $(SWIFT_RELEASE) --product spirit
 	@mkdir -p $(OUT)
-	strip -o $(OUT)/spirit.new .build/release/spirit
-	@if cmp -s $(OUT)/spirit.new $(OUT)/spirit; then rm $(OUT)/spirit.new; else mv $(OUT)/spirit.new $(OUT)/spirit; fi
-	@echo "spirit: $$(stat -c %s $(OUT)/spirit) bytes, $$(file -b $(OUT)/spirit | cut -d, -f1-4)"
+	strip -o $@.new .build/release/spirit
+	mv $@.new $@
+	@echo "spirit: $$(stat -c %s $@) bytes, $$(file -b $@ | cut -d, -f1-4)"
 
-debian-kernel: deps
+# The kernel is represented by its release file: debian-kernel.sh and
+# mkkernel.sh write it when they put a kernel in place.
+KERNEL := $(KERNEL_DIR)/release $(call setting,KERNEL_DIR)
+debian-kernel: $(KERNEL_DIR)/release
+$(KERNEL_DIR)/release: | deps
 	@if [[ "$(KERNEL_DIR)" == "$(CACHE)/debian-kernel/current" ]]; then scripts/debian-kernel.sh $(CACHE)/debian-kernel >/dev/null; fi
 	@test -r "$(KERNEL_DIR)/release" || { echo "no kernel in KERNEL_DIR=$(KERNEL_DIR)"; exit 1; }
 
-keys: spirit
-	@if [[ ! -e "$(SIGNING_KEY)" ]]; then mkdir -p "$$(dirname "$(SIGNING_KEY)")" && $(OUT)/spirit image keygen "$(SIGNING_KEY)"; fi
+keys: $(SIGNING_KEY)
+KEY := $(SIGNING_KEY) $(call setting,SIGNING_KEY)
+$(SIGNING_KEY).pub: $(SIGNING_KEY)
+$(SIGNING_KEY): | $(OUT)/spirit
+	mkdir -p "$$(dirname "$(SIGNING_KEY)")" && $(OUT)/spirit image keygen "$(SIGNING_KEY)"
 
-initramfs: spirit debian-kernel keys
+# Every build of an archive or an image dates its files from SOURCE_DATE_EPOCH.
+EPOCH := $(call setting,SOURCE_DATE_EPOCH)
+
+initramfs: $(OUT)/initramfs.zst
+$(OUT)/initramfs.zst: $(OUT)/spirit $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(wildcard initramfs/* initramfs/*/*) \
+        scripts/mkinitramfs.sh scripts/copy-exec.sh scripts/rescue-tools.sh scripts/udhcpc.script
 	scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
 	@sha256sum $(OUT)/initramfs.zst
 
-rootfs: spirit debian-kernel keys
+rootfs: $(OUT)/rootfs.squashfs $(OUT)/manifest.json
+$(OUT)/rootfs.squashfs $(OUT)/manifest.json &: $(OUT)/spirit $(KERNEL) $(EPOCH) $(call setting,BASE) $(KEY) \
+        $(wildcard rootfs/* rootfs/*/* initramfs/modules-load.d/*) scripts/mkrootfs.sh scripts/copy-exec.sh \
+        scripts/rescue-tools.sh
 	BASE=$(BASE) scripts/mkrootfs.sh $(OUT)/spirit $(KERNEL_DIR) "$(SIGNING_KEY)" $(OUT)
 	@sha256sum $(OUT)/rootfs.squashfs
 
@@ -72,7 +114,7 @@ unit-test:
 	swift test
 
 # Tests on the host against real peers: the module resolver against libkmod.
-host-test: spirit debian-kernel
+host-test: $(OUT)/spirit $(KERNEL_DIR)/release
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
 
 vm-test: initramfs rootfs iso
@@ -86,7 +128,7 @@ test: deps door-check unit-test host-test vm-test
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender. The
 # initramfs stage boots Spirit from its media disk; the peers' images are
 # built on the first run (scripts/bench-peers.sh) and cached in out/bench/peers.
-bench: initramfs media iso
+bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO)
 	KMOD=1 scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst \
 	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
@@ -94,7 +136,8 @@ bench: initramfs media iso
 
 # A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's
 # layout), made without mounting: what `make run` boots from until the ISO.
-media: initramfs rootfs
+media: $(OUT)/media.img
+$(OUT)/media.img: $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL)
 	rm -rf $(OUT)/media $(OUT)/media.img
 	mkdir -p $(OUT)/media
 	cp $(KERNEL_DIR)/vmlinuz $(OUT)/media/kernel
@@ -106,15 +149,14 @@ media: initramfs rootfs
 
 # Boots the ISO as a CD (BIOS); GRUB and the kernel print on the serial
 # port, which -nographic puts on this terminal.
-run: iso
+run: deps $(ISO)
 	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \
 	    -drive file=$(ISO),format=raw,if=none,id=cd,media=cdrom,readonly=on -device ide-cd,drive=cd,bootindex=0
 
 # The hybrid ISO (BIOS + UEFI, CD or dd to USB), with the kernel of
 # KERNEL_DIR; reproducible (SOURCE_DATE_EPOCH). The design's limit is 100 MB.
-ISO := $(OUT)/crom-spirit.iso
-ISO_LIMIT_MB ?= 100
-iso: initramfs rootfs
+iso: $(ISO)
+$(ISO): $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) scripts/mkiso.sh
 	scripts/mkiso.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(ISO)
 	@size=$$(stat -c %s $(ISO)); if (( size > $(ISO_LIMIT_MB) * 1000 * 1000 )); then \
 	    echo "iso: $(ISO) is $$size bytes, over the $(ISO_LIMIT_MB) MB limit" >&2; exit 1; fi
@@ -122,8 +164,13 @@ iso: initramfs rootfs
 # The folder an HTTP server serves for a network boot, with the design's
 # iPXE script pointing at SERVER (the URL the folder is served at).
 SERVER ?= http://10.0.2.2:8080/
-netboot: initramfs rootfs
+# mknetboot.sh dates the folder's files from SOURCE_DATE_EPOCH, so a stamp
+# says when the folder was made.
+netboot: $(OUT)/.netboot-build
+$(OUT)/.netboot-build: $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) \
+        $(call setting,SERVER) scripts/mknetboot.sh $(if $(wildcard $(OUT)/netboot/boot.ipxe),,FORCE)
 	scripts/mknetboot.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json "$(SERVER)" $(OUT)/netboot
+	@touch $@
 
 # The custom kernel (kernel-config/): slow (17 min for bzImage alone on 2
 # idle cores), so built once per source + fragment and cached. KERNEL_SRC is

@@ -42,11 +42,15 @@ if [[ ${1:-} == kernel ]]; then
     )
 fi
 
+# One dpkg-query for the whole list, not one a package: `make run` runs
+# this each time, and it must cost little when everything is there.
+declare -A installed=()
+while read -r package status; do
+    if [[ $status == "install ok installed" ]]; then installed[$package]=1; fi
+done < <(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null || true)
 missing=()
 for package in "${packages[@]}"; do
-    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
-        missing+=("$package")
-    fi
+    [[ -n ${installed[$package]:-} ]] || missing+=("$package")
 done
 if ((${#missing[@]})); then
     if [[ $(id -u) -ne 0 ]]; then
@@ -58,7 +62,8 @@ if ((${#missing[@]})); then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import pytest' 2>/dev/null; then
+# find_spec looks pytest up without importing it (an import takes most of a second).
+if ! python3 -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("pytest") is None)' 2>/dev/null; then
     echo "deps: installing pytest"
     python3 -m pip install -q pytest
 fi

@@ -62,9 +62,8 @@ else
     echo "mkinitramfs: no ntfs-3g (apt-get install ntfs-3g): the parasite source will need the kernel's ntfs3" >&2
 fi
 # The rescue tools: links to the multi-call binary, dispatched on argv[0].
-for tool in spirit-diag spirit-mount spirit-fetch spirit-usb spirit-net; do
-    ln -s spirit "$stage/bin/$tool"
-done
+source "$here/scripts/rescue-tools.sh"
+link_rescue_tools "$stage"
 # KMOD=1 adds kmod's modprobe at /usr/local/sbin/modprobe: the peer the
 # module benchmark measures Spirit's loader against. Not in normal builds.
 if [[ ${KMOD:-0} == 1 ]]; then

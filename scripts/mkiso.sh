@@ -3,7 +3,8 @@
 # a CD, MBR + GPT so that `dd` to a USB stick boots too. Volume label
 # CROM_SPIRIT (what the USB seed source looks for); at the root, the media
 # files of ARCHITECTURE.md: kernel, initramfs.zst, rootfs.squashfs,
-# manifest.json, and bootx64.efi for parasite installs. GRUB shows its menu on the screen and on the serial port.
+# manifest.json, and bootx64.efi for parasite installs. GRUB shows its menu
+# on the screen and on the serial port, each line once.
 #
 #   scripts/mkiso.sh KERNEL INITRAMFS ROOTFS MANIFEST OUTPUT
 #
@@ -46,7 +47,15 @@ cat > "$root/boot/grub/grub.cfg" <<GRUB
 # Crom-OS Spirit (made by scripts/mkiso.sh)
 serial --unit=0 --speed=115200
 terminal_input console serial
-terminal_output console serial
+# A BIOS's screen through vga_text, which writes to video memory, not
+# through the BIOS's int 10h (console): SeaBIOS copies int 10h output to the
+# serial port when QEMU has no display (-nographic), so with console every
+# line came twice on the serial console, the copy redrawn and cut mid-word.
+if [ "\$grub_platform" = pc ]; then
+    terminal_output vga_text serial
+else
+    terminal_output console serial
+fi
 set timeout=5
 set default=spirit
 

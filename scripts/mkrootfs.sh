@@ -57,6 +57,9 @@ esac
 install -m 755 "$spirit" "$stage/bin/spirit"
 ln -sf ../bin/spirit "$stage/sbin/init"
 ln -sf spirit "$stage/bin/spiritctl"
+# The rescue tools of stage 1 (spirit-diag…), on stage 2's PATH too.
+source "$here/scripts/rescue-tools.sh"
+link_rescue_tools "$stage"
 # The module priority groups, for stage 2's modules service.
 install -D -m 644 "$here/initramfs/modules-load.d/spirit.conf" "$stage/etc/modules-load.d/spirit.conf"
 # The services the supervisor starts in stage 2.

@@ -24,6 +24,47 @@ public enum Coldplug {
         return found
     }
 
+    /// The devices that no driver claimed and no module of the kernel
+    /// matches (`modulesFor` is the index's lookup), split in two: those a
+    /// driver could claim (a PCI, USB or virtio device: its driver is what
+    /// is missing) and those that need none: the firmware's descriptions of
+    /// the machine (ACPI and platform nodes, the CPU, the DMI table), which
+    /// the kernel's built-in code reads, and the chipset's PCI host and ISA
+    /// bridges, which the firmware and the PCI core set up. Listing the
+    /// second kind as "without a driver" read like a fault on every machine.
+    public static func unclaimed(_ devices: [Device], modulesFor: (String) -> [String]) -> Unclaimed {
+        var result = Unclaimed()
+        for device in devices where !device.hasDriver && modulesFor(device.modalias).isEmpty {
+            if needsNoDriver(device.modalias) {
+                result.needingNone.append(device)
+            } else {
+                result.needingDriver.append(device)
+            }
+        }
+        return result
+    }
+
+    /// What `unclaimed` finds.
+    public struct Unclaimed: Sendable, Equatable {
+        /// Devices a driver could claim and none of this kernel's does.
+        public var needingDriver: [Device] = []
+        /// Firmware nodes and chipset bridges with no module for them: no driver needed.
+        public var needingNone: [Device] = []
+    }
+
+    /// The modalias buses of descriptions rather than of devices a driver
+    /// binds to ("acpi:PNP0A03:", "platform:pcspkr", "cpu:type:x86,…",
+    /// "dmi:bvn…", and "of:" for a device tree).
+    static let firmwareBuses: Set<String> = ["acpi", "platform", "cpu", "dmi", "of"]
+
+    static func needsNoDriver(_ modalias: String) -> Bool {
+        let bus = modalias.prefix { $0 != ":" }
+        if firmwareBuses.contains(String(bus)) { return true }
+        // PCI class 06 (bridge), subclass 00 (host) or 01 (ISA): "bc06sc00"
+        // cannot occur in the IDs before it, which are hex digits.
+        return bus == "pci" && (modalias.contains("bc06sc00") || modalias.contains("bc06sc01"))
+    }
+
     /// `checkDrivers` costs a stat a device: the boot's rescans skip it.
     static func walk(_ path: String, into found: inout [Device], depth: Int, checkDrivers: Bool) {
         guard depth < 64 else { return }

@@ -4,10 +4,48 @@ import SpiritCore
 /// `spirit modules …`: the module plan and lookups, on the host without
 /// root (for `make initramfs` and the oracle test) or in a running system.
 enum ModulesCommand {
+    /// Its lines in `spirit help`.
+    static let commands = """
+      modules plan [--root DIR] [--kernel VERSION] [--config DIR] [--files] NAME...
+                      the load plan: waves of modules that load in parallel, each after what it needs
+      modules lookup [--root DIR] [--kernel VERSION] [--all-aliases] NAME... | -
+                      what a name or modalias resolves to, as kmod resolves it (- reads them from stdin)
+      modules load [--root DIR] [--kernel VERSION] [--jobs N] NAME...
+                      load modules and what they need, in parallel waves (like modprobe -a); N at once (default: CPUs)
+      modules missing [--root DIR] [--kernel VERSION]
+                      the devices no driver claimed and no module matches (what is missing to reach them);
+                      ACPI, platform and CPU nodes and PCI host and ISA bridges, which need none, are only counted
+      modules deps [--root DIR] [--kernel VERSION] [NAME...]
+                      each module's dependencies from modules.dep
+      modules coldplug [--root DIR] [--kernel VERSION] [--watch]
+                      stage 2's drivers: the priority groups and every present device's driver (graphics
+                      held back with crom.gpu=passthrough); --watch: then devices that appear, until stopped
+    """
+
+    /// What a usage error of `spirit modules` prints: its own commands, not
+    /// the whole program's.
+    static let usage = "usage: spirit modules COMMAND\n" + commands
+        + "\nExit codes: 0 success, 1 a module not found or not loaded, 100 usage error, 111 system failure."
+
+    static func fail(_ message: String) -> Int32 { Usage.fail(message, usage: usage) }
+
+    enum Verb: String {
+        case plan, lookup, load, missing, deps, coldplug
+    }
+
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
-        guard let verb = arguments.first else {
-            return Usage.fail("modules needs plan, lookup, load, missing, deps or coldplug")
+        guard let word = arguments.first else {
+            return fail("modules needs plan, lookup, load, missing, deps or coldplug")
+        }
+        if ["help", "--help", "-h"].contains(word) {
+            print(usage)
+            return 0
+        }
+        // Before the module index is read: a mistyped verb is a usage error
+        // wherever there is no kernel to read.
+        guard let verb = Verb(rawValue: word) else {
+            return fail("unknown modules command '\(word)'")
         }
         var root = ""
         var release = Kernel.release()
@@ -22,12 +60,12 @@ enum ModulesCommand {
             switch word {
             case "--jobs":
                 guard let value = rest.popFirst(), let number = Int(value), number > 0 else {
-                    return Usage.fail("--jobs takes a whole number above 0")
+                    return fail("--jobs takes a whole number above 0")
                 }
                 jobs = number
             case "--root", "--kernel", "--config":
                 guard let value = rest.popFirst() else {
-                    return Usage.fail("\(word) needs a value")
+                    return fail("\(word) needs a value")
                 }
                 if word == "--root" { root = value } else if word == "--kernel" { release = value } else {
                     configDirectories = (configDirectories ?? []) + [value]
@@ -40,7 +78,7 @@ enum ModulesCommand {
                 while let line = readLine() { if !line.isEmpty { names.append(line) } }
             default:
                 if word.hasPrefix("--") {
-                    return Usage.fail("unknown option \(word)")
+                    return fail("unknown option \(word)")
                 }
                 names.append(word)
             }
@@ -54,7 +92,7 @@ enum ModulesCommand {
         }
         for problem in index.config.problems { console.warning(problem) }
         switch verb {
-        case "plan":
+        case .plan:
             let plan = index.plan(names)
             if filesOnly {
                 for module in plan.modules { print(module.path) }
@@ -70,13 +108,13 @@ enum ModulesCommand {
             }
             for name in plan.missing { console.warning("module \(name): not found for kernel \(release)") }
             return plan.missing.isEmpty ? 0 : 1
-        case "lookup":
+        case .lookup:
             let queries = allAliases ? index.globAliases.map(\.pattern) + index.exactAliases.keys.sorted() : names
             for query in queries {
                 print(query + "\t" + index.lookup(query).joined(separator: " "))
             }
             return 0
-        case "load":
+        case .load:
             // Like modprobe -a: the names and what they need, in parallel
             // waves, blacklists and options applied.
             let plan = index.plan(names)
@@ -89,25 +127,28 @@ enum ModulesCommand {
                 }
             }
             return plan.missing.isEmpty && failed == 0 ? 0 : 1
-        case "missing":
+        case .missing:
             // The first complaint users of every initramfs make: a device
             // no driver claimed and no module of this kernel matches.
-            var count = 0
-            for device in Coldplug.devices() where !device.hasDriver && index.lookup(device.modalias).isEmpty {
+            // ACPI and platform nodes and chipset bridges are counted, not listed: they need none.
+            let unclaimed = Coldplug.unclaimed(Coldplug.devices(), modulesFor: index.lookup)
+            for device in unclaimed.needingDriver {
                 print("\(device.path)\t\(device.modalias)")
-                count += 1
             }
-            console.info("\(count) device(s) without a driver and with no module for them in \(root.isEmpty ? "/" : root)lib/modules/\(release)")
+            console.info("\(unclaimed.needingDriver.count) device(s) without a driver and with no module for them in "
+                         + "\(root.isEmpty ? "/" : root)lib/modules/\(release)")
+            if !unclaimed.needingNone.isEmpty {
+                console.info("\(unclaimed.needingNone.count) ACPI, platform and CPU node(s) and PCI host and ISA bridge(s) "
+                             + "without a driver: none needed")
+            }
             return 0
-        case "deps":
+        case .deps:
             for name in (names.isEmpty ? index.paths.keys.sorted() : names.map { moduleName($0) }) {
                 print(name + "\t" + (index.dependencies[name] ?? []).joined(separator: " "))
             }
             return 0
-        case "coldplug":
+        case .coldplug:
             return coldplug(index: index, root: root, release: release, watch: watch, console: console)
-        default:
-            return Usage.fail("unknown modules command '\(verb)'")
         }
     }
 

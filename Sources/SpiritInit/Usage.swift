@@ -2,10 +2,11 @@ import Glibc
 import SpiritCore
 
 enum Usage {
-    /// A usage error: the message on stderr, then the usage; exit code 100.
-    static func fail(_ message: String) -> Int32 {
+    /// A usage error: the message on stderr, then the usage (the whole
+    /// program's, or a command's own); exit code 100.
+    static func fail(_ message: String, usage: String = text) -> Int32 {
         Console.tool.error(message)
-        FileHandleless.writeError(text + "\n")
+        FileHandleless.writeError(usage + "\n")
         return 100
     }
 
@@ -30,19 +31,7 @@ enum Usage {
                       signed manifest checked, the image hashed as it is written (removed on a mismatch)
       install parasite TARGET [--media DIR] [--dry-run] [--force]
                       copy the media into TARGET/CromSpirit (a mounted NTFS partition) with a GRUB entry and a bcdedit script
-      modules plan [--root DIR] [--kernel VERSION] [--config DIR] [--files] NAME...
-                      the load plan: waves of modules that load in parallel, each after what it needs
-      modules lookup [--root DIR] [--kernel VERSION] [--all-aliases] NAME... | -
-                      what a name or modalias resolves to, as kmod resolves it (- reads them from stdin)
-      modules load [--root DIR] [--kernel VERSION] [--jobs N] NAME...
-                      load modules and what they need, in parallel waves (like modprobe -a); N at once (default: CPUs)
-      modules missing [--root DIR] [--kernel VERSION]
-                      the devices no driver claimed and no module matches (what is missing to reach them)
-      modules deps [--root DIR] [--kernel VERSION] [NAME...]
-                      each module's dependencies from modules.dep
-      modules coldplug [--root DIR] [--kernel VERSION] [--watch]
-                      stage 2's drivers: the priority groups and every present device's driver (graphics
-                      held back with crom.gpu=passthrough); --watch: then devices that appear, until stopped
+    \(ModulesCommand.commands)
       nodus serve --image FILE --manifest FILE [--listen ADDR] [--nbd-port N] [--discovery-port N]
                   [--advertise IP] [--public-key FILE]
                       serve a system image and its manifest over NBD and answer discovery (UDP 7331; port 0: off)

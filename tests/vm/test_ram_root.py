@@ -43,6 +43,10 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
     assert by_target["/run/spirit/rw"][0].startswith("/dev/zram") and by_target["/run/spirit/rw"][2] == "ext4"
     assert by_target["/run/spirit/lower"][0].startswith("/dev/loop") and by_target["/run/spirit/lower"][2] == "squashfs"
     assert vm.check("cat /etc/os-release | grep ^NAME=") == 'NAME="Crom-OS Spirit"'
+    # The rescue tools of stage 1 are on stage 2's PATH too.
+    for tool in ["spirit-diag", "spirit-mount", "spirit-fetch", "spirit-usb", "spirit-net"]:
+        assert vm.check(f"command -v {tool}") == f"/bin/{tool}", tool
+    assert "== block devices" in vm.check("spirit-diag")
 
     # The timeline has every step of the RAM root, in order.
     steps = [step["step"] for step in vm.timeline()["steps"]]
