@@ -85,6 +85,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Nexus, the HUD: its pure core (renderer, fonts, layout, widget
+        // parsers, keys, screen model) depends on SpiritCore alone.
+        .target(
+            name: "Nexus",
+            dependencies: ["SpiritCore"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
@@ -123,6 +130,11 @@ let package = Package(
             name: "ModuleLoaderTests",
             dependencies: ["ModuleLoader", "SpiritCore"],
             exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NexusTests",
+            dependencies: ["Nexus", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(
