@@ -85,11 +85,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Terminus PSF fonts as bytes in the binary (C23 #embed).
+        // Compiled as C23, the standard #embed belongs to (SwiftPM has no
+        // .c23 language standard yet).
+        .target(
+            name: "CNexusFont",
+            exclude: ["terminus-8x16.psf", "terminus-16x32.psf", "FONT-LICENSE"],
+            cSettings: [.unsafeFlags(["-std=c23"])]
+        ),
         // Nexus, the HUD: its pure core (renderer, fonts, layout, widget
         // parsers, keys, screen model) depends on SpiritCore alone.
         .target(
             name: "Nexus",
-            dependencies: ["SpiritCore"],
+            dependencies: ["SpiritCore", "CNexusFont"],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -15,7 +15,7 @@ public struct PixelBuffer: Sendable {
     /// Bytes from one row to the next; a multiple of 4, at least width×4.
     public let pitch: Int
     /// The rows, `pitch / 4` words each.
-    public private(set) var pixels: [UInt32]
+    public internal(set) var pixels: [UInt32]
     /// Where drawing may land; always inside `bounds`.
     public var clip: Rect {
         didSet { clip = clip.intersection(bounds) }
