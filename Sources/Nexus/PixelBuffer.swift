@@ -116,20 +116,22 @@ public struct PixelBuffer: Sendable {
         }
     }
 
-    /// A history line: one sample a column from the right edge back, each
-    /// joined to the one before by a vertical run so the line has no gaps;
-    /// `area` (if given) fills beneath it.
-    public mutating func lineGraph(_ values: [Double], in rect: Rect, _ color: Color, area: Color? = nil) {
-        guard !rect.isEmpty, !values.isEmpty else { return }
-        let samples = values.suffix(rect.width)
+    /// A history line: one sample every `step` columns from the right
+    /// edge back (held flat across its columns), each joined to the one
+    /// before by a vertical run so the line has no gaps; `area` (if given)
+    /// fills beneath it.
+    public mutating func lineGraph(_ values: [Double], in rect: Rect, step: Int = 1, _ color: Color, area: Color? = nil) {
+        guard !rect.isEmpty, !values.isEmpty, step > 0 else { return }
+        let samples = values.suffix((rect.width + step - 1) / step)
         var previous: Int? = nil
         for (slot, value) in samples.enumerated() {
-            let x = rect.maxX - samples.count + slot
+            let x = rect.maxX - (samples.count - slot) * step
             // Height 0 sits on the bottom row, 1 on the top row.
             let y = rect.maxY - 1 - Self.scaled(value, rect.height - 1)
-            if let area { fill(Rect(x: x, y: y + 1, width: 1, height: rect.maxY - y - 1), area) }
+            if let area { fill(Rect(x: x, y: y + 1, width: step, height: rect.maxY - y - 1), area) }
             let from = min(y, previous ?? y), to = max(y, previous ?? y)
             verticalLine(x: x, y: from, length: to - from + 1, color)
+            horizontalLine(x: x, y: y, length: step, color)
             previous = y
         }
     }

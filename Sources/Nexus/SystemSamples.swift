@@ -173,8 +173,9 @@ public struct InterfaceCounters: Sendable, Equatable {
     }
 }
 
-/// Sizes and rates for people: 1024-based, three significant digits at
-/// most (`512 B`, `3.4 KiB`, `12.5 MiB`, `1.2 GiB`).
+/// Sizes and rates for people: 1024-based, short enough for a narrow
+/// panel — one decimal below 10, none above (`512 B`, `3.4 KiB`, `12 MiB`,
+/// `1.2 GiB`).
 public func formatBytes(_ bytes: UInt64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
     var value = Double(bytes), unit = 0
@@ -184,7 +185,7 @@ public func formatBytes(_ bytes: UInt64) -> String {
     }
     if unit == 0 { return "\(bytes) B" }
     let tenths = Int((value * 10).rounded())
-    return value >= 100 ? "\(Int(value.rounded())) \(units[unit])" : "\(tenths / 10).\(tenths % 10) \(units[unit])"
+    return tenths >= 100 ? "\(Int(value.rounded())) \(units[unit])" : "\(tenths / 10).\(tenths % 10) \(units[unit])"
 }
 
 /// A percentage with no decimals, right-aligned in 4 columns (`  7%`, `100%`).

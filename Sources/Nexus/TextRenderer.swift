@@ -58,34 +58,38 @@ extension PixelBuffer {
     public mutating func drawText(_ text: String, x: Int, y: Int, _ color: Color, background: Color? = nil,
                                   font: GlyphCache) -> Int {
         var cellX = x
-        let rowArea = Rect(x: x, y: y, width: Int.max / 4, height: font.cellHeight).intersection(clip)
-        guard !rowArea.isEmpty else { return x + font.width(of: text) }
+        for scalar in text.unicodeScalars {
+            drawGlyph(scalar, x: cellX, y: y, color, background: background, font: font)
+            cellX += font.cellWidth
+        }
+        return cellX
+    }
+
+    /// One character cell (a terminal's cells are drawn one by one, each in
+    /// its own colours).
+    public mutating func drawGlyph(_ scalar: Unicode.Scalar, x: Int, y: Int, _ color: Color, background: Color? = nil,
+                                   font: GlyphCache) {
+        // Only the part of the cell inside the clip.
+        let visible = Rect(x: x, y: y, width: font.cellWidth, height: font.cellHeight).intersection(clip)
+        guard !visible.isEmpty else { return }
         let stride = self.stride
-        let clip = self.clip
         let ink = color.pixel, paper = background?.pixel
+        let glyphRows = font.glyph(for: scalar) * font.cellHeight
         pixels.withUnsafeMutableBufferPointer { words in
             font.rows.withUnsafeBufferPointer { masks in
                 let base = words.baseAddress!
-                for scalar in text.unicodeScalars {
-                    defer { cellX += font.cellWidth }
-                    // Only the part of the cell inside the clip.
-                    let left = max(cellX, clip.x), right = min(cellX + font.cellWidth, clip.maxX)
-                    guard left < right else { continue }
-                    let glyphRows = font.glyph(for: scalar) * font.cellHeight
-                    for row in rowArea.y..<rowArea.maxY {
-                        let mask = masks[glyphRows + row - y]
-                        let line = base + row * stride
-                        for px in left..<right {
-                            if mask & (1 << UInt64(px - cellX)) != 0 {
-                                line[px] = ink
-                            } else if let paper {
-                                line[px] = paper
-                            }
+                for row in visible.y..<visible.maxY {
+                    let mask = masks[glyphRows + row - y]
+                    let line = base + row * stride
+                    for px in visible.x..<visible.maxX {
+                        if mask & (1 << UInt64(px - x)) != 0 {
+                            line[px] = ink
+                        } else if let paper {
+                            line[px] = paper
                         }
                     }
                 }
             }
         }
-        return cellX
     }
 }

@@ -130,6 +130,18 @@ func padding(_ buffer: PixelBuffer) -> [UInt32] {
         ])
     }
 
+    @Test func historyWithWideSteps() {
+        var buffer = PixelBuffer(width: 7, height: 3, fill: paper)
+        // Four samples of 2 columns fit 7 columns (the oldest half cut at the
+        // left edge); the first of the five is left out.
+        buffer.lineGraph([0.5, 0, 1, 0.5, 2], in: Rect(x: 0, y: 0, width: 7, height: 3), step: 2, ink)
+        #expect(picture(buffer, key) == [
+            ".###.##",
+            ".#.###.",
+            "##.....",
+        ])
+    }
+
     @Test func progressBarAndRing() {
         var bar = PixelBuffer(width: 8, height: 1, fill: paper)
         bar.progressBar(0.5, in: Rect(x: 0, y: 0, width: 8, height: 1), ink, track: blue)

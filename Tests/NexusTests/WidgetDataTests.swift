@@ -87,7 +87,7 @@ let meminfo = """
     @Test func sizesAndPercentsForPeople() {
         #expect(formatBytes(512) == "512 B")
         #expect(formatBytes(3482) == "3.4 KiB")
-        #expect(formatBytes(13_107_200) == "12.5 MiB")
+        #expect(formatBytes(10_380_902) == "9.9 MiB" && formatBytes(13_107_200) == "13 MiB")
         #expect(formatBytes(157_286_400) == "150 MiB")
         #expect(formatBytes(1_288_490_189) == "1.2 GiB")
         #expect(formatPercent(0.07) == "  7%" && formatPercent(1) == "100%" && formatPercent(-1) == "  0%" && formatPercent(.nan) == "  0%")
