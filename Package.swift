@@ -85,6 +85,9 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // libvterm from Debian (libvterm-dev ships libvterm.a): the VT state
+        // machine behind Nexus's terminals.
+        .systemLibrary(name: "CVTerm", pkgConfig: "vterm", providers: [.apt(["libvterm-dev"])]),
         // Terminus PSF fonts as bytes in the binary (C23 #embed).
         // Compiled as C23, the standard #embed belongs to (SwiftPM has no
         // .c23 language standard yet).
@@ -97,7 +100,7 @@ let package = Package(
         // parsers, keys, screen model) depends on SpiritCore alone.
         .target(
             name: "Nexus",
-            dependencies: ["SpiritCore", "CNexusFont"],
+            dependencies: ["SpiritCore", "CNexusFont", "CVTerm"],
             swiftSettings: strict
         ),
         .executableTarget(
