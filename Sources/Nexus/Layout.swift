@@ -168,13 +168,13 @@ public struct Layout: Sendable, Equatable {
 
         """
 
-    public static var standard: Layout {
+    public static let standard: Layout = {
         do {
             return try parse(defaultText, path: "(built-in layout)")
         } catch {
             preconditionFailure("the built-in layout does not parse: \(error)") // a unit test parses it
         }
-    }
+    }()
 
     static let topLevelKeys: Set<String> = ["mode", "columns", "rows"]
     static let widgetKeys: Set<String> = ["widget", "title", "column", "row", "width", "height", "refresh-ms"]

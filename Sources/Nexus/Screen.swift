@@ -53,10 +53,36 @@ public struct Screen: Sendable {
         return true
     }
 
-    /// Replaces the snapshot of the terminal with the same id.
-    public mutating func update(terminal snapshot: TerminalSnapshot) {
-        guard let index = terminals.firstIndex(where: { $0.id == snapshot.id }) else { return }
+    /// Replaces the snapshot of the terminal with the same id, and returns
+    /// the cells that now look different (a moved cursor included), in cell
+    /// coordinates — what a partial redraw must cover. The whole grid when
+    /// the size changed or the rows shown in a small tile moved.
+    @discardableResult
+    public mutating func update(terminal snapshot: TerminalSnapshot) -> Damage {
+        guard let index = terminals.firstIndex(where: { $0.id == snapshot.id }) else { return Damage() }
+        let old = terminals[index]
         terminals[index] = snapshot
+        let whole = Damage([Rect(x: 0, y: 0, width: snapshot.columns, height: snapshot.rows)])
+        guard old.columns == snapshot.columns, old.rows == snapshot.rows else { return whole }
+        if let (_, frame) = visibleTerminals.first(where: { $0.index == index }) {
+            let area = terminalArea(in: frame)
+            if visibleRows(of: old, in: area) != visibleRows(of: snapshot, in: area) { return whole }
+        }
+        var damage = Damage()
+        for row in 0..<snapshot.rows {
+            // One rect a row, from the first to the last changed cell.
+            let start = row * snapshot.columns
+            guard let first = (0..<snapshot.columns).first(where: { old.cells[start + $0] != snapshot.cells[start + $0] }) else { continue }
+            let last = (0..<snapshot.columns).last { old.cells[start + $0] != snapshot.cells[start + $0] }!
+            damage.add(Rect(x: first, y: row, width: last - first + 1, height: 1))
+        }
+        let cursorMoved = old.cursor?.row != snapshot.cursor?.row || old.cursor?.column != snapshot.cursor?.column
+        if cursorMoved {
+            for cursor in [old.cursor, snapshot.cursor].compactMap({ $0 }) {
+                damage.add(Rect(x: cursor.column, y: cursor.row, width: 1, height: 1))
+            }
+        }
+        return damage
     }
 
     // MARK: Commands

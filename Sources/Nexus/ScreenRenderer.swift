@@ -113,12 +113,47 @@ public struct ScreenRenderer: Sendable {
             buffer.border(frame, focused ? palette.accent : palette.border)
         }
         let area = screen.terminalArea(in: frame)
-        let rows = screen.visibleRows(of: terminal, in: area)
+        drawCells(index, of: screen, area: area, columns: 0..<terminal.columns, rows: screen.visibleRows(of: terminal, in: area),
+                  into: &buffer)
+        return frame
+    }
+
+    /// Redraws only `cells` of terminal `index` (what `Screen.update(terminal:)`
+    /// returned): a keystroke's echo costs a few glyphs, not a frame.
+    /// Returns the pixels touched; in bubble mode the bubble over the
+    /// terminal is drawn again where they meet.
+    @discardableResult
+    public func renderTerminalCells(_ index: Int, _ cells: Damage, of screen: Screen, into buffer: inout PixelBuffer) -> Damage {
+        guard let (_, frame) = screen.visibleTerminals.first(where: { $0.index == index }) else { return Damage() }
+        let geometry = screen.geometry, terminal = screen.terminals[index]
+        let area = screen.terminalArea(in: frame)
+        let shown = screen.visibleRows(of: terminal, in: area)
+        var touched = Damage()
+        for rect in cells.rects {
+            let rows = max(rect.y, shown.lowerBound)..<min(rect.maxY, shown.upperBound)
+            let columns = max(rect.x, 0)..<min(rect.maxX, terminal.columns)
+            guard !rows.isEmpty, !columns.isEmpty else { continue }
+            drawCells(index, of: screen, area: area, columns: columns, rows: rows, into: &buffer)
+            touched.add(Rect(x: area.x + columns.lowerBound * font.cellWidth,
+                             y: area.y + (rows.lowerBound - shown.lowerBound) * geometry.lineHeight,
+                             width: columns.count * font.cellWidth, height: rows.count * geometry.lineHeight).intersection(area))
+        }
+        if screen.mode == .bubble, touched.rects.contains(where: { $0.intersects(geometry.bubble) }) {
+            touched.add(renderBubble(screen, into: &buffer))
+        }
+        return touched
+    }
+
+    /// The cells of `rows` × `columns` (terminal coordinates) of a terminal
+    /// whose shown rows start at `visibleRows(…).lowerBound`.
+    func drawCells(_ index: Int, of screen: Screen, area: Rect, columns: Range<Int>, rows: Range<Int>, into buffer: inout PixelBuffer) {
+        let geometry = screen.geometry, terminal = screen.terminals[index]
+        let first = screen.visibleRows(of: terminal, in: area).lowerBound
         let background = screen.mode == .dashboard ? palette.panel : palette.background
         buffer.clipped(to: area) { buffer in
-            for (line, row) in rows.enumerated() {
-                let y = area.y + line * geometry.lineHeight
-                for column in 0..<terminal.columns {
+            for row in rows {
+                let y = area.y + (row - first) * geometry.lineHeight
+                for column in columns {
                     let cell = terminal[row, column]
                     var (foreground, back) = TerminalPalette.colors(of: cell, palette: palette)
                     if cell.background == .default && !cell.reverse { back = background }
@@ -131,7 +166,6 @@ public struct ScreenRenderer: Sendable {
                 }
             }
         }
-        return frame
     }
 
     @discardableResult

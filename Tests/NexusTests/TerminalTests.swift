@@ -136,4 +136,33 @@ import Testing
             """))
         #expect(screen.terminals[0][1, 0] == TerminalCell("N", foreground: .indexed(2), bold: true))
     }
+
+    @Test(arguments: [Mode.terminals, .bubble, .dashboard])
+    func aKeystrokeRedrawsAFewCellsAndMatchesAFullFrame(_ mode: Mode) {
+        var screen = Screen(width: 800, height: 600)
+        screen.apply(.mode(mode))
+        let size = screen.terminals[0]
+        let terminal = Terminal(id: size.id, columns: size.columns, rows: size.rows)
+        // Long enough to run under the bubble in the top-right corner.
+        terminal.write("root@spirit:~# " + String(repeating: "x", count: 80))
+        #expect(screen.update(terminal: terminal.snapshot()).bounds == Rect(x: 0, y: 0, width: size.columns, height: 1))
+        let renderer = ScreenRenderer(geometry: screen.geometry)
+        var buffer = PixelBuffer(width: 800, height: 600)
+        renderer.render(screen, into: &buffer)
+        let before = buffer
+
+        terminal.write("\r\nNEXUS-42")
+        let cells = screen.update(terminal: terminal.snapshot())
+        // Row 1's new text, and the cursor's move from row 0 to row 1.
+        #expect(cells.rects.map(\.y).sorted() == [0, 1])
+        let touched = renderer.renderTerminalCells(0, cells, of: screen, into: &buffer)
+        var full = PixelBuffer(width: 800, height: 600)
+        renderer.render(screen, into: &full)
+        #expect(buffer.pixels == full.pixels)
+        let changed = buffer.changes(since: before, tile: 1)
+        #expect(!changed.isEmpty && touched.bounds.contains(changed.bounds))
+        // A keystroke is a few glyphs, not a frame.
+        #expect(touched.area < 800 * 600 / 10)
+        #expect(screen.update(terminal: terminal.snapshot()).isEmpty)
+    }
 }
