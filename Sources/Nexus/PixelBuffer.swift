@@ -191,6 +191,23 @@ public struct PixelBuffer: Sendable {
         return turns < 0 ? turns + 1 : turns
     }
 
+    // MARK: To the screen
+
+    /// Copies the pixels of `rect` (clipped to the buffer) into a scanout
+    /// buffer of the same size whose rows are `pitch` bytes apart — a DRM
+    /// dumb buffer or an fbdev mapping, which may have another pitch than
+    /// this buffer. Only the rect's rows and columns are written.
+    public func copy(_ rect: Rect, to destination: UnsafeMutableRawPointer, pitch: Int) {
+        let area = rect.intersection(bounds)
+        guard !area.isEmpty else { return }
+        pixels.withUnsafeBufferPointer { words in
+            for row in area.y..<area.maxY {
+                let source = UnsafeRawPointer(words.baseAddress! + row * stride + area.x)
+                (destination + row * pitch + area.x * 4).copyMemory(from: source, byteCount: area.width * 4)
+            }
+        }
+    }
+
     // MARK: Comparing frames
 
     /// The tiles (`tile`×`tile`, clipped to the buffer) whose pixels differ

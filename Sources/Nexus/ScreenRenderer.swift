@@ -28,13 +28,10 @@ public struct ScreenRenderer: Sendable {
         buffer.clip = buffer.bounds
         buffer.fill(buffer.bounds, palette.background)
         renderStatusBar(screen, into: &buffer)
-        switch screen.mode {
-        case .dashboard:
+        if screen.mode == .dashboard {
             for index in screen.layout.widgets.indices where screen.layout.widgets[index].kind != .terminal {
                 renderWidget(index, of: screen, into: &buffer)
             }
-        case .bubble, .terminals:
-            break
         }
         for (index, _) in screen.visibleTerminals { renderTerminal(index, of: screen, into: &buffer) }
         if screen.mode == .bubble { renderBubble(screen, into: &buffer) }

@@ -171,6 +171,21 @@ func padding(_ buffer: PixelBuffer) -> [UInt32] {
     }
 }
 
+@Suite struct ScanoutCopyTests {
+    @Test func copiesOnlyTheRectIntoAnotherPitch() {
+        var frame = PixelBuffer(width: 4, height: 3, pitch: 16, fill: paper)
+        frame.fill(Rect(x: 1, y: 1, width: 3, height: 2), ink)
+        // The screen's rows are 6 pixels (24 bytes) apart; 0xAA marks what was there.
+        var screen = [UInt32](repeating: 0xAA, count: 6 * 3)
+        screen.withUnsafeMutableBytes { frame.copy(Rect(x: 2, y: 1, width: 5, height: 1), to: $0.baseAddress!, pitch: 24) }
+        #expect(screen == [0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA,
+                           0xAA, 0xAA, ink.pixel, ink.pixel, 0xAA, 0xAA,
+                           0xAA, 0xAA, 0xAA, 0xAA, 0xAA, 0xAA])
+        screen.withUnsafeMutableBytes { frame.copy(Rect(x: -2, y: -2, width: 3, height: 3), to: $0.baseAddress!, pitch: 24) }
+        #expect(screen[0] == paper.pixel && screen[1] == 0xAA && screen[6] == 0xAA)
+    }
+}
+
 @Suite struct DamageTests {
     @Test func mergesTouchingRectsAndKeepsApartOnes() {
         var damage = Damage()
