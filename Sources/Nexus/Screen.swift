@@ -45,12 +45,13 @@ public struct Screen: Sendable {
         addTerminal()
     }
 
-    /// Sets the content of the widget called `name`; false if there is none.
+    /// Sets the content of the widget called `name`; returns its index (for
+    /// `ScreenRenderer.renderWidget`), nil if the layout has no such widget.
     @discardableResult
-    public mutating func update(widget name: String, _ content: WidgetContent) -> Bool {
-        guard let index = layout.widgets.firstIndex(where: { $0.name == name }) else { return false }
+    public mutating func update(widget name: String, _ content: WidgetContent) -> Int? {
+        guard let index = layout.widgets.firstIndex(where: { $0.name == name }) else { return nil }
         widgets[index] = content
-        return true
+        return index
     }
 
     /// Replaces the snapshot of the terminal with the same id, and returns

@@ -51,12 +51,16 @@ public struct ScreenRenderer: Sendable {
         return bar
     }
 
-    /// One dashboard widget: its panel, title, lines and graph.
+    /// One dashboard widget: its panel, title, lines and graph (the
+    /// terminal widget is the focused terminal). `.zero` outside the
+    /// dashboard, where widgets are not shown.
     @discardableResult
     public func renderWidget(_ index: Int, of screen: Screen, into buffer: inout PixelBuffer) -> Rect {
+        guard screen.mode == .dashboard else { return .zero }
+        let placement = screen.layout.widgets[index], content = screen.widgets[index]
+        if placement.kind == .terminal { return renderTerminal(screen.focus, of: screen, into: &buffer) }
         let geometry = screen.geometry
         let frame = geometry.frames(screen.layout)[index]
-        let placement = screen.layout.widgets[index], content = screen.widgets[index]
         panel(frame, title: placement.title, focused: false, geometry: geometry, into: &buffer)
         let body = geometry.body(of: frame)
         let capacity = geometry.textCapacity(of: frame)

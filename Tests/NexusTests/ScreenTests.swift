@@ -227,7 +227,8 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
         var buffer = PixelBuffer(width: 1024, height: 768)
         renderer.render(screen, into: &buffer)
         let before = buffer
-        screen.update(widget: "cpu", Widgets.cpu(all: 0.97, cores: [1, 0.94], history: [0.2, 0.9, 0.97]))
+        let index = screen.update(widget: "cpu", Widgets.cpu(all: 0.97, cores: [1, 0.94], history: [0.2, 0.9, 0.97]))
+        #expect(index == 0 && screen.update(widget: "gpu", .waiting) == nil)
         let damaged = renderer.renderWidget(0, of: screen, into: &buffer)
         var full = PixelBuffer(width: 1024, height: 768)
         renderer.render(screen, into: &full)
@@ -236,6 +237,12 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
         #expect(damaged == screen.geometry.frames(screen.layout)[0])
         #expect(damaged.contains(buffer.changes(since: before).bounds))
         #expect(!buffer.changes(since: before).isEmpty)
+        // The terminal widget is the focused terminal; outside the dashboard no widget draws.
+        let terminalWidget = screen.layout.widgets.firstIndex { $0.kind == .terminal }!
+        #expect(renderer.renderWidget(terminalWidget, of: screen, into: &buffer) == screen.visibleTerminals[0].frame)
+        screen.apply(.mode(.bubble))
+        let shown = buffer.pixels
+        #expect(renderer.renderWidget(0, of: screen, into: &buffer) == .zero && buffer.pixels == shown)
     }
 
     @Test func terminalsDrawTheirCellsAndCursor() throws {
