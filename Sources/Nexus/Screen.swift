@@ -88,8 +88,10 @@ public struct Screen: Sendable {
 
     // MARK: Commands
 
-    /// Applies a chord's command; false when it changed nothing (a fourth
-    /// split at the limit, a zoom outside the terminal grid).
+    /// Applies a chord's command; false when it changed nothing (a split
+    /// beyond `maximumTerminals`, a zoom outside the terminal grid). The
+    /// shell compares the terminals' ids before and after to start or end
+    /// PTYs, and resizes each PTY to its snapshot's grid.
     @discardableResult
     public mutating func apply(_ command: HUDCommand) -> Bool {
         switch command {
