@@ -97,7 +97,8 @@ let package = Package(
             cSettings: [.unsafeFlags(["-std=c23"])]
         ),
         // Nexus, the HUD: its pure core (renderer, fonts, layout, widget
-        // parsers, keys, screen model) depends on SpiritCore alone.
+        // parsers, keys, screen model, terminal model) depends on SpiritCore
+        // and its own two C targets, never on another daemon.
         .target(
             name: "Nexus",
             dependencies: ["SpiritCore", "CNexusFont", "CVTerm"],
