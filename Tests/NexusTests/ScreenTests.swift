@@ -288,4 +288,24 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
         #expect(screen.geometry.bubble.contains(touched))
         #expect(bubbleOnly.pixels.contains(Palette.standard.warning.pixel)) // RAM at 95% and the alerts
     }
+
+    /// A screen smaller than any the layout is made for (a serial console's
+    /// fbdev, a broken mode) still draws: widgets too small are empty, not a crash.
+    @Test(arguments: [(320, 200), (64, 48), (8, 8)])
+    func tinyScreensStillDraw(_ width: Int, _ height: Int) throws {
+        var screen = try sampleScreen(width: width, height: height)
+        let renderer = ScreenRenderer(geometry: screen.geometry)
+        var buffer = PixelBuffer(width: width, height: height)
+        for mode in Mode.allCases {
+            screen.apply(.mode(mode))
+            renderer.render(screen, into: &buffer)
+            #expect(buffer[0, 0] == Palette.standard.panel, "the status bar at \(width)x\(height) in \(mode)")
+        }
+        screen.apply(.split)
+        #expect(screen.terminals.allSatisfy { $0.columns >= 1 && $0.rows >= 1 })
+        let terminal = Terminal(id: 2, columns: screen.terminals[1].columns, rows: screen.terminals[1].rows)
+        terminal.write("NEXUS-42")
+        let cells = screen.update(terminal: terminal.snapshot())
+        renderer.renderTerminalCells(1, cells, of: screen, into: &buffer)
+    }
 }
