@@ -158,8 +158,7 @@ public struct Screen: Sendable {
     public func visibleRows(of terminal: TerminalSnapshot, in area: Rect) -> Range<Int> {
         let fitting = max(0, area.height / geometry.lineHeight)
         guard terminal.rows > fitting else { return 0..<terminal.rows }
-        let lastText = terminal.lines.lastIndex { !$0.isEmpty } ?? 0
-        let anchor = max(terminal.cursor?.row ?? 0, lastText)
+        let anchor = max(terminal.cursor?.row ?? 0, terminal.lastRowWithText ?? 0)
         let first = max(0, min(terminal.rows - fitting, anchor - fitting + 1))
         return first..<(first + fitting)
     }

@@ -74,6 +74,18 @@ public struct TerminalSnapshot: Sendable, Equatable {
         }
     }
 
+    /// The last row with a character other than a space, found on the
+    /// cells themselves: the renderer asks on every frame, and building
+    /// `lines` costs a String per row.
+    public var lastRowWithText: Int? {
+        var index = cells.count - 1
+        while index >= 0 {
+            if cells[index].scalar != " " { return index / columns }
+            index -= 1
+        }
+        return nil
+    }
+
     public static func == (lhs: TerminalSnapshot, rhs: TerminalSnapshot) -> Bool {
         lhs.id == rhs.id && lhs.title == rhs.title && lhs.columns == rhs.columns && lhs.rows == rhs.rows
             && lhs.cells == rhs.cells && lhs.cursor?.row == rhs.cursor?.row && lhs.cursor?.column == rhs.cursor?.column

@@ -180,6 +180,7 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
         let rows = screen.visibleRows(of: screen.terminals[0], in: area)
         #expect(rows.count == area.height / 16 && rows.upperBound == 31)
         #expect(screen.dump().hasSuffix("  |line 29\n"))
+        #expect(snapshot.lastRowWithText == 29 && TerminalSnapshot(id: 2, columns: 3, rows: 2).lastRowWithText == nil)
     }
 }
 
