@@ -80,6 +80,25 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // libvterm from Debian (libvterm-dev ships libvterm.a): the VT state
+        // machine behind Nexus's terminals.
+        .systemLibrary(name: "CVTerm", pkgConfig: "vterm", providers: [.apt(["libvterm-dev"])]),
+        // Terminus PSF fonts as bytes in the binary (C23 #embed).
+        // Compiled as C23, the standard #embed belongs to (SwiftPM has no
+        // .c23 language standard yet).
+        .target(
+            name: "CNexusFont",
+            exclude: ["terminus-8x16.psf", "terminus-16x32.psf", "FONT-LICENSE"],
+            cSettings: [.unsafeFlags(["-std=c23"])]
+        ),
+        // Nexus, the HUD: its pure core (renderer, fonts, layout, widget
+        // parsers, keys, screen model, terminal model) depends on SpiritCore
+        // and its own two C targets, never on another daemon.
+        .target(
+            name: "Nexus",
+            dependencies: ["SpiritCore", "CNexusFont", "CVTerm"],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
@@ -117,6 +136,11 @@ let package = Package(
             name: "ModuleLoaderTests",
             dependencies: ["ModuleLoader", "SpiritCore"],
             exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NexusTests",
+            dependencies: ["Nexus", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(

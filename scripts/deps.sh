@@ -12,6 +12,7 @@ packages=(
     binutils          # strip
     file              # `make spirit` reports the binary's kind
     libblkid-dev      # libblkid.a for the static binary
+    libvterm-dev      # libvterm.a: the VT state machine of Nexus's terminals
     e2fsprogs         # mke2fs: the zram upper layer; test media
     squashfs-tools    # mksquashfs: the system image
     dosfstools        # mkfs.vfat: test media
