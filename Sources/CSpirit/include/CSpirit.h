@@ -154,4 +154,10 @@ int spirit_errno(void);
 /// -errno. Swift's Glibc module does not export <sys/vfs.h>.
 int spirit_statfs_type(const char *path, long *type);
 
+/// Opens the virtual terminal `tty` (/dev/tty1, /dev/tty0 for the active
+/// one), sets its display mode with KDSETMODE (KD_GRAPHICS if `graphics`,
+/// else KD_TEXT) and closes it. Only open, ioctl and close: usable from a
+/// crash path. Returns 0 or -errno.
+int spirit_console_set_mode(const char *tty, int graphics);
+
 #endif
