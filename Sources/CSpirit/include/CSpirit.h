@@ -160,4 +160,18 @@ int spirit_statfs_type(const char *path, long *type);
 /// crash path. Returns 0 or -errno.
 int spirit_console_set_mode(const char *tty, int graphics);
 
+/// EVIOCGBIT(type, size): the bitmap of the event types (`type` 0) or of
+/// the codes of one type (EV_KEY: the keys) an evdev device reports, into
+/// `bits` (zeroed first). Returns the number of bytes the kernel wrote or
+/// -errno.
+int spirit_evdev_bits(int fd, unsigned int type, uint8_t *bits, unsigned int size);
+
+/// EVIOCGNAME: the device's name, NUL-terminated in `name`. Returns its
+/// length or -errno.
+int spirit_evdev_name(int fd, char *name, unsigned int size);
+
+/// EVIOCGRAB on (grab != 0: no other reader, not even the console, gets
+/// the device's events) or off. Returns 0 or -errno.
+int spirit_evdev_grab(int fd, int grab);
+
 #endif
