@@ -1,12 +1,15 @@
 // Device ioctls that take a struct pointer or a macro request, which Swift
-// cannot pass: the VT's display mode, evdev's capability bits, name and grab.
+// cannot pass: the VT's display mode, evdev's capability bits, name and
+// grab, and the pseudo-terminal calls.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/input.h>
 #include <linux/kd.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "CSpirit.h"
@@ -42,4 +45,28 @@ int spirit_evdev_name(int fd, char *name, unsigned int size) {
 
 int spirit_evdev_grab(int fd, int grab) {
     return ioctl(fd, EVIOCGRAB, grab ? 1 : 0) == 0 ? 0 : -errno;
+}
+
+int spirit_pty_open(char *slave, size_t size) {
+    int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (master < 0) return -errno;
+    if (grantpt(master) != 0 || unlockpt(master) != 0) {
+        int err = errno;
+        close(master);
+        return -err;
+    }
+    int rc = ptsname_r(master, slave, size);
+    if (rc != 0) {
+        close(master);
+        return -rc;
+    }
+    return master;
+}
+
+int spirit_pty_set_size(int fd, unsigned short rows, unsigned short columns) {
+    struct winsize size;
+    memset(&size, 0, sizeof size);
+    size.ws_row = rows;
+    size.ws_col = columns;
+    return ioctl(fd, TIOCSWINSZ, &size) == 0 ? 0 : -errno;
 }

@@ -211,6 +211,22 @@ extension Kernel {
         return (fds[0], fds[1])
     }
 
+    /// write(2) of what fits now: the bytes written, nil when a
+    /// non-blocking descriptor takes none (EAGAIN). The rest is the
+    /// caller's to write when poll(2) says POLLOUT.
+    public static func writeSome(_ fd: CInt, _ bytes: UnsafeRawBufferPointer,
+                                 _ name: @autoclosure () -> String) throws(SystemError) -> Int? {
+        guard bytes.count > 0 else { return 0 }
+        while true {
+            let n = Glibc.write(fd, bytes.baseAddress, bytes.count)
+            if n >= 0 { return n }
+            let errno = Errno(rawValue: spirit_errno())
+            if errno == .interrupted { continue }
+            if errno == .resourceTemporarilyUnavailable { return nil }
+            throw failure("write to \(name())", errno, nil)
+        }
+    }
+
     /// ioctl(2) with an integer argument, retried on EINTR.
     @discardableResult
     public static func control(_ fd: CInt, _ request: UInt, _ value: UInt, _ operation: @autoclosure () -> String,

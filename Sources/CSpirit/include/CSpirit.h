@@ -174,4 +174,13 @@ int spirit_evdev_name(int fd, char *name, unsigned int size);
 /// the device's events) or off. Returns 0 or -errno.
 int spirit_evdev_grab(int fd, int grab);
 
+/// A new pseudo-terminal: posix_openpt (close-on-exec, non-blocking, not
+/// our controlling terminal), grantpt, unlockpt, and ptsname_r into
+/// `slave` (/dev/pts/N). Returns the master fd or -errno.
+int spirit_pty_open(char *slave, size_t size);
+
+/// TIOCSWINSZ: the terminal's size in character cells (the kernel sends
+/// SIGWINCH to its foreground process group). Returns 0 or -errno.
+int spirit_pty_set_size(int fd, unsigned short rows, unsigned short columns);
+
 #endif
