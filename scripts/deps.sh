@@ -12,6 +12,7 @@ packages=(
     binutils          # strip
     file              # `make spirit` reports the binary's kind
     libblkid-dev      # libblkid.a for the static binary
+    libdrm-dev        # libdrm.a for the static binary (the HUD's display)
     e2fsprogs         # mke2fs: the zram upper layer; test media
     squashfs-tools    # mksquashfs: the system image
     dosfstools        # mkfs.vfat: test media

@@ -1,9 +1,10 @@
 // Device ioctls that take a struct pointer or a macro request, which Swift
-// cannot pass: the VT's display mode, evdev's capability bits, name and
-// grab, and the pseudo-terminal calls.
+// cannot pass: fbdev's screen info, the VT's display mode, evdev's
+// capability bits, name and grab, and the pseudo-terminal calls.
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/fb.h>
 #include <linux/input.h>
 #include <linux/kd.h>
 #include <stdlib.h>
@@ -16,6 +17,29 @@
 
 // InputEvent.parse in SpiritCore reads records of this size and layout.
 _Static_assert(sizeof(struct input_event) == 24, "struct input_event is not 24 bytes on this target");
+
+int spirit_fb_screen_info(int fd, spirit_fb_info *info) {
+    struct fb_var_screeninfo var;
+    struct fb_fix_screeninfo fix;
+    memset(&var, 0, sizeof var);
+    memset(&fix, 0, sizeof fix);
+    if (ioctl(fd, FBIOGET_VSCREENINFO, &var) != 0) return -errno;
+    if (ioctl(fd, FBIOGET_FSCREENINFO, &fix) != 0) return -errno;
+    memset(info, 0, sizeof *info);
+    info->width = var.xres;
+    info->height = var.yres;
+    info->x_offset = var.xoffset;
+    info->y_offset = var.yoffset;
+    info->bits_per_pixel = var.bits_per_pixel;
+    info->red_offset = var.red.offset;
+    info->green_offset = var.green.offset;
+    info->blue_offset = var.blue.offset;
+    info->line_length = fix.line_length;
+    info->memory_length = fix.smem_len;
+    memcpy(info->id, fix.id, sizeof fix.id);
+    info->id[sizeof info->id - 1] = 0;
+    return 0;
+}
 
 int spirit_console_set_mode(const char *tty, int graphics) {
     int fd;

@@ -227,6 +227,23 @@ extension Kernel {
         }
     }
 
+    /// mmap(2) of `length` bytes of `fd` at `offset`, shared and writable
+    /// (a dumb buffer, a framebuffer).
+    public static func mapShared(_ fd: CInt, length: Int, offset: Int64 = 0,
+                                 _ name: @autoclosure () -> String) throws(SystemError) -> UnsafeMutableRawPointer {
+        let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(offset))
+        guard let address, address != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw failure("map \(length) bytes of \(name()) at \(offset)", Errno(rawValue: spirit_errno()), nil)
+        }
+        return address
+    }
+
+    /// munmap(2); a mapping that cannot be undone stays (it goes with the
+    /// process).
+    public static func unmap(_ address: UnsafeMutableRawPointer, length: Int) {
+        _ = munmap(address, length)
+    }
+
     /// ioctl(2) with an integer argument, retried on EINTR.
     @discardableResult
     public static func control(_ fd: CInt, _ request: UInt, _ value: UInt, _ operation: @autoclosure () -> String,

@@ -154,6 +154,31 @@ int spirit_errno(void);
 /// -errno. Swift's Glibc module does not export <sys/vfs.h>.
 int spirit_statfs_type(const char *path, long *type);
 
+/// What FBIOGET_VSCREENINFO and FBIOGET_FSCREENINFO say of a framebuffer
+/// device, as far as Spirit draws on it.
+typedef struct {
+    /// The visible resolution in pixels (xres, yres).
+    uint32_t width;
+    uint32_t height;
+    /// The visible area's offset in the virtual screen (xoffset, yoffset).
+    uint32_t x_offset;
+    uint32_t y_offset;
+    uint32_t bits_per_pixel;
+    /// Bit offsets of the colour channels in a pixel (0x00RRGGBB: 16, 8, 0).
+    uint32_t red_offset;
+    uint32_t green_offset;
+    uint32_t blue_offset;
+    /// Bytes per row (fix.line_length) and of the whole mapping (smem_len).
+    uint32_t line_length;
+    uint32_t memory_length;
+    /// The driver's name ("EFI VGA", "bochs-drmdrmfb"), NUL-terminated.
+    char id[17];
+} spirit_fb_info;
+
+/// FBIOGET_VSCREENINFO and FBIOGET_FSCREENINFO on an open fbdev device,
+/// into *info. Returns 0 or -errno.
+int spirit_fb_screen_info(int fd, spirit_fb_info *info);
+
 /// Opens the virtual terminal `tty` (/dev/tty1, /dev/tty0 for the active
 /// one), sets its display mode with KDSETMODE (KD_GRAPHICS if `graphics`,
 /// else KD_TEXT) and closes it. Only open, ioctl and close: usable from a
