@@ -24,10 +24,13 @@ let package = Package(
         .target(name: "CSpirit"),
         // libblkid from Debian (libblkid-dev ships libblkid.a for the static link).
         .systemLibrary(name: "CBlkid", pkgConfig: "blkid", providers: [.apt(["libblkid-dev"])]),
+        // libdrm from Debian (libdrm-dev ships libdrm.a): KMS for the HUD's display.
+        .systemLibrary(name: "CDrm", pkgConfig: "libdrm", providers: [.apt(["libdrm-dev"])]),
         .target(
             name: "SpiritCore",
             dependencies: [
                 "CSpirit",
+                "CDrm",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ],

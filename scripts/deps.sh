@@ -13,6 +13,7 @@ packages=(
     file              # `make spirit` reports the binary's kind
     libblkid-dev      # libblkid.a for the static binary
     libvterm-dev      # libvterm.a: the VT state machine of Nexus's terminals
+    libdrm-dev        # libdrm.a for the static binary (the HUD's display)
     e2fsprogs         # mke2fs: the zram upper layer; test media
     squashfs-tools    # mksquashfs: the system image
     dosfstools        # mkfs.vfat: test media

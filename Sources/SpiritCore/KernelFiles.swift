@@ -211,6 +211,39 @@ extension Kernel {
         return (fds[0], fds[1])
     }
 
+    /// write(2) of what fits now: the bytes written, nil when a
+    /// non-blocking descriptor takes none (EAGAIN). The rest is the
+    /// caller's to write when poll(2) says POLLOUT.
+    public static func writeSome(_ fd: CInt, _ bytes: UnsafeRawBufferPointer,
+                                 _ name: @autoclosure () -> String) throws(SystemError) -> Int? {
+        guard bytes.count > 0 else { return 0 }
+        while true {
+            let n = Glibc.write(fd, bytes.baseAddress, bytes.count)
+            if n >= 0 { return n }
+            let errno = Errno(rawValue: spirit_errno())
+            if errno == .interrupted { continue }
+            if errno == .resourceTemporarilyUnavailable { return nil }
+            throw failure("write to \(name())", errno, nil)
+        }
+    }
+
+    /// mmap(2) of `length` bytes of `fd` at `offset`, shared and writable
+    /// (a dumb buffer, a framebuffer).
+    public static func mapShared(_ fd: CInt, length: Int, offset: Int64 = 0,
+                                 _ name: @autoclosure () -> String) throws(SystemError) -> UnsafeMutableRawPointer {
+        let address = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(offset))
+        guard let address, address != UnsafeMutableRawPointer(bitPattern: -1) else {
+            throw failure("map \(length) bytes of \(name()) at \(offset)", Errno(rawValue: spirit_errno()), nil)
+        }
+        return address
+    }
+
+    /// munmap(2); a mapping that cannot be undone stays (it goes with the
+    /// process).
+    public static func unmap(_ address: UnsafeMutableRawPointer, length: Int) {
+        _ = munmap(address, length)
+    }
+
     /// ioctl(2) with an integer argument, retried on EINTR.
     @discardableResult
     public static func control(_ fd: CInt, _ request: UInt, _ value: UInt, _ operation: @autoclosure () -> String,

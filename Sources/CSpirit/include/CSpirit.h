@@ -154,4 +154,58 @@ int spirit_errno(void);
 /// -errno. Swift's Glibc module does not export <sys/vfs.h>.
 int spirit_statfs_type(const char *path, long *type);
 
+/// What FBIOGET_VSCREENINFO and FBIOGET_FSCREENINFO say of a framebuffer
+/// device, as far as Spirit draws on it.
+typedef struct {
+    /// The visible resolution in pixels (xres, yres).
+    uint32_t width;
+    uint32_t height;
+    /// The visible area's offset in the virtual screen (xoffset, yoffset).
+    uint32_t x_offset;
+    uint32_t y_offset;
+    uint32_t bits_per_pixel;
+    /// Bit offsets of the colour channels in a pixel (0x00RRGGBB: 16, 8, 0).
+    uint32_t red_offset;
+    uint32_t green_offset;
+    uint32_t blue_offset;
+    /// Bytes per row (fix.line_length) and of the whole mapping (smem_len).
+    uint32_t line_length;
+    uint32_t memory_length;
+    /// The driver's name ("EFI VGA", "bochs-drmdrmfb"), NUL-terminated.
+    char id[17];
+} spirit_fb_info;
+
+/// FBIOGET_VSCREENINFO and FBIOGET_FSCREENINFO on an open fbdev device,
+/// into *info. Returns 0 or -errno.
+int spirit_fb_screen_info(int fd, spirit_fb_info *info);
+
+/// Opens the virtual terminal `tty` (/dev/tty1, /dev/tty0 for the active
+/// one), sets its display mode with KDSETMODE (KD_GRAPHICS if `graphics`,
+/// else KD_TEXT) and closes it. Only open, ioctl and close: usable from a
+/// crash path. Returns 0 or -errno.
+int spirit_console_set_mode(const char *tty, int graphics);
+
+/// EVIOCGBIT(type, size): the bitmap of the event types (`type` 0) or of
+/// the codes of one type (EV_KEY: the keys) an evdev device reports, into
+/// `bits` (zeroed first). Returns the number of bytes the kernel wrote or
+/// -errno.
+int spirit_evdev_bits(int fd, unsigned int type, uint8_t *bits, unsigned int size);
+
+/// EVIOCGNAME: the device's name, NUL-terminated in `name`. Returns its
+/// length or -errno.
+int spirit_evdev_name(int fd, char *name, unsigned int size);
+
+/// EVIOCGRAB on (grab != 0: no other reader, not even the console, gets
+/// the device's events) or off. Returns 0 or -errno.
+int spirit_evdev_grab(int fd, int grab);
+
+/// A new pseudo-terminal: posix_openpt (close-on-exec, non-blocking, not
+/// our controlling terminal), grantpt, unlockpt, and ptsname_r into
+/// `slave` (/dev/pts/N). Returns the master fd or -errno.
+int spirit_pty_open(char *slave, size_t size);
+
+/// TIOCSWINSZ: the terminal's size in character cells (the kernel sends
+/// SIGWINCH to its foreground process group). Returns 0 or -errno.
+int spirit_pty_set_size(int fd, unsigned short rows, unsigned short columns);
+
 #endif
