@@ -64,7 +64,7 @@ public final class Display {
     /// Why the DRM card was not used, when `open` fell back to fbdev.
     public private(set) var drmProblem: String?
 
-    private var scanout: any Scanout
+    private let scanout: any Scanout
     private var closed = false
 
     private init(_ scanout: any Scanout, kind: Kind, device: String, driver: String, width: Int, height: Int, summary: String) {
@@ -117,9 +117,11 @@ public final class Display {
 
     /// Puts the damaged rectangles of `pixels` (width×height XRGB8888,
     /// `pitch` bytes a row) on the screen. With DRM the rows go into the
-    /// back buffer, which is then flipped to (after the previous flip has
-    /// completed) and reported with DIRTYFB (virtio-gpu shows nothing
-    /// without it). Damage outside the screen is cut off; no damage, no work.
+    /// back buffer, which is then flipped to and reported with DIRTYFB
+    /// (virtio-gpu shows nothing without it); a present first waits for the
+    /// previous flip (a frame at most; a second is an error). Damage outside
+    /// the screen is cut off; no damage, no work. The buffers start black:
+    /// the first frame damages the whole screen (`bounds`).
     public func present(pixels: UnsafeRawPointer, pitch: Int,
                         damage: [(x: Int, y: Int, width: Int, height: Int)]) throws(SystemError) {
         precondition(!closed, "present on a closed display")
