@@ -49,6 +49,12 @@ public struct ServiceDefinition: Sendable, Equatable {
     public var memoryMax: String? = nil
     /// cgroup v2 cpu.weight (1–10000).
     public var cpuWeight: Int? = nil
+    /// The exit status by which the service says it has nothing to do on
+    /// this machine (the HUD with no display): it is settled, not failed,
+    /// and not restarted, with its last line of output as the reason —
+    /// what systemd's ConditionPathExists and RestartPreventExitStatus do
+    /// together.
+    public var notApplicableExit: Int32? = nil
     /// Where the definition came from, for messages.
     public var path = ""
 
@@ -73,7 +79,7 @@ public struct ServiceDefinition: Sendable, Equatable {
         "crash-loop.restarts", "crash-loop.within-seconds",
         "stop.signal", "stop.timeout-ms",
         "log.max-bytes", "log.ring-lines",
-        "cgroup.memory-max", "cgroup.cpu-weight",
+        "cgroup.memory-max", "cgroup.cpu-weight", "exit.not-applicable",
     ]
 
     /// The definition in `file`, for the service `name`.
@@ -168,6 +174,7 @@ public struct ServiceDefinition: Sendable, Equatable {
         if let ms = try integer("stop.timeout-ms", 0...hour) { stopTimeoutMicros = ms * 1000 }
         if let bytes = try integer("log.max-bytes", 4096...(1 << 40)) { logMaxBytes = bytes }
         if let lines = try integer("log.ring-lines", 1...1_000_000) { logRingLines = Int(lines) }
+        if let code = try integer("exit.not-applicable", 1...255) { notApplicableExit = Int32(code) }
         if let entry = file["cgroup.memory-max"] {
             switch entry.value {
             case .integer(let bytes) where bytes > 0: memoryMax = String(bytes)

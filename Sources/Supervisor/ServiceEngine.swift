@@ -52,6 +52,8 @@ public enum SupervisorNotice: Sendable, Equatable {
     case stopping(String, signal: CInt)
     case killed(String, afterMicros: Int64)
     case stopped(String, tookMicros: Int64, killed: Bool)
+    /// It exited with its `exit.not-applicable` status: nothing to do here.
+    case notApplicable(String, status: Int32)
     /// Every enabled service has settled (ready, exited, or failed).
     case allReady
     /// Every service is stopped (after `stopAll`).
@@ -331,6 +333,14 @@ public final class ServiceEngine {
     func ended(_ i: Int, now: Int64, status: ExitStatus?, reason: String?) {
         let definition = services[i].definition
         let name = definition.name
+        if let code = definition.notApplicableExit, status == .exited(code) {
+            // Nothing to do on this machine: settled, not restarted.
+            services[i].settled = true
+            services[i].detail = "not applicable here"
+            enter(.exited, i)
+            pendingNotices.append(.notApplicable(name, status: code))
+            return
+        }
         let restart = switch definition.restart {
         case .always: true
         case .onFailure: status != .exited(0)
@@ -364,6 +374,13 @@ public final class ServiceEngine {
         if let status { pendingNotices.append(.exited(name, status, restartInMicros: delay)) }
         enter(.backoff, i)
         services[i].deadline = now + delay
+    }
+
+    /// Says why a service is in its state (the supervisor adds what the
+    /// service said, which the engine does not see).
+    public func explain(_ name: String, _ detail: String) {
+        guard let i = index(of: name) else { return }
+        services[i].detail = detail
     }
 
     func fail(_ i: Int, _ reason: String) {

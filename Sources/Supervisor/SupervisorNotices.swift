@@ -42,6 +42,12 @@ extension SupervisorLoop {
                 let now = clock.nowMicros
                 timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: 0, startMicros: now, endMicros: now,
                                              ok: false, detail: reason))
+            case .notApplicable(let name, let code):
+                // Its last line says why (the HUD: no display here).
+                let said = logs[name]?.last(1).first.map { String($0.split(separator: " ", maxSplits: 1).last ?? "") }
+                let why = said.map { $0.hasPrefix("spirit: ") ? String($0.dropFirst("spirit: ".count)) : $0 } ?? "exit status \(code)"
+                engine.explain(name, "not applicable here: \(why)")
+                say(.info, "service \(name): not applicable here (\(why)); not restarted", service: name)
             case .failed(let name, let reason):
                 say(.error, "service \(name): failed: \(reason); 'spiritctl start \(name)' tries again", service: name)
             case .stopping(let name, let signal):

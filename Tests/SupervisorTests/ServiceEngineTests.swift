@@ -103,6 +103,25 @@ struct Rig {
         #expect(rig.state("slow") == .starting && rig.status("slow").pid != nil)
     }
 
+    @Test func aServiceWithNothingToDoHereIsSettledAndNotRestarted() {
+        let rig = Rig([service("hud", readiness: .notify) { $0.notApplicableExit = 64 }])
+        rig.engine.startEnabled()
+        rig.clock.advance(ms: 30)
+        rig.engine.childExited(pid: rig.spawner.pid(of: "hud")!, status: .exited(64))
+        let notices = rig.engine.takeNotices()
+        #expect(notices.contains(.notApplicable("hud", status: 64)))
+        #expect(notices.last == .allReady)
+        rig.run(ms: 60_000)
+        #expect(rig.spawner.starts(of: "hud").count == 1)
+        #expect(rig.state("hud") == .exited && rig.status("hud").detail == "not applicable here")
+        // Another status is a crash like any other: restarted.
+        let crash = Rig([service("hud") { $0.notApplicableExit = 64 }])
+        crash.engine.startEnabled()
+        crash.engine.childExited(pid: crash.spawner.pid(of: "hud")!, status: .exited(1))
+        crash.run(ms: 1000)
+        #expect(crash.spawner.starts(of: "hud").count == 2)
+    }
+
     @Test func backoffGrowsByItsFactorUpToTheCap() {
         let rig = Rig([service("crashy") {
             $0.backoffInitialMicros = 100_000

@@ -1,0 +1,385 @@
+import Glibc
+import SpiritCore
+import SystemPackage
+
+/// The Nexus HUD's I/O shell (`spirit nexus`): the display, the keyboards,
+/// a PTY a terminal, the widgets' readings and the control socket, on one
+/// EventLoop. Everything it shows is the pure `Screen`, drawn by
+/// `ScreenRenderer` into a frame in RAM whose damaged rectangles go to the
+/// scanout buffer.
+public final class NexusDaemon {
+    /// The exit status that says "no display on this machine" (a serial-only
+    /// machine, `-vga none`, a GPU given to a VM): the service file names it
+    /// as `exit.not-applicable`, so the supervisor does not restart the HUD.
+    public static let noDisplayExit: Int32 = 64
+    public static let controlSocket = RunFiles.directory + "/nexus.sock"
+    public static let layoutFile = "/etc/spirit/nexus.toml"
+
+    struct Session {
+        let pty: PseudoTerminal
+        let emulator: Terminal
+    }
+
+    let console: Console
+    let display: Display
+    let tty: String
+    let signals: SignalQueue
+    let events = EventLoop()
+    let readings = Readings()
+    var screen: Screen
+    let renderer: ScreenRenderer
+    var frame: PixelBuffer
+    var sessions: [Int: Session] = [:]
+    var inputs: [InputDevice] = []
+    var keyboard = KeyboardState()
+    var stats = RenderStats()
+    var control: Socket?
+    /// When each widget is next read (CLOCK_BOOTTIME µs), by index.
+    var due: [Int64]
+    var bubbleDue: Int64 = 0
+    var finished: Int32?
+
+    init(console: Console, display: Display, tty: String, signals: SignalQueue, layout: Layout) {
+        self.console = console
+        self.display = display
+        self.tty = tty
+        self.signals = signals
+        screen = Screen(width: display.width, height: display.height, layout: layout)
+        renderer = ScreenRenderer(geometry: screen.geometry)
+        frame = PixelBuffer(width: display.width, height: display.height)
+        due = Array(repeating: 0, count: layout.widgets.count)
+        screen.status = ("SPIRIT · \(Self.hostname())", "Super+B bubble · Super+D dashboard · Super+T terminals")
+    }
+
+    /// Runs the HUD until SIGTERM; returns the process's exit status.
+    public static func run(console: Console) -> Int32 {
+        let started = Kernel.processStartMicros > 0 ? Kernel.processStartMicros : Kernel.bootTimeMicros()
+        let signals: SignalQueue
+        do {
+            try SignalQueue.blockAll()
+            signals = try SignalQueue()
+        } catch {
+            console.error("nexus: \(error)")
+            return 111
+        }
+        guard Kernel.exists("/dev/dri/card0") || Kernel.exists("/dev/fb0") else {
+            // One line, then done: the supervisor takes this status as "not here".
+            let why = BootConfig.current().gpuPassthrough ? "crom.gpu=passthrough gave the GPU away" : "no /dev/dri/card0 and no /dev/fb0"
+            console.info("nexus: no display on this machine (\(why)); the console stays on the serial line")
+            return noDisplayExit
+        }
+        let display: Display
+        do {
+            display = try Display.open()
+        } catch {
+            console.error("nexus: \(error)")
+            return 111
+        }
+        let tty = VirtualTerminal.active()
+        do {
+            try VirtualTerminal.setMode(.graphics, on: tty)
+        } catch {
+            console.warning("nexus: \(error); the kernel's console may draw over the HUD")
+        }
+        let daemon = NexusDaemon(console: console, display: display, tty: tty, signals: signals, layout: loadLayout(console: console))
+        let status = daemon.serve(started: started)
+        daemon.finish()
+        return status
+    }
+
+    /// /etc/spirit/nexus.toml, or the built-in layout (said when the file is wrong).
+    static func loadLayout(console: Console) -> Layout {
+        guard Kernel.exists(layoutFile) else { return .standard }
+        do {
+            return try Layout.parse(try Kernel.readText(layoutFile), path: layoutFile)
+        } catch {
+            console.error("nexus: \(error); using the built-in layout")
+            return .standard
+        }
+    }
+
+    func serve(started: Int64) -> Int32 {
+        refreshWidgets(now: Kernel.bootTimeMicros(), all: true)
+        syncSessions()
+        let drawStart = Kernel.bootTimeMicros()
+        renderer.render(screen, into: &frame)
+        present([frame.bounds])
+        let now = Kernel.bootTimeMicros()
+        stats.recordFrame(micros: now - drawStart, partial: false)
+        stats.firstFrameMicros = now - started
+        Timeline(process: "nexus").record(TimelineStep(step: "nexus:first-frame", process: "nexus", pid: Kernel.pid, startMicros: started,
+                                                       endMicros: now, ok: true, detail: "\(display.summary), \(display.width)x\(display.height)"))
+        console.info("nexus: first frame on \(display.summary) (\(display.width)x\(display.height)) \(formatMilliseconds(now - started)) ms after start")
+        ServiceNotify.ready()
+
+        openInputs()
+        do {
+            let socket = try Socket.listenUnix(Self.controlSocket)
+            control = socket
+            events.watch(socket.fd) { [unowned self] _ in answerControl() }
+        } catch {
+            console.warning("nexus: \(error); 'spirit nexus mode|dump|screenshot|stats' cannot reach it")
+        }
+        events.watch(signals.fd) { [unowned self] _ in readSignal() }
+
+        while finished == nil {
+            let next = (due + [bubbleDue]).min() ?? Kernel.bootTimeMicros() + 1_000_000
+            let wait = Int(max(0, (next - Kernel.bootTimeMicros() + 999) / 1000))
+            do {
+                try events.runOnce(milliseconds: wait)
+            } catch {
+                console.error("nexus: \(error)")
+                return 111
+            }
+            refreshWidgets(now: Kernel.bootTimeMicros(), all: false)
+        }
+        return finished ?? 0
+    }
+
+    /// Text mode back, the CRTC as it was, the PTYs' shells hung up.
+    func finish() {
+        for session in sessions.values {
+            try? Kernel.kill(session.pty.pid, SIGHUP)
+            session.pty.close()
+        }
+        for input in inputs { try? input.grab(false); input.close() }
+        if control != nil { Kernel.remove(Self.controlSocket) }
+        try? display.close()
+        _ = VirtualTerminal.restoreText(on: tty)
+    }
+
+    func readSignal() {
+        guard let (signal, _) = try? signals.next() else { return }
+        switch signal {
+        case SIGTERM, SIGINT, SIGHUP: finished = 0
+        case SIGCHLD: reapShells()
+        default: break
+        }
+    }
+
+    // MARK: Drawing
+
+    func present(_ rects: [Rect]) {
+        let damage = rects.compactMap { rect -> (x: Int, y: Int, width: Int, height: Int)? in
+            let area = rect.intersection(frame.bounds)
+            return area.isEmpty ? nil : (area.x, area.y, area.width, area.height)
+        }
+        guard !damage.isEmpty else { return }
+        do {
+            try frame.pixels.withUnsafeBytes { raw in try display.present(pixels: raw.baseAddress!, pitch: frame.pitch, damage: damage) }
+        } catch {
+            console.warning("nexus: \(error)")
+        }
+    }
+
+    /// Redraws what changed and puts it on screen, timing it.
+    func draw(partial: Bool, _ body: () -> [Rect]) {
+        let start = Kernel.bootTimeMicros()
+        let rects = body()
+        present(rects)
+        if !rects.isEmpty { stats.recordFrame(micros: Kernel.bootTimeMicros() - start, partial: partial) }
+    }
+
+    func redrawAll() {
+        draw(partial: false) {
+            renderer.render(screen, into: &frame)
+            return [frame.bounds]
+        }
+    }
+
+    // MARK: Widgets
+
+    func refreshWidgets(now: Int64, all: Bool) {
+        var changed: [Int] = []
+        for (index, placement) in screen.layout.widgets.enumerated() where placement.kind != .terminal {
+            guard all || now >= due[index] else { continue }
+            due[index] = now + Int64(max(250, placement.refreshMillis)) * 1000
+            // Readings that cost a process or a socket are skipped while unseen.
+            if !all, screen.mode != .dashboard, placement.kind == .nodus || placement.kind == .services { continue }
+            let lines = screen.geometry.textCapacity(of: screen.geometry.frames(screen.layout)[index]).lines
+            if let index = screen.update(widget: placement.name, readings.read(placement.kind, lines: lines)) { changed.append(index) }
+        }
+        if all || now >= bubbleDue {
+            bubbleDue = now + 1_000_000
+            if !screen.layout.widgets.contains(where: { $0.kind == .cpu }) { _ = readings.read(.cpu, lines: 1) }
+            if !screen.layout.widgets.contains(where: { $0.kind == .memory }) { _ = readings.read(.memory, lines: 1) }
+            screen.bubble = BubbleContent(clock: Readings.clock(), cpu: readings.cpuFraction, memory: readings.memoryFraction,
+                                          alerts: readings.alerts)
+            if !all, screen.mode == .bubble { draw(partial: true) { [renderer.renderBubble(screen, into: &frame)] } }
+        }
+        guard !all, screen.mode == .dashboard, !changed.isEmpty else { return }
+        draw(partial: true) { changed.map { renderer.renderWidget($0, of: screen, into: &frame) } }
+    }
+
+    // MARK: Terminals
+
+    /// A PTY and an emulator for every terminal of the screen, none for
+    /// one that was closed; each sized to its tile.
+    func syncSessions() {
+        let ids = Set(screen.terminals.map(\.id))
+        for (id, session) in sessions where !ids.contains(id) {
+            try? Kernel.kill(session.pty.pid, SIGHUP)
+            events.unwatch(session.pty.fd)
+            session.pty.close()
+            sessions[id] = nil
+        }
+        for snapshot in screen.terminals {
+            if let session = sessions[snapshot.id] {
+                if session.emulator.columns != snapshot.columns || session.emulator.rows != snapshot.rows {
+                    session.emulator.resize(columns: snapshot.columns, rows: snapshot.rows)
+                    try? session.pty.resize(rows: snapshot.rows, columns: snapshot.columns)
+                    screen.update(terminal: session.emulator.snapshot())
+                }
+                continue
+            }
+            startShell(id: snapshot.id, columns: snapshot.columns, rows: snapshot.rows)
+        }
+    }
+
+    func startShell(id: Int, columns: Int, rows: Int) {
+        do {
+            let pty = try PseudoTerminal.start("/bin/sh", arguments: ["-sh"], rows: rows, columns: columns)
+            let session = Session(pty: pty, emulator: Terminal(id: id, columns: columns, rows: rows))
+            sessions[id] = session
+            events.watch(pty.fd) { [unowned self] _ in readTerminal(id) }
+        } catch {
+            console.error("nexus: terminal \(id): \(error)")
+        }
+    }
+
+    func readTerminal(_ id: Int) {
+        guard let session = sessions[id] else { return }
+        var received: [UInt8] = []
+        var ended = false
+        // A few reads at most, then draw: a flood of output stays responsive.
+        for _ in 0..<8 {
+            do {
+                guard let bytes = try session.pty.read() else { break }
+                if bytes.isEmpty { ended = true; break }
+                received += bytes
+            } catch {
+                ended = true // EIO: the shell and everything on its terminal are gone
+                break
+            }
+        }
+        if !received.isEmpty {
+            session.emulator.write(received)
+            let answer = session.emulator.takeOutput()
+            if !answer.isEmpty { _ = try? session.pty.write(answer) }
+            let cells = screen.update(terminal: session.emulator.snapshot())
+            if let index = screen.terminals.firstIndex(where: { $0.id == id }), !cells.isEmpty {
+                draw(partial: true) { renderer.renderTerminalCells(index, cells, of: screen, into: &frame).rects }
+            }
+        }
+        if ended {
+            // The shell left (exit): a new one, as a console gives a new login.
+            events.unwatch(session.pty.fd)
+            session.pty.close()
+            sessions[id] = nil
+            if let snapshot = screen.terminals.first(where: { $0.id == id }) {
+                startShell(id: id, columns: snapshot.columns, rows: snapshot.rows)
+            }
+        }
+    }
+
+    func reapShells() {
+        Reaper.reap { _, _ in }
+    }
+
+    // MARK: Keys
+
+    func openInputs() {
+        let (devices, problems) = InputDevices.openKeyDevices()
+        for problem in problems { console.warning("nexus: \(problem)") }
+        inputs = devices.filter(\.isKeyboard)
+        for device in devices where !device.isKeyboard { device.close() }
+        if inputs.isEmpty { console.warning("nexus: no keyboard in /dev/input; the HUD shows but cannot be typed into") }
+        for input in inputs {
+            // While the HUD has the screen, keys go to it only, not also to the text console.
+            do { try input.grab(true) } catch { console.warning("nexus: \(error)") }
+            events.watch(input.fd) { [unowned self] _ in readKeys(input) }
+        }
+    }
+
+    func readKeys(_ input: InputDevice) {
+        let events: [InputEvent]
+        do {
+            events = try input.read()
+        } catch {
+            console.warning("nexus: \(error); \(input.path) is no longer read")
+            self.events.unwatch(input.fd)
+            input.close()
+            inputs.removeAll { $0.fd == input.fd }
+            return
+        }
+        for event in events {
+            let focused = screen.terminals.indices.contains(screen.focus) ? sessions[screen.terminals[screen.focus].id] : nil
+            switch keyboard.handle(event, applicationCursor: focused?.emulator.applicationCursor ?? false) {
+            case .bytes(let bytes)?:
+                _ = try? focused?.pty.write(bytes)
+            case .command(let command)?:
+                apply(command)
+            case nil:
+                break
+            }
+        }
+    }
+
+    /// A chord's (or `spirit nexus mode`'s) command: the new screen, drawn whole.
+    @discardableResult
+    func apply(_ command: HUDCommand) -> Bool {
+        let start = Kernel.bootTimeMicros()
+        let before = screen.mode
+        guard screen.apply(command) else { return false }
+        syncSessions()
+        if screen.mode == .dashboard { refreshWidgets(now: Kernel.bootTimeMicros(), all: true) }
+        redrawAll()
+        stats.recordTransition(from: before, to: screen.mode, micros: Kernel.bootTimeMicros() - start)
+        return true
+    }
+
+    // MARK: The control socket
+
+    /// `mode bubble|dashboard|terminals`, `dump`, `screenshot PATH`, `stats`.
+    func answerControl() {
+        guard let control, let (connection, request, uid) = ControlChannel.accept(on: control) else { return }
+        defer { connection.close() }
+        func reply(_ text: String) { try? Kernel.write(connection.fd, text, socket: true, "a control connection") }
+        guard uid == 0 else { return reply(ControlChannel.error(code: 111, "permission denied: the HUD answers only root (you are uid \(uid))")) }
+        let words = (request ?? "").split(separator: " ", maxSplits: 1).map(String.init)
+        switch words.first {
+        case "mode":
+            guard words.count == 2, let mode = Mode(rawValue: words[1]) else {
+                return reply(ControlChannel.error(code: 100, "mode takes bubble, dashboard or terminals"))
+            }
+            apply(.mode(mode))
+            reply(ControlChannel.ok("mode \(screen.mode.rawValue)"))
+        case "dump":
+            reply(ControlChannel.ok(String(screen.dump().dropLast())))
+        case "screenshot":
+            guard words.count == 2, words[1].hasPrefix("/") else {
+                return reply(ControlChannel.error(code: 100, "screenshot takes an absolute PATH for the PNG"))
+            }
+            do {
+                try Kernel.writeFile(words[1], "") // created (and its directory checked) before the encoding
+                let png = PNG.encode(frame)
+                let fd = try Kernel.open(words[1], O_WRONLY | O_TRUNC)
+                defer { Kernel.close(fd) }
+                try png.withBytes { raw throws(SystemError) in try Kernel.write(fd, raw, words[1]) }
+                reply(ControlChannel.ok("\(words[1]): \(frame.width)x\(frame.height), \(png.count) bytes"))
+            } catch {
+                reply(ControlChannel.error(code: 111, "\(error)"))
+            }
+        case "stats":
+            reply(ControlChannel.ok(String(stats.json.trimmed)))
+        default:
+            reply(ControlChannel.error(code: 100, "not a request: '\(request ?? "")' (mode M, dump, screenshot PATH, stats)"))
+        }
+    }
+
+    static func hostname() -> String {
+        var name = utsname()
+        _ = uname(&name)
+        return withUnsafeBytes(of: &name.nodename) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+    }
+}

@@ -1,0 +1,206 @@
+"""Nexus, the HUD, on a real boot: its first frame on the screen (QEMU's
+screendump, decoded here), each mode by its key chord (QMP send-key),
+keys typed into a terminal and read back from `spirit nexus dump`, a HUD
+killed and back on screen within 2 s; the same on virtio-gpu. The
+screenshots are kept in out/screenshots/ (the README's come from there)."""
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+from harness import Disk
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "out" / "screenshots"
+
+
+def ppm(path: Path) -> tuple[int, int, bytes]:
+    """A binary PPM (P6, maxval 255) as width, height and RGB bytes."""
+    data = path.read_bytes()
+    fields, offset = [], 0
+    while len(fields) < 4:
+        while data[offset:offset + 1].isspace():
+            offset += 1
+        if data[offset:offset + 1] == b"#":
+            offset = data.index(b"\n", offset)
+            continue
+        end = offset
+        while not data[end:end + 1].isspace():
+            end += 1
+        fields.append(data[offset:end])
+        offset = end
+    assert fields[0] == b"P6" and fields[3] == b"255", fields
+    width, height = int(fields[1]), int(fields[2])
+    return width, height, data[offset + 1:offset + 1 + width * height * 3]
+
+
+def screen(vm, tmp_path: Path, name: str) -> tuple[int, int, bytes]:
+    """The guest's screen now, as QEMU draws it."""
+    path = tmp_path / f"{name}.ppm"
+    answer = vm.qmp("screendump", filename=str(path), format="ppm")
+    assert "error" not in answer, answer
+    for _ in range(50):
+        if path.exists() and path.stat().st_size > 0:
+            break
+        time.sleep(0.1)
+    return ppm(path)
+
+
+def keep_png(vm, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    answer = vm.qmp("screendump", filename=str(SHOTS / f"{name}.png"), format="png")
+    assert "error" not in answer, answer
+
+
+def colours(pixels: bytes) -> dict[bytes, int]:
+    counts: dict[bytes, int] = {}
+    for i in range(0, len(pixels), 3 * 7):  # every 7th pixel is plenty
+        key = pixels[i:i + 3]
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def assert_hud(pixels: bytes, what: str) -> None:
+    counts = colours(pixels)
+    total = sum(counts.values())
+    background, most = max(counts.items(), key=lambda item: item[1])
+    assert len(counts) >= 6, f"{what}: only {len(counts)} colours on screen: {counts}"
+    assert most < total * 0.9, f"{what}: {most * 100 // total}% of the screen is {background.hex()}"
+    assert background != b"\0\0\0" or most < total * 0.5, f"{what}: the screen is mostly black"
+
+
+def changed(a: bytes, b: bytes) -> float:
+    step = 3 * 11
+    differ = sum(1 for i in range(0, min(len(a), len(b)), step) if a[i:i + 3] != b[i:i + 3])
+    return differ / (min(len(a), len(b)) // step)
+
+
+def key(vm, *names: str) -> None:
+    answer = vm.qmp("send-key", keys=[{"type": "qcode", "data": name} for name in names])
+    assert "error" not in answer, answer
+
+
+QCODES = {" ": "spc", "-": "minus", "$": ("shift", "4"), "(": ("shift", "9"), ")": ("shift", "0"), "*": ("shift", "8"),
+          "\n": "ret", "=": "equal", "/": "slash", ".": "dot"}
+
+
+def type_text(vm, text: str) -> None:
+    for char in text:
+        code = QCODES.get(char, char.lower())
+        if char.isupper():
+            code = ("shift", char.lower())
+        key(vm, *(code if isinstance(code, tuple) else (code,)))
+
+
+def dump(vm) -> str:
+    return vm.check("spirit nexus dump")
+
+
+def wait_for_dump(vm, pattern: str, seconds: float = 20) -> str:
+    deadline = time.monotonic() + seconds
+    text = ""
+    while time.monotonic() < deadline:
+        text = dump(vm)
+        if re.search(pattern, text, re.M):
+            return text
+        time.sleep(0.5)
+    raise AssertionError(f"{pattern!r} is not on the HUD:\n{text}\nlog: {vm.log_path}")
+
+
+def hud_process(vm) -> int:
+    return int(vm.check("pgrep -f 'nexus --serve' | head -1"))
+
+
+def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_path):
+    vm = boot("", disks=[Disk(str(media_disk), id="media")], extra_args=["-vga", "std"])
+    vm.expect(r"^spirit: ready$", timeout=240)
+    vm.expect(r"spirit:/# ", partial=True)
+    services = {s["name"]: s for s in json.loads(vm.check("spiritctl --json status"))["services"]}
+    assert services["nexus"]["state"] == "running" and services["nexus"]["ready"], services["nexus"]
+    steps = {step["step"]: step for step in vm.timeline()["steps"]}
+    assert "nexus:first-frame" in steps, sorted(steps)
+    assert "bochs" in steps["nexus:first-frame"]["detail"] or "drm" in steps["nexus:first-frame"]["detail"], steps["nexus:first-frame"]
+
+    # The first frame: the dashboard, many colours, not a blank screen.
+    width, height, dashboard = screen(vm, tmp_path, "dashboard")
+    assert (width, height) == (1024, 768), (width, height)
+    assert_hud(dashboard, "the dashboard")
+    text = wait_for_dump(vm, r"^widget services ")
+    assert text.startswith("mode dashboard 1024x768"), text
+    for title in ['"CPU"', '"MEMORY"', '"NETWORK"', '"SERVICES"', '"BOOT"']:
+        assert title in text, text
+    assert re.search(r"^  nexus\s+running", text, re.M), text
+    keep_png(vm, "nexus-dashboard")
+
+    # Each mode by its chord: the screen changes, and the dump says which.
+    key(vm, "meta_l", "t")
+    wait_for_dump(vm, r"^mode terminals ")
+    _, _, terminals = screen(vm, tmp_path, "terminals")
+    assert changed(dashboard, terminals) > 0.2
+    assert_hud(terminals, "the terminal grid")
+
+    # Keys typed into the focused terminal's shell.
+    type_text(vm, "echo NEXUS-$((6*7))\n")
+    wait_for_dump(vm, r"^  \|NEXUS-42$")
+    key(vm, "meta_l", "ret")  # a second terminal beside it
+    text = wait_for_dump(vm, r"^terminal 2 .* focused$")
+    assert re.search(r"^terminal 1 ", text, re.M), text
+    type_text(vm, "echo SECOND\n")
+    wait_for_dump(vm, r"^  \|SECOND$")
+    keep_png(vm, "nexus-terminals")
+
+    key(vm, "meta_l", "b")
+    text = wait_for_dump(vm, r"^mode bubble ")
+    assert re.search(r"^bubble \d\d:\d\d cpu \S+ ram \S+ alerts \d+$", text, re.M), text
+    _, _, bubble = screen(vm, tmp_path, "bubble")
+    assert changed(terminals, bubble) > 0.05
+    keep_png(vm, "nexus-bubble")
+
+    # The same from a shell; the stats say how long things took.
+    assert vm.check("spirit nexus mode dashboard") == "mode dashboard"
+    stats = json.loads(vm.check("spirit nexus stats --json"))
+    assert stats["frames"]["full"] >= 4 and stats["frames"]["partial"] >= 1, stats
+    assert stats["first_frame_ms"] is not None and stats["last_transition"]["to"] == "dashboard", stats
+    status, out = vm.run("spirit nexus mode sideways 2>&1")
+    assert status == 100 and "bubble, dashboard or terminals" in out, out
+    assert vm.check("spirit nexus screenshot /tmp/hud.png") .startswith("/tmp/hud.png: 1024x768")
+    assert vm.check("head -c 8 /tmp/hud.png | od -An -c").split()[1:4] == ["P", "N", "G"]
+
+    # A HUD that dies is restarted, and the screen comes back within 2 s.
+    before = hud_process(vm)
+    vm.check(f"kill -9 {before}")
+    deadline = time.monotonic() + 2.0
+    back = False
+    while time.monotonic() < deadline + 10:  # the 2 s is checked on the HUD's own clock below
+        status, pid = vm.run("pgrep -f 'nexus --serve' | head -1")
+        if status == 0 and pid.strip() and int(pid) != before:
+            back = True
+            break
+        time.sleep(0.2)
+    assert back, f"no new HUD after kill -9; log: {vm.log_path}"
+    wait_for_dump(vm, r"^mode dashboard ")
+    _, _, again = screen(vm, tmp_path, "again")
+    assert_hud(again, "the restarted HUD")
+    restarted = json.loads(vm.check("spiritctl --json status nexus"))["services"][0]
+    assert restarted["restarts"] >= 1 and restarted["state"] == "running", restarted
+    # From the kill to the new first frame, on the guest's clock.
+    log = vm.check("spiritctl logs nexus 50")
+    frames = re.findall(r"first frame on .* ([\d.]+) ms after start", log)
+    assert len(frames) >= 2 and float(frames[-1]) < 2000, log
+
+
+def test_the_hud_on_virtio_gpu(boot, media_disk, tmp_path):
+    vm = boot("", disks=[Disk(str(media_disk), id="media")], extra_args=["-vga", "virtio"])
+    vm.expect(r"^spirit: ready$", timeout=240)
+    vm.expect(r"spirit:/# ", partial=True)
+    steps = {step["step"]: step for step in vm.timeline()["steps"]}
+    assert "virtio" in steps["nexus:first-frame"]["detail"], steps["nexus:first-frame"]
+    # virtio-gpu shows nothing without DIRTYFB: what is on QEMU's screen is the HUD.
+    _, _, pixels = screen(vm, tmp_path, "virtio")
+    assert_hud(pixels, "the dashboard on virtio-gpu")
+    key(vm, "meta_l", "t")
+    wait_for_dump(vm, r"^mode terminals ")
+    _, _, grid = screen(vm, tmp_path, "virtio-terminals")
+    assert changed(pixels, grid) > 0.2
