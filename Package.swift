@@ -99,7 +99,7 @@ let package = Package(
         // and its own two C targets, never on another daemon.
         .target(
             name: "Nexus",
-            dependencies: ["SpiritCore", "CNexusFont", "CVTerm"],
+            dependencies: ["SpiritCore", "CNexusFont", "CVTerm", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -111,6 +111,7 @@ let package = Package(
                 "Overlay",
                 "BootCascade",
                 "Nodus",
+                "Nexus",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict

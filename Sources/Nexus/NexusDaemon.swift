@@ -48,7 +48,9 @@ public final class NexusDaemon {
         renderer = ScreenRenderer(geometry: screen.geometry)
         frame = PixelBuffer(width: display.width, height: display.height)
         due = Array(repeating: 0, count: layout.widgets.count)
-        screen.status = ("SPIRIT · \(Self.hostname())", "Super+B bubble · Super+D dashboard · Super+T terminals")
+        let host = Self.hostname()
+        screen.status = ("CROM-OS SPIRIT \(SpiritVersion.string)" + (host.isEmpty || host == "(none)" ? "" : " · " + host),
+                         "Super+B bubble · Super+D dashboard · Super+T terminals")
     }
 
     /// Runs the HUD until SIGTERM; returns the process's exit status.

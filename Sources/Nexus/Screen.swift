@@ -98,6 +98,7 @@ public struct Screen: Sendable {
         case .mode(let next):
             guard next != mode else { return false }
             mode = next
+            resizeTerminals()
         case .split:
             guard terminals.count < Self.maximumTerminals else { return false }
             zoomed = false
@@ -132,7 +133,10 @@ public struct Screen: Sendable {
     /// Gives each terminal the grid of its tile in the terminal mode (what
     /// TIOCSWINSZ will say); the emulator fills the cells again.
     mutating func resizeTerminals() {
-        let tiles = geometry.terminalTiles(count: terminals.count, zoomed: zoomed ? focus : nil)
+        var tiles = geometry.terminalTiles(count: terminals.count, zoomed: zoomed ? focus : nil)
+        // The bubble shows the focused terminal over the whole screen: its
+        // shell gets the whole width, not its tile's.
+        if mode == .bubble, tiles.indices.contains(focus) { tiles[focus] = geometry.content }
         for index in terminals.indices {
             let size = terminalGrid(in: tiles[index].isEmpty ? geometry.content : tiles[index])
             if terminals[index].columns != size.columns || terminals[index].rows != size.rows {

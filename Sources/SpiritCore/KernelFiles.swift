@@ -265,3 +265,12 @@ extension Array where Element == UInt8 {
         try withUnsafeBytes { raw in Swift.Result { () throws(SystemError) in try body(raw) } }.get()
     }
 }
+
+extension Kernel {
+    /// getcwd(3): where relative paths given on a command line start.
+    public static func currentDirectory() -> String {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buffer, buffer.count) != nil else { return "/" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

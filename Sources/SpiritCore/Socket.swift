@@ -415,3 +415,23 @@ extension Socket {
         return bytes.isEmpty ? nil : String(decoding: bytes, as: UTF8.self)
     }
 }
+
+extension Kernel {
+    /// Each interface's first IPv4 address (getifaddrs(3), which asks the
+    /// kernel over netlink: no NSS, so it works in a static binary), by name.
+    public static func interfaceAddresses() -> [String: String] {
+        var list: UnsafeMutablePointer<ifaddrs>?
+        guard getifaddrs(&list) == 0 else { return [:] }
+        defer { freeifaddrs(list) }
+        var found: [String: String] = [:]
+        var entry = list
+        while let current = entry {
+            defer { entry = current.pointee.ifa_next }
+            guard let address = current.pointee.ifa_addr, address.pointee.sa_family == sa_family_t(AF_INET),
+                  let name = current.pointee.ifa_name.map({ String(cString: $0) }), found[name] == nil else { continue }
+            let v4 = UnsafeRawPointer(address).load(as: sockaddr_in.self)
+            found[name] = SocketAddress(ipv4: v4.sin_addr.s_addr, port: 0).host
+        }
+        return found
+    }
+}

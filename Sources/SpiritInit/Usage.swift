@@ -47,6 +47,8 @@ enum Usage {
                       look for Nodus peers (broadcast on every interface that is up) and list them
       time COMMAND [ARGUMENT...]
                       run a command; print how long it took in ms of CLOCK_BOOTTIME on stderr
+      nexus           the HUD on the screen (its service); with mode bubble|dashboard|terminals, dump,
+                      screenshot FILE.png or stats [--json]: ask the running HUD
       boot-plan --manifest FILE --mem-total SIZE [--upper zram|tmpfs] [--ram-limit MiB] [--algorithms LIST] [--zram N]
                       the stage-1 RAM-root plan and switch_root as shell, without root (crom.debug=1 prints it at boot)
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)

@@ -50,6 +50,8 @@ case "time":
     exit(TimeCommand.run(rest))
 case "timeline":
     exit(TimelineCommand.run(rest))
+case "nexus":
+    exit(NexusCommand.run(rest))
 case "boot-plan":
     exit(BootPlanCommand.run(rest))
 case "poweroff", "reboot", "halt":

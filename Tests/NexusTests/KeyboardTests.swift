@@ -113,37 +113,12 @@ extension String {
 }
 
 @Suite struct InputEventTests {
-    /// Bytes as the kernel writes them for one event.
-    func bytes(_ seconds: Int64, _ micros: Int64, _ type: UInt16, _ code: UInt16, _ value: Int32) -> [UInt8] {
-        func little(_ value: UInt64, _ count: Int) -> [UInt8] { (0..<count).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) } }
-        return little(UInt64(bitPattern: seconds), 8) + little(UInt64(bitPattern: micros), 8) + little(UInt64(type), 2)
-            + little(UInt64(code), 2) + little(UInt64(UInt32(bitPattern: value)), 4)
-    }
-
-    @Test func decodesWholeEventsAndKeepsAPartialOne() {
-        // Shift down, 'n' down (MSC scan code first, as atkbd sends it), SYN, then half of the next event.
-        let stream = bytes(12, 345_678, 1, 42, 1) + bytes(12, 345_700, 4, 4, 0x31) + bytes(12, 345_700, 1, 49, 1)
-            + bytes(12, 345_700, 0, 0, 0) + Array(bytes(12, 400_000, 1, 49, 0).prefix(10))
-        let (events, rest) = InputEvent.decode(stream)
-        #expect(events.count == 4 && rest.count == 10)
-        #expect(events[0] == InputEvent(seconds: 12, microseconds: 345_678, type: 1, code: 42, value: 1))
-        #expect(events[3].type == InputEvent.synchronization)
+    /// SpiritCore reads the events (InputDevice); the keyboard state takes
+    /// key events and leaves the rest.
+    @Test func keyEventsAreHandledAndTheRestIgnored() {
         var keyboard = KeyboardState()
+        let events = [InputEvent(type: InputEvent.key, code: 42, value: 1), InputEvent(type: 4, code: 4, value: 0x31),
+                      InputEvent(type: InputEvent.key, code: 49, value: 1), InputEvent(type: 0, code: 0, value: 0)]
         #expect(events.compactMap { keyboard.handle($0) } == [.bytes(Array("N".utf8))])
-        let (next, left) = InputEvent.decode(rest + Array(bytes(12, 400_000, 1, 49, 0).dropFirst(10)))
-        #expect(next == [InputEvent(seconds: 12, microseconds: 400_000, type: 1, code: 49, value: 0)] && left.isEmpty)
-        #expect(InputEvent.decode(bytes(0, 0, 1, 1, -1)).events[0].value == -1)
-    }
-
-    @Test func keyboardsHaveLettersAndEnter() {
-        func bits(_ keys: [Key]) -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: 96)
-            for key in keys { out[Int(key.rawValue) / 8] |= 1 << UInt8(Int(key.rawValue) % 8) }
-            return out
-        }
-        #expect(InputEvent.isKeyboard(keyBits: bits(Key.allCases)))
-        #expect(!InputEvent.isKeyboard(keyBits: bits([.enter])))          // a power button or a keypad
-        #expect(!InputEvent.isKeyboard(keyBits: []))
-        #expect(!InputEvent.isKeyboard(keyBits: bits([.a, .z, .q, .m, .space])))
     }
 }

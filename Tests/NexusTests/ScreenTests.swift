@@ -82,6 +82,16 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
         #expect(screen.widgets.count == 8 && screen.widgets.allSatisfy { $0 == .waiting })
     }
 
+    @Test func theBubbleGivesTheFocusedTerminalTheWholeScreen() {
+        var screen = Screen(width: 1024, height: 768)
+        screen.apply(.mode(.terminals))
+        screen.apply(.split)
+        #expect(screen.terminals[1].columns < 124)
+        screen.apply(.mode(.bubble))
+        #expect(screen.terminals[1].columns == 124 && screen.terminals[1].rows == 44)
+        #expect(screen.terminals[0].columns < 124)
+    }
+
     @Test func chordsSplitFocusZoomAndClose() {
         var screen = Screen(width: 1024, height: 768)
         func apply(_ command: HUDCommand) -> Bool { screen.apply(command) }

@@ -109,12 +109,17 @@ def wait_for_dump(vm, pattern: str, seconds: float = 20) -> str:
     raise AssertionError(f"{pattern!r} is not on the HUD:\n{text}\nlog: {vm.log_path}")
 
 
+FIND_HUD = ("for p in /proc/[0-9]*; do cat $p/cmdline 2>/dev/null | tr '\\0' ' ' | grep -q '^spirit nexus --serve' "
+            "&& basename $p; done | head -1")
+
+
 def hud_process(vm) -> int:
-    return int(vm.check("pgrep -f 'nexus --serve' | head -1"))
+    """The HUD itself (the service's process is its watchdog)."""
+    return int(vm.check(FIND_HUD))
 
 
 def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_path):
-    vm = boot("", disks=[Disk(str(media_disk), id="media")], extra_args=["-vga", "std"])
+    vm = boot("", disks=[Disk(str(media_disk), id="media")], extra_args=["-vga", "none", "-device", "VGA,xres=1024,yres=768"])
     vm.expect(r"^spirit: ready$", timeout=240)
     vm.expect(r"spirit:/# ", partial=True)
     services = {s["name"]: s for s in json.loads(vm.check("spiritctl --json status"))["services"]}
@@ -127,11 +132,13 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     width, height, dashboard = screen(vm, tmp_path, "dashboard")
     assert (width, height) == (1024, 768), (width, height)
     assert_hud(dashboard, "the dashboard")
-    text = wait_for_dump(vm, r"^widget services ")
+    # The services widget is read every 2 s: nexus itself shows as running.
+    text = wait_for_dump(vm, r"^  nexus\s+running")
     assert text.startswith("mode dashboard 1024x768"), text
-    for title in ['"CPU"', '"MEMORY"', '"NETWORK"', '"SERVICES"', '"BOOT"']:
+    for title in ['"CPU"', '"MEMORY"', '"NETWORK"', '"SERVICES"', '"BOOT"', '"KERNEL LOG"']:
         assert title in text, text
-    assert re.search(r"^  nexus\s+running", text, re.M), text
+    assert re.search(r"^  all\s+\d+%", text, re.M), text  # the CPU widget has a second reading
+    assert re.search(r"^  \|spirit:/# ?$", text, re.M), text  # the terminal's shell prompt
     keep_png(vm, "nexus-dashboard")
 
     # Each mode by its chord: the screen changes, and the dump says which.
@@ -139,7 +146,7 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     wait_for_dump(vm, r"^mode terminals ")
     _, _, terminals = screen(vm, tmp_path, "terminals")
     assert changed(dashboard, terminals) > 0.2
-    assert_hud(terminals, "the terminal grid")
+    assert len(colours(terminals)) >= 3, "the terminal grid shows no text"
 
     # Keys typed into the focused terminal's shell.
     type_text(vm, "echo NEXUS-$((6*7))\n")
@@ -150,12 +157,13 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     type_text(vm, "echo SECOND\n")
     wait_for_dump(vm, r"^  \|SECOND$")
     keep_png(vm, "nexus-terminals")
+    _, _, grid = screen(vm, tmp_path, "grid")
 
     key(vm, "meta_l", "b")
     text = wait_for_dump(vm, r"^mode bubble ")
     assert re.search(r"^bubble \d\d:\d\d cpu \S+ ram \S+ alerts \d+$", text, re.M), text
     _, _, bubble = screen(vm, tmp_path, "bubble")
-    assert changed(terminals, bubble) > 0.05
+    assert changed(grid, bubble) > 0.01
     keep_png(vm, "nexus-bubble")
 
     # The same from a shell; the stats say how long things took.
@@ -168,31 +176,33 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     assert vm.check("spirit nexus screenshot /tmp/hud.png") .startswith("/tmp/hud.png: 1024x768")
     assert vm.check("head -c 8 /tmp/hud.png | od -An -c").split()[1:4] == ["P", "N", "G"]
 
-    # A HUD that dies is restarted, and the screen comes back within 2 s.
+    # A HUD that dies is restarted, and the screen comes back within 2 s
+    # (on the guest's clock: from the kill to the new first frame).
     before = hud_process(vm)
-    vm.check(f"kill -9 {before}")
-    deadline = time.monotonic() + 2.0
-    back = False
-    while time.monotonic() < deadline + 10:  # the 2 s is checked on the HUD's own clock below
-        status, pid = vm.run("pgrep -f 'nexus --serve' | head -1")
-        if status == 0 and pid.strip() and int(pid) != before:
-            back = True
+    lines = vm.check(f"read up _ < /proc/uptime; kill -9 {before}; echo $up").splitlines()
+    killed_ms = float([line for line in lines if re.fullmatch(r"[\d.]+", line)][-1]) * 1000
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, out = vm.run(FIND_HUD)
+        pids = [int(line) for line in out.splitlines() if line.isdigit()]
+        if status == 0 and pids and pids[0] != before:
             break
         time.sleep(0.2)
-    assert back, f"no new HUD after kill -9; log: {vm.log_path}"
+    else:
+        raise AssertionError(f"no new HUD after kill -9; log: {vm.log_path}")
     wait_for_dump(vm, r"^mode dashboard ")
+    frames = [step for step in vm.timeline()["steps"] if step["step"] == "nexus:first-frame"]
+    assert len(frames) >= 2, frames
+    back_ms = frames[-1]["end_ms"] - killed_ms
+    assert 0 < back_ms < 2000, f"the screen came back {back_ms:.0f} ms after the kill"
     _, _, again = screen(vm, tmp_path, "again")
     assert_hud(again, "the restarted HUD")
     restarted = json.loads(vm.check("spiritctl --json status nexus"))["services"][0]
     assert restarted["restarts"] >= 1 and restarted["state"] == "running", restarted
-    # From the kill to the new first frame, on the guest's clock.
-    log = vm.check("spiritctl logs nexus 50")
-    frames = re.findall(r"first frame on .* ([\d.]+) ms after start", log)
-    assert len(frames) >= 2 and float(frames[-1]) < 2000, log
 
 
 def test_the_hud_on_virtio_gpu(boot, media_disk, tmp_path):
-    vm = boot("", disks=[Disk(str(media_disk), id="media")], extra_args=["-vga", "virtio"])
+    vm = boot("", disks=[Disk(str(media_disk), id="media")], extra_args=["-vga", "none", "-device", "virtio-vga,xres=1024,yres=768"])
     vm.expect(r"^spirit: ready$", timeout=240)
     vm.expect(r"spirit:/# ", partial=True)
     steps = {step["step"]: step for step in vm.timeline()["steps"]}

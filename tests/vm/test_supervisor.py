@@ -66,6 +66,13 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     assert status(vm)["modules"]["state"] == "running", status(vm)
     assert "graphics drivers held back (crom.gpu=passthrough)" in answer(vm, "spiritctl logs modules")
     assert "bochs" not in {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
+    # With the GPU held back there is no display: the HUD says so once, is
+    # settled (ready came) and is not restarted.
+    vm.check("sleep 2")
+    nexus = status(vm)["nexus"]
+    assert nexus["state"] == "exited" and nexus["restarts"] == 0, nexus
+    assert "not applicable here" in nexus["detail"] and "crom.gpu=passthrough" in nexus["detail"], nexus
+    assert "no display on this machine" in answer(vm, "spiritctl logs nexus")
     assert vm.check("readlink /bin/spiritctl") == "spirit"
     assert vm.check("cat /proc/$(cat /proc/1/task/1/children | awk '{print $1}')/cmdline | tr '\\0' ' '; echo").startswith("spirit supervise")
 
