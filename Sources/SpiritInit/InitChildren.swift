@@ -145,18 +145,20 @@ extension InitProcess {
         startSupervisor()
     }
 
-    /// Stage 2 with its services settled: the console gets a shell, as on a
-    /// live system, unless crom.console=off; then `spirit: ready`.
+    /// Stage 2 with its services settled: `spirit: ready` and the timeline's
+    /// summary, then a shell on the console, as on a live system, unless
+    /// crom.console=off.
     mutating func becomeReady() {
         guard !announcedReady else { return }
         announcedReady = true
-        if config.console, shell == nil { startConsoleShell() }
         console.info("ready")
         let now = Kernel.bootTimeMicros()
         timeline.record(TimelineStep(step: "ready", process: "init", pid: Kernel.pid, startMicros: now, endMicros: now, ok: true))
         if let document = try? Kernel.readFile(timeline.documentPath), let steps = try? TimelineStep.steps(document: document) {
             console.info("timeline: " + TimelineStep.summary(steps) + " ('spirit timeline' shows it all)")
         }
+        // After these lines, not before: the shell's prompt must not share a line with them.
+        if config.console, shell == nil { startConsoleShell() }
     }
 
     /// A login shell on the console terminal, started again when it ends
