@@ -162,10 +162,7 @@ public final class NexusDaemon {
     // MARK: Drawing
 
     func present(_ rects: [Rect]) {
-        let damage = rects.compactMap { rect -> (x: Int, y: Int, width: Int, height: Int)? in
-            let area = rect.intersection(frame.bounds)
-            return area.isEmpty ? nil : (area.x, area.y, area.width, area.height)
-        }
+        let damage = rects.map { $0.intersection(frame.bounds) }.filter { !$0.isEmpty }
         guard !damage.isEmpty else { return }
         do {
             try frame.pixels.withUnsafeBytes { raw in try display.present(pixels: raw.baseAddress!, pitch: frame.pitch, damage: damage) }

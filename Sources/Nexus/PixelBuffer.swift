@@ -1,3 +1,5 @@
+import SpiritCore
+
 /// An XRGB8888 frame in RAM: the HUD draws here and the I/O shell copies
 /// the damaged rectangles to the scanout buffer (drawing into dumb buffers
 /// in VRAM is slow to read back, hud.md §5.2).

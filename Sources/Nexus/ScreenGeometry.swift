@@ -1,3 +1,5 @@
+import SpiritCore
+
 /// Where things go on a screen of a given size, computed once per mode
 /// set: the font, the one grid every edge is aligned to, the status bar,
 /// and the frames of the dashboard's widgets, the bubble and the terminal

@@ -1,3 +1,5 @@
+import SpiritCore
+
 /// Draws a `Screen` into a pixel buffer: the whole frame, or one widget or
 /// one terminal (a partial update), returning what it touched so the shell
 /// copies only that. Flat panels with a 1 px border, the accent for titles

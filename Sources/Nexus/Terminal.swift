@@ -1,4 +1,5 @@
 import CVTerm
+import SpiritCore
 
 /// A terminal emulator over libvterm (Debian's libvterm-dev, statically
 /// linked): bytes from a PTY go in, a grid of cells comes out, with the

@@ -1,3 +1,5 @@
+import SpiritCore
+
 /// A font made ready to draw at one scale: every glyph's rows expanded
 /// once into bit masks of the scaled width, and Latin-1 mapped straight to
 /// glyph numbers. Drawing text then costs an array read per character and

@@ -3,45 +3,6 @@ import CSpirit
 import Glibc
 import SystemPackage
 
-/// A rectangle of pixels; x and y from the top left corner.
-public struct PixelRect: Sendable, Equatable, CustomStringConvertible {
-    public var x: Int
-    public var y: Int
-    public var width: Int
-    public var height: Int
-
-    public init(x: Int, y: Int, width: Int, height: Int) {
-        self.x = x
-        self.y = y
-        self.width = width
-        self.height = height
-    }
-
-    public var isEmpty: Bool { width <= 0 || height <= 0 }
-
-    /// The part of the rectangle on a `width`×`height` screen (empty if none).
-    public func clipped(width screenWidth: Int, height screenHeight: Int) -> PixelRect {
-        let left = max(0, x), top = max(0, y)
-        let right = min(screenWidth, x + max(0, width)), bottom = min(screenHeight, y + max(0, height))
-        return PixelRect(x: left, y: top, width: max(0, right - left), height: max(0, bottom - top))
-    }
-
-    /// The smallest rectangle holding every rectangle of `rects` (empty for none).
-    public static func bounds(_ rects: [PixelRect]) -> PixelRect {
-        guard let first = rects.first else { return PixelRect(x: 0, y: 0, width: 0, height: 0) }
-        var left = first.x, top = first.y, right = first.x + first.width, bottom = first.y + first.height
-        for rect in rects.dropFirst() {
-            left = min(left, rect.x)
-            top = min(top, rect.y)
-            right = max(right, rect.x + rect.width)
-            bottom = max(bottom, rect.y + rect.height)
-        }
-        return PixelRect(x: left, y: top, width: right - left, height: bottom - top)
-    }
-
-    public var description: String { "\(width)x\(height)+\(x)+\(y)" }
-}
-
 /// The screen the HUD draws on: a DRM/KMS output with two dumb buffers, or
 /// an fbdev framebuffer when there is no DRM driver (efifb, vesafb). The
 /// caller renders XRGB8888 into its own RAM buffer and presents the damaged
@@ -123,10 +84,10 @@ public final class Display {
     /// the screen is cut off; no damage, no work. The buffers start black:
     /// the first frame damages the whole screen (`bounds`).
     public func present(pixels: UnsafeRawPointer, pitch: Int,
-                        damage: [(x: Int, y: Int, width: Int, height: Int)]) throws(SystemError) {
+                        damage: [Rect]) throws(SystemError) {
         precondition(!closed, "present on a closed display")
         precondition(pitch >= width * 4, "a pitch of \(pitch) bytes is short of \(width) pixels")
-        let rects = damage.map { PixelRect(x: $0.x, y: $0.y, width: $0.width, height: $0.height).clipped(width: width, height: height) }
+        let rects = damage.map { $0.clipped(width: width, height: height) }
             .filter { !$0.isEmpty }
         if rects.isEmpty { return }
         try scanout.present(pixels, pitch: pitch, rects)
@@ -144,7 +105,7 @@ public final class Display {
 
     /// Copies `rects` (already on the screen) from `source` to `destination`,
     /// row by row, each buffer with its own pitch.
-    public static func copy(_ rects: [PixelRect], from source: UnsafeRawPointer, pitch sourcePitch: Int,
+    public static func copy(_ rects: [Rect], from source: UnsafeRawPointer, pitch sourcePitch: Int,
                             to destination: UnsafeMutableRawPointer, pitch destinationPitch: Int) {
         for rect in rects where !rect.isEmpty {
             let bytes = rect.width * 4
@@ -161,10 +122,10 @@ public final class Display {
     /// The clip list for DIRTYFB: (x1, y1, x2, y2), x2 and y2 exclusive; one
     /// bounding rectangle when there are more than the kernel takes
     /// (DRM_MODE_FB_DIRTY_MAX_CLIPS).
-    public static func dirtyClips(_ rects: [PixelRect], limit: Int = 256)
+    public static func dirtyClips(_ rects: [Rect], limit: Int = 256)
         -> [(x1: UInt16, y1: UInt16, x2: UInt16, y2: UInt16)] {
         let kept = rects.filter { !$0.isEmpty }
-        let list = kept.count > limit ? [PixelRect.bounds(kept)] : kept
+        let list = kept.count > limit ? [Rect.bounds(kept)] : kept
         return list.map {
             (UInt16(clamping: $0.x), UInt16(clamping: $0.y), UInt16(clamping: $0.x + $0.width), UInt16(clamping: $0.y + $0.height))
         }
@@ -173,7 +134,7 @@ public final class Display {
 
 /// A way to put pixels on the screen.
 protocol Scanout: AnyObject {
-    func present(_ pixels: UnsafeRawPointer, pitch: Int, _ rects: [PixelRect]) throws(SystemError)
+    func present(_ pixels: UnsafeRawPointer, pitch: Int, _ rects: [Rect]) throws(SystemError)
     func close() throws(SystemError)
 }
 
@@ -181,12 +142,12 @@ protocol Scanout: AnyObject {
 /// frame's damage and the frame before's, because the back buffer was last
 /// drawn two frames ago (kmscon's rule).
 public struct SwapDamage: Sendable {
-    private var previous: [PixelRect] = []
+    private var previous: [Rect] = []
 
     public init() {}
 
     /// The rectangles to copy into the back buffer for a frame with `damage`.
-    public mutating func backBufferRects(for damage: [PixelRect]) -> [PixelRect] {
+    public mutating func backBufferRects(for damage: [Rect]) -> [Rect] {
         defer { previous = damage }
         return previous + damage
     }
@@ -243,7 +204,7 @@ final class FramebufferScanout: Scanout {
         }
     }
 
-    func present(_ pixels: UnsafeRawPointer, pitch sourcePitch: Int, _ rects: [PixelRect]) throws(SystemError) {
+    func present(_ pixels: UnsafeRawPointer, pitch sourcePitch: Int, _ rects: [Rect]) throws(SystemError) {
         // No vsync here: it may tear. It is the fallback.
         Display.copy(rects, from: pixels, pitch: sourcePitch, to: origin, pitch: pitch)
     }

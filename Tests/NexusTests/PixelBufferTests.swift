@@ -1,5 +1,6 @@
 @testable import Nexus
 import Testing
+import SpiritCore
 
 /// Golden buffers are pictures: one character a pixel, so a failing test
 /// shows what was drawn.

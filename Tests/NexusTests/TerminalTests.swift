@@ -1,5 +1,6 @@
 @testable import Nexus
 import Testing
+import SpiritCore
 
 @Suite struct TerminalTests {
     @Test func textLandsInCellsAndMovesTheCursor() {

@@ -5,12 +5,12 @@ import Testing
 
 @Suite struct DisplayPixelTests {
     @Test func clipsDamageToTheScreen() {
-        #expect(PixelRect(x: -5, y: 10, width: 20, height: 5).clipped(width: 100, height: 50) == PixelRect(x: 0, y: 10, width: 15, height: 5))
-        #expect(PixelRect(x: 90, y: 45, width: 20, height: 20).clipped(width: 100, height: 50) == PixelRect(x: 90, y: 45, width: 10, height: 5))
-        #expect(PixelRect(x: 100, y: 0, width: 5, height: 5).clipped(width: 100, height: 50).isEmpty)
-        #expect(PixelRect(x: 3, y: 3, width: -4, height: 5).clipped(width: 100, height: 50).isEmpty)
-        #expect(PixelRect.bounds([PixelRect(x: 2, y: 8, width: 3, height: 1), PixelRect(x: 10, y: 1, width: 5, height: 2)])
-            == PixelRect(x: 2, y: 1, width: 13, height: 8))
+        #expect(Rect(x: -5, y: 10, width: 20, height: 5).clipped(width: 100, height: 50) == Rect(x: 0, y: 10, width: 15, height: 5))
+        #expect(Rect(x: 90, y: 45, width: 20, height: 20).clipped(width: 100, height: 50) == Rect(x: 90, y: 45, width: 10, height: 5))
+        #expect(Rect(x: 100, y: 0, width: 5, height: 5).clipped(width: 100, height: 50).isEmpty)
+        #expect(Rect(x: 3, y: 3, width: -4, height: 5).clipped(width: 100, height: 50).isEmpty)
+        #expect(Rect.bounds([Rect(x: 2, y: 8, width: 3, height: 1), Rect(x: 10, y: 1, width: 5, height: 2)])
+            == Rect(x: 2, y: 1, width: 13, height: 8))
     }
 
     /// Source and destination rows of different lengths (the renderer's
@@ -24,7 +24,7 @@ import Testing
         var destination = [UInt32](repeating: 0xDEAD_BEEF, count: destinationPitch / 4 * height)
         source.withUnsafeBytes { from in
             destination.withUnsafeMutableBytes { to in
-                Display.copy([PixelRect(x: 1, y: 1, width: 3, height: 2), PixelRect(x: 5, y: 3, width: 1, height: 1)],
+                Display.copy([Rect(x: 1, y: 1, width: 3, height: 2), Rect(x: 5, y: 3, width: 1, height: 1)],
                              from: from.baseAddress!, pitch: sourcePitch, to: to.baseAddress!, pitch: destinationPitch)
             }
         }
@@ -37,10 +37,10 @@ import Testing
     }
 
     @Test func dirtyClipsAreCornersOrOneBoundingBox() {
-        let clips = Display.dirtyClips([PixelRect(x: 10, y: 20, width: 30, height: 40), PixelRect(x: 0, y: 0, width: 0, height: 9)])
+        let clips = Display.dirtyClips([Rect(x: 10, y: 20, width: 30, height: 40), Rect(x: 0, y: 0, width: 0, height: 9)])
         #expect(clips.count == 1)
         #expect(clips.first.map { [$0.x1, $0.y1, $0.x2, $0.y2] } == [10, 20, 40, 60])
-        let many = (0..<300).map { PixelRect(x: $0, y: 2 * $0, width: 1, height: 1) }
+        let many = (0..<300).map { Rect(x: $0, y: 2 * $0, width: 1, height: 1) }
         let bounded = Display.dirtyClips(many)
         #expect(bounded.count == 1)
         #expect(bounded.first.map { [$0.x1, $0.y1, $0.x2, $0.y2] } == [0, 0, 300, 599])
@@ -51,9 +51,9 @@ import Testing
     /// damage as well as this one's.
     @Test func backBufferGetsThisAndThePreviousDamage() {
         var swap = SwapDamage()
-        let full = PixelRect(x: 0, y: 0, width: 640, height: 480)
-        let clock = PixelRect(x: 600, y: 0, width: 40, height: 16)
-        let cursor = PixelRect(x: 8, y: 100, width: 8, height: 16)
+        let full = Rect(x: 0, y: 0, width: 640, height: 480)
+        let clock = Rect(x: 600, y: 0, width: 40, height: 16)
+        let cursor = Rect(x: 8, y: 100, width: 8, height: 16)
         #expect(swap.backBufferRects(for: [full]) == [full])
         #expect(swap.backBufferRects(for: [clock]) == [full, clock])
         #expect(swap.backBufferRects(for: [cursor]) == [clock, cursor])
