@@ -45,10 +45,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // HTTP/1.1 over SpiritCore's Socket: the HTTP boot source, the
+        // rescue tools' fetch and `spirit image fetch`.
+        .target(
+            name: "Net",
+            dependencies: [
+                "SpiritCore",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         .target(
             name: "BootCascade",
             dependencies: [
                 "SpiritCore",
+                "Net",
                 "Overlay",
                 "Nodus",
                 "CBlkid",
@@ -110,6 +121,7 @@ let package = Package(
                 "ModuleLoader",
                 "Overlay",
                 "BootCascade",
+                "Net",
                 "Nodus",
                 "Nexus",
                 .product(name: "SystemPackage", package: "swift-system"),
@@ -129,6 +141,11 @@ let package = Package(
         .testTarget(
             name: "SupervisorTests",
             dependencies: ["Supervisor", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NetTests",
+            dependencies: ["Net", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(

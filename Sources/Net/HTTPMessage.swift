@@ -101,7 +101,7 @@ public struct HTTPResponseHead: Sendable, Equatable {
         for line in lines.dropFirst() where !line.isEmpty {
             guard let colon = line.firstIndex(of: ":") else { continue }
             let name = line[..<colon].lowercased()
-            let value = line[line.index(after: colon)...].trimmingWhitespace
+            let value = line[line.index(after: colon)...].trimmed
             headers[name] = headers[name].map { $0 + ", " + value } ?? value
         }
         return HTTPResponseHead(status: status, reason: parts.count > 2 ? String(parts[2]) : "", headers: headers)
@@ -118,11 +118,6 @@ public struct HTTPResponseHead: Sendable, Equatable {
     }
 }
 
-extension Substring {
-    var trimmingWhitespace: String {
-        String(drop { $0 == " " || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\t" }.reversed())
-    }
-}
 
 /// Why a request failed, in words a user can act on.
 public struct HTTPError: Error, CustomStringConvertible {
@@ -131,4 +126,10 @@ public struct HTTPError: Error, CustomStringConvertible {
     /// A retry may help: the connection broke, timed out, or the server had a 5xx.
     public var transient: Bool
     public var description: String { "\(url): \(message)" }
+
+    public init(url: HTTPURL, message: String, transient: Bool) {
+        self.url = url
+        self.message = message
+        self.transient = transient
+    }
 }

@@ -30,7 +30,7 @@ public enum HostResolver {
         for line in text.split(separator: "\n") {
             if line.hasPrefix("Name:") { afterName = true; continue }
             guard afterName, line.hasPrefix("Address") else { continue }
-            let value = line.split(separator: ":", maxSplits: 1).last.map { $0.trimmingWhitespace } ?? ""
+            let value = line.split(separator: ":", maxSplits: 1).last.map { $0.trimmed } ?? ""
             let address = String(value.split(separator: " ").first ?? "")
             if !address.isEmpty { found.append(address) }
         }

@@ -1,5 +1,6 @@
 import BootCascade
 import Glibc
+import Net
 import Overlay
 import SpiritCore
 

@@ -1,4 +1,4 @@
-import BootCascade
+import Net
 import SpiritCore
 import Testing
 
@@ -27,12 +27,6 @@ import Testing
         #expect(head.status == 206 && head.reason == "Partial Content")
         #expect(head.contentLength == 10 && head.rangeStart == 90 && head.isChunked)
         #expect(throws: SpiritError.self) { try HTTPResponseHead.parse("SSH-2.0-OpenSSH") }
-    }
-
-    @Test func leases() {
-        let lease = Network.Lease.parse("interface=eth0\nip=10.0.2.15\nmask=24\nrouter=10.0.2.2\ndns=10.0.2.3\n")
-        #expect(lease?.description == "eth0 has 10.0.2.15/24, router 10.0.2.2, DNS 10.0.2.3")
-        #expect(Network.Lease.parse("interface=eth0\n") == nil)
     }
 
     @Test func nslookupAnswers() {
