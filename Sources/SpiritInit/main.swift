@@ -25,6 +25,36 @@ if invokedAs.hasPrefix("spirit-") {
     exit(RescueTools.run(String(invokedAs.dropFirst("spirit-".count)), Array(arguments.dropFirst())))
 }
 
+/// Every command but the two that never return (`init`, `boot-worker`),
+/// each with what runs it; the result is the exit status (0, 100 for a
+/// usage error, 111 for a system failure).
+let commands: [String: ([String]) -> Int32] = [
+    "supervise": SuperviseCommand.run,
+    "ctl": ControlCommand.run,
+    "image": ImageCommand.run,
+    "install": InstallCommand.run,
+    "modules": ModulesCommand.run,
+    "nodus": NodusCommand.run,
+    "net": NodusCommand.net,
+    "nexus": NexusCommand.run,
+    "time": TimeCommand.run,
+    "timeline": TimelineCommand.run,
+    "boot-plan": BootPlanCommand.run,
+    "poweroff": { PowerCommand.run("poweroff", $0) },
+    "reboot": { PowerCommand.run("reboot", $0) },
+    "halt": { PowerCommand.run("halt", $0) },
+    "diag": { RescueTools.run("diag", $0) },
+    "mount": { RescueTools.run("mount", $0) },
+    "fetch": { RescueTools.run("fetch", $0) },
+    "usb": { RescueTools.run("usb", $0) },
+    "rescue-watch": { _ in RescueTools.watch() },
+    "version": { _ in print("spirit \(SpiritVersion.string)"); return 0 },
+    "--version": { _ in print("spirit \(SpiritVersion.string)"); return 0 },
+    "help": { _ in print(Usage.text); return 0 },
+    "--help": { _ in print(Usage.text); return 0 },
+    "-h": { _ in print(Usage.text); return 0 },
+]
+
 let command = arguments.dropFirst().first ?? "help"
 let rest = Array(arguments.dropFirst(2))
 switch command {
@@ -32,38 +62,7 @@ case "init":
     InitProcess.main()
 case "boot-worker":
     BootWorker.main()
-case "supervise":
-    exit(SuperviseCommand.run(rest))
-case "ctl":
-    exit(ControlCommand.run(rest))
-case "image":
-    exit(ImageCommand.run(rest))
-case "install":
-    exit(InstallCommand.run(rest))
-case "modules":
-    exit(ModulesCommand.run(rest))
-case "nodus":
-    exit(NodusCommand.run(rest))
-case "net":
-    exit(NodusCommand.net(rest))
-case "time":
-    exit(TimeCommand.run(rest))
-case "timeline":
-    exit(TimelineCommand.run(rest))
-case "nexus":
-    exit(NexusCommand.run(rest))
-case "boot-plan":
-    exit(BootPlanCommand.run(rest))
-case "poweroff", "reboot", "halt":
-    exit(PowerCommand.run(command, rest))
-case "diag", "mount", "fetch", "usb":
-    exit(RescueTools.run(command, rest))
-case "rescue-watch":
-    exit(RescueTools.watch())
-case "version", "--version":
-    print("spirit \(SpiritVersion.string)")
-case "help", "--help", "-h":
-    print(Usage.text)
 default:
-    exit(Usage.fail("unknown command '\(command)'"))
+    guard let run = commands[command] else { exit(Usage.fail("unknown command '\(command)'")) }
+    exit(run(rest))
 }
