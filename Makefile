@@ -149,8 +149,15 @@ $(OUT)/media.img: $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.js
 
 # Boots the ISO as a CD (BIOS); GRUB and the kernel print on the serial
 # port, which -nographic puts on this terminal.
+# The HUD (Nexus) needs a screen: a QEMU window where there is a desktop
+# ($$DISPLAY or $$WAYLAND_DISPLAY) and QEMU has a window toolkit (Debian's
+# qemu-system-gui), else no window; the serial console is this terminal
+# either way (ctrl-a x quits). QEMU_DISPLAY=gtk|sdl|none chooses.
+QEMU_DISPLAY ?= $(shell if [[ -n "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]] && qemu-system-x86_64 -display help 2>/dev/null | grep -qx gtk; then echo gtk; else echo none; fi)
 run: deps $(ISO)
-	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -nographic -no-reboot \
+	@if [[ "$(QEMU_DISPLAY)" == none ]]; then echo "run: no window (no desktop, or no qemu-system-gui): the serial console only; the HUD is drawn all the same"; fi
+	qemu-system-x86_64 -machine pc -m $(QEMU_MEMORY) -smp $(QEMU_CPUS) -display $(QEMU_DISPLAY) -serial mon:stdio -no-reboot \
+	    -vga none -device VGA,xres=1280,yres=800 \
 	    -drive file=$(ISO),format=raw,if=none,id=cd,media=cdrom,readonly=on -device ide-cd,drive=cd,bootindex=0
 
 # The hybrid ISO (BIOS + UEFI, CD or dd to USB), with the kernel of

@@ -4,6 +4,7 @@ CLOCK_BOOTTIME, measured in the guest), PID 1's and every Spirit process's
 VmRSS at ready, the sizes of what ships; and an SVG plot of the last run's
 timeline, like `systemd-analyze plot`."""
 
+import json
 import statistics
 import sys
 from html import escape
@@ -17,11 +18,14 @@ from harness import VM, Disk, VMConfig  # noqa: E402
 def one_boot(kernel: str, initramfs: str, disk: Path, log: Path) -> dict:
     """Boots `disk` to `spirit: ready`; returns the timeline and every
     Spirit process's VmRSS at ready, then powers off."""
-    vm = VM(VMConfig(kernel=kernel, initrd=initramfs, append="console=ttyS0 quiet", disks=[Disk(str(disk), id="media")]), log)
+    # QEMU's VGA at 1024x768: the size the HUD's targets are set for.
+    vm = VM(VMConfig(kernel=kernel, initrd=initramfs, append="console=ttyS0 quiet", disks=[Disk(str(disk), id="media")],
+                     extra_args=["-vga", "none", "-device", "VGA,xres=1024,yres=768"]), log)
     with vm:
         vm.expect(r"^spirit: ready$", timeout=300)
         vm.expect(r"spirit:/# ", partial=True)
         timeline = vm.timeline()
+        hud = measure_hud(vm)
         # PID 1, and whatever else runs the spirit binary (the supervisor,
         # the daemons).
         table = vm.check("for p in /proc/[0-9]*; do exe=$(readlink $p/exe 2>/dev/null); "
@@ -33,7 +37,24 @@ def one_boot(kernel: str, initramfs: str, disk: Path, log: Path) -> dict:
             processes.append({"pid": int(pid), "vmrss_kib": int(rss), "command": " ".join(command)})
         vm.send("spirit poweroff\n")
         vm.wait_exit(120)
-    return {"timeline": timeline["steps"], "processes": processes}
+    return {"timeline": timeline["steps"], "processes": processes, "hud": hud}
+
+
+def hud_stats(vm) -> dict:
+    """`spirit nexus stats --json`, without the console lines that share the serial line."""
+    return json.loads(next(line for line in vm.check("spirit nexus stats --json").splitlines() if line.startswith("{")))
+
+
+def measure_hud(vm) -> dict:
+    """The HUD's figures: five mode transitions (each timed by the HUD from
+    the request to the new frame on screen), then its frame statistics
+    after a few seconds of widget updates (partial frames)."""
+    transitions = []
+    for mode in ["terminals", "bubble", "dashboard", "terminals", "dashboard"]:
+        vm.check(f"spirit nexus mode {mode}")
+        transitions.append(hud_stats(vm)["last_transition"]["ms"])
+    vm.check("sleep 4")
+    return {"transitions_ms": transitions, "stats": hud_stats(vm)}
 
 
 def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, iso: Path | None, work: Path) -> dict:
@@ -49,6 +70,10 @@ def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, 
         for process in sample["processes"]:
             if process["pid"] != 1:
                 others.setdefault(process["command"], []).append(process["vmrss_kib"])
+    first_frame = [next(s for s in sample["timeline"] if s["step"] == "nexus:first-frame") for sample in samples]
+    hud = [sample["hud"] for sample in samples]
+    transitions = [ms for h in hud for ms in h["transitions_ms"]]
+    nexus_rss = [p["vmrss_kib"] for sample in samples for p in sample["processes"] if p["command"].startswith("spirit nexus --serve")]
     sizes = {name: path.stat().st_size for name, path in
              [("initramfs.zst", initramfs), ("rootfs.squashfs", rootfs), ("spirit binary", binary)]
              + ([("crom-spirit.iso", iso)] if iso and iso.exists() else [])}
@@ -60,6 +85,18 @@ def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, 
         "pid1_vmrss_kib": {"min": min(pid1), "median": statistics.median(pid1)},
         "other_spirit_processes_vmrss_kib": {name: statistics.median(values) for name, values in others.items()},
         "sizes_bytes": sizes,
+        "hud": {
+            "boot_to_first_frame_ms": {"min": min(f["end_ms"] for f in first_frame),
+                                       "median": statistics.median(f["end_ms"] for f in first_frame)},
+            "first_frame_after_start_ms": {"median": statistics.median(f["duration_ms"] for f in first_frame),
+                                           "max": max(f["duration_ms"] for f in first_frame)},
+            "transition_ms": {"median": statistics.median(transitions), "max": max(transitions)},
+            "full_frame_ms": {"p50": statistics.median(h["stats"]["render_ms"]["full"]["p50"] for h in hud),
+                              "p99": max(h["stats"]["render_ms"]["full"]["p99"] for h in hud)},
+            "partial_frame_ms": {"p50": statistics.median(h["stats"]["render_ms"]["partial"]["p50"] for h in hud),
+                                 "p99": max(h["stats"]["render_ms"]["partial"]["p99"] for h in hud)},
+            "nexus_vmrss_kib": {"median": statistics.median(nexus_rss), "max": max(nexus_rss)} if nexus_rss else None,
+        },
         "plot": str(work / "timeline.svg"),
         "last_timeline": samples[-1]["timeline"],
     }
@@ -119,6 +156,24 @@ Memory at ready (VmRSS): PID 1 {result['pid1_vmrss_kib']['median'] / 1024:.1f} M
 {sizes}
 
 The last run's timeline: `{result['plot']}`.
+
+{hud_markdown(result['hud'])}"""
+
+
+def hud_markdown(hud: dict) -> str:
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+    rss = hud["nexus_vmrss_kib"]
+    return f"""## Nexus, the HUD (same boots, QEMU VGA at 1024x768, TCG)
+
+| figure | value | target |
+| --- | --- | --- |
+| boot to the HUD's first frame (CLOCK_BOOTTIME) | {hud['boot_to_first_frame_ms']['median']:.0f} ms median, {hud['boot_to_first_frame_ms']['min']:.0f} ms best | (3 s on hardware; TCG is slower) |
+| first frame after nexus starts | {hud['first_frame_after_start_ms']['median']:.0f} ms median, {hud['first_frame_after_start_ms']['max']:.0f} ms worst | ≤ 300 ms: {verdict(hud['first_frame_after_start_ms']['median'] <= 300)} |
+| mode transition (request to frame on screen) | {hud['transition_ms']['median']:.1f} ms median, {hud['transition_ms']['max']:.1f} ms worst | < 100 ms: {verdict(hud['transition_ms']['max'] < 100)} |
+| full frame render | {hud['full_frame_ms']['p50']:.1f} ms p50, {hud['full_frame_ms']['p99']:.1f} ms p99 | (a native figure) |
+| partial frame (a widget or a terminal line) | {hud['partial_frame_ms']['p50']:.2f} ms p50, {hud['partial_frame_ms']['p99']:.2f} ms p99 | ≤ 16 ms: {verdict(hud['partial_frame_ms']['p99'] <= 16)} |
+| nexus VmRSS | {f"{rss['median'] / 1024:.1f} MiB median" if rss else "not measured"} | ≤ 24 MB: {verdict(bool(rss) and rss['max'] * 1024 <= 24e6)} |
 """
 
 

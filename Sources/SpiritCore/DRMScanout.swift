@@ -101,7 +101,7 @@ final class DRMScanout: Scanout {
         }
     }
 
-    func present(_ pixels: UnsafeRawPointer, pitch: Int, _ rects: [PixelRect]) throws(SystemError) {
+    func present(_ pixels: UnsafeRawPointer, pitch: Int, _ rects: [Rect]) throws(SystemError) {
         try waitForFlip()
         if flips {
             let back = 1 - front
@@ -131,7 +131,7 @@ final class DRMScanout: Scanout {
 
     /// DIRTYFB: tells drivers that copy to the host (virtio-gpu) or to a
     /// shadow what changed. Drivers without it say ENOSYS once.
-    private func markDirty(_ framebuffer: UInt32, _ rects: [PixelRect]) throws(SystemError) {
+    private func markDirty(_ framebuffer: UInt32, _ rects: [Rect]) throws(SystemError) {
         guard dirtySupported else { return }
         var clips = Display.dirtyClips(rects).map { drm_clip_rect(x1: $0.x1, y1: $0.y1, x2: $0.x2, y2: $0.y2) }
         let rc = drmModeDirtyFB(fd, framebuffer, &clips, UInt32(clips.count))
