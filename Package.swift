@@ -97,6 +97,9 @@ let package = Package(
         // libvterm from Debian (libvterm-dev ships libvterm.a): the VT state
         // machine behind Nexus's terminals.
         .systemLibrary(name: "CVTerm", pkgConfig: "vterm", providers: [.apt(["libvterm-dev"])]),
+        // mujs (Debian's libmujs.a), the JavaScript engine of the HUD's
+        // scripted widgets; QuickJS is not in Debian 12.
+        .systemLibrary(name: "CMuJS", pkgConfig: "mujs", providers: [.apt(["libmujs-dev"])]),
         // Terminus PSF fonts as bytes in the binary (C23 #embed).
         // Compiled as C23, the standard #embed belongs to (SwiftPM has no
         // .c23 language standard yet).
@@ -110,7 +113,7 @@ let package = Package(
         // and its own two C targets, never on another daemon.
         .target(
             name: "Nexus",
-            dependencies: ["SpiritCore", "CNexusFont", "CVTerm", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["SpiritCore", "CNexusFont", "CVTerm", "CMuJS", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -14,6 +14,7 @@ packages=(
     libblkid-dev      # libblkid.a for the static binary
     libvterm-dev      # libvterm.a: the VT state machine of Nexus's terminals
     libdrm-dev        # libdrm.a for the static binary (the HUD's display)
+    libmujs-dev       # libmujs.a: the JavaScript engine of the HUD's scripted widgets
     e2fsprogs         # mke2fs: the zram upper layer; test media
     squashfs-tools    # mksquashfs: the system image
     dosfstools        # mkfs.vfat: test media

@@ -14,6 +14,9 @@ public enum Mode: String, Sendable, CaseIterable {
 public enum WidgetKind: String, Sendable, CaseIterable {
     case cpu, memory, network, services, timeline, nodus, terminal, clock
     case kernelLog = "kernel-log"
+    /// A JavaScript file's `widget()` lines (`script = "name.js"`, in
+    /// /etc/spirit/nexus/widgets/).
+    case script
 
     public var defaultTitle: String {
         switch self {
@@ -26,6 +29,7 @@ public enum WidgetKind: String, Sendable, CaseIterable {
         case .terminal: "TERMINAL"
         case .clock: "CLOCK"
         case .kernelLog: "KERNEL LOG"
+        case .script: "SCRIPT"
         }
     }
 
@@ -34,7 +38,7 @@ public enum WidgetKind: String, Sendable, CaseIterable {
     public var defaultRefreshMillis: Int {
         switch self {
         case .cpu, .network, .clock: 1000
-        case .memory, .services, .kernelLog, .nodus: 2000
+        case .memory, .services, .kernelLog, .nodus, .script: 2000
         case .timeline: 5000
         case .terminal: 0
         }
@@ -52,9 +56,11 @@ public struct WidgetPlacement: Sendable, Equatable {
     public var columns: Int
     public var rows: Int
     public var refreshMillis: Int
+    /// A script widget's file: absolute, or in `Layout.scriptDirectory`.
+    public var script: String?
 
     public init(name: String, kind: WidgetKind, column: Int, row: Int, columns: Int, rows: Int,
-                title: String? = nil, refreshMillis: Int? = nil) {
+                title: String? = nil, refreshMillis: Int? = nil, script: String? = nil) {
         self.name = name
         self.kind = kind
         self.title = title ?? kind.defaultTitle
@@ -63,6 +69,7 @@ public struct WidgetPlacement: Sendable, Equatable {
         self.columns = columns
         self.rows = rows
         self.refreshMillis = refreshMillis ?? kind.defaultRefreshMillis
+        self.script = script
     }
 
     /// The grid cells, as a rectangle in cell units.
@@ -101,6 +108,8 @@ public struct Layout: Sendable, Equatable {
     }
 
     public static let path = "/etc/spirit/nexus.toml"
+    /// Where a script widget's `script = "name.js"` is looked for.
+    public static let scriptDirectory = "/etc/spirit/nexus/widgets"
 
     /// The layout used when /etc/spirit/nexus.toml does not exist, written
     /// as that file would be (and parsed by the same code).
@@ -177,7 +186,7 @@ public struct Layout: Sendable, Equatable {
     }()
 
     static let topLevelKeys: Set<String> = ["mode", "columns", "rows"]
-    static let widgetKeys: Set<String> = ["widget", "title", "column", "row", "width", "height", "refresh-ms"]
+    static let widgetKeys: Set<String> = ["widget", "title", "column", "row", "width", "height", "refresh-ms", "script"]
 
     public static func parse(_ text: String, path: String) throws(ConfigError) -> Layout {
         let file = try ConfigFile.parse(text, path: path)
@@ -236,8 +245,17 @@ public struct Layout: Sendable, Equatable {
                 title = text
             }
             let refresh = try file.integer(name + ".refresh-ms", in: 100...3_600_000).map { Int($0) }
+            var script: String? = nil
+            if let (text, entry) = try file.string(name + ".script") {
+                guard kind == .script else { throw file.error(entry, "only a widget = \"script\" has a script") }
+                guard text.hasSuffix(".js"), !text.contains("..") else { throw file.error(entry, "'\(text)' is not a .js file name or path") }
+                script = text.hasPrefix("/") ? text : scriptDirectory + "/" + text
+            } else if kind == .script {
+                throw missing("script", "\"name.js\" (a file in \(scriptDirectory))")
+            }
             let placement = WidgetPlacement(name: name, kind: kind, column: column, row: row, columns: width, rows: height,
-                                            title: title, refreshMillis: refresh)
+                                            title: title ?? script.map { String($0.split(separator: "/").last!.dropLast(3)).uppercased() },
+                                            refreshMillis: refresh, script: script)
             if let other = layout.widgets.first(where: { $0.cells.intersects(placement.cells) }) {
                 throw ConfigError(path: path, line: table.line, field: name,
                                   "covers cells of [\(other.name)] (line \(lines[other.name] ?? 0)); widgets may not overlap")

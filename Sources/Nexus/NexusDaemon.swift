@@ -194,9 +194,9 @@ public final class NexusDaemon {
             guard all || now >= due[index] else { continue }
             due[index] = now + Int64(max(250, placement.refreshMillis)) * 1000
             // Readings that cost a process or a socket are skipped while unseen.
-            if !all, screen.mode != .dashboard, placement.kind == .nodus || placement.kind == .services { continue }
+            if !all, screen.mode != .dashboard, [.nodus, .services, .script].contains(placement.kind) { continue }
             let lines = screen.geometry.textCapacity(of: screen.geometry.frames(screen.layout)[index]).lines
-            if let index = screen.update(widget: placement.name, readings.read(placement.kind, lines: lines)) { changed.append(index) }
+            if let index = screen.update(widget: placement.name, readings.read(placement, lines: lines)) { changed.append(index) }
         }
         if all || now >= bubbleDue {
             bubbleDue = now + 1_000_000

@@ -5,7 +5,7 @@ import SpiritCore
 /// `spirit nexus …`: the HUD (its service runs `spirit nexus`), and the
 /// commands a shell uses to reach it through /run/spirit/nexus.sock.
 enum NexusCommand {
-    static let usage = "nexus [mode bubble|dashboard|terminals | dump | screenshot FILE.png | stats [--json]]"
+    static let usage = "nexus [mode bubble|dashboard|terminals | dump | screenshot FILE.png | stats [--json] | script FILE.js]"
 
     static func run(_ arguments: [String]) -> Int32 {
         switch arguments.first {
@@ -25,6 +25,8 @@ enum NexusCommand {
             return ask("screenshot \(path)")
         case "stats" where arguments.count == 1 || arguments.dropFirst() == ["--json"]:
             return ask("stats")
+        case "script" where arguments.count == 2:
+            return script(arguments[1])
         case "help", "--help":
             print("usage: spirit \(usage)")
             return 0
@@ -61,6 +63,26 @@ enum NexusCommand {
                 }
             }
             if [SIGTERM, SIGINT, SIGHUP].contains(signal) { try? Kernel.kill(child, signal) }
+        }
+    }
+
+    /// A scripted widget's lines on stdout (the HUD runs this in a process
+    /// of its own); its error on stdout too, with exit status 1.
+    static func script(_ path: String) -> Int32 {
+        let source: String
+        do {
+            source = try Kernel.readText(path)
+        } catch {
+            print("\(error)")
+            return 1
+        }
+        switch MuJSEngine().lines(ofScript: source, named: path) {
+        case .success(let lines):
+            for line in lines { print(line) }
+            return 0
+        case .failure(let error):
+            print("\(error)")
+            return 1
         }
     }
 

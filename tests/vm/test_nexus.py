@@ -214,3 +214,55 @@ def test_the_hud_on_virtio_gpu(boot, media_disk, tmp_path):
     wait_for_dump(vm, r"^mode terminals ")
     _, _, grid = screen(vm, tmp_path, "virtio-terminals")
     assert changed(pixels, grid) > 0.2
+
+
+LAYOUT = """mode = "dashboard"
+[hello]
+widget = "script"
+script = "hello.js"
+column = 0
+row = 0
+width = 6
+height = 3
+[broken]
+widget = "script"
+script = "broken.js"
+column = 6
+row = 0
+width = 6
+height = 3
+[terminal]
+widget = "terminal"
+column = 0
+row = 3
+width = 12
+height = 3
+"""
+
+
+def write_file(vm, path: str, text: str) -> None:
+    vm.check(f"mkdir -p $(dirname {path}) && printf '%s' '{text}' > {path}")
+
+
+def test_scripted_widgets_and_a_script_that_fails(boot, media_disk):
+    vm = boot("", disks=[Disk(str(media_disk), id="media")],
+              extra_args=["-vga", "none", "-device", "VGA,xres=1024,yres=768"])
+    vm.expect(r"^spirit: ready$", timeout=240)
+    vm.expect(r"spirit:/# ", partial=True)
+    write_file(vm, "/etc/spirit/nexus/widgets/hello.js",
+               'function widget() { return ["HELLO-" + (6 * 7), "up " + read("/proc/uptime").split(" ")[0] + " s"]; }')
+    write_file(vm, "/etc/spirit/nexus/widgets/broken.js", "function widget() { return nope.length; }")
+    write_file(vm, "/etc/spirit/nexus.toml", LAYOUT)
+    vm.check("spiritctl restart nexus")
+    text = wait_for_dump(vm, r"^  HELLO-42$")
+    assert re.search(r'^widget hello "HELLO"$', text, re.M), text
+    assert re.search(r"^  up [\d.]+ s$", text, re.M), text
+    # A script's error shows in its widget; the HUD runs on.
+    assert re.search(r"^  /etc/spirit/nexus/widgets/broken.js: widget\(\): ReferenceError: 'nope' is not defined$", text, re.M), text
+    # An endless script is stopped; a bad layout falls back to the built-in one, said in the log.
+    write_file(vm, "/etc/spirit/nexus/widgets/broken.js", "while (true) {}")
+    text = wait_for_dump(vm, r"broken.js: stopped after 500 ms$")
+    write_file(vm, "/etc/spirit/nexus.toml", "mode = \"sideways\"\n")
+    vm.check("spiritctl restart nexus")
+    wait_for_dump(vm, r"^widget cpu ")
+    assert "nexus.toml:1: mode: 'sideways' is not one of bubble, dashboard, terminals; using the built-in layout" in vm.check("spiritctl logs nexus 40")
