@@ -21,13 +21,13 @@ public final class NexusDaemon {
     }
 
     let console: Console
-    let display: Display
+    var display: Display
     let tty: String
     let signals: SignalQueue
     let events = EventLoop()
     let readings = Readings()
     var screen: Screen
-    let renderer: ScreenRenderer
+    var renderer: ScreenRenderer
     var frame: PixelBuffer
     var sessions: [Int: Session] = [:]
     var inputs: [InputDevice] = []
@@ -115,6 +115,7 @@ public final class NexusDaemon {
         ServiceNotify.ready()
 
         openInputs()
+        watchDevices()
         do {
             let socket = try Socket.listenUnix(Self.controlSocket)
             control = socket
@@ -136,6 +137,54 @@ public final class NexusDaemon {
             refreshWidgets(now: Kernel.bootTimeMicros(), all: false)
         }
         return finished ?? 0
+    }
+
+    // MARK: Devices that come and go
+
+    /// Uevents: a keyboard plugged in later is grabbed and read; a DRM card
+    /// that appears while the HUD draws on a firmware framebuffer (the real
+    /// GPU driver loading after efifb) takes over the screen.
+    func watchDevices() {
+        let fd: CInt
+        do {
+            fd = try Kernel.ueventSocket()
+        } catch {
+            console.warning("nexus: \(error); keyboards and displays that appear later are not noticed")
+            return
+        }
+        events.watch(fd) { [unowned self] fd in
+            while let bytes = Kernel.readUevent(fd, milliseconds: 0) {
+                if let event = DeviceEvent.parse(bytes), event.action == "add" { deviceAdded(event) }
+            }
+        }
+    }
+
+    func deviceAdded(_ event: DeviceEvent) {
+        let path = "/dev/" + event.node
+        if event.isInputEvents, !inputs.contains(where: { $0.path == path }) {
+            guard let device = try? InputDevice.open(path) else { return }
+            guard device.isKeyboard else { return device.close() }
+            addKeyboard(device)
+            console.info("nexus: keyboard '\(device.name)' on \(path) added")
+        } else if event.isDisplayCard, display.kind == .fbdev {
+            do {
+                let card = try Display.openDRM(card: path)
+                try? display.close()
+                display = card
+                console.info("nexus: \(path) appeared (\(card.summary)): the HUD moves there from the framebuffer")
+                if card.width != frame.width || card.height != frame.height {
+                    screen = Screen(width: card.width, height: card.height, layout: screen.layout)
+                    renderer = ScreenRenderer(geometry: screen.geometry)
+                    frame = PixelBuffer(width: card.width, height: card.height)
+                    due = Array(repeating: 0, count: screen.layout.widgets.count)
+                    refreshWidgets(now: Kernel.bootTimeMicros(), all: true)
+                    syncSessions()
+                }
+                redrawAll()
+            } catch {
+                console.warning("nexus: \(path) appeared but cannot be used: \(error); the HUD stays on the framebuffer")
+            }
+        }
     }
 
     /// Text mode back, the CRTC as it was, the PTYs' shells hung up.
@@ -293,11 +342,14 @@ public final class NexusDaemon {
         inputs = devices.filter(\.isKeyboard)
         for device in devices where !device.isKeyboard { device.close() }
         if inputs.isEmpty { console.warning("nexus: no keyboard in /dev/input; the HUD shows but cannot be typed into") }
-        for input in inputs {
-            // While the HUD has the screen, keys go to it only, not also to the text console.
-            do { try input.grab(true) } catch { console.warning("nexus: \(error)") }
-            events.watch(input.fd) { [unowned self] _ in readKeys(input) }
-        }
+        for input in inputs { addKeyboard(input, listed: true) }
+    }
+
+    func addKeyboard(_ input: InputDevice, listed: Bool = false) {
+        if !listed { inputs.append(input) }
+        // While the HUD has the screen, keys go to it only, not also to the text console.
+        do { try input.grab(true) } catch { console.warning("nexus: \(error)") }
+        events.watch(input.fd) { [unowned self] _ in readKeys(input) }
     }
 
     func readKeys(_ input: InputDevice) {

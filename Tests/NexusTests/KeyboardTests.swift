@@ -122,3 +122,28 @@ extension String {
         #expect(events.compactMap { keyboard.handle($0) } == [.bytes(Array("N".utf8))])
     }
 }
+
+@Suite struct DeviceEventTests {
+    func datagram(_ header: String, _ fields: [String]) -> [UInt8] {
+        ([header] + fields).flatMap { Array($0.utf8) + [0] }
+    }
+
+    @Test func aKeyboardAndACardThatAppear() {
+        let keyboard = DeviceEvent.parse(datagram("add@/devices/pci0000:00/0000:00:04.0/usb1/1-1/1-1:1.0/0003:0627:0001.0001/input/input5/event5",
+                                                  ["ACTION=add", "DEVPATH=/devices/…/event5", "SUBSYSTEM=input", "MAJOR=13", "MINOR=69",
+                                                   "DEVNAME=input/event5", "SEQNUM=2101"]))
+        #expect(keyboard == DeviceEvent(action: "add", subsystem: "input", node: "input/event5"))
+        #expect(keyboard?.isInputEvents == true && keyboard?.isDisplayCard == false)
+        let card = DeviceEvent.parse(datagram("add@/devices/pci0000:00/0000:00:02.0/drm/card0",
+                                              ["ACTION=add", "SUBSYSTEM=drm", "DEVNAME=dri/card0", "DEVTYPE=drm_minor"]))
+        #expect(card?.isDisplayCard == true)
+        #expect(DeviceEvent.parse(datagram("add@/devices/pci0000:00/0000:00:02.0/drm/renderD128",
+                                           ["ACTION=add", "SUBSYSTEM=drm", "DEVNAME=dri/renderD128"]))?.isDisplayCard == false)
+    }
+
+    @Test func eventsWithoutANodeAreNotOurs() {
+        #expect(DeviceEvent.parse(datagram("add@/devices/virtual/net/lo", ["ACTION=add", "SUBSYSTEM=net", "INTERFACE=lo"])) == nil)
+        #expect(DeviceEvent.parse([]) == nil)
+        #expect(DeviceEvent.parse(Array("garbage without fields".utf8)) == nil)
+    }
+}

@@ -244,9 +244,9 @@ def write_file(vm, path: str, text: str) -> None:
     vm.check(f"mkdir -p $(dirname {path}) && printf '%s' '{text}' > {path}")
 
 
-def test_scripted_widgets_and_a_script_that_fails(boot, media_disk):
+def test_scripted_widgets_a_script_that_fails_and_a_keyboard_plugged_in(boot, media_disk):
     vm = boot("", disks=[Disk(str(media_disk), id="media")],
-              extra_args=["-vga", "none", "-device", "VGA,xres=1024,yres=768"])
+              extra_args=["-vga", "none", "-device", "VGA,xres=1024,yres=768", "-device", "qemu-xhci,id=xhci"])
     vm.expect(r"^spirit: ready$", timeout=240)
     vm.expect(r"spirit:/# ", partial=True)
     write_file(vm, "/etc/spirit/nexus/widgets/hello.js",
@@ -266,3 +266,15 @@ def test_scripted_widgets_and_a_script_that_fails(boot, media_disk):
     vm.check("spiritctl restart nexus")
     wait_for_dump(vm, r"^widget cpu ")
     assert "nexus.toml:1: mode: 'sideways' is not one of bubble, dashboard, terminals; using the built-in layout" in vm.check("spiritctl logs nexus 40")
+
+    # A USB keyboard plugged in while the HUD runs is grabbed and read.
+    answer = vm.qmp("device_add", driver="usb-kbd", id="kbd", bus="xhci.0")
+    assert "error" not in answer, answer
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        log = vm.check("spiritctl logs nexus 60")
+        if re.search(r"nexus: keyboard '.*USB Keyboard' on /dev/input/event\d+ added", log):
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"the plugged keyboard was not taken: {log}")
