@@ -99,11 +99,13 @@ def dump(vm) -> str:
 
 
 def wait_for_dump(vm, pattern: str, seconds: float = 20) -> str:
+    """The dump once it shows `pattern`; a HUD that is restarting (no
+    answer yet) is asked again."""
     deadline = time.monotonic() + seconds
     text = ""
     while time.monotonic() < deadline:
-        text = dump(vm)
-        if re.search(pattern, text, re.M):
+        status, text = vm.run("spirit nexus dump 2>&1")
+        if status == 0 and re.search(pattern, text, re.M):
             return text
         time.sleep(0.5)
     raise AssertionError(f"{pattern!r} is not on the HUD:\n{text}\nlog: {vm.log_path}")
@@ -265,14 +267,14 @@ def test_scripted_widgets_a_script_that_fails_and_a_keyboard_plugged_in(boot, me
     write_file(vm, "/etc/spirit/nexus.toml", "mode = \"sideways\"\n")
     vm.check("spiritctl restart nexus")
     wait_for_dump(vm, r"^widget cpu ")
-    assert "nexus.toml:1: mode: 'sideways' is not one of bubble, dashboard, terminals; using the built-in layout" in vm.check("spiritctl logs nexus 40")
+    assert "nexus.toml:1: mode: 'sideways' is not one of bubble, dashboard, terminals; using the built-in layout" in vm.check("spiritctl logs nexus -n 40")
 
     # A USB keyboard plugged in while the HUD runs is grabbed and read.
     answer = vm.qmp("device_add", driver="usb-kbd", id="kbd", bus="xhci.0")
     assert "error" not in answer, answer
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        log = vm.check("spiritctl logs nexus 60")
+        log = vm.check("spiritctl logs nexus -n 60")
         if re.search(r"nexus: keyboard '.*USB Keyboard' on /dev/input/event\d+ added", log):
             break
         time.sleep(1)
