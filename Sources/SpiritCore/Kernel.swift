@@ -132,14 +132,7 @@ public enum Kernel {
 
     /// The names in a directory (not . and ..), or none if it cannot be read.
     public static func listDirectory(_ path: String) -> [String] {
-        guard let directory = opendir(path) else { return [] }
-        defer { closedir(directory) }
-        var names: [String] = []
-        while let entry = readdir(directory) {
-            let name = entryName(entry)
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
+        directoryEntries(path).map(\.name).sorted()
     }
 
     /// The name of a readdir(3) entry.

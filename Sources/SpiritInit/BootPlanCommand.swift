@@ -12,7 +12,7 @@ enum BootPlanCommand {
         + "[--algorithms \"lzo lzo-rle lz4 zstd\"] [--zram N]"
 
     static func run(_ arguments: [String]) -> Int32 {
-        do {
+        exitStatus {
             let options = try Options(arguments)
             guard options.words.isEmpty else { throw UsageError(message: "unexpected '\(options.words[0])'; \(usage)") }
             let path = try options.required("manifest")
@@ -43,12 +43,6 @@ enum BootPlanCommand {
             print(switchRoot.shell)
             print("# a failure undoes what was done, in this order:")
             print(stageOne.undoShell.split(separator: "\n").map { "#   " + $0 }.joined(separator: "\n"))
-            return 0
-        } catch let error as UsageError {
-            return Usage.fail(error.message)
-        } catch {
-            Console.tool.error("\(error)")
-            return 111
         }
     }
 

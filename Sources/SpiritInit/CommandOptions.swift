@@ -1,3 +1,5 @@
+import SpiritCore
+
 /// A command's wrong use: said with the usage line, exit status 100.
 struct UsageError: Error { var message: String }
 
@@ -22,5 +24,19 @@ struct Options {
     func required(_ name: String) throws(UsageError) -> String {
         guard let value = named[name] else { throw UsageError(message: "--\(name) is required") }
         return value
+    }
+}
+
+/// Runs a command's body with the exit status contract: 0, 100 for a usage
+/// error (said with the usage line), 111 for a failure (said as an error).
+func exitStatus(_ body: () throws -> Void) -> Int32 {
+    do {
+        try body()
+        return 0
+    } catch let error as UsageError {
+        return Usage.fail(error.message)
+    } catch {
+        Console.tool.error("\(error)")
+        return 111
     }
 }

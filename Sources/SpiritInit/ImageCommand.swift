@@ -12,22 +12,15 @@ enum ImageCommand {
         guard let verb = arguments.first else {
             return Usage.fail("image needs keygen, manifest, verify or fetch")
         }
-        do {
+        return exitStatus {
             let options = try Options(Array(arguments.dropFirst()))
             switch verb {
             case "keygen": try keygen(options)
             case "manifest": try manifest(options)
             case "verify": try verify(options, console: console)
             case "fetch": try fetch(options, console: console)
-            default:
-                return Usage.fail("unknown image command '\(verb)'")
+            default: throw UsageError(message: "unknown image command '\(verb)'")
             }
-            return 0
-        } catch let error as UsageError {
-            return Usage.fail(error.message)
-        } catch {
-            console.error("\(error)")
-            return 111
         }
     }
 

@@ -11,7 +11,7 @@ enum NodusCommand {
 
     static func run(_ arguments: [String]) -> Int32 {
         guard let verb = arguments.first else { return Usage.fail("nodus needs serve, info, fetch, attach or detach") }
-        return guarded {
+        return exitStatus {
             let options = try Options(Array(arguments.dropFirst()))
             switch verb {
             case "serve": try serve(options)
@@ -30,7 +30,7 @@ enum NodusCommand {
     /// the peers that answered.
     static func net(_ arguments: [String]) -> Int32 {
         guard arguments.first == "scan" else { return Usage.fail("net needs scan") }
-        return guarded {
+        return exitStatus {
             let options = try Options(Array(arguments.dropFirst()))
             let port = try number(options, "port", default: Discovery.port, in: 1...65535)
             let window = try number(options, "timeout", default: 2000, in: 1...60_000)
@@ -48,20 +48,6 @@ enum NodusCommand {
             let offers = try DiscoverySeeker.seek(targets: targets, windowMilliseconds: window)
             for offer in offers { print(offer.description) }
             if offers.isEmpty { Console.tool.info("no peer answered within \(window) ms") }
-        }
-    }
-
-    /// Runs a command body with the exit code contract: 0, 100 for usage
-    /// errors, 111 for failures.
-    static func guarded(_ body: () throws -> Void) -> Int32 {
-        do {
-            try body()
-            return 0
-        } catch let error as UsageError {
-            return Usage.fail(error.message)
-        } catch {
-            Console.tool.error("\(error)")
-            return 111
         }
     }
 
