@@ -112,10 +112,8 @@ public final class NexusDaemon {
         Timeline(process: "nexus").record(TimelineStep(step: "nexus:first-frame", process: "nexus", pid: Kernel.pid, startMicros: started,
                                                        endMicros: now, ok: true, detail: "\(display.summary), \(display.width)x\(display.height)"))
         console.info("nexus: first frame on \(display.summary) (\(display.width)x\(display.height)) \(formatMilliseconds(now - started)) ms after start")
-        ServiceNotify.ready()
-
-        openInputs()
-        watchDevices()
+        // Listening before READY=1: once the boot says `spirit: ready`,
+        // `spirit nexus …` finds the HUD.
         do {
             let socket = try Socket.listenUnix(Self.controlSocket)
             control = socket
@@ -123,6 +121,10 @@ public final class NexusDaemon {
         } catch {
             console.warning("nexus: \(error); 'spirit nexus mode|dump|screenshot|stats' cannot reach it")
         }
+        ServiceNotify.ready()
+
+        openInputs()
+        watchDevices()
         events.watch(signals.fd) { [unowned self] _ in readSignal() }
 
         while finished == nil {

@@ -83,7 +83,7 @@ def key(vm, *names: str) -> None:
 
 
 QCODES = {" ": "spc", "-": "minus", "$": ("shift", "4"), "(": ("shift", "9"), ")": ("shift", "0"), "*": ("shift", "8"),
-          "\n": "ret", "=": "equal", "/": "slash", ".": "dot"}
+          "\n": "ret", "=": "equal", "/": "slash", ".": "dot", ":": ("shift", "semicolon")}
 
 
 def type_text(vm, text: str) -> None:
@@ -153,6 +153,17 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     # Keys typed into the focused terminal's shell.
     type_text(vm, "echo NEXUS-$((6*7))\n")
     wait_for_dump(vm, r"^  \|NEXUS-42$")
+    # Full-screen programs: top draws its table and quits on q; vi edits a file.
+    type_text(vm, "top\n")
+    wait_for_dump(vm, r"^  \|\s*PID\s+PPID\s+USER")
+    key(vm, "q")
+    type_text(vm, "vi /tmp/nexus.txt\n")
+    wait_for_dump(vm, r"^  \|~")
+    type_text(vm, "iWRITTEN-IN-VI")
+    key(vm, "esc")
+    type_text(vm, ":wq\n")
+    type_text(vm, "cat /tmp/nexus.txt\n")
+    wait_for_dump(vm, r"^  \|WRITTEN-IN-VI$")
     key(vm, "meta_l", "ret")  # a second terminal beside it
     text = wait_for_dump(vm, r"^terminal 2 .* focused$")
     assert re.search(r"^terminal 1 ", text, re.M), text
