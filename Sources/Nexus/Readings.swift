@@ -12,6 +12,8 @@ public struct ReadingPaths: Sendable {
     public var control = RunFiles.directory + "/control.sock"
     public var kmsg = "/dev/kmsg"
     public var spirit = "/bin/spirit"
+    /// The RAM root's writable layer (RootLayout.readWrite).
+    public var rootLayer = RunFiles.directory + "/rw"
     public init() {}
 }
 
@@ -127,7 +129,9 @@ public final class Readings {
         let zram = Kernel.directoryEntries(paths.sys + "/block").map(\.name).sorted().first { $0.hasPrefix("zram") }
             .flatMap { try? Kernel.readText(paths.sys + "/block/\($0)/mm_stat") }
             .flatMap { try? ZramStats.parse($0) }
-        return Widgets.memory(memory, zram: zram.flatMap { $0.original > 0 ? $0 : nil })
+        let layer = try? Kernel.fileSystemStats(paths.rootLayer)
+        return Widgets.memory(memory, zram: zram.flatMap { $0.original > 0 ? $0 : nil },
+                              root: layer.map { ($0.totalBytes - $0.freeBytes, $0.totalBytes) })
     }
 
     func readNetwork() throws -> WidgetContent {

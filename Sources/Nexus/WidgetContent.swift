@@ -84,7 +84,8 @@ public enum Widgets {
 
     /// RAM, the zram upper layer (what it holds, what it takes), and the
     /// RAM root's files (shared memory: tmpfs).
-    public static func memory(_ memory: MemoryInfo, zram: ZramStats?) -> WidgetContent {
+    /// `root`: the RAM root's writable layer, used and total bytes.
+    public static func memory(_ memory: MemoryInfo, zram: ZramStats?, root: (used: Int64, total: Int64)? = nil) -> WidgetContent {
         var lines = [TextLine("RAM   " + formatBytes(memory.used) + " of " + formatBytes(memory.total) + "  " + formatPercent(memory.usedFraction).trimmed,
                               memory.usedFraction >= 0.9 ? .warning : .normal)]
         if let zram {
@@ -92,6 +93,10 @@ public enum Widgets {
             lines.append(TextLine("zram  " + formatBytes(zram.original) + " → " + formatBytes(zram.memoryUsed) + "  \(ratio / 10).\(ratio % 10)x"))
         } else {
             lines.append(TextLine("zram  not in use", .dim))
+        }
+        if let root, root.total > 0 {
+            lines.append(TextLine("root  " + formatBytes(UInt64(max(0, root.used))) + " of " + formatBytes(UInt64(root.total)) + " written",
+                                  root.used * 10 >= root.total * 9 ? .warning : .dim))
         }
         lines.append(TextLine("tmpfs " + formatBytes(memory.shared), .dim))
         return WidgetContent(lines: lines, graph: .meter(memory.usedFraction))

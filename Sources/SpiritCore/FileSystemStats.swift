@@ -9,6 +9,9 @@ public struct FileSystemStats: Sendable, Equatable {
     /// Bytes an unprivileged writer may still use (f_bavail × f_frsize).
     public var availableBytes: Int64
     public var readOnly: Bool
+    /// Its size (f_blocks × f_frsize) and what is free of it (f_bfree × f_frsize).
+    public var totalBytes: Int64 = 0
+    public var freeBytes: Int64 = 0
 
     public static let ntfs3Magic = 0x7366_746E  // "ntfs", fs/ntfs3/super.c
     public static let ntfsMagic = 0x5346_544E  // the old read-only driver's NTFS_SB_MAGIC
@@ -23,7 +26,8 @@ extension Kernel {
         var vfs = statvfs()
         try call("read the free space of \(path) (statvfs)") { statvfs(path, &vfs) }
         return FileSystemStats(type: type, availableBytes: Int64(vfs.f_bavail) * Int64(vfs.f_frsize),
-                               readOnly: vfs.f_flag & UInt(ST_RDONLY) != 0)
+                               readOnly: vfs.f_flag & UInt(ST_RDONLY) != 0,
+                               totalBytes: Int64(vfs.f_blocks) * Int64(vfs.f_frsize), freeBytes: Int64(vfs.f_bfree) * Int64(vfs.f_frsize))
     }
 
     /// The canonical absolute path (realpath(3)): symbolic links and `..` resolved.

@@ -26,6 +26,7 @@ import Testing
         paths.run = root + "/run"
         paths.control = root + "/run/control.sock"
         paths.kmsg = root + "/kmsg"
+        paths.rootLayer = root + "/no-such-layer"
         return Readings(paths: paths)
     }
 

@@ -39,6 +39,9 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
         #expect(memory.lines.map(\.text) == ["RAM   496 MiB of 1.9 GiB  25%", "zram  100 MiB → 32 MiB  3.1x", "tmpfs 400 MiB"])
         #expect(memory.graph == .meter(0.25))
         #expect(Widgets.memory(try MemoryInfo.parse(meminfo), zram: nil).lines[1] == TextLine("zram  not in use", .dim))
+        // The RAM root's writable layer: what was written, of its size.
+        #expect(Widgets.memory(try MemoryInfo.parse(meminfo), zram: nil, root: (used: 12 << 20, total: 1 << 30)).lines[2]
+                == TextLine("root  12 MiB of 1.0 GiB written", .dim))
         #expect(Widgets.network([.init(name: "eth0", up: false, address: nil, rxPerSecond: 2048, txPerSecond: 0)]).lines
                 == [TextLine("eth0    down  no address", .dim), TextLine("  ↓ 2.0 KiB/s  ↑ 0 B/s", .dim)])
         #expect(Widgets.network([]).lines.map(\.text) == ["no interfaces"])

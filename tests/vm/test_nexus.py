@@ -157,13 +157,19 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     type_text(vm, "top\n")
     wait_for_dump(vm, r"^  \|\s*PID\s+PPID\s+USER")
     key(vm, "q")
+    wait_for_dump(vm, r"^  \|spirit:/# ?$")
     type_text(vm, "vi /tmp/nexus.txt\n")
     wait_for_dump(vm, r"^  \|~")
     type_text(vm, "iWRITTEN-IN-VI")
+    wait_for_dump(vm, r"^  \|WRITTEN-IN-VI")
     key(vm, "esc")
+    time.sleep(1)  # a lone ESC: vi waits a moment for the rest of an escape sequence
     type_text(vm, ":wq\n")
-    type_text(vm, "cat /tmp/nexus.txt\n")
-    wait_for_dump(vm, r"^  \|WRITTEN-IN-VI$")
+    deadline = time.monotonic() + 20
+    while vm.run("cat /tmp/nexus.txt 2>&1")[1].splitlines()[-1:] != ["WRITTEN-IN-VI"]:
+        assert time.monotonic() < deadline, f"vi did not write the file: {dump(vm)}"
+        time.sleep(0.5)
+    wait_for_dump(vm, r"^  \|spirit:/# ?$")
     key(vm, "meta_l", "ret")  # a second terminal beside it
     text = wait_for_dump(vm, r"^terminal 2 .* focused$")
     assert re.search(r"^terminal 1 ", text, re.M), text
