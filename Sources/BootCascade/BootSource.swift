@@ -8,7 +8,7 @@ import SpiritCore
 public protocol BootSource: Sendable {
     /// The name in `spirit: boot source=<name>` and in `crom.mode=`; one of
     /// `CascadeEngine.preference`.
-    var name: String { get }
+    var name: SourceName { get }
     /// How long the cascade waits for this source at most, from its start.
     var timeoutMicros: Int64 { get }
     /// Finds an image and its manifest, or throws why not, by
@@ -16,6 +16,31 @@ public protocol BootSource: Sendable {
     /// `context.cancel` is set. What it mounts or starts, its
     /// `FoundImage.release` lets go of.
     func locate(_ context: SourceContext) throws -> FoundImage
+}
+
+/// A boot source's name, as `spirit: boot source=<name>`, `crom.mode=` and
+/// the cascade's order of preference spell it.
+public struct SourceName: RawRepresentable, Hashable, Sendable, ExpressibleByStringLiteral, CustomStringConvertible {
+    public let rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { rawValue = value }
+    public var description: String { rawValue }
+
+    public static let parasite: SourceName = "parasite"
+    public static let usb: SourceName = "usb"
+    public static let http: SourceName = "http"
+    public static let nodus: SourceName = "nodus"
+
+    /// The one source `crom.mode=` names; nil for auto and rescue.
+    public init?(mode: BootMode) {
+        switch mode {
+        case .parasite: self = .parasite
+        case .usb: self = .usb
+        case .http: self = .http
+        case .nodus: self = .nodus
+        case .auto, .rescue: return nil
+        }
+    }
 }
 
 /// What every source gets from the cascade.
@@ -50,7 +75,7 @@ public final class CancelFlag: @unchecked Sendable {
         monitor.broadcast()
     }
 
-    public func check(_ source: String) throws {
+    public func check(_ source: SourceName) throws {
         if isSet { throw SpiritError("\(source): stopped, another source was chosen") }
     }
 }
@@ -58,14 +83,14 @@ public final class CancelFlag: @unchecked Sendable {
 /// An image a source found: its manifest, a way to read it, and a way to
 /// let go of the media once the image is in RAM.
 public struct FoundImage: Sendable {
-    public var source: String
+    public var source: SourceName
     /// Where it was found, for messages: `/dev/vda (ext4, CROM_SPIRIT)`.
     public var origin: String
     public var manifest: Manifest
     public var openImage: @Sendable () throws -> any ImageStream
     public var release: @Sendable () -> Void
 
-    public init(source: String, origin: String, manifest: Manifest, openImage: @escaping @Sendable () throws -> any ImageStream,
+    public init(source: SourceName, origin: String, manifest: Manifest, openImage: @escaping @Sendable () throws -> any ImageStream,
                 release: @escaping @Sendable () -> Void) {
         self.source = source
         self.origin = origin

@@ -31,7 +31,7 @@ public struct Cascade {
     /// The cascade gave up: the rescue reason, and why each source gave up.
     public struct Failure: Error, CustomStringConvertible {
         public var reason: String
-        public var sources: [(source: String, reason: String)]
+        public var sources: [(source: SourceName, reason: String)]
         public var description: String { reason }
     }
 
@@ -66,7 +66,7 @@ public struct Cascade {
         let shared = Shared(engine)
         let cancel = CancelFlag()
         let names = engine.namesToStart
-        console.debug("cascade: " + (names.isEmpty ? "no source to start" : "starting " + names.joined(separator: ", ")))
+        console.debug("cascade: " + (names.isEmpty ? "no source to start" : "starting " + names.map(\.rawValue).joined(separator: ", ")))
         for source in sources where names.contains(source.name) {
             let context = SourceContext(deadline: start + source.timeoutMicros, console: console, devices: devices, cancel: cancel)
             let key = publicKey
@@ -121,7 +121,7 @@ public struct Cascade {
 
     /// Stops the sources still looking and lets go of every image found
     /// but not used; returns why each source gave up.
-    func finish(_ shared: Shared, cancel: CancelFlag, keep: String?) -> [(source: String, reason: String)] {
+    func finish(_ shared: Shared, cancel: CancelFlag, keep: SourceName?) -> [(source: SourceName, reason: String)] {
         cancel.raise()
         devices.wakeAll()
         let (unused, reasons) = shared.monitor.withLock {

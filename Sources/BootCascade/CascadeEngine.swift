@@ -15,7 +15,7 @@ public struct CascadeEngine<Candidate> {
     /// The cascade's order of preference (ARCHITECTURE.md, "Boot flow"). A
     /// build that lacks a source still lists it, so that `crom.mode=` can say
     /// this build does not have it.
-    public static var preference: [String] { ["parasite", "usb", "http", "nodus"] }
+    public static var preference: [SourceName] { [.parasite, .usb, .http, .nodus] }
 
     public enum State {
         /// Still looking; it gives up at `deadline`.
@@ -25,7 +25,7 @@ public struct CascadeEngine<Candidate> {
     }
 
     public struct Entry {
-        public var name: String
+        public var name: SourceName
         public var state: State
         /// How long it was given, for the reason of a source that ran out of time.
         public var timeoutMicros: Int64
@@ -33,7 +33,7 @@ public struct CascadeEngine<Candidate> {
 
     public enum Decision {
         /// Use the candidate of this source.
-        case commit(name: String, Candidate)
+        case commit(name: SourceName, Candidate)
         /// Nothing to commit to yet: wait for a report, or until `until`.
         case wait(until: Int64)
         /// Every source gave up (or the mode asks for the rescue shell).
@@ -44,15 +44,15 @@ public struct CascadeEngine<Candidate> {
     public private(set) var entries: [Entry] = []
     /// `crom.mode=` named one source: when it fails, the boot goes to
     /// the rescue shell.
-    public let forced: String?
+    public let forced: SourceName?
     let refusal: String?
 
     /// `available` are the sources this build has, each with how long it
     /// may look (microseconds from `now`). In auto mode every source of the
     /// order runs; one this build lacks is listed as failed, saying so.
-    public init(mode: BootMode, available: [(name: String, timeoutMicros: Int64)], now: Int64) {
+    public init(mode: BootMode, available: [(name: SourceName, timeoutMicros: Int64)], now: Int64) {
         let budget = Dictionary(available.map { ($0.name, $0.timeoutMicros) }, uniquingKeysWith: { first, _ in first })
-        func entry(_ name: String) -> Entry {
+        func entry(_ name: SourceName) -> Entry {
             guard let timeout = budget[name] else {
                 return Entry(name: name, state: .failed("this build has no \(name) source"), timeoutMicros: 0)
             }
@@ -68,19 +68,15 @@ public struct CascadeEngine<Candidate> {
             forced = nil
             refusal = "crom.mode=rescue asks for the rescue shell"
         case .parasite, .usb, .http, .nodus:
-            forced = mode.rawValue
-            if budget[mode.rawValue] == nil {
-                refusal = "crom.mode=\(mode.rawValue): this build has no \(mode.rawValue) source"
-                entries = [entry(mode.rawValue)]
-            } else {
-                refusal = nil
-                entries = [entry(mode.rawValue)]
-            }
+            let name = SourceName(mode: mode)!
+            forced = name
+            refusal = budget[name] == nil ? "crom.mode=\(name): this build has no \(name) source" : nil
+            entries = [entry(name)]
         }
     }
 
     /// The names of the sources to start.
-    public var namesToStart: [String] {
+    public var namesToStart: [SourceName] {
         guard refusal == nil else { return [] }
         return entries.compactMap { if case .pending = $0.state { $0.name } else { nil } }
     }
@@ -88,7 +84,7 @@ public struct CascadeEngine<Candidate> {
     /// A source found something (already checked against the signed
     /// manifest) or gave up. A report for a source not running, or a
     /// second report, is ignored: the first word stands.
-    public mutating func report(_ name: String, _ outcome: Result<Candidate, any Error>) {
+    public mutating func report(_ name: SourceName, _ outcome: Result<Candidate, any Error>) {
         guard let index = entries.firstIndex(where: { $0.name == name }), case .pending = entries[index].state else { return }
         switch outcome {
         case .success(let candidate): entries[index].state = .ready(candidate)
@@ -98,7 +94,7 @@ public struct CascadeEngine<Candidate> {
 
     /// The committed candidate of `name` could not be used (its image did
     /// not match its manifest, its server broke off): the cascade goes on.
-    public mutating func refuse(_ name: String, reason: String) {
+    public mutating func refuse(_ name: SourceName, reason: String) {
         guard let index = entries.firstIndex(where: { $0.name == name }) else { return }
         entries[index].state = .failed(reason)
     }
@@ -122,18 +118,18 @@ public struct CascadeEngine<Candidate> {
             let why = reasons.first?.reason ?? "it gave up"
             return .rescue("crom.mode=\(forced) allows only the \(forced) source, and it found no usable image: \(why)")
         }
-        return .rescue("no system image found (tried \(entries.map(\.name).joined(separator: ", ")))")
+        return .rescue("no system image found (tried \(entries.map(\.name.rawValue).joined(separator: ", ")))")
     }
 
     /// Why each source gave up, in order: one console line each.
-    public var reasons: [(source: String, reason: String)] {
+    public var reasons: [(source: SourceName, reason: String)] {
         entries.compactMap { entry in
             if case .failed(let reason) = entry.state { (entry.name, reason) } else { nil }
         }
     }
 
     /// The candidates that were found but not used, to be let go.
-    public func readyCandidates(except name: String?) -> [Candidate] {
+    public func readyCandidates(except name: SourceName?) -> [Candidate] {
         entries.compactMap { entry in
             if entry.name != name, case .ready(let candidate) = entry.state { candidate } else { nil }
         }

@@ -7,7 +7,7 @@ import SpiritCore
 /// the image is streamed into RAM while hashed (HTTPImageStream), resumed
 /// with Range after a broken connection.
 public struct HTTPSource: BootSource {
-    public let name = "http"
+    public let name: SourceName = .http
     public let timeoutMicros: Int64
     let baseURL: String
     let network: Network

@@ -12,7 +12,7 @@ import SpiritCore
 /// then copied into RAM over NBD (NBDExportStream) and the connection
 /// closed, so that nothing depends on the network after the boot.
 public struct NodusSource: BootSource {
-    public let name = "nodus"
+    public let name: SourceName = .nodus
     public let timeoutMicros: Int64
     let server: Endpoint?
     let discovery: Bool

@@ -11,7 +11,7 @@ import SpiritCore
 /// 12's 6.1 kernel has no ntfs3).
 public struct ParasiteSource: BootSource {
     public static let directory = "CromSpirit"
-    public let name = "parasite"
+    public let name: SourceName = .parasite
     public let timeoutMicros: Int64
     let layout: RootLayout
     let sys: String

@@ -16,7 +16,7 @@ public struct USBSeedSource: BootSource {
     /// `crom.network.timeout`.
     public static let lateDeviceMicros: Int64 = 10_000_000
 
-    public let name = "usb"
+    public let name: SourceName = .usb
     public let timeoutMicros: Int64
     let layout: RootLayout
     let sys: String

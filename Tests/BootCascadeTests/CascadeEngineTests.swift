@@ -6,7 +6,7 @@ import Testing
 /// number, the candidates are strings.
 @Suite struct CascadeEngineTests {
     typealias Engine = CascadeEngine<String>
-    let all: [(name: String, timeoutMicros: Int64)] = [("parasite", 2_000_000), ("usb", 12_000_000), ("http", 10_000_000)]
+    let all: [(name: SourceName, timeoutMicros: Int64)] = [("parasite", 2_000_000), ("usb", 12_000_000), ("http", 10_000_000)]
 
     func committed(_ decision: Engine.Decision) -> String? {
         if case .commit(let name, let candidate) = decision { return "\(name):\(candidate)" }

@@ -25,7 +25,7 @@ import Testing
     }
 
     struct FakeSource: BootSource {
-        let name: String
+        let name: SourceName
         let timeoutMicros: Int64 = 5_000_000
         let delayMillis: Int
         let manifest: Manifest?
@@ -37,7 +37,7 @@ import Testing
             let name = name
             let releases = releases
             return FoundImage(source: name, origin: "fake \(name)", manifest: manifest,
-                              openImage: { throw SpiritError("not read in this test") }, release: { releases.add(name) })
+                              openImage: { throw SpiritError("not read in this test") }, release: { releases.add(name.rawValue) })
         }
     }
 
@@ -62,7 +62,7 @@ import Testing
             FakeSource(name: "usb", delayMillis: 50, manifest: try manifest(signedWith: key.privateKey), releases: releases),
             FakeSource(name: "http", delayMillis: 0, manifest: try manifest(signedWith: key.privateKey), releases: releases),
         ]
-        var used: [String] = []
+        var used: [SourceName] = []
         let found = try cascade(sources).run { found in
             used.append(found.source)
             if found.source == "usb" { throw Cascade.Refusal("the image does not match its manifest") }
