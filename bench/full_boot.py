@@ -105,8 +105,12 @@ def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, 
 def plot(steps: list[dict]) -> str:
     """A horizontal bar a step, on a time axis in ms of CLOCK_BOOTTIME."""
     end = max(s["end_ms"] for s in steps) or 1
-    width, left, row = 1000, 190, 22
-    scale = (width - left - 20) / end
+    # Every label fits: the left margin holds the longest step name (about 7 px
+    # a character at 12 px sans-serif), the right one the longest figure.
+    longest = max(len(f'{s["step"]} ({s["process"]})') for s in steps)
+    left, plot_width, row = 16 + 7 * longest, 800, 22
+    width = left + plot_width + 16 + 7 * len(f"{max(s['duration_ms'] for s in steps):.0f} ms")
+    scale = plot_width / end
     colours = {"kernel": "#b0b0b0", "init": "#4e79a7", "worker": "#f28e2b", "supervisor": "#59a14f"}
     height = 40 + row * len(steps) + 30
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
