@@ -241,12 +241,13 @@ public final class NexusDaemon {
 
     func refreshWidgets(now: Int64, all: Bool) {
         var changed: [Int] = []
+        let frames = screen.geometry.frames(screen.layout)
         for (index, placement) in screen.layout.widgets.enumerated() where placement.kind != .terminal {
             guard all || now >= due[index] else { continue }
             due[index] = now + Int64(max(250, placement.refreshMillis)) * 1000
             // Readings that cost a process or a socket are skipped while unseen.
             if !all, screen.mode != .dashboard, [.nodus, .services, .script].contains(placement.kind) { continue }
-            let lines = screen.geometry.textCapacity(of: screen.geometry.frames(screen.layout)[index]).lines
+            let lines = screen.geometry.textCapacity(of: frames[index]).lines
             if let index = screen.update(widget: placement.name, readings.read(placement, lines: lines)) { changed.append(index) }
         }
         if all || now >= bubbleDue {

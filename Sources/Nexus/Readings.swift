@@ -210,17 +210,20 @@ public final class Readings {
     }
 
     static func clock() -> String {
-        var now = time(nil)
-        var parts = tm()
-        localtime_r(&now, &parts)
+        let parts = localTime()
         return pad(parts.tm_hour) + ":" + pad(parts.tm_min)
     }
 
     static func date() -> String {
+        let parts = localTime()
+        return "\(parts.tm_year + 1900)-" + pad(parts.tm_mon + 1) + "-" + pad(parts.tm_mday)
+    }
+
+    static func localTime() -> tm {
         var now = time(nil)
         var parts = tm()
         localtime_r(&now, &parts)
-        return "\(parts.tm_year + 1900)-" + pad(parts.tm_mon + 1) + "-" + pad(parts.tm_mday)
+        return parts
     }
 
     static func pad(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
