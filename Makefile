@@ -25,7 +25,7 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 BASE ?= debian
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
-.PHONY: kernel test-kernel iso iso-check netboot
+.PHONY: kernel test-kernel iso iso-check netboot layer
 # A recipe that fails leaves no half-made target that a later make would
 # take as up to date (an ISO over the size limit, a cut archive).
 .DELETE_ON_ERROR:
@@ -60,6 +60,7 @@ help:
 	@echo "make test-kernel  boot $(OUT)/kernel to 'spirit: ready' (opt-in; not part of make test)"
 	@echo "make iso          $(OUT)/crom-spirit.iso, hybrid BIOS/UEFI, CD or dd to a USB stick"
 	@echo "make netboot      $(OUT)/netboot/ for an HTTP server (SERVER=http://host:port/)"
+	@echo "make layer NAME=vm  $(OUT)/layers/NAME.squashfs + signed NAME.json from layers/NAME.toml; make iso LAYERS=vm puts it on the ISO"
 
 deps:
 	@scripts/deps.sh
@@ -117,9 +118,9 @@ unit-test:
 host-test: $(OUT)/spirit $(KERNEL_DIR)/release
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
 
-vm-test: initramfs rootfs iso
+vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) \
-	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json \
+	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers \
 	    python3 -m pytest -v -rA tests/vm
 
 test: deps door-check unit-test host-test vm-test
@@ -160,11 +161,25 @@ run: deps $(ISO)
 	    -vga none -device VGA,xres=1280,yres=800 \
 	    -drive file=$(ISO),format=raw,if=none,id=cd,media=cdrom,readonly=on -device ide-cd,drive=cd,bootindex=0
 
+# An add-on layer: $(OUT)/layers/NAME.squashfs and its signed NAME.json
+# from the recipe layers/NAME.toml (Debian packages and files, with the
+# libraries they load); reproducible (SOURCE_DATE_EPOCH).
+layer:
+	@if [[ -z "$(NAME)" ]]; then echo "make layer NAME=<name>; recipes: $$(ls layers | sed 's/.toml$$//' | tr '\n' ' ')" >&2; exit 1; fi
+	@$(MAKE) --no-print-directory $(OUT)/layers/$(NAME).squashfs
+$(OUT)/layers/%.squashfs $(OUT)/layers/%.json: layers/%.toml scripts/mklayer.py $(EPOCH) $(KEY) | $(OUT)/spirit
+	python3 scripts/mklayer.py $< $(OUT)/spirit "$(SIGNING_KEY)" $(OUT)/layers
+
 # The hybrid ISO (BIOS + UEFI, CD or dd to USB), with the kernel of
 # KERNEL_DIR; reproducible (SOURCE_DATE_EPOCH). The design's limit is 100 MB.
+# LAYERS=vm,… puts those layers on it (stacked at boot: crom.layers=all).
+LAYERS ?=
+comma := ,
+LAYER_FILES := $(foreach name,$(subst $(comma), ,$(LAYERS)),$(OUT)/layers/$(name).squashfs)
 iso: $(ISO)
-$(ISO): $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) scripts/mkiso.sh
-	scripts/mkiso.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(ISO)
+$(ISO): $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) scripts/mkiso.sh \
+        $(LAYER_FILES) $(call setting,LAYERS)
+	ISO_LAYERS="$(LAYER_FILES)" scripts/mkiso.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(ISO)
 	@size=$$(stat -c %s $(ISO)); if (( size > $(ISO_LIMIT_MB) * 1000 * 1000 )); then \
 	    echo "iso: $(ISO) is $$size bytes, over the $(ISO_LIMIT_MB) MB limit" >&2; exit 1; fi
 

@@ -8,6 +8,9 @@
 #
 #   scripts/mkiso.sh KERNEL INITRAMFS ROOTFS MANIFEST OUTPUT
 #
+# ISO_LAYERS="out/layers/vm.squashfs …" puts those layers (each with its
+# signed NAME.json beside it, from make layer) in layers/ with an index.
+#
 # Reproducible: the same inputs and SOURCE_DATE_EPOCH give the same bytes.
 # xorriso honours SOURCE_DATE_EPOCH only in part when grub-mkrescue drives
 # it, so the volume dates, the volume UUID (and the GPT GUIDs made from it)
@@ -39,6 +42,15 @@ cp "$kernel" "$root/kernel"
 cp "$initramfs" "$root/initramfs.zst"
 cp "$rootfs" "$root/rootfs.squashfs"
 cp "$manifest" "$root/manifest.json"
+layer_bytes=0
+for layer in ${ISO_LAYERS:-}; do
+    name=$(basename "$layer" .squashfs)
+    [[ -r $layer && -r ${layer%.squashfs}.json ]] || die "no layer $layer with its ${layer%.squashfs}.json (make layer NAME=$name)"
+    mkdir -p "$root/layers"
+    cp "$layer" "${layer%.squashfs}.json" "$root/layers/"
+    echo "$name" >> "$root/layers/index"
+    layer_bytes=$((layer_bytes + $(stat -c %s "$layer")))
+done
 
 # The kernel line of every entry: the console on the screen and on the
 # serial port (the last console= is /dev/console, where spirit: lines go).
@@ -120,3 +132,6 @@ $(cat "$work/log")"
 mv "$output.tmp" "$output"
 size=$(stat -c %s "$output")
 echo "iso: $output: $((size / 1048576)) MiB ($size bytes), sha256 $(sha256sum "$output" | cut -d' ' -f1)"
+if [[ -n ${ISO_LAYERS:-} ]]; then
+    echo "iso:   with the layers $(cat "$root/layers/index" | tr '\n' ' ')($((layer_bytes / 1048576)) MiB); about $(((size - layer_bytes) / 1048576)) MiB without them"
+fi

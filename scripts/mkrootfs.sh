@@ -54,6 +54,8 @@ alpine)
     ;;
 esac
 
+# The key layers added at run time (spirit layer add) must be signed with.
+install -D -m 644 "$key.pub" "$stage/etc/spirit/signing.pub"
 install -m 755 "$spirit" "$stage/bin/spirit"
 ln -sf ../bin/spirit "$stage/sbin/init"
 ln -sf spirit "$stage/bin/spiritctl"

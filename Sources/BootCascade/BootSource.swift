@@ -89,14 +89,18 @@ public struct FoundImage: Sendable {
     public var manifest: Manifest
     public var openImage: @Sendable () throws -> any ImageStream
     public var release: @Sendable () -> Void
+    /// The layers beside the image, readable until `release`; nil for a
+    /// source that carries none (a Nodus peer, today).
+    public var layers: LayerShelf?
 
     public init(source: SourceName, origin: String, manifest: Manifest, openImage: @escaping @Sendable () throws -> any ImageStream,
-                release: @escaping @Sendable () -> Void) {
+                release: @escaping @Sendable () -> Void, layers: LayerShelf? = nil) {
         self.source = source
         self.origin = origin
         self.manifest = manifest
         self.openImage = openImage
         self.release = release
+        self.layers = layers
     }
 }
 

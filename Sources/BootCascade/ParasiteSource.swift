@@ -88,7 +88,8 @@ public struct ParasiteSource: BootSource {
             }
             let (manifest, imagePath) = try MediaFiles.readManifest(directory: directory, origin: origin)
             return FoundImage(source: name, origin: origin, manifest: manifest,
-                              openImage: { try FileImageStream(path: imagePath) }, release: release)
+                              openImage: { try FileImageStream(path: imagePath) }, release: release,
+                              layers: .folder(directory, origin: origin))
         } catch {
             release()
             throw SpiritError("\(origin): \(error)")

@@ -68,7 +68,8 @@ public struct USBSeedSource: BootSource {
         do {
             let (manifest, imagePath) = try MediaFiles.readManifest(directory: target, origin: origin)
             return FoundImage(source: name, origin: origin, manifest: manifest,
-                              openImage: { try FileImageStream(path: imagePath) }, release: release)
+                              openImage: { try FileImageStream(path: imagePath) }, release: release,
+                              layers: .folder(target, origin: origin))
         } catch {
             release()
             throw SpiritError("\(origin): \(error)")

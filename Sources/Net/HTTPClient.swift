@@ -42,7 +42,7 @@ public enum HTTPClient {
                 }
                 current = next
             case 404:
-                throw HTTPError(url: current, message: "404 \(head.reason) — is the base URL (crom.http=) right?", transient: false)
+                throw HTTPError(url: current, message: "404 \(head.reason) — is the base URL (crom.http=) right?", transient: false, status: 404)
             case 500...599:
                 throw HTTPError(url: current, message: "server error \(head.status) \(head.reason)", transient: true)
             default:

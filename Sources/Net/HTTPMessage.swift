@@ -125,11 +125,14 @@ public struct HTTPError: Error, CustomStringConvertible {
     public var message: String
     /// A retry may help: the connection broke, timed out, or the server had a 5xx.
     public var transient: Bool
+    /// The server's status when it answered with an error (404…), else 0.
+    public var status: Int
     public var description: String { "\(url): \(message)" }
 
-    public init(url: HTTPURL, message: String, transient: Bool) {
+    public init(url: HTTPURL, message: String, transient: Bool, status: Int = 0) {
         self.url = url
         self.message = message
         self.transient = transient
+        self.status = status
     }
 }

@@ -20,43 +20,125 @@ public struct RootAssembler {
         self.timeline = timeline
     }
 
+    /// A layer to stack at boot: its checked manifest and a way to read
+    /// its squashfs from the boot source.
+    public struct BootLayer {
+        public var manifest: LayerManifest
+        public var open: () throws -> any ImageStream
+
+        public init(manifest: LayerManifest, open: @escaping () throws -> any ImageStream) {
+            self.manifest = manifest
+            self.open = open
+        }
+    }
+
     /// The stage-1 plan for this machine: its memory, its zram device and
     /// the algorithms zram offers.
-    public func stageOnePlan(manifest: Manifest) throws -> BootPlan {
+    public func stageOnePlan(manifest: Manifest, layers: [LayerManifest] = []) throws -> BootPlan {
         let memTotal = Zram.memTotalKiB(meminfo: try Kernel.readText("/proc/meminfo")) ?? 0
         let number = try Zram.freeDevice()
         let offered = (try? Kernel.readText("/sys/block/zram\(number)/comp_algorithm")) ?? ""
         return try plan.stageOne(.init(manifest: manifest, memTotalKiB: memTotal, algorithmsOffered: offered,
-                                       upper: config.upper, ramLimitMiB: config.ramLimitMiB, zramNumber: number))
+                                       upper: config.upper, ramLimitMiB: config.ramLimitMiB, zramNumber: number,
+                                       layers: layers))
     }
 
     /// Runs the plan. `openImage` gives the source's stream; `releaseMedia`
-    /// is called once the copy is over (done or failed), so that the source
-    /// can let its media go. A failure in the copy or verify phase is the
-    /// source's; a later one is the machine's (PlanFailure says which).
-    public func assemble(manifest: Manifest, openImage: () throws -> any ImageStream, releaseMedia: () -> Void) throws {
-        let bootPlan = try stageOnePlan(manifest: manifest)
-        console.debug("boot plan:\n" + bootPlan.shell)
-        let imagePath = plan.layout.imageDirectory + "/" + manifest.image
-        var copied: ImageCopy.Result?
+    /// is called once the copies are over (done or failed), so that the
+    /// source can let its media go. A failure in the copy or verify phase is
+    /// the source's; a later one is the machine's (PlanFailure says which).
+    /// A layer that fails its copy or check is left out, said on the
+    /// console; the names of the layers stacked are returned.
+    @discardableResult
+    public func assemble(manifest: Manifest, layers: [BootLayer] = [], openImage: () throws -> any ImageStream,
+                         releaseMedia: () -> Void) throws -> [LayerManifest] {
         try withoutActuallyEscaping(openImage) { openImage in
             try withoutActuallyEscaping(releaseMedia) { releaseMedia in
-                try PlanRunner(timeline: timeline, note: { console.info($0) }).run(bootPlan, actions: [
-                    RootPlan.Action.copy: {
-                        defer { releaseMedia() }
-                        var stream = try openImage()
-                        defer { stream.close() }
-                        let total = manifest.size
-                        copied = try ImageCopy.copy(from: &stream, to: imagePath, expectedSize: total) { done in
-                            console.info("copying \(manifest.image) into RAM: \(done * 100 / max(total, 1))% (\(done >> 20) of \(total >> 20) MiB)")
-                        }
-                    },
-                    RootPlan.Action.verify: {
-                        guard let copied else { throw SpiritError("the image was not copied") }
-                        try manifest.verifyImage(size: copied.size, sha256: copied.sha256)
-                    },
-                ])
+                try run(manifest: manifest, layers: layers, openImage: openImage, releaseMedia: releaseMedia)
             }
         }
+    }
+
+    func run(manifest: Manifest, layers: [BootLayer], openImage: @escaping () throws -> any ImageStream,
+             releaseMedia: @escaping () -> Void) throws -> [LayerManifest] {
+        let bootPlan = try stageOnePlan(manifest: manifest, layers: layers.map(\.manifest))
+        console.debug("boot plan:\n" + bootPlan.shell)
+        let layout = plan.layout
+        let imagePath = layout.imageDirectory + "/" + manifest.image
+        var copied: ImageCopy.Result?
+        var released = false
+        var stacked: [LayerManifest] = []
+        var actions: [String: () throws -> Void] = [
+            RootPlan.Action.copy: {
+                var stream = try openImage()
+                defer { stream.close() }
+                let total = manifest.size
+                copied = try ImageCopy.copy(from: &stream, to: imagePath, expectedSize: total) { done in
+                    console.info("copying \(manifest.image) into RAM: \(done * 100 / max(total, 1))% (\(done >> 20) of \(total >> 20) MiB)")
+                }
+            },
+            RootPlan.Action.release: {
+                released = true
+                releaseMedia()
+            },
+            RootPlan.Action.verify: {
+                guard let copied else { throw SpiritError("the image was not copied") }
+                try manifest.verifyImage(size: copied.size, sha256: copied.sha256)
+            },
+        ]
+        for layer in layers {
+            let name = layer.manifest.name
+            actions[RootPlan.Action.copyLayer(name)] = {
+                do {
+                    try Self.copyLayer(layer.manifest, from: layer.open, into: layout.layerImages, console: console)
+                    stacked.append(layer.manifest)
+                } catch {
+                    console.info("layer \(name): left out: \(error)")
+                }
+            }
+            actions[RootPlan.Action.mountLayer(name)] = {
+                guard stacked.contains(where: { $0.name == name }) else { return }
+                do {
+                    try Self.mountLayer(layer.manifest, images: layout.layerImages, on: layout.layerMount(name))
+                } catch {
+                    // Its mount point stays an empty directory: a harmless lower layer.
+                    stacked.removeAll { $0.name == name }
+                    console.info("layer \(name): left out: \(error)")
+                }
+            }
+        }
+        defer { if !released { releaseMedia() } }
+        try PlanRunner(timeline: timeline, note: { console.info($0) }).run(bootPlan, actions: actions)
+        return stacked
+    }
+
+    /// Copies a layer's squashfs into `directory` while hashing it, checks
+    /// it against its manifest and writes the manifest beside it; on any
+    /// failure removes what it wrote. Used at boot and by `spirit layer add`.
+    public static func copyLayer(_ layer: LayerManifest, from source: () throws -> any ImageStream, into directory: String,
+                                 console: Console) throws {
+        let path = directory + "/" + layer.image
+        do {
+            var stream = try source()
+            defer { stream.close() }
+            let total = layer.size
+            let copied = try ImageCopy.copy(from: &stream, to: path, expectedSize: total) { done in
+                console.info("copying layer \(layer.name) into RAM: \(done * 100 / max(total, 1))% (\(done >> 20) of \(total >> 20) MiB)")
+            }
+            try layer.verifyImage(size: copied.size, sha256: copied.sha256)
+            try Kernel.writeFileAtomically(directory + "/" + LayerManifest.manifestFile(layer.name), layer.json)
+        } catch {
+            Kernel.remove(path)
+            throw error
+        }
+    }
+
+    /// Mounts a layer's squashfs (copied by copyLayer) read-only from a loop
+    /// device on `mountPoint`.
+    public static func mountLayer(_ layer: LayerManifest, images: String, on mountPoint: String) throws {
+        try Kernel.makeDirectory(mountPoint, parents: true)
+        let loop = try LoopDevice.attach(images + "/" + layer.image)
+        defer { loop.close() }
+        try Kernel.mount(MountSpec(source: loop.path, target: mountPoint, fstype: "squashfs", flags: [.readOnly]))
     }
 }

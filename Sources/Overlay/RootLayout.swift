@@ -14,15 +14,22 @@ public struct RootLayout: Sendable, Equatable {
     public var media = "/run/spirit/media"
     /// The assembled root, before switch_root.
     public var sysroot = "/sysroot"
+    /// Where each add-on layer's squashfs is mounted, read-only: NAME under it.
+    public var layers = "/run/spirit/layers"
+
+    /// The layers' squashfs files and manifests in RAM, beside the image.
+    public var layerImages: String { imageDirectory + "/layers" }
+    public func layerMount(_ name: String) -> String { layers + "/" + name }
 
     public init() {}
 
     public var upper: String { readWrite + "/upper" }
     public var work: String { readWrite + "/work" }
 
-    /// The tmpfs the image is copied into: just large enough for it.
+    /// The tmpfs the image (and the layers stacked at boot) is copied
+    /// into: just large enough for them.
     public func imageMount(imageBytes: Int64) -> MountSpec {
-        let size = (imageBytes + (1 << 20) - 1) / (1 << 20) + 1
+        let size = Self.tmpfsMiB(imageBytes)
         return MountSpec(source: "spirit-image", target: imageDirectory, fstype: "tmpfs", flags: [.noSUID, .noDev, .noExec],
                          data: "mode=0700,size=\(size)m")
     }
@@ -41,9 +48,18 @@ public struct RootLayout: Sendable, Equatable {
         }
     }
 
-    public var overlayMount: MountSpec {
-        MountSpec(source: "overlay", target: sysroot, fstype: "overlay", flags: [],
-                  data: "lowerdir=\(lower),upperdir=\(upper),workdir=\(work)")
+    /// The tmpfs size in MiB that holds `bytes` of files (each file rounds
+    /// up to pages; a MiB more covers them).
+    public static func tmpfsMiB(_ bytes: Int64) -> Int64 {
+        (bytes + (1 << 20) - 1) / (1 << 20) + 1
+    }
+
+    /// The root: the writable layer over the layers (the first named is
+    /// the topmost) over the image.
+    public func overlayMount(layers names: [String] = []) -> MountSpec {
+        let lowers = (names.map(layerMount) + [lower]).joined(separator: ":")
+        return MountSpec(source: "overlay", target: sysroot, fstype: "overlay", flags: [],
+                         data: "lowerdir=\(lowers),upperdir=\(upper),workdir=\(work)")
     }
 
     public func mediaMount(device: String, fstype: String) -> MountSpec {

@@ -14,15 +14,19 @@ public struct RootPlan: Sendable {
         public var ramLimitMiB: Int?
         /// The free zram device (Zram.freeDevice: zram0, or one from hot_add).
         public var zramNumber: Int
+        /// The layers to stack over the image (crom.layers=), their
+        /// manifests already checked; the first is the topmost.
+        public var layers: [LayerManifest]
 
         public init(manifest: Manifest, memTotalKiB: Int64, algorithmsOffered: String, upper: UpperLayer,
-                    ramLimitMiB: Int?, zramNumber: Int = 0) {
+                    ramLimitMiB: Int?, zramNumber: Int = 0, layers: [LayerManifest] = []) {
             self.manifest = manifest
             self.memTotalKiB = memTotalKiB
             self.algorithmsOffered = algorithmsOffered
             self.upper = upper
             self.ramLimitMiB = ramLimitMiB
             self.zramNumber = zramNumber
+            self.layers = layers
         }
     }
 
@@ -30,6 +34,14 @@ public struct RootPlan: Sendable {
     public enum Action {
         public static let copy = "copy-image"
         public static let verify = "verify-image"
+        /// The boot source lets its medium go (unmounts it, closes its connection).
+        public static let release = "release-media"
+        /// `copy-layer NAME`: into RAM, hashed, checked; a layer that fails
+        /// is left out with the reason on the console, the boot goes on.
+        public static func copyLayer(_ name: String) -> String { "copy-layer " + name }
+        /// `mount-layer NAME`: its squashfs from a loop device, read-only
+        /// (an empty directory, a harmless lower layer, if it was left out).
+        public static func mountLayer(_ name: String) -> String { "mount-layer " + name }
     }
 
     public var layout = RootLayout()
@@ -38,12 +50,14 @@ public struct RootPlan: Sendable {
 
     public init() {}
 
-    /// copy (the image into a tmpfs just large enough), verify (its SHA-256
-    /// against the signed manifest), zram (the writable layer), mount (the
-    /// squashfs from a loop device, the overlay on /sysroot).
+    /// copy (the image and the chosen layers into a tmpfs just large
+    /// enough), verify (the image's SHA-256 against the signed manifest),
+    /// zram (the writable layer), mount (the squashfs files from loop
+    /// devices, the overlay on /sysroot).
     public func stageOne(_ inputs: Inputs) throws(SpiritError) -> BootPlan {
         let manifest = inputs.manifest
         let imagePath = layout.imageDirectory + "/" + manifest.image
+        let layerBytes = inputs.layers.reduce(Int64(0)) { $0 + $1.size }
         let bytes = Zram.sizeBytes(memTotalKiB: inputs.memTotalKiB, ramLimitMiB: inputs.ramLimitMiB)
         let algorithms = Zram.candidates(available: inputs.algorithmsOffered)
         guard !algorithms.isEmpty else {
@@ -53,8 +67,17 @@ public struct RootPlan: Sendable {
         let device = "/dev/zram\(inputs.zramNumber)"
         var steps: [PlannedStep] = [
             PlannedStep("copy", .makeDirectory(layout.imageDirectory)),
-            PlannedStep("copy", .mount(layout.imageMount(imageBytes: manifest.size))),
+            PlannedStep("copy", .mount(layout.imageMount(imageBytes: manifest.size + layerBytes + Int64(inputs.layers.count) << 20))),
             PlannedStep("copy", .action(name: Action.copy, shell: "cat IMAGE > \(imagePath)  # from the boot source, SHA-256 computed as it is copied")),
+        ]
+        if !inputs.layers.isEmpty { steps.append(PlannedStep("copy", .makeDirectory(layout.layerImages))) }
+        for layer in inputs.layers {
+            let path = layout.layerImages + "/" + layer.image
+            steps.append(PlannedStep("copy", .action(name: Action.copyLayer(layer.name), shell:
+                "cat MEDIA/layers/\(layer.image) > \(path) && echo '\(layer.sha256)  \(path)' | sha256sum -c  # else left out: rm \(path)")))
+        }
+        steps += [
+            PlannedStep("copy", .action(name: Action.release, shell: "umount MEDIA  # the boot source lets its medium go")),
             PlannedStep("verify", .action(name: Action.verify, shell: "echo '\(manifest.sha256)  \(imagePath)' | sha256sum -c")),
             // Beside the image, for Nodus: a running Spirit serves both to its peers.
             PlannedStep("verify", .writeFile(path: layout.imageDirectory + "/" + RootAssembler.manifestFile, contents: manifest.json)),
@@ -91,11 +114,21 @@ public struct RootPlan: Sendable {
             PlannedStep("mount", .attachLoop(file: imagePath, into: "LOOP")),
             PlannedStep("mount", .makeDirectory(layout.lower)),
             PlannedStep("mount", .mount(layout.squashfsMount(loopDevice: "$LOOP"))),
-            PlannedStep("mount", .makeDirectory(layout.sysroot)),
-            PlannedStep("mount", .mount(layout.overlayMount)),
         ]
+        for layer in inputs.layers {
+            let mountPoint = layout.layerMount(layer.name)
+            steps.append(PlannedStep("mount", .makeDirectory(mountPoint)))
+            steps.append(PlannedStep("mount", .action(name: Action.mountLayer(layer.name), shell:
+                "mount -t squashfs -o ro,loop \(layout.layerImages)/\(layer.image) \(mountPoint)  # if it was not left out"),
+                undo: .unmount(mountPoint)))
+        }
+        steps += [
+            PlannedStep("mount", .makeDirectory(layout.sysroot)),
+            PlannedStep("mount", .mount(layout.overlayMount(layers: inputs.layers.map(\.name)))),
+        ]
+        let layerNote = inputs.layers.isEmpty ? "" : " and layers " + inputs.layers.map { "\($0.name) (\($0.size >> 10) KiB)" }.joined(separator: ", ")
         return BootPlan(steps: steps, details: [
-            "copy": "\(manifest.size >> 10) KiB into RAM",
+            "copy": "\(manifest.size >> 10) KiB into RAM" + layerNote,
             "verify": "SHA-256 \(manifest.sha256.prefix(12)) matches the signed manifest",
             "zram": "\(bytes >> 20) MiB, \(inputs.upper.rawValue) upper",
         ])

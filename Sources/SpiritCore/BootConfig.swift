@@ -59,6 +59,8 @@ public struct BootConfig: Sendable, Equatable {
     public var extraModules: [String] = []
     public var upper: UpperLayer = .zram
     public var console = true
+    /// `crom.layers=`: which layers on the boot medium stack over the image.
+    public var layers: LayerSelection = .all
     /// Every parameter that is not a `crom.*` flag, untouched.
     public var otherParameters: [KernelParameter] = []
 
@@ -113,6 +115,7 @@ public struct BootConfig: Sendable, Equatable {
         case modules = "crom.modules"
         case upper = "crom.upper"
         case console = "crom.console"
+        case layers = "crom.layers"
     }
 
     /// Applies one flag; returns what was wrong with its value, if anything.
@@ -203,6 +206,13 @@ public struct BootConfig: Sendable, Equatable {
         case .console:
             guard let on = Self.boolean(value) else { console = true; return "expected on or off; using on" }
             console = on
+        case .layers:
+            do {
+                layers = try LayerSelection.parse(value ?? "all")
+            } catch {
+                layers = .all
+                return "\(error); expected layer names separated by commas, all or none; using all"
+            }
         }
         return nil
     }
@@ -226,6 +236,7 @@ public struct BootConfig: Sendable, Equatable {
             case .modules: value = extraModules.isEmpty ? "(none)" : extraModules.joined(separator: ",")
             case .upper: value = upper.rawValue
             case .console: value = console ? "on" : "off"
+            case .layers: value = layers.description
             }
             return "\(flag.rawValue)=\(value)"
         }
@@ -314,7 +325,7 @@ extension BootConfig {
         flags.append("crom.network.timeout=\(networkTimeoutSeconds)")
         if !breakPoints.isEmpty { flags.append("crom.break=" + breakPoints.sorted().map(\.rawValue).joined(separator: ",")) }
         if !extraModules.isEmpty { flags.append("crom.modules=" + extraModules.joined(separator: ",")) }
-        flags += ["crom.upper=\(upper.rawValue)", "crom.console=\(console ? "on" : "off")"]
+        flags += ["crom.upper=\(upper.rawValue)", "crom.console=\(console ? "on" : "off")", "crom.layers=\(layers)"]
         return flags
     }
 

@@ -83,34 +83,14 @@ public struct Manifest: Sendable, Equatable {
 
     /// Signs the manifest with a raw 32-byte Ed25519 private key.
     public func signed(privateKey: [UInt8]) throws(ManifestError) -> Manifest {
-        let key: Curve25519.Signing.PrivateKey
-        do {
-            key = try Curve25519.Signing.PrivateKey(rawRepresentation: privateKey)
-        } catch {
-            throw .badKey("the private key is not 32 raw bytes of Ed25519")
-        }
         var copy = self
-        do {
-            copy.signature = Hex.encode(try key.signature(for: Array(signedText.utf8)))
-        } catch {
-            throw .badKey("unable to sign: \(error)")
-        }
+        copy.signature = try ManifestSignature.sign(signedText, privateKey: privateKey)
         return copy
     }
 
     /// Checks the signature with a raw 32-byte Ed25519 public key.
     public func verifySignature(publicKey: [UInt8]) throws(ManifestError) {
-        guard let signature else { throw .unsigned }
-        guard let bytes = Hex.decode(signature), bytes.count == 64 else { throw .badSignature("the signature is not 64 bytes of hex") }
-        let key: Curve25519.Signing.PublicKey
-        do {
-            key = try Curve25519.Signing.PublicKey(rawRepresentation: publicKey)
-        } catch {
-            throw .badKey("the public key is not 32 raw bytes of Ed25519")
-        }
-        guard key.isValidSignature(bytes, for: Array(signedText.utf8)) else {
-            throw .badSignature("the signature does not match the manifest and the key in this initramfs")
-        }
+        try ManifestSignature.verify(signedText, signature: signature, publicKey: publicKey)
     }
 
     /// Checks what was measured of an image against the manifest.
@@ -126,6 +106,7 @@ public enum ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
     case badSignature(String)
     case badKey(String)
     case imageMismatch(String)
+    case layerMismatch(String)
 
     public var description: String {
         switch self {
@@ -134,6 +115,39 @@ public enum ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badSignature(let why): "the manifest's signature is not valid: \(why)"
         case .badKey(let why): "bad key: \(why)"
         case .imageMismatch(let why): "the image does not match its manifest: \(why)"
+        case .layerMismatch(let why): "the layer does not match its manifest: \(why)"
+        }
+    }
+}
+
+/// Ed25519 over a manifest's signed text, shared by the system image's
+/// manifest and the layers' (one key, one contract).
+enum ManifestSignature {
+    static func sign(_ text: String, privateKey: [UInt8]) throws(ManifestError) -> String {
+        let key: Curve25519.Signing.PrivateKey
+        do {
+            key = try Curve25519.Signing.PrivateKey(rawRepresentation: privateKey)
+        } catch {
+            throw .badKey("the private key is not 32 raw bytes of Ed25519")
+        }
+        do {
+            return Hex.encode(try key.signature(for: Array(text.utf8)))
+        } catch {
+            throw .badKey("unable to sign: \(error)")
+        }
+    }
+
+    static func verify(_ text: String, signature: String?, publicKey: [UInt8]) throws(ManifestError) {
+        guard let signature else { throw .unsigned }
+        guard let bytes = Hex.decode(signature), bytes.count == 64 else { throw .badSignature("the signature is not 64 bytes of hex") }
+        let key: Curve25519.Signing.PublicKey
+        do {
+            key = try Curve25519.Signing.PublicKey(rawRepresentation: publicKey)
+        } catch {
+            throw .badKey("the public key is not 32 raw bytes of Ed25519")
+        }
+        guard key.isValidSignature(bytes, for: Array(text.utf8)) else {
+            throw .badSignature("the signature does not match the manifest and the key in this initramfs")
         }
     }
 }

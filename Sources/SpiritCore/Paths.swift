@@ -22,6 +22,11 @@ public enum RunFiles {
     public static let imageManifest = directory + "/image.manifest.json"
     // The boot timeline, timeline.jsonl and timeline.json, is Timeline's
     // (its directory can be another in tests).
+    /// Where the image in RAM came from, one line: the source's name, a
+    /// space, its origin (`http http://10.0.2.2:8080/spirit/`).
+    public static let bootSource = directory + "/boot-source"
+    /// The add-on layers in RAM and how each joined (LayerState).
+    public static let layers = directory + "/layers.json"
     /// The boot worker's pid, for a person at a break shell.
     public static let workerPID = directory + "/worker.pid"
     /// Why the boot worker gave up; PID 1 prints it as `spirit: rescue: …`.

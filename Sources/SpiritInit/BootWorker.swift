@@ -108,10 +108,18 @@ struct BootWorker {
     /// has undone what it did.
     func build(from found: FoundImage) throws {
         try pause(before: .root)
+        let layers = chooseLayers(found)
         do {
-            try RootAssembler(config: config, console: console, timeline: timeline)
-                .assemble(manifest: found.manifest, openImage: found.openImage, releaseMedia: found.release)
+            let stacked = try RootAssembler(config: config, console: console, timeline: timeline)
+                .assemble(manifest: found.manifest, layers: layers, openImage: found.openImage, releaseMedia: found.release)
             try? Kernel.writeFile(RunFiles.imageManifest, found.manifest.json)
+            try? Kernel.writeFile(RunFiles.bootSource, "\(found.source) \(found.origin)\n")
+            if !stacked.isEmpty {
+                console.info("layers: " + stacked.map { "\($0.name) \($0.version)" }.joined(separator: ", ") + " stacked over the image")
+                let origin = found.layers?.origin ?? found.origin
+                let now = Int64(time(nil))
+                try? LayerState(entries: stacked.map { .init($0, origin: origin, stacking: .boot, added: now) }).save()
+            }
         } catch let failure as PlanFailure where Self.isTheSources(failure) {
             throw Cascade.Refusal("\(failure)")
         } catch let failure as PlanFailure {
@@ -121,6 +129,41 @@ struct BootWorker {
             found.release()
             throw error
         }
+    }
+
+    /// The layers `crom.layers=` asks for that the source has, each
+    /// manifest signed with this initramfs's key and fitting the image; a
+    /// layer that is missing or refused is said on the console and left
+    /// out: the boot goes on without it.
+    func chooseLayers(_ found: FoundImage) -> [RootAssembler.BootLayer] {
+        guard config.layers != .none else { return [] }
+        guard let shelf = found.layers else {
+            if case .named(let names) = config.layers {
+                console.info("layers: \(found.source) carries no layers; \(names.joined(separator: ", ")) left out")
+            }
+            return []
+        }
+        let names: [String]
+        do {
+            names = config.layers.chosen(offered: config.layers == .all ? try shelf.names() : [])
+        } catch {
+            console.info("layers: unable to list \(shelf.origin): \(error); none stacked")
+            return []
+        }
+        guard !names.isEmpty else { return [] }
+        guard case .success(let key) = signingKey() else { return [] }
+        var chosen: [RootAssembler.BootLayer] = []
+        for name in names {
+            do {
+                let manifest = try shelf.manifest(name)
+                guard manifest.name == name else { throw SpiritError("its manifest names the layer \(manifest.name)") }
+                try manifest.check(publicKey: key, baseVersion: found.manifest.version)
+                chosen.append(.init(manifest: manifest, open: { try shelf.open(manifest) }))
+            } catch {
+                console.info("layer \(name): left out: \(error)")
+            }
+        }
+        return chosen
     }
 
     /// Whose failure it is: the source's before the copy starts (the

@@ -29,6 +29,17 @@ enum Usage {
       image fetch --url BASE --public-key FILE --out FILE
                       download the image under an http:// base URL as the HTTP boot source does: the
                       signed manifest checked, the image hashed as it is written (removed on a mismatch)
+      layer list [--json]
+                      the add-on layers in RAM: stacked at boot (crom.layers=) or merged over /usr at run time
+      layer add NAME [--from URL|DIR]
+                      fetch a signed layer (from the HTTP server this Spirit booted from without --from), check it
+                      as it is copied into RAM, mount it and merge it over /usr: its programs work at once
+      layer remove NAME
+                      take a layer added at run time away (refused while a process uses it)
+      layer manifest --image DIR/NAME.squashfs --key KEY --version V --bases "V…" [--build-time S] [--out FILE]
+                      write the signed manifest of a layer (make layer does); bases: the image versions it fits
+      layer verify --image FILE --manifest FILE --public-key FILE
+                      check a layer against its manifest and the manifest's signature
       install parasite TARGET [--media DIR] [--dry-run] [--force]
                       copy the media into TARGET/CromSpirit (a mounted NTFS partition) with a GRUB entry and a bcdedit script
     \(ModulesCommand.commands)

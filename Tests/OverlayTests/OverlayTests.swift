@@ -34,7 +34,7 @@ import Testing
     let layout = RootLayout()
 
     @Test func mountOptionStrings() {
-        #expect(layout.overlayMount.description
+        #expect(layout.overlayMount().description
                 == "mount -t overlay -o lowerdir=/run/spirit/lower,upperdir=/run/spirit/rw/upper,workdir=/run/spirit/rw/work overlay /sysroot")
         #expect(layout.squashfsMount(loopDevice: "/dev/loop0").description == "mount -t squashfs -o ro /dev/loop0 /run/spirit/lower")
         #expect(layout.readWriteMount(.zram, zramDevice: "/dev/zram0", bytes: 512 << 20).description

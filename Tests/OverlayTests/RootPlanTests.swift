@@ -91,9 +91,10 @@ final class RecordingKernel: BootKernel {
         var actions: [String] = []
         try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [
             RootPlan.Action.copy: { actions.append("copy") },
+            RootPlan.Action.release: { actions.append("release") },
             RootPlan.Action.verify: { actions.append("verify") },
         ])
-        #expect(actions == ["copy", "verify"])
+        #expect(actions == ["copy", "release", "verify"])
         #expect(kernel.calls.first == "mkdir /run/spirit/image")
         #expect(kernel.calls.contains { $0.hasPrefix("run /sbin/mke2fs") && $0.contains("-U uuid-") && $0.contains("hash_seed=uuid-") })
         #expect(kernel.calls.contains("mount -t squashfs -o ro /dev/loop7 /run/spirit/lower"))
@@ -106,7 +107,7 @@ final class RecordingKernel: BootKernel {
         let kernel = RecordingKernel()
         kernel.failing = ["mount -t overlay"]
         do {
-            try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [RootPlan.Action.copy: {}, RootPlan.Action.verify: {}])
+            try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [RootPlan.Action.copy: {}, RootPlan.Action.release: {}, RootPlan.Action.verify: {}])
             Issue.record("the plan should have failed")
         } catch {
             #expect(error.phase == "mount")
@@ -140,7 +141,7 @@ final class RecordingKernel: BootKernel {
         kernel.failing = ["write zstd"]
         var notes: [String] = []
         try PlanRunner(kernel: kernel, timeline: nil, note: { notes.append($0) })
-            .run(plan, actions: [RootPlan.Action.copy: {}, RootPlan.Action.verify: {}])
+            .run(plan, actions: [RootPlan.Action.copy: {}, RootPlan.Action.release: {}, RootPlan.Action.verify: {}])
         #expect(kernel.calls.contains("write lz4 > /sys/block/zram0/comp_algorithm"))
         #expect(notes.first?.hasPrefix("zram: zstd is not available (") == true)
         #expect(notes.contains("zram: this kernel has no zstd for zram; using lz4"))
@@ -166,5 +167,61 @@ final class RecordingKernel: BootKernel {
     @Test func anActionWithoutAHandlerFails() throws {
         let plan = try RootPlan().stageOne(inputs())
         #expect(throws: PlanFailure.self) { try PlanRunner(kernel: RecordingKernel(), timeline: nil).run(plan) }
+    }
+}
+
+@Suite struct LayerPlanTests {
+    let manifest = Manifest(image: "rootfs.squashfs", size: 40 << 20, sha256: String(repeating: "ab", count: 32), version: "0.1.0",
+                            buildTime: 0)
+    let vm = LayerManifest(name: "vm", size: 19 << 20, sha256: String(repeating: "cd", count: 32), version: "0.1.0", buildTime: 0,
+                           bases: ["0.1.0"])
+    let ai = LayerManifest(name: "ai", size: 100 << 20, sha256: String(repeating: "ef", count: 32), version: "0.1.0", buildTime: 0,
+                           bases: ["0.1.0"])
+
+    @Test func layersAreCopiedBeforeTheMediaGoesAndStackedInOrder() throws {
+        let plan = try RootPlan().stageOne(.init(manifest: manifest, memTotalKiB: 2 << 20, algorithmsOffered: "lz4 [zstd]", upper: .zram,
+                                                 ramLimitMiB: nil, layers: [vm, ai]))
+        let shell = plan.shell.split(separator: "\n").map(String.init)
+        // The tmpfs holds the image and both layers, a MiB of slack each.
+        #expect(shell.contains("mount -t tmpfs -o nosuid,nodev,noexec,mode=0700,size=162m spirit-image /run/spirit/image"))
+        let copyVM = try #require(shell.firstIndex { $0.hasPrefix("cat MEDIA/layers/vm.squashfs > /run/spirit/image/layers/vm.squashfs") })
+        let copyAI = try #require(shell.firstIndex { $0.hasPrefix("cat MEDIA/layers/ai.squashfs") })
+        let release = try #require(shell.firstIndex { $0.hasPrefix("umount MEDIA") })
+        #expect(copyVM < copyAI && copyAI < release)
+        #expect(shell.contains("mount -t squashfs -o ro,loop /run/spirit/image/layers/vm.squashfs /run/spirit/layers/vm  # if it was not left out"))
+        #expect(shell.last == "mount -t overlay -o lowerdir=/run/spirit/layers/vm:/run/spirit/layers/ai:/run/spirit/lower,upperdir=/run/spirit/rw/upper,workdir=/run/spirit/rw/work overlay /sysroot")
+        #expect(plan.undoShell.contains("umount /run/spirit/layers/ai"))
+        #expect(plan.details["copy"]?.contains("layers vm (19456 KiB), ai (102400 KiB)") == true)
+    }
+
+    @Test func withoutLayersThePlanIsTheImageAlone() throws {
+        let plan = try RootPlan().stageOne(.init(manifest: manifest, memTotalKiB: 2 << 20, algorithmsOffered: "lz4", upper: .zram, ramLimitMiB: nil))
+        #expect(!plan.shell.contains("layer"))
+        #expect(plan.shell.contains("lowerdir=/run/spirit/lower,"))
+    }
+}
+
+@Suite struct LayerMergeTests {
+    @Test func theNewestLayerIsOnTopOfTheRootsOwnUsr() throws {
+        let merge = LayerMerge()
+        #expect(merge.mount(layers: []) == nil)
+        let spec = try #require(merge.mount(layers: ["vm", "ai"]))
+        #expect(spec.description == "mount -t overlay -o ro,lowerdir=/run/spirit/layers/ai/usr:/run/spirit/layers/vm/usr:/run/spirit/layers/.base-usr spirit-layers /usr")
+        #expect(merge.baseMount.description.contains("/usr /run/spirit/layers/.base-usr"))
+    }
+
+    @Test func usersAreFoundByTheLayersDeviceOrByPath() {
+        // loop3: major 7, minor 3.
+        let device: UInt64 = 7 << 8 | 3
+        let qemu = LayerMerge.ProcessView(pid: 812, command: "qemu-system-x86", maps: """
+            55d0c000-55d0d000 r--p 00000000 07:03 112 /usr/bin/qemu-system-x86_64
+            7f00-7f01 r--p 00000000 00:1f 9 /usr/lib/x86_64-linux-gnu/libc.so.6
+            """, links: ["/root", "/"])
+        let shell = LayerMerge.ProcessView(pid: 301, command: "sh", maps: "5500-5600 r-xp 00000000 00:1f 40 /bin/busybox\n",
+                                           links: ["/usr/share/qemu", "/"])
+        let other = LayerMerge.ProcessView(pid: 1, command: "init", maps: "5500-5600 r-xp 00000000 07:30 40 /bin/spirit\n",
+                                           links: ["/", "/dev/console"])
+        let users = LayerMerge.users(of: device, processes: [qemu, shell, other]) { $0 == "/usr/share/qemu" }
+        #expect(users.map(\.pid) == [812, 301])
     }
 }

@@ -19,7 +19,7 @@ import Testing
         let (config, warnings) = BootConfig.parse("""
             crom.debug=1 crom.mode=http crom.nodus=off crom.nodus.server=10.0.2.2:10900 crom.nodus.stream=1 \
             crom.http="http://10.0.2.2:8000/spirit/" crom.gpu=passthrough crom.ram.limit=2048 crom.network.timeout=30 \
-            crom.break=modules,cascade crom.modules=e1000e,r8169 crom.upper=tmpfs crom.console=off
+            crom.break=modules,cascade crom.modules=e1000e,r8169 crom.upper=tmpfs crom.console=off crom.layers=vm,ai
             """)
         #expect(warnings.isEmpty, "\(warnings)")
         #expect(config.debug)
@@ -35,6 +35,7 @@ import Testing
         #expect(config.extraModules == ["e1000e", "r8169"])
         #expect(config.upper == .tmpfs)
         #expect(!config.console)
+        #expect(config.layers == .named(["vm", "ai"]))
         #expect(config.otherParameters.isEmpty)
     }
 
@@ -81,6 +82,7 @@ import Testing
         ("crom.break=nowhere", "unknown step nowhere"),
         ("crom.break", "expected a step"),
         ("crom.modules=", "none added"),
+        ("crom.layers=vm,Bad!", "\"Bad!\" is not a layer name"),
     ])
     func badValueWarnsAndFallsBack(_ text: String, _ message: String) {
         let (config, warnings) = BootConfig.parse(text + " quiet")

@@ -50,6 +50,7 @@ def make_media(directory: Path, files: dict[str, Path], label: str = "CROM_SPIRI
         content = directory / "content"
         content.mkdir(parents=True)
         for name, source in files.items():
+            (content / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(source, content / name)
         subprocess.run(["mkfs.ext4", "-q", "-L", label, "-d", str(content), str(disk)], check=True)
         shutil.rmtree(content)
