@@ -79,35 +79,15 @@ public struct NodusSource: BootSource {
     /// The peer's manifest, checked; an image stream on its SHA-256 export.
     func offer(_ peer: Discovery.Offer, context: SourceContext) throws -> FoundImage {
         let address = try SocketAddress(host: peer.host, port: peer.port)
-        let manifestClient = try NBDClient.connect(address, export: NodusExports.manifest, timeoutMilliseconds: idleMillis)
-        defer { manifestClient.disconnect() }
-        guard manifestClient.size <= MediaFiles.manifestLimit else {
-            throw SpiritError("its manifest export is \(manifestClient.size) bytes, more than a manifest can be")
-        }
-        var reader = NBDSequentialReader(client: manifestClient)
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 64 << 10)
-        while true {
-            let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
-            if n == 0 { break }
-            bytes += buffer[0..<n]
-        }
-        let manifest = try Manifest.parse(bytes)
+        let manifest = try Manifest.parse(try Self.readSmallExport(address, NodusExports.manifest, idleMillis: idleMillis))
         if let publicKey { try manifest.verifySignature(publicKey: publicKey) }
         if let offered = peer.sha256, offered != manifest.sha256 {
             throw SpiritError("it announced image \(offered.prefix(12)) but its manifest is for \(manifest.sha256.prefix(12))")
         }
         let idle = idleMillis
         return FoundImage(source: name, origin: "nodus peer \(address)", manifest: manifest,
-                          openImage: {
-                              let client = try NBDClient.connect(address, export: manifest.sha256, timeoutMilliseconds: idle)
-                              guard client.size == manifest.size else {
-                                  client.disconnect()
-                                  throw SpiritError("the peer's export is \(client.size) bytes; the manifest says \(manifest.size)")
-                              }
-                              return NBDExportStream(reader: NBDSequentialReader(client: client))
-                          },
-                          release: {})
+                          openImage: { try Self.stream(address, export: manifest.sha256, size: manifest.size, idleMillis: idle) },
+                          release: {}, layers: Self.shelf(address, idleMillis: idle))
     }
 }
 
@@ -122,4 +102,71 @@ public struct NBDExportStream: ImageStream {
 /// The names Nodus exports besides the image's SHA-256 and "".
 public enum NodusExports {
     public static let manifest = "manifest"
+    /// The names of the layers a peer serves, one a line.
+    public static let layers = "layers"
+    /// A layer's squashfs, and its manifest under `layer/NAME.json`.
+    public static func layer(_ name: String) -> String { "layer/" + name }
+    public static func layerManifest(_ name: String) -> String { "layer/" + LayerManifest.manifestFile(name) }
+}
+
+extension NodusSource {
+    /// A small export (a manifest, the layer list) read whole.
+    static func readSmallExport(_ address: SocketAddress, _ export: String, idleMillis: Int) throws -> [UInt8] {
+        let client = try NBDClient.connect(address, export: export, timeoutMilliseconds: idleMillis)
+        defer { client.disconnect() }
+        guard client.size <= MediaFiles.manifestLimit else {
+            throw SpiritError("its \(export) export is \(client.size) bytes, more than a manifest can be")
+        }
+        var reader = NBDSequentialReader(client: client)
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 << 10)
+        while true {
+            let n = try buffer.withUnsafeMutableBytes { try reader.read(into: $0) }
+            if n == 0 { break }
+            bytes += buffer[0..<n]
+        }
+        return bytes
+    }
+
+    /// A file of `size` bytes on a peer's export, for ImageCopy.
+    static func stream(_ address: SocketAddress, export: String, size: Int64, idleMillis: Int) throws -> any ImageStream {
+        let client = try NBDClient.connect(address, export: export, timeoutMilliseconds: idleMillis)
+        guard client.size == size else {
+            client.disconnect()
+            throw SpiritError("the peer's export \(export.isEmpty ? "(default)" : export) is \(client.size) bytes; the manifest says \(size)")
+        }
+        return NBDExportStream(reader: NBDSequentialReader(client: client))
+    }
+
+    /// The layers a peer serves (`spirit nodus serve --layers`): the list
+    /// from its `layers` export (a peer without one has none), each layer
+    /// and its manifest from their own exports.
+    public static func shelf(_ address: SocketAddress, idleMillis: Int) -> LayerShelf {
+        LayerShelf(
+            origin: "nodus peer \(address)",
+            names: {
+                let bytes: [UInt8]
+                do {
+                    bytes = try readSmallExport(address, NodusExports.layers, idleMillis: idleMillis)
+                } catch is NBDUnknownExport {
+                    return []
+                }
+                return String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).map { String($0).trimmed }.filter { !$0.isEmpty }
+            },
+            manifest: { name in
+                try LayerManifest.checkName(name)
+                let bytes: [UInt8]
+                do {
+                    bytes = try readSmallExport(address, NodusExports.layerManifest(name), idleMillis: idleMillis)
+                } catch is NBDUnknownExport {
+                    throw SpiritError("the nodus peer \(address) serves no layer \(name)")
+                }
+                do {
+                    return try LayerManifest.parse(bytes)
+                } catch {
+                    throw SpiritError("nodus peer \(address), layer \(name): \(error)")
+                }
+            },
+            open: { layer in try stream(address, export: NodusExports.layer(layer.name), size: layer.size, idleMillis: idleMillis) })
+    }
 }

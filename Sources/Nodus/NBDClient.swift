@@ -84,7 +84,7 @@ public struct NBDClient: Sendable {
             case .errorUnsupported:
                 return try exportName(socket, server: server, export: export, noZeroes: noZeroes)
             case .errorUnknown:
-                throw SpiritError("\(server) has no export named '\(export)'" + (message.isEmpty ? "" : ": \(message)"))
+                throw NBDUnknownExport(server: server, export: export, message: message)
             case let reply? where reply.isError:
                 throw SpiritError("\(server) refused export '\(export)': \(reply) \(message)")
             default:
@@ -200,4 +200,12 @@ public struct NBDSequentialReader {
     }
 
     public func close() { client.disconnect() }
+}
+
+/// A server that has no export of the name asked for (NBD_REP_ERR_UNKNOWN).
+public struct NBDUnknownExport: Error, CustomStringConvertible {
+    public var server: SocketAddress
+    public var export: String
+    public var message: String
+    public var description: String { "\(server) has no export named '\(export)'" + (message.isEmpty ? "" : ": \(message)") }
 }

@@ -1,6 +1,7 @@
 import BootCascade
 import Glibc
 import Net
+import Nodus
 import Overlay
 import SpiritCore
 
@@ -8,7 +9,7 @@ import SpiritCore
 /// remove: RuntimeLayers), and on the build host the signed manifest of a
 /// layer's squashfs (`make layer` calls `manifest`) and its check.
 enum LayerCommand {
-    static let usage = "layer list [--json] | add NAME [--from URL|DIR] | remove NAME | manifest --image F.squashfs --key K --version V --bases \"V…\" [--build-time S] [--out F] | verify --image F --manifest M --public-key K"
+    static let usage = "layer list [--json] | add NAME [--from URL|DIR|peer|nodus://ADDR] | remove NAME | manifest --image F.squashfs --key K --version V --bases \"V…\" [--build-time S] [--out F] | verify --image F --manifest M --public-key K"
 
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
@@ -55,9 +56,23 @@ enum LayerCommand {
     }
 
     /// `--from`: an http:// URL (the base of the media files, or its
-    /// layers/ folder) or a directory (holding layers/ or the layer's files);
-    /// without it, the HTTP server this Spirit booted from.
+    /// layers/ folder), a directory (holding layers/ or the layer's files),
+    /// `peer` (the best Nodus peer that answers discovery) or
+    /// `nodus://ADDR[:PORT]`; without it, the HTTP server this Spirit booted from.
     static func shelf(_ from: String?, console: Console) throws -> LayerShelf {
+        if from == "peer" {
+            let targets = DiscoverySeeker.broadcastTargets()
+            guard !targets.isEmpty else { throw SpiritError("--from peer: no network interface with a broadcast address to look for peers on") }
+            let offers = try DiscoverySeeker.seek(targets: targets.map(\.address), windowMilliseconds: NodusSource.discoveryWindowMillis)
+            guard let best = Discovery.ranked(offers).first else {
+                throw SpiritError("--from peer: no Nodus peer answered within \(NodusSource.discoveryWindowMillis) ms")
+            }
+            return NodusSource.shelf(try SocketAddress(host: best.host, port: best.port), idleMillis: 10_000)
+        }
+        if let from, from.hasPrefix("nodus://") {
+            let address = try SocketAddress.parse(String(from.dropFirst("nodus://".count)), defaultPort: BootConfig.defaultNBDPort)
+            return NodusSource.shelf(address, idleMillis: 10_000)
+        }
         guard let from else {
             guard let booted = bootSourceURL() else {
                 throw UsageError(message: "layer add needs --from URL|DIR: this Spirit did not boot over HTTP")

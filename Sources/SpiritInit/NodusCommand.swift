@@ -85,11 +85,12 @@ enum NodusCommand {
         let listenAddress = try SocketAddress(host: listen, port: nbdPort)
 
         let description = "Crom-OS Spirit \(manifest.version) system image"
+        let layers = try options.named["layers"].map { try layerExports($0, console: console) } ?? []
         let exports = NBDExports([
             try NBDExport(path: imagePath, names: [manifest.sha256, ""], description: description),
             try NBDExport(path: manifestPath, names: [NodusExports.manifest, manifest.sha256 + ".manifest"],
                           description: "the signed manifest of \(manifest.sha256)"),
-        ])
+        ] + layers)
         let listener = try Socket.listenTCP(listenAddress)
         let server = NBDServer(listener: listener, exports: exports, console: console)
 
@@ -108,11 +109,46 @@ enum NodusCommand {
             }
             discovery = "discovery on UDP \(discoveryPort)"
         }
+        let served = layers.filter { $0.name.hasPrefix("layer/") && !$0.name.hasSuffix(".json") }.map { String($0.name.dropFirst(6)) }
         console.info("nodus: serving \(manifest.image) \(manifest.version) (sha256 \(manifest.sha256.prefix(12)), "
-            + "\(manifest.size >> 20) MiB) and its manifest over NBD on \(listenAddress); \(discovery)")
+            + "\(manifest.size >> 20) MiB) and its manifest" + (served.isEmpty ? "" : ", layers \(served.joined(separator: ", "))")
+            + " over NBD on \(listenAddress); \(discovery)")
         ServiceNotify.ready()
         let error = server.serve()
         throw SpiritError("nodus: the NBD server stopped: \(error)")
+    }
+
+    /// The layers in `directory` (NAME.squashfs + NAME.json, as the boot
+    /// and `spirit layer add` leave them in RAM), each checked against its
+    /// manifest like the image, as exports `layer/NAME` and
+    /// `layer/NAME.json`, with their list as `layers` (written beside them).
+    /// A layer that does not match is not served, and said.
+    static func layerExports(_ directory: String, console: Console) throws -> [NBDExport] {
+        var exports: [NBDExport] = []
+        var names: [String] = []
+        let files = Kernel.directoryEntries(directory).map(\.name).filter { $0.hasSuffix(".json") }.sorted()
+        for file in files {
+            let name = String(file.dropLast(".json".count))
+            do {
+                let layer = try LayerManifest.parse(try Kernel.readFile(directory + "/" + file))
+                guard layer.name == name else { throw SpiritError("its manifest names the layer \(layer.name)") }
+                var stream = try FileImageStream(path: directory + "/" + layer.image)
+                defer { stream.close() }
+                let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: layer.size)
+                try layer.verifyImage(size: measured.size, sha256: measured.sha256)
+                exports.append(try NBDExport(path: directory + "/" + layer.image, names: [NodusExports.layer(name)],
+                                             description: "the layer \(name) \(layer.version)"))
+                exports.append(try NBDExport(path: directory + "/" + file, names: [NodusExports.layerManifest(name)],
+                                             description: "the signed manifest of the layer \(name)"))
+                names.append(name)
+            } catch {
+                console.warning("nodus: not serving the layer \(name) in \(directory): \(error)")
+            }
+        }
+        guard !names.isEmpty else { return [] }
+        let index = directory + "/index"
+        try Kernel.writeFileAtomically(index, names.map { $0 + "\n" }.joined())
+        return exports + [try NBDExport(path: index, names: [NodusExports.layers], description: "the layers served here")]
     }
 
     // MARK: the client by hand

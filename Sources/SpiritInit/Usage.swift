@@ -31,7 +31,7 @@ enum Usage {
                       signed manifest checked, the image hashed as it is written (removed on a mismatch)
       layer list [--json]
                       the add-on layers in RAM: stacked at boot (crom.layers=) or merged over /usr at run time
-      layer add NAME [--from URL|DIR]
+      layer add NAME [--from URL|DIR|peer|nodus://ADDR]
                       fetch a signed layer (from the HTTP server this Spirit booted from without --from), check it
                       as it is copied into RAM, mount it and merge it over /usr: its programs work at once
       layer remove NAME

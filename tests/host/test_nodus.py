@@ -380,3 +380,38 @@ def test_serve_refuses_an_image_its_manifest_does_not_describe(image, tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 111
     assert f"refusing to serve {tampered}" in result.stderr and "SHA-256" in result.stderr, result.stderr
+
+
+def test_layers_are_served_beside_the_image_and_a_bad_one_is_not(image, tmp_path):
+    layers = tmp_path / "layers"
+    layers.mkdir()
+    key = image["path"].parent / "test-only.key"
+    for name in ["extra", "broken"]:
+        (layers / f"{name}.squashfs").write_bytes(os.urandom(1 << 20))
+        subprocess.run([SPIRIT, "layer", "manifest", "--image", layers / f"{name}.squashfs", "--key", key, "--version", "1.0",
+                        "--bases", "*", "--out", layers / f"{name}.json"], check=True)
+    with open(layers / "broken.squashfs", "r+b") as f:
+        f.write(b"tampered")
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([SPIRIT, "nodus", "serve", "--image", image["path"], "--manifest", image["manifest"],
+                                    "--listen", "127.0.0.1", "--nbd-port", str(port), "--discovery-port", "0",
+                                    "--layers", layers], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        listing = subprocess.run(["nbdinfo", "--list", f"nbd://127.0.0.1:{port}"], check=True, capture_output=True,
+                                 text=True, timeout=60).stdout
+        assert 'export="layer/extra"' in listing and 'export="layer/extra.json"' in listing and 'export="layers"' in listing
+        assert "broken" not in listing
+        copied = tmp_path / "copy"
+        subprocess.run(["nbdcopy", f"nbd://127.0.0.1:{port}/layer/extra", str(copied)], check=True, timeout=60)
+        assert copied.read_bytes() == (layers / "extra.squashfs").read_bytes()
+        subprocess.run(["nbdcopy", f"nbd://127.0.0.1:{port}/layers", str(copied)], check=True, timeout=60)
+        assert copied.read_text() == "extra\n"
+        text = log.read_text()
+        assert "not serving the layer broken" in text and "SHA-256" in text, text
+        assert "layers extra over NBD" in text, text
+    finally:
+        process.kill()
+        process.wait()
