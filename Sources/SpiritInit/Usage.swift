@@ -29,6 +29,8 @@ enum Usage {
       image fetch --url BASE --public-key FILE --out FILE
                       download the image under an http:// base URL as the HTTP boot source does: the
                       signed manifest checked, the image hashed as it is written (removed on a mismatch)
+      image check-version VERSION
+                      exit 0 if VERSION is a version as manifests and MIN_VERSION take it (0.1.0, 0.2.0-rc.1), else 1
       install parasite TARGET [--media DIR] [--dry-run] [--force]
                       copy the media into TARGET/CromSpirit (a mounted NTFS partition) with a GRUB entry and a bcdedit script
     \(ModulesCommand.commands)
