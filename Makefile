@@ -21,6 +21,10 @@ APPEND ?= console=ttyS0 quiet
 # The key that signs system images; made on the first build, kept out of
 # git. Its public half goes into the initramfs.
 SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
+# Anti-rollback: the initramfs refuses images whose manifest's version is
+# below MIN_VERSION. Empty (the default): this build's own version (what
+# `out/spirit version` prints); `none`: no minimum. Checked by mkinitramfs.
+MIN_VERSION ?=
 # Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
 BASE ?= debian
 
@@ -40,9 +44,10 @@ FORCE:
 # $(call setting,NAME): a file that holds the value of the variable NAME,
 # rewritten only when the value changes. What a setting goes into depends
 # on its file, so it is remade when the setting changes (SOURCE_DATE_EPOCH
-# after a commit, BASE=alpine, another KERNEL_DIR or SIGNING_KEY), and only
-# then. Written while the Makefile is read, so that make -n shows the
-# truth; make -n itself writes nothing (a changed setting is FORCE there).
+# after a commit, BASE=alpine, another KERNEL_DIR, SIGNING_KEY or
+# MIN_VERSION), and only then. Written while the Makefile is read, so that
+# make -n shows the truth; make -n itself writes nothing (a changed setting
+# is FORCE there).
 DRY_RUN := $(findstring n,$(firstword -$(MAKEFLAGS)))
 setting = $(shell f=$(OUT)/.settings/$(1) v='$($(1))'; \
     if [ -e "$$f" ] && [ "$$(cat "$$f")" = "$$v" ]; then echo "$$f"; elif [ -n "$(DRY_RUN)" ]; then echo FORCE; \
@@ -94,9 +99,9 @@ $(SIGNING_KEY): | $(OUT)/spirit
 EPOCH := $(call setting,SOURCE_DATE_EPOCH)
 
 initramfs: $(OUT)/initramfs.zst
-$(OUT)/initramfs.zst: $(OUT)/spirit $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(wildcard initramfs/* initramfs/*/*) \
-        scripts/mkinitramfs.sh scripts/copy-exec.sh scripts/rescue-tools.sh scripts/udhcpc.script
-	scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
+$(OUT)/initramfs.zst: $(OUT)/spirit $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(call setting,MIN_VERSION) \
+        $(wildcard initramfs/* initramfs/*/*) scripts/mkinitramfs.sh scripts/copy-exec.sh scripts/rescue-tools.sh scripts/udhcpc.script
+	MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
 	@sha256sum $(OUT)/initramfs.zst
 
 rootfs: $(OUT)/rootfs.squashfs $(OUT)/manifest.json
@@ -130,7 +135,7 @@ test: deps door-check unit-test host-test vm-test
 # initramfs stage boots Spirit from its media disk; the peers' images are
 # built on the first run (scripts/bench-peers.sh) and cached in out/bench/peers.
 bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO)
-	KMOD=1 scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
+	KMOD=1 MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst \
 	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
 	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) python3 bench/bench.py

@@ -23,7 +23,7 @@ def measure(spirit: Path, key: Path, runs: int) -> dict:
         image = Path(directory) / "rootfs.squashfs"
         with open(image, "wb") as f:
             f.write(os.urandom(SIZE))
-        subprocess.run([spirit, "image", "manifest", "--image", image, "--key", key, "--version", "bench",
+        subprocess.run([spirit, "image", "manifest", "--image", image, "--key", key, "--version", "0.0.0-bench",
                         "--out", Path(directory) / "manifest.json"], check=True)
         port = free_port()
         server = subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", directory],

@@ -20,7 +20,7 @@ def measure(spirit: Path, key: Path, runs: int) -> dict:
         with open(image, "wb") as f:
             f.write(os.urandom(SIZE))
         manifest = Path(directory) / "manifest.json"
-        subprocess.run([spirit, "image", "manifest", "--image", image, "--key", key, "--version", "bench", "--out", manifest],
+        subprocess.run([spirit, "image", "manifest", "--image", image, "--key", key, "--version", "0.0.0-bench", "--out", manifest],
                        check=True)
         ports = {name: free_port() for name in ("spirit nodus serve", "nbdkit file", "qemu-nbd")}
         commands = {

@@ -8,6 +8,11 @@
 #
 # PUBLIC_KEY is the Ed25519 key (hex) every image's manifest must be signed
 # with; it is baked in as /etc/spirit/signing.pub.
+# MIN_VERSION (environment) is the lowest image version the initramfs boots
+# (anti-rollback), baked in as /etc/spirit/minimum-version: empty (the
+# default) for the spirit binary's own version, `none` for no minimum. A
+# value that is not a version stops the build: the boot would refuse every
+# image over it.
 # KERNEL_DIR holds `release` and lib/modules/<release>/ (scripts/debian-kernel.sh
 # makes one; `make kernel` another).
 set -euo pipefail
@@ -26,6 +31,11 @@ file -L "$busybox" | grep -q "statically linked" || die "$busybox is not statica
 [[ -r $public_key ]] || die "no public key at $public_key (make keys)"
 release=$(cat "$kernel_dir/release")
 modules=$kernel_dir/lib/modules/$release
+version=$("$spirit" version | awk '{print $2}')
+min_version=${MIN_VERSION:-$version}
+if [[ $min_version != none ]]; then
+    checked=$("$spirit" image check-version "$min_version" 2>&1) || die "MIN_VERSION=$min_version: ${checked#spirit: error: }"
+fi
 [[ -r $modules/modules.dep ]] || die "no modules.dep in $modules (run depmod -b $kernel_dir $release)"
 
 stage=$(mktemp -d)
@@ -51,6 +61,9 @@ done < <("$busybox" --list-full)
 source "$here/scripts/copy-exec.sh"
 copy_exec /sbin/mke2fs "$stage" /sbin/mke2fs
 install -m 644 "$public_key" "$stage/etc/spirit/signing.pub"
+if [[ $min_version != none ]]; then
+    printf '%s\n' "$min_version" > "$stage/etc/spirit/minimum-version"
+fi
 # DHCP for the HTTP source: busybox's udhcpc runs this script on a lease.
 install -m 755 "$here/scripts/udhcpc.script" "$stage/etc/spirit/udhcpc.script"
 # NTFS for the parasite source where the kernel has no ntfs3 (Debian 12's
@@ -105,7 +118,7 @@ cat > "$stage/etc/os-release" <<OS
 NAME="Crom-OS Spirit"
 ID=crom-spirit
 PRETTY_NAME="Crom-OS Spirit (initramfs)"
-VERSION_ID=$("$spirit" version | awk '{print $2}')
+VERSION_ID=$version
 OS
 
 find "$stage" -mindepth 1 -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
@@ -113,4 +126,5 @@ mkdir -p "$(dirname "$output")"
 (cd "$stage" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc --reproducible --owner=0:0 --quiet) \
     | zstd -q -19 -T1 > "$output.tmp"
 mv "$output.tmp" "$output"
-echo "mkinitramfs: $output: $(du -h --apparent-size "$output" | cut -f1), kernel $release, $count module files"
+echo "mkinitramfs: $output: $(du -h --apparent-size "$output" | cut -f1), kernel $release, $count module files," \
+    "minimum image version ${min_version}"

@@ -4,25 +4,26 @@ import SpiritCore
 
 /// The cascade at boot: every source of the mode starts at once on its own
 /// thread; each found image's manifest is checked against the signing key
-/// before the engine hears of it; the engine (CascadeEngine) says which to
+/// and the minimum version (ImageTrust) before the engine hears of it; the engine (CascadeEngine) says which to
 /// use; `use` builds the root from it. An image that `use` refuses (it does
 /// not match its manifest, its server broke off) makes the cascade go on to
 /// the next source.
 public struct Cascade {
     public let sources: [any BootSource]
     public let mode: BootMode
-    /// The key every manifest must be signed with; nil when the initramfs
-    /// has none, with the reason, and then every image is refused.
-    public let publicKey: Result<[UInt8], SpiritError>
+    /// The key every manifest must be signed with and the lowest version
+    /// it may have; a failure when the initramfs's are missing or broken,
+    /// with the reason, and then every image is refused.
+    public let trust: Result<ImageTrust, SpiritError>
     public let console: Console
     public let devices: DeviceActivity
     public let timeline: Timeline
 
-    public init(sources: [any BootSource], mode: BootMode, publicKey: Result<[UInt8], SpiritError>, console: Console,
+    public init(sources: [any BootSource], mode: BootMode, trust: Result<ImageTrust, SpiritError>, console: Console,
                 devices: DeviceActivity, timeline: Timeline) {
         self.sources = sources
         self.mode = mode
-        self.publicKey = publicKey
+        self.trust = trust
         self.console = console
         self.devices = devices
         self.timeline = timeline
@@ -69,9 +70,9 @@ public struct Cascade {
         console.debug("cascade: " + (names.isEmpty ? "no source to start" : "starting " + names.map(\.rawValue).joined(separator: ", ")))
         for source in sources where names.contains(source.name) {
             let context = SourceContext(deadline: start + source.timeoutMicros, console: console, devices: devices, cancel: cancel)
-            let key = publicKey
+            let trust = trust
             DispatchQueue.global().async {
-                let outcome = Self.locate(source, context, key)
+                let outcome = Self.locate(source, context, trust)
                 let unwanted: FoundImage? = shared.monitor.withLock {
                     if shared.finished { return try? outcome.get() }
                     shared.engine.report(source.name, outcome)
@@ -132,9 +133,12 @@ public struct Cascade {
         return reasons
     }
 
-    /// One source's search, and the check of its manifest's signature.
+    /// One source's search, and the check of its manifest (signature and
+    /// minimum version). A refusal is said at once: the cascade may go on
+    /// to boot another source, and a replayed old or badly signed image on
+    /// a medium is worth knowing about all the same.
     static func locate(_ source: any BootSource, _ context: SourceContext,
-                       _ publicKey: Result<[UInt8], SpiritError>) -> Result<FoundImage, any Error> {
+                       _ trust: Result<ImageTrust, SpiritError>) -> Result<FoundImage, any Error> {
         let found: FoundImage
         do {
             found = try source.locate(context)
@@ -143,9 +147,10 @@ public struct Cascade {
             return .failure(error)
         }
         do {
-            try found.manifest.verifySignature(publicKey: try publicKey.get())
+            try trust.get().check(found.manifest)
         } catch {
             found.release()
+            context.console.warning("\(source.name): \(found.origin): refused: \(error)")
             return .failure(SpiritError("\(found.origin): refused: \(error)"))
         }
         context.console.debug("\(source.name): found \(found.manifest.image) \(found.manifest.version) on \(found.origin)")

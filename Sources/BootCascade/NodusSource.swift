@@ -7,8 +7,9 @@ import SpiritCore
 /// `crom.nodus.server=`, or the peers that answer a discovery broadcast on
 /// every interface, best first (a peer naming its image before one that
 /// does not, then the newest build). Each peer's manifest is read from its
-/// `manifest` export and checked against the signing key here, so that a
-/// rogue or broken peer is refused and the next one tried; the image is
+/// `manifest` export and checked here (its signature and its version
+/// against the initramfs's minimum), so that a rogue, broken or replayed
+/// old peer is refused and the next one tried; the image is
 /// then copied into RAM over NBD (NBDExportStream) and the connection
 /// closed, so that nothing depends on the network after the boot.
 public struct NodusSource: BootSource {
@@ -16,7 +17,7 @@ public struct NodusSource: BootSource {
     public let timeoutMicros: Int64
     let server: Endpoint?
     let discovery: Bool
-    let publicKey: [UInt8]?
+    let trust: ImageTrust?
     let network: Network
     let stream: Bool
     let idleMillis: Int
@@ -25,12 +26,12 @@ public struct NodusSource: BootSource {
 
     /// `stream` is crom.nodus.stream=1, which this build does not do yet:
     /// it says so and copies the image into RAM as without it.
-    public init(server: Endpoint?, discovery: Bool, publicKey: [UInt8]?, networkTimeoutSeconds: Int, stream: Bool = false,
+    public init(server: Endpoint?, discovery: Bool, trust: ImageTrust?, networkTimeoutSeconds: Int, stream: Bool = false,
                 network: Network = Network()) {
         self.server = server
         self.stream = stream
         self.discovery = discovery
-        self.publicKey = publicKey
+        self.trust = trust
         self.network = network
         // Link and lease, then discovery and the manifests of a few peers.
         (idleMillis, timeoutMicros) = Network.sourceTimes(timeoutSeconds: networkTimeoutSeconds)
@@ -80,7 +81,7 @@ public struct NodusSource: BootSource {
     func offer(_ peer: Discovery.Offer, context: SourceContext) throws -> FoundImage {
         let address = try SocketAddress(host: peer.host, port: peer.port)
         let manifest = try Manifest.parse(try Self.readSmallExport(address, NodusExports.manifest, idleMillis: idleMillis))
-        if let publicKey { try manifest.verifySignature(publicKey: publicKey) }
+        try trust?.check(manifest)
         if let offered = peer.sha256, offered != manifest.sha256 {
             throw SpiritError("it announced image \(offered.prefix(12)) but its manifest is for \(manifest.sha256.prefix(12))")
         }

@@ -93,6 +93,22 @@ public struct Manifest: Sendable, Equatable {
         try ManifestSignature.verify(signedText, signature: signature, publicKey: publicKey)
     }
 
+    /// Anti-rollback: the image's version must be at least the minimum
+    /// of the initramfs (nil: no minimum), so that an old image, signed
+    /// with the right key but replayed for a vulnerability it has, does not
+    /// boot. A version that cannot be read cannot be shown to be recent
+    /// enough: refused as well.
+    public func verifyVersion(minimum: Version?) throws(ManifestError) {
+        guard let minimum else { return }
+        let ours: Version
+        do throws(VersionError) {
+            ours = try Version(parsing: version)
+        } catch {
+            throw .unreadableVersion(version: version, minimum: minimum.description, reason: error.reason)
+        }
+        guard ours >= minimum else { throw .belowMinimum(version: version, minimum: minimum.description) }
+    }
+
     /// Checks what was measured of an image against the manifest.
     public func verifyImage(size: Int64, sha256: String) throws(ManifestError) {
         guard size == self.size else { throw .imageMismatch("the image is \(size) bytes, the manifest says \(self.size)") }
@@ -107,6 +123,8 @@ public enum ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
     case badKey(String)
     case imageMismatch(String)
     case layerMismatch(String)
+    case belowMinimum(version: String, minimum: String)
+    case unreadableVersion(version: String, minimum: String, reason: String)
 
     public var description: String {
         switch self {
@@ -116,6 +134,11 @@ public enum ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badKey(let why): "bad key: \(why)"
         case .imageMismatch(let why): "the image does not match its manifest: \(why)"
         case .layerMismatch(let why): "the layer does not match its manifest: \(why)"
+        case .belowMinimum(let version, let minimum):
+            "the image's version \(version) is below this initramfs's minimum \(minimum) (a replayed old image is refused)"
+        case .unreadableVersion(let version, let minimum, let reason):
+            "the image's version \"\(version)\" is not a version (\(reason)), so it cannot be shown to be at least "
+                + "this initramfs's minimum \(minimum)"
         }
     }
 }

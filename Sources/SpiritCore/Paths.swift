@@ -46,6 +46,9 @@ public enum InitramfsFiles {
     public static let modulePriorities = "/etc/modules-load.d/spirit.conf"
     /// The Ed25519 key every image's manifest must be signed with (hex).
     public static let signingPublicKey = "/etc/spirit/signing.pub"
+    /// The lowest image version this initramfs boots (anti-rollback), one
+    /// line; `make initramfs` writes MIN_VERSION there. None: no minimum.
+    public static let minimumVersion = "/etc/spirit/minimum-version"
 }
 
 public enum SpiritVersion {

@@ -59,7 +59,8 @@ struct BootWorker {
         let devices = DeviceActivity()
         loadModules(activity: devices)
         try pause(before: .cascade)
-        let cascade = Cascade(sources: sources(), mode: config.mode, publicKey: signingKey(), console: console,
+        let trust = imageTrust()
+        let cascade = Cascade(sources: sources(trust: try? trust.get()), mode: config.mode, trust: trust, console: console,
                               devices: devices, timeline: timeline)
         do {
             _ = try cascade.run { found in try build(from: found) }
@@ -79,22 +80,25 @@ struct BootWorker {
     /// The boot sources this build has, in the cascade's order of
     /// preference (CascadeEngine.preference). A new source is one file in
     /// Sources/BootCascade and one line here.
-    func sources() -> [any BootSource] {
+    func sources(trust: ImageTrust?) -> [any BootSource] {
         [
             ParasiteSource(),
             // A stick plugged in late is waited for as long as the network.
             USBSeedSource(timeoutMicros: Int64(max(config.networkTimeoutSeconds, 1)) * 1_000_000),
             HTTPSource(baseURL: config.httpURL, networkTimeoutSeconds: config.networkTimeoutSeconds),
             // Checks each peer's manifest itself, to try the next peer when one is refused.
-            NodusSource(server: config.nodusServer, discovery: config.nodus == .discover, publicKey: try? signingKey().get(),
+            NodusSource(server: config.nodusServer, discovery: config.nodus == .discover, trust: trust,
                         networkTimeoutSeconds: config.networkTimeoutSeconds, stream: config.nodusStream),
         ]
     }
 
-    /// The key every image's manifest must be signed with, baked into the initramfs.
-    func signingKey() -> Result<[UInt8], SpiritError> {
+    /// The key every image's manifest must be signed with and the lowest
+    /// version it may have (anti-rollback), baked into the initramfs.
+    func imageTrust() -> Result<ImageTrust, SpiritError> {
         do {
-            return .success(try SigningKey.read(InitramfsFiles.signingPublicKey))
+            let trust = try ImageTrust.read()
+            console.debug("anti-rollback: \(trust.minimumDescription)")
+            return .success(trust)
         } catch {
             return .failure(SpiritError("this initramfs cannot check any image: \(error)"))
         }
@@ -151,7 +155,8 @@ struct BootWorker {
             return []
         }
         guard !names.isEmpty else { return [] }
-        guard case .success(let key) = signingKey() else { return [] }
+        guard case .success(let trust) = imageTrust() else { return [] }
+        let key = trust.publicKey
         var chosen: [RootAssembler.BootLayer] = []
         for name in names {
             do {

@@ -10,8 +10,9 @@ enum ImageCommand {
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard let verb = arguments.first else {
-            return Usage.fail("image needs keygen, manifest, verify or fetch")
+            return Usage.fail("image needs keygen, manifest, verify, fetch or check-version")
         }
+        if verb == "check-version" { return checkVersion(Array(arguments.dropFirst()), console: console) }
         return exitStatus {
             let options = try Options(Array(arguments.dropFirst()))
             switch verb {
@@ -43,11 +44,37 @@ enum ImageCommand {
         let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: Int64.max)
         let name = String(imagePath.split(separator: "/").last ?? "")
         let manifest = try Manifest(image: name, size: measured.size, sha256: measured.sha256,
-                                    version: try options.required("version"), buildTime: buildTime).signed(privateKey: key)
+                                    version: try version(options), buildTime: buildTime).signed(privateKey: key)
         if let out = options.named["out"] {
             try Kernel.writeFileAtomically(out, manifest.json)
         } else {
             print(manifest.json, terminator: "")
+        }
+    }
+
+    /// --version, checked: an image whose version cannot be read would be
+    /// refused by every initramfs with a minimum (anti-rollback).
+    static func version(_ options: Options) throws -> String {
+        let text = try options.required("version")
+        do {
+            _ = try Version(parsing: text)
+        } catch {
+            throw UsageError(message: "--version: \(error)")
+        }
+        return text
+    }
+
+    /// `check-version V`: whether V is a version as manifests and the
+    /// initramfs's minimum take it (for the build scripts: MIN_VERSION).
+    /// Prints it and exits 0, or says what is wrong and exits 1.
+    static func checkVersion(_ arguments: [String], console: Console) -> Int32 {
+        guard arguments.count == 1, let text = arguments.first else { return Usage.fail("check-version takes one VERSION") }
+        do {
+            print(try Version(parsing: text))
+            return 0
+        } catch {
+            console.error("\(error)")
+            return 1
         }
     }
 

@@ -56,6 +56,12 @@ extension RescueTools {
 
         section("boot sources (last attempt)")
         print((try? Kernel.readText(RunFiles.cascadeReport))?.trimmed ?? "no cascade report (the cascade has not given up)")
+        // What every source checked each manifest against (anti-rollback).
+        do {
+            print("anti-rollback: " + (try ImageTrust.read()).minimumDescription)
+        } catch {
+            print("anti-rollback: \(error)")
+        }
 
         section("timeline")
         if let document = try? Kernel.readFile(Timeline(process: "").documentPath), let steps = try? TimelineStep.steps(document: document) {

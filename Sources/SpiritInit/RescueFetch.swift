@@ -7,8 +7,8 @@ import SpiritCore
 
 // spirit-fetch: the next boot attempt from an http:// base URL.
 extension RescueTools {
-    /// Fetches the manifest under a base URL and checks its signature
-    /// here, then ends the rescue shell with the flags that make PID 1's
+    /// Fetches the manifest under a base URL and checks it here (its
+    /// signature and the initramfs's minimum version), then ends the rescue shell with the flags that make PID 1's
     /// next boot attempt take the image from that URL (copied into RAM and
     /// hashed by the boot worker, as every image).
     static func fetch(_ arguments: [String]) -> Int32 {
@@ -26,7 +26,7 @@ extension RescueTools {
                 console.info("network: \(try network.up(deadline: context.deadline, context: context))")
             }
             let found = try HTTPSource.fetchManifest(base: url, idleMillis: 10_000, console: console)
-            try found.manifest.verifySignature(publicKey: try SigningKey.read(InitramfsFiles.signingPublicKey))
+            try ImageTrust.read().check(found.manifest)
             print("\(url): \(found.manifest.image) \(found.manifest.version), \(found.manifest.size >> 20) MiB, "
                   + "SHA-256 \(found.manifest.sha256.prefix(12)): signature valid")
             try Kernel.writeFile(RunFiles.bootFlags, "crom.mode=http crom.http=\(url)\n")

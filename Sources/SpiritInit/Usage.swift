@@ -29,6 +29,8 @@ enum Usage {
       image fetch --url BASE --public-key FILE --out FILE
                       download the image under an http:// base URL as the HTTP boot source does: the
                       signed manifest checked, the image hashed as it is written (removed on a mismatch)
+      image check-version VERSION
+                      exit 0 if VERSION is a version as manifests and MIN_VERSION take it (0.1.0, 0.2.0-rc.1), else 1
       layer list [--json]
                       the add-on layers in RAM: stacked at boot (crom.layers=) or merged over /usr at run time
       layer add NAME [--from URL|DIR|peer|nodus://ADDR]

@@ -44,14 +44,14 @@ import Testing
     let key = SigningKey.generate()
     let other = SigningKey.generate()
 
-    func manifest(signedWith privateKey: [UInt8]) throws -> Manifest {
-        try Manifest(image: "rootfs.squashfs", size: 1, sha256: String(repeating: "ab", count: 32), version: "1", buildTime: 0)
+    func manifest(signedWith privateKey: [UInt8], version: String = "1") throws -> Manifest {
+        try Manifest(image: "rootfs.squashfs", size: 1, sha256: String(repeating: "ab", count: 32), version: version, buildTime: 0)
             .signed(privateKey: privateKey)
     }
 
-    func cascade(_ sources: [any BootSource], mode: BootMode = .auto) -> Cascade {
+    func cascade(_ sources: [any BootSource], mode: BootMode = .auto, minimum: Version? = nil) -> Cascade {
         let directory = "/tmp/spirit-cascade-test-\(getpid())"
-        return Cascade(sources: sources, mode: mode, publicKey: .success(key.publicKey), console: Console(kmsgPath: nil, output: 2),
+        return Cascade(sources: sources, mode: mode, trust: .success(ImageTrust(publicKey: key.publicKey, minimumVersion: minimum)), console: Console(kmsgPath: nil, output: 2),
                        devices: DeviceActivity(listening: false), timeline: Timeline(directory: directory, process: "test"))
     }
 
@@ -98,5 +98,58 @@ import Testing
         let found = try cascade(sources).run { _ in }
         #expect(found.source == "parasite")
         #expect(releases.settled(at: ["usb"]) == ["usb"])
+    }
+
+    @Test func anImageBelowTheMinimumIsRefusedOnEverySource() throws {
+        let releases = Releases()
+        let minimum = try Version(parsing: "0.1.0")
+        // The most preferred source offers a replayed old image: refused
+        // before the engine hears of it, and the next source is used.
+        let sources: [any BootSource] = [
+            FakeSource(name: "parasite", delayMillis: 0, manifest: try manifest(signedWith: key.privateKey, version: "0.0.9"),
+                       releases: releases),
+            FakeSource(name: "usb", delayMillis: 20, manifest: try manifest(signedWith: key.privateKey, version: "0.1.0"),
+                       releases: releases),
+        ]
+        let found = try cascade(sources, minimum: minimum).run { _ in }
+        #expect(found.source == "usb")
+        #expect(releases.all == ["parasite"])
+
+        // Every source old: the rescue, with each source's reason naming both versions.
+        var old: [any BootSource] = []
+        for name: SourceName in [.parasite, .usb, .http, .nodus] {
+            old.append(FakeSource(name: name, delayMillis: 0, manifest: try manifest(signedWith: key.privateKey, version: "0.0.9"),
+                                  releases: releases))
+        }
+        do {
+            _ = try cascade(old, minimum: minimum).run { _ in Issue.record("nothing may be used") }
+            Issue.record("the cascade did not fail")
+        } catch let failure as Cascade.Failure {
+            #expect(failure.reason == "no system image found (tried parasite, usb, http, nodus)")
+            #expect(failure.sources.map(\.source) == ["parasite", "usb", "http", "nodus"])
+            for (source, reason) in failure.sources {
+                #expect(reason == "fake \(source): refused: the image's version 0.0.9 is below this initramfs's minimum 0.1.0 "
+                        + "(a replayed old image is refused)")
+            }
+        }
+    }
+
+    @Test func anInitramfsThatCannotCheckRefusesEveryImage() throws {
+        let releases = Releases()
+        let sources: [any BootSource] = [
+            FakeSource(name: "usb", delayMillis: 0, manifest: try manifest(signedWith: key.privateKey), releases: releases),
+        ]
+        let broken = Cascade(sources: sources, mode: .auto,
+                             trust: .failure(SpiritError("this initramfs cannot check any image: /etc/spirit/minimum-version …")),
+                             console: Console(kmsgPath: nil, output: 2), devices: DeviceActivity(listening: false),
+                             timeline: Timeline(directory: "/tmp/spirit-cascade-test-\(getpid())", process: "test"))
+        do {
+            _ = try broken.run { _ in Issue.record("nothing may be used") }
+            Issue.record("the cascade did not fail")
+        } catch let failure as Cascade.Failure {
+            #expect(failure.sources.first { $0.source == .usb }?.reason
+                    == "fake usb: refused: this initramfs cannot check any image: /etc/spirit/minimum-version …")
+        }
+        #expect(releases.all == ["usb"])
     }
 }

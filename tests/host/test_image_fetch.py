@@ -24,7 +24,7 @@ def server(tmp_path):
     subprocess.run([SPIRIT, "image", "keygen", key], check=True, capture_output=True)
     image = served / "rootfs.squashfs"
     image.write_bytes(os.urandom(3 << 20) + b"end")
-    subprocess.run([SPIRIT, "image", "manifest", "--image", image, "--key", key, "--version", "t",
+    subprocess.run([SPIRIT, "image", "manifest", "--image", image, "--key", key, "--version", "0.0.0-test",
                     "--out", served / "manifest.json"], check=True)
     port = free_port()
     process = subprocess.Popen(["busybox", "httpd", "-f", "-p", f"127.0.0.1:{port}", "-h", served])

@@ -32,7 +32,7 @@ def make_media(directory: Path, image_bytes: bytes | None = None, sparse_image: 
     key = directory.parent / "key"
     if not key.exists():
         run("image", "keygen", key, check=True)
-    run("image", "manifest", "--image", image, "--key", key, "--version", "test-1", "--build-time", "0",
+    run("image", "manifest", "--image", image, "--key", key, "--version", "0.0.0-test.1", "--build-time", "0",
         "--out", directory / "manifest.json", check=True)
     return directory
 
