@@ -134,11 +134,12 @@ test: deps door-check unit-test host-test vm-test
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender. The
 # initramfs stage boots Spirit from its media disk; the peers' images are
 # built on the first run (scripts/bench-peers.sh) and cached in out/bench/peers.
-bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO)
+bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO) $(OUT)/layers/vm.squashfs
 	KMOD=1 MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst \
 	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
-	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) python3 bench/bench.py
+	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) SPIRIT_LAYERS=$(OUT)/layers \
+	    python3 bench/bench.py
 
 # A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's
 # layout), made without mounting: what `make run` boots from until the ISO.
@@ -182,7 +183,7 @@ LAYERS ?=
 comma := ,
 LAYER_FILES := $(foreach name,$(subst $(comma), ,$(LAYERS)),$(OUT)/layers/$(name).squashfs)
 iso: $(ISO)
-$(ISO): $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) scripts/mkiso.sh \
+$(ISO): $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) scripts/mkiso.sh scripts/media-layers.sh \
         $(LAYER_FILES) $(call setting,LAYERS)
 	ISO_LAYERS="$(LAYER_FILES)" scripts/mkiso.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(ISO)
 	@size=$$(stat -c %s $(ISO)); if (( size > $(ISO_LIMIT_MB) * 1000 * 1000 )); then \
@@ -195,8 +196,9 @@ SERVER ?= http://10.0.2.2:8080/
 # says when the folder was made.
 netboot: $(OUT)/.netboot-build
 $(OUT)/.netboot-build: $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) \
-        $(call setting,SERVER) scripts/mknetboot.sh $(if $(wildcard $(OUT)/netboot/boot.ipxe),,FORCE)
-	scripts/mknetboot.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json "$(SERVER)" $(OUT)/netboot
+        $(call setting,SERVER) scripts/mknetboot.sh scripts/media-layers.sh $(if $(wildcard $(OUT)/netboot/boot.ipxe),,FORCE) \
+        $(LAYER_FILES) $(call setting,LAYERS)
+	NETBOOT_LAYERS="$(LAYER_FILES)" scripts/mknetboot.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json "$(SERVER)" $(OUT)/netboot
 	@touch $@
 
 # The custom kernel (kernel-config/): slow (17 min for bzImage alone on 2

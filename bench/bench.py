@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import full_boot  # noqa: E402
 import http_fetch as http_delivery  # noqa: E402
 import initramfs_stage  # noqa: E402
+import layers  # noqa: E402
 import nbd  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -45,6 +46,8 @@ SPIRIT_INITRAMFS = Path(os.environ.get("SPIRIT_INITRAMFS", ROOT / "out" / "initr
 SPIRIT_MEDIA = Path(os.environ.get("SPIRIT_MEDIA", ROOT / "out" / "media.img"))
 ROOTFS = Path(os.environ.get("SPIRIT_ROOTFS", ROOT / "out" / "rootfs.squashfs"))
 ISO = Path(os.environ.get("SPIRIT_ISO", ROOT / "out" / "crom-spirit.iso"))
+# The vm layer (make layer NAME=vm), for the layer add figure.
+LAYERS = Path(os.environ.get("SPIRIT_LAYERS", ROOT / "out" / "layers"))
 SIGNING_KEY = Path(os.environ.get("SIGNING_KEY", Path.home() / ".config/crom-spirit/signing.key"))
 MEMORY, CPUS = 1024, 2
 
@@ -97,6 +100,7 @@ def main() -> None:
     stage = initramfs_stage.measure(Path(KERNEL), SPIRIT_INITRAMFS, SPIRIT_MEDIA, OUT / "peers", RUNS, OUT / "logs")
     # The full boot's figures come from the same Spirit boots.
     boot = full_boot.summarize(stage.pop("spirit_boots"), SPIRIT_INITRAMFS, ROOTFS, SPIRIT, ISO, OUT)
+    layer = layers.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, LAYERS, RUNS, OUT / "logs" / "layers.log")
     kmod, ours = modules["modprobe -a (kmod)"], modules["spirit modules load"]
     ratio = kmod["median_ms"] / ours["median_ms"]
     kernel_release = Path(KERNEL).resolve().parent.joinpath("release").read_text().strip() \
@@ -113,6 +117,7 @@ def main() -> None:
         "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
         "http": {"image_bytes": http_delivery.SIZE, "clients": fetch},
         "full_boot": boot,
+        "layers": layer,
         "initramfs_stage": stage,
         "seconds": round(time.time() - started),
     }
@@ -139,6 +144,7 @@ kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 
 {initramfs_stage.markdown(stage)}
 {full_boot.markdown(boot)}
+{layers.markdown(layer)}
 {nbd.markdown(delivery)}
 {http_delivery.markdown(fetch)}""")
     print((OUT / "report.md").read_text())

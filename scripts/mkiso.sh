@@ -42,15 +42,9 @@ cp "$kernel" "$root/kernel"
 cp "$initramfs" "$root/initramfs.zst"
 cp "$rootfs" "$root/rootfs.squashfs"
 cp "$manifest" "$root/manifest.json"
-layer_bytes=0
-for layer in ${ISO_LAYERS:-}; do
-    name=$(basename "$layer" .squashfs)
-    [[ -r $layer && -r ${layer%.squashfs}.json ]] || die "no layer $layer with its ${layer%.squashfs}.json (make layer NAME=$name)"
-    mkdir -p "$root/layers"
-    cp "$layer" "${layer%.squashfs}.json" "$root/layers/"
-    echo "$name" >> "$root/layers/index"
-    layer_bytes=$((layer_bytes + $(stat -c %s "$layer")))
-done
+source "$(dirname "$0")/media-layers.sh"
+# shellcheck disable=SC2086 # a list of paths
+layer_bytes=$(copy_layers "$root" ${ISO_LAYERS:-}) || die "unable to put the layers on the ISO"
 
 # The kernel line of every entry: the console on the screen and on the
 # serial port (the last console= is /dev/console, where spirit: lines go).

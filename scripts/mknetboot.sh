@@ -8,6 +8,8 @@
 #   scripts/mknetboot.sh KERNEL INITRAMFS ROOTFS MANIFEST SERVER OUTPUT_DIR
 #
 # SERVER is the base URL the folder is served at (http://host:port/path/).
+# NETBOOT_LAYERS="out/layers/vm.squashfs …" puts those layers (each with its
+# signed NAME.json) in layers/ with the index the HTTP source reads.
 # iPXE runs boot.ipxe from TFTP, HTTP or a USB stick: `chain SERVER/boot.ipxe`.
 set -euo pipefail
 
@@ -27,6 +29,9 @@ cp "$kernel" "$output.tmp/kernel"
 cp "$initramfs" "$output.tmp/initramfs.zst"
 cp "$rootfs" "$output.tmp/rootfs.squashfs"
 cp "$manifest" "$output.tmp/manifest.json"
+source "$(dirname "$0")/media-layers.sh"
+# shellcheck disable=SC2086 # a list of paths
+copy_layers "$output.tmp" ${NETBOOT_LAYERS:-} > /dev/null || die "unable to put the layers in the folder"
 cat > "$output.tmp/boot.ipxe" <<IPXE
 #!ipxe
 # Crom-OS Spirit Network Boot (made by scripts/mknetboot.sh)

@@ -36,6 +36,7 @@ public struct RuntimeLayers {
     /// Fetches, checks, mounts and merges the layer `name` from `shelf`.
     /// Any failure leaves nothing behind: no file, no mount, no state.
     public func add(_ name: String, from shelf: LayerShelf) throws {
+        let started = Kernel.bootTimeMicros()
         try LayerManifest.checkName(name)
         var state = try LayerState.current(path: statePath)
         if let present = state[name] {
@@ -47,7 +48,6 @@ public struct RuntimeLayers {
         try manifest.check(publicKey: try SigningKey.read(publicKeyPath), baseVersion: image.version)
         try checkMemory(for: manifest)
 
-        let started = Kernel.bootTimeMicros()
         let mountPoint = layout.layerMount(name)
         try growImageDirectory(by: manifest.size)
         do {

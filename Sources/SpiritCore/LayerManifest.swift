@@ -76,38 +76,13 @@ public struct LayerManifest: Sendable, Equatable {
 
     /// Reads a layer manifest; every field is checked for presence and form.
     public static func parse(_ bytes: [UInt8]) throws(ManifestError) -> LayerManifest {
-        let document: JSONValue
-        do {
-            document = try JSONReader.parse(bytes)
-        } catch {
-            throw .malformed("not JSON: \(error)")
-        }
-        guard case .object = document else { throw .malformed("not a JSON object") }
-        func field(_ name: String) throws(ManifestError) -> JSONValue {
-            guard let value = document[name] else { throw .malformed("the field \"\(name)\" is missing") }
-            return value
-        }
-        func text(_ name: String) throws(ManifestError) -> String {
-            guard let value = try field(name).string, !value.isEmpty, !value.contains("\n") else {
-                throw .malformed("the field \"\(name)\" is not a non-empty string on one line")
-            }
-            return value
-        }
-        func integer(_ name: String) throws(ManifestError) -> Int64 {
-            guard let value = try field(name).integer, value >= 0 else { throw .malformed("the field \"\(name)\" is not a whole number") }
-            return value
-        }
-        let format = try text("format")
-        guard format == Self.format else { throw .malformed("format \"\(format)\" is not \(Self.format)") }
-        let name = try text("name")
+        let fields = try ManifestFields(bytes, format: format)
+        let name = try fields.text("name")
         try checkName(name)
-        let image = try text("image")
+        let image = try fields.text("image")
         guard image == imageFile(name) else { throw .malformed("the layer \(name)'s image is \"\(image)\", not \(imageFile(name))") }
-        let sha = try text("sha256")
-        guard sha.utf8.count == 64, Hex.decode(sha) != nil, sha == sha.lowercased() else {
-            throw .malformed("the field \"sha256\" is not 64 lower-case hex digits")
-        }
-        guard case .array(let list) = try field("bases") else { throw .malformed("the field \"bases\" is not a list") }
+        let sha = try fields.sha256()
+        guard case .array(let list) = try fields.field("bases") else { throw .malformed("the field \"bases\" is not a list") }
         var bases: [String] = []
         for entry in list {
             guard let base = entry.string, !base.isEmpty, !base.contains(" "), !base.contains("\n") else {
@@ -116,8 +91,8 @@ public struct LayerManifest: Sendable, Equatable {
             bases.append(base)
         }
         guard !bases.isEmpty else { throw .malformed("the field \"bases\" is empty: the layer fits no system image") }
-        return LayerManifest(name: name, size: try integer("size"), sha256: sha, version: try text("version"),
-                             buildTime: try integer("build_time"), bases: bases, signature: document["signature"]?.string)
+        return LayerManifest(name: name, size: try fields.integer("size"), sha256: sha, version: try fields.text("version"),
+                             buildTime: try fields.integer("build_time"), bases: bases, signature: fields.document["signature"]?.string)
     }
 
     public func signed(privateKey: [UInt8]) throws(ManifestError) -> LayerManifest {

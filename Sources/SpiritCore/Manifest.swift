@@ -46,39 +46,14 @@ public struct Manifest: Sendable, Equatable {
 
     /// Reads a manifest; every field is checked for presence and form.
     public static func parse(_ bytes: [UInt8]) throws(ManifestError) -> Manifest {
-        let document: JSONValue
-        do {
-            document = try JSONReader.parse(bytes)
-        } catch {
-            throw .malformed("not JSON: \(error)")
-        }
-        guard case .object = document else { throw .malformed("not a JSON object") }
-        func field(_ name: String) throws(ManifestError) -> JSONValue {
-            guard let value = document[name] else { throw .malformed("the field \"\(name)\" is missing") }
-            return value
-        }
-        func text(_ name: String) throws(ManifestError) -> String {
-            guard let value = try field(name).string, !value.isEmpty else { throw .malformed("the field \"\(name)\" is not a non-empty string") }
-            return value
-        }
-        func integer(_ name: String) throws(ManifestError) -> Int64 {
-            guard let value = try field(name).integer, value >= 0 else { throw .malformed("the field \"\(name)\" is not a whole number") }
-            return value
-        }
-        let format = try text("format")
-        guard format == Self.format else { throw .malformed("format \"\(format)\" is not \(Self.format)") }
-        let image = try text("image")
-        guard !image.contains("/"), !image.contains("\n"), image != "..", image != "." else {
+        let fields = try ManifestFields(bytes, format: format)
+        let image = try fields.text("image")
+        guard !image.contains("/"), image != "..", image != "." else {
             throw .malformed("the image name \"\(image)\" is not a plain file name")
         }
-        let sha = try text("sha256")
-        guard sha.utf8.count == 64, Hex.decode(sha) != nil, sha == sha.lowercased() else {
-            throw .malformed("the field \"sha256\" is not 64 lower-case hex digits")
-        }
-        let version = try text("version")
-        guard !version.contains("\n") else { throw .malformed("the field \"version\" has a line break") }
-        return Manifest(image: image, size: try integer("size"), sha256: sha, version: version,
-                        buildTime: try integer("build_time"), signature: document["signature"]?.string)
+        let sha = try fields.sha256()
+        return Manifest(image: image, size: try fields.integer("size"), sha256: sha, version: try fields.text("version"),
+                        buildTime: try fields.integer("build_time"), signature: fields.document["signature"]?.string)
     }
 
     /// Signs the manifest with a raw 32-byte Ed25519 private key.
@@ -140,6 +115,49 @@ public enum ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
             "the image's version \"\(version)\" is not a version (\(reason)), so it cannot be shown to be at least "
                 + "this initramfs's minimum \(minimum)"
         }
+    }
+}
+
+/// A manifest's JSON members, each read with a message naming it: shared
+/// by the system image's manifest and the layers'.
+struct ManifestFields {
+    let document: JSONValue
+
+    init(_ bytes: [UInt8], format: String) throws(ManifestError) {
+        do {
+            document = try JSONReader.parse(bytes)
+        } catch {
+            throw .malformed("not JSON: \(error)")
+        }
+        guard case .object = document else { throw .malformed("not a JSON object") }
+        let found = try text("format")
+        guard found == format else { throw .malformed("format \"\(found)\" is not \(format)") }
+    }
+
+    func field(_ name: String) throws(ManifestError) -> JSONValue {
+        guard let value = document[name] else { throw .malformed("the field \"\(name)\" is missing") }
+        return value
+    }
+
+    /// A non-empty string on one line.
+    func text(_ name: String) throws(ManifestError) -> String {
+        guard let value = try field(name).string, !value.isEmpty, !value.contains("\n") else {
+            throw .malformed("the field \"\(name)\" is not a non-empty string on one line")
+        }
+        return value
+    }
+
+    func integer(_ name: String) throws(ManifestError) -> Int64 {
+        guard let value = try field(name).integer, value >= 0 else { throw .malformed("the field \"\(name)\" is not a whole number") }
+        return value
+    }
+
+    func sha256() throws(ManifestError) -> String {
+        let sha = try text("sha256")
+        guard sha.utf8.count == 64, Hex.decode(sha) != nil, sha == sha.lowercased() else {
+            throw .malformed("the field \"sha256\" is not 64 lower-case hex digits")
+        }
+        return sha
     }
 }
 

@@ -10,7 +10,10 @@ import json
 import os
 import re
 import shutil
+import socket
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -83,7 +86,13 @@ def test_layers_stack_at_boot(boot, tmp_path, system_image, vm_layer):
     assert not vm.run("ls /run/spirit/image/layers/broken.squashfs")[0] == 0
 
 
-def test_layer_added_at_run_time_and_removed(boot, tmp_path, media_disk, vm_layer):
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_layer_added_at_run_time_and_removed(boot, tmp_path, media_disk, system_image, vm_layer):
     good = tmp_path / "good" / "layers"
     good.mkdir(parents=True)
     shutil.copy(vm_layer["image"], good)
@@ -134,5 +143,24 @@ def test_layer_added_at_run_time_and_removed(boot, tmp_path, media_disk, vm_laye
         # /usr is the root's own again, and writable.
         vm.check("touch /usr/after-remove && rm /usr/after-remove")
         assert "no layers" in vm.check("spirit layer list")
+
+        # From a Nodus peer (here `spirit nodus serve` on the host), as a running Spirit serves its layers.
+        port = free_port()
+        peer = subprocess.Popen([str(ROOT / "out" / "spirit"), "nodus", "serve", "--image", str(system_image["image"]),
+                                 "--manifest", str(system_image["manifest"]), "--layers", str(good), "--listen", "127.0.0.1",
+                                 "--nbd-port", str(port), "--discovery-port", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 30
+            while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
+                assert time.monotonic() < deadline, "the Nodus peer did not listen"
+                time.sleep(0.2)
+            out = vm.check(f"spirit layer add vm --from nodus://10.0.2.2:{port} 2>&1", timeout=180)
+            assert f"layer vm 0.1.0 added from nodus peer 10.0.2.2:{port}" in out, out
+            assert re.match(r"QEMU emulator version 7\.2", vm.check("qemu-system-x86_64 --version"))
+            vm.check("spirit layer remove vm")
+        finally:
+            peer.kill()
+            peer.wait()
     finally:
         server.close()
