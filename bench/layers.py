@@ -18,11 +18,15 @@ sys.path.insert(0, str(ROOT / "tests" / "vm"))
 from harness import VM, Disk, VMConfig  # noqa: E402
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 def measure(kernel: str, initramfs: str, disk: Path, layers: Path, runs: int, log: Path) -> dict:
     """`layers` holds vm.squashfs and vm.json; served as BASE/layers/."""
     root = layers.parent
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *args: None
+    handler = functools.partial(QuietHandler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     base = f"http://10.0.2.2:{httpd.server_address[1]}/{layers.name}/"

@@ -33,12 +33,16 @@ def vm_layer() -> dict:
     return {"image": image, "manifest": manifest, "sha256": json.loads(manifest.read_text())["sha256"]}
 
 
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
 class Folder:
     """A plain HTTP server for a directory on the host (10.0.2.2 in the guest)."""
 
     def __init__(self, directory: Path):
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(directory))
-        handler.log_message = lambda *args: None
+        handler = functools.partial(QuietHandler, directory=str(directory))
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
