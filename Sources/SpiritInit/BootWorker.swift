@@ -219,7 +219,7 @@ struct BootWorker {
             activity.stopListening()
         }
         let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(release: release)),
-                                  console: console, timeline: timeline, holding: config.heldModuleGroups(console: console))
+                                  console: console, timeline: timeline, holding: config.stageOneHeldModuleGroups(console: console))
         let tally = modules.run(priority: priority, required: bootList + config.extraModules, uevents: uevents,
                                  activity: activity)
         console.info("modules: \(tally)")

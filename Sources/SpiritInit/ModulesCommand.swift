@@ -194,4 +194,16 @@ extension BootConfig {
         console.info("modules: graphics drivers held back (crom.gpu=passthrough)")
         return [.graphics]
     }
+
+    /// Stage 1 also holds the virtualization group (vfio-pci, kvm and what
+    /// coldplug picks from the CPU's modalias): nothing that finds an image
+    /// needs it, and it cost about 1 s of stage 1 under TCG, mostly one
+    /// serial chain ending in kvm.ko (research/boot-performance.md). Stage
+    /// 2's modules service loads it first. With crom.gpu=passthrough it
+    /// stays first in stage 1: vfio-pci must claim the GPU before any
+    /// graphics driver could.
+    func stageOneHeldModuleGroups(console: Console) -> Set<ModuleGroup> {
+        let held = heldModuleGroups(console: console)
+        return gpuPassthrough ? held : held.union([.virtualization])
+    }
 }

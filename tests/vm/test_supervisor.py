@@ -66,6 +66,10 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     assert status(vm)["modules"]["state"] == "running", status(vm)
     assert "graphics drivers held back (crom.gpu=passthrough)" in answer(vm, "spiritctl logs modules")
     assert "bochs" not in {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
+    # Under passthrough stage 1 loads the virtualization group first (vfio-pci
+    # before any graphics driver); without it, that group waits for stage 2.
+    stage1 = [s["step"] for s in vm.timeline()["steps"] if s["step"].startswith("modules:")]
+    assert stage1[0] == "modules:virtualization", stage1
     # With the GPU held back there is no display: the HUD says so once, is
     # settled (ready came) and is not restarted.
     vm.check("sleep 2")
