@@ -22,7 +22,7 @@ packages=(
     pkg-config        # SwiftPM finds libblkid through it
     nbdkit            # Nodus interop: a real NBD server our client reads from
     libnbd-bin        # Nodus interop: nbdinfo and nbdcopy read our server
-    qemu-utils        # Nodus interop: qemu-nbd and qemu-img
+    qemu-utils        # Nodus interop: qemu-nbd and qemu-img; the VM manager's overlays (qemu-img)
     mmdebstrap        # bench: a throwaway chroot that builds the peers' initramfs images
     gcc               # bench: the peers' probe init (bench/probe.c), static
     libc6-dev         # bench: libc.a for the static probe

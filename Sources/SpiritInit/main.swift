@@ -37,6 +37,7 @@ let commands: [String: ([String]) -> Int32] = [
     "nodus": NodusCommand.run,
     "net": NodusCommand.net,
     "nexus": NexusCommand.run,
+    "vm": VMCommand.run,
     "time": TimeCommand.run,
     "timeline": TimelineCommand.run,
     "boot-plan": BootPlanCommand.run,

@@ -131,10 +131,17 @@ public final class GuestAgentClient {
     }
 
     /// Asks the guest to power off. The agent sends no answer on success
-    /// (`success-response: false`); an error it sends at once is thrown.
+    /// (`success-response: false`); an error it sends at once is thrown,
+    /// and a socket that closes meanwhile is the guest going down.
     public func shutdown(waitMilliseconds: Int = 200) throws(VMError) {
         try stream.send(Self.request("guest-shutdown", [("mode", .string("powerdown"))]))
-        if let value = try nextLine(until: clock.nowMilliseconds + Int64(waitMilliseconds)), let error = value["error"] {
+        let answer: JSONValue?
+        do {
+            answer = try nextLine(until: clock.nowMilliseconds + Int64(waitMilliseconds))
+        } catch {
+            return
+        }
+        if let error = answer?["error"] {
             throw VMError("the guest agent refused guest-shutdown: \(error["desc"]?.string ?? error.text)")
         }
     }

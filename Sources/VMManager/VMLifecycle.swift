@@ -74,7 +74,7 @@ public struct VMLifecycle: Sendable, Equatable {
     public private(set) var reason: String?
     public private(set) var stopStep: StopStep?
     public private(set) var deadline: Int64?
-    let deadlines: StopDeadlines
+    public var deadlines: StopDeadlines
 
     public init(name: String, state: VMState = .defined, deadlines: StopDeadlines = StopDeadlines()) {
         self.name = name

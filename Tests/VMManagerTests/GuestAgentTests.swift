@@ -103,6 +103,11 @@ import VMManager
         }
     }
 
+    @Test func aSocketThatClosesAfterShutdownIsTheGuestGoingDown() throws {
+        let clock = FakeClock()
+        try GuestAgentClient(stream: ScriptedStream([.end], clock: clock), clock: clock).shutdown()
+    }
+
     @Test func endOfStreamIsAnError() throws {
         let clock = FakeClock()
         let agent = GuestAgentClient(stream: ScriptedStream([.end], clock: clock), clock: clock)

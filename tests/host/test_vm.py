@@ -1,0 +1,289 @@
+"""The Bridge on the host: `spirit vm daemon` (a normal process, its paths
+under a test directory with `--root`) drives a real QEMU under TCG running a
+tiny Linux guest: Debian's kernel and an initramfs of busybox-static and
+Debian's qemu-guest-agent (on the guest's COM2, `-m isa-serial`, so that no
+virtio module is needed), built here from Debian packages and cached under
+.cache by content hash."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out/spirit"))
+KERNEL_DIR = Path(os.environ.get("SPIRIT_KERNEL_DIR", ROOT / ".cache/debian-kernel/current"))
+QEMU = "/usr/bin/qemu-system-x86_64"
+
+# The guest's init: a counter that runs on in /tmp (it must survive a save
+# and restore), the agent on COM2 restarted if it ends, and a shutdown that
+# powers off (qemu-ga runs /sbin/shutdown -P +0 for guest-shutdown).
+GUEST_INIT = """#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mkdir -p /var/run /run
+# qemu-ga 7.2 offers guest-set-time only when /sbin/hwclock is there.
+ln -s /bin/busybox /sbin/hwclock
+(i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done) &
+echo spirit-test-guest: up
+while true; do /usr/sbin/qemu-ga -m isa-serial -p /dev/ttyS1 -t /run; sleep 1; done &
+while true; do sleep 3600; done
+"""
+GUEST_SHUTDOWN = "#!/bin/sh\nsync\nexec poweroff -f\n"
+
+
+def guest_initramfs() -> Path:
+    """busybox + qemu-ga and its libraries, cached by the hash of what goes in."""
+    cache = ROOT / ".cache/vm-guest"
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        download = subprocess.run(["apt-get", "download", "qemu-guest-agent"], cwd=scratch, capture_output=True, text=True)
+        if download.returncode != 0:
+            pytest.skip(f"apt-get download qemu-guest-agent failed: {download.stderr.strip()}")
+        deb = next(scratch.glob("qemu-guest-agent_*.deb"))
+        digest = hashlib.sha256(deb.read_bytes() + GUEST_INIT.encode() + GUEST_SHUTDOWN.encode()
+                                + Path("/bin/busybox").read_bytes()).hexdigest()[:16]
+        image = cache / f"guest-{digest}.cpio.gz"
+        if image.exists():
+            return image
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(scratch / "deb")], check=True)
+        tree = scratch / "tree"
+        for directory in ["bin", "sbin", "proc", "sys", "dev", "tmp", "usr/sbin"]:
+            (tree / directory).mkdir(parents=True, exist_ok=True)
+        shutil.copy("/bin/busybox", tree / "bin/busybox")
+        subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/copy-exec.sh" && copy_exec "$1" "$2" /usr/sbin/qemu-ga',
+                        "copy", str(scratch / "deb/usr/sbin/qemu-ga"), str(tree)], check=True)
+        (tree / "init").write_text(GUEST_INIT)
+        (tree / "init").chmod(0o755)
+        (tree / "sbin/shutdown").write_text(GUEST_SHUTDOWN)
+        (tree / "sbin/shutdown").chmod(0o755)
+        partial = image.with_suffix(".partial")
+        subprocess.run(f"find . | cpio -o -H newc --quiet | gzip -1 > {partial}", shell=True, cwd=tree, check=True)
+        partial.rename(image)
+        return image
+
+
+class Daemon:
+    """`spirit vm --root DIR daemon`, as a normal process."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.output = root / "daemon.out"
+        self.process = None
+        self.start()
+
+    def start(self):
+        self.process = subprocess.Popen([str(SPIRIT), "vm", "--root", str(self.root), "daemon"],
+                                        stdout=open(self.output, "ab"), stderr=subprocess.STDOUT)
+        self.wait_for(lambda: (self.root / "run/spirit/vm.sock").exists(), "the control socket", 10)
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=10)
+        (self.root / "run/spirit/vm.sock").unlink(missing_ok=True)
+
+    def vm(self, *words: str, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run([str(SPIRIT), "vm", "--root", str(self.root), *words], capture_output=True, timeout=timeout)
+
+    def list(self) -> dict:
+        answer = self.vm("list", "--json")
+        assert answer.returncode == 0, answer
+        return {vm["name"]: vm for vm in json.loads(answer.stdout)["vms"]}
+
+    def text(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def wait_for(self, condition, what: str, timeout: float = 20):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if self.process.poll() is not None:
+                raise AssertionError(f"the daemon exited ({self.process.returncode}) before {what}:\n{self.text()}")
+            time.sleep(0.05)
+        raise AssertionError(f"{what} did not happen within {timeout} s:\n{self.text()}")
+
+    def wait_agent(self, name: str, timeout: float = 120) -> float:
+        started = time.monotonic()
+        self.wait_for(lambda: self.list()[name]["agent"] == "ready", f"{name}'s agent ready", timeout)
+        return time.monotonic() - started
+
+    def qemu_pid(self, name: str):
+        path = self.root / f"run/spirit/vms/{name}/qemu.pid"
+        return int(path.read_text()) if path.exists() else None
+
+
+def alive(pid) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+@pytest.fixture
+def bridge(tmp_path):
+    if not Path(QEMU).exists() or not (KERNEL_DIR / "vmlinuz").exists():
+        pytest.skip("needs qemu-system-x86 and Debian's kernel (make debian-kernel)")
+    initramfs = guest_initramfs()
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["truncate", "-s", "16M", str(tmp_path / "data.raw")], check=True)
+    definition = tmp_path / "testvm.toml"
+    definition.write_text(f"""# The host test's guest.
+memory-mib = 512
+machine = "pc"
+accel = "tcg"
+agent = "isa-serial"
+vga = "none"
+kernel = "{KERNEL_DIR / 'vmlinuz'}"
+initrd = "{initramfs}"
+append = "console=ttyS0 quiet panic=-1"
+
+[disk.data]
+path = "{tmp_path / 'data.raw'}"
+bus = "ide"
+""")
+    daemon = Daemon(root)
+    yield daemon, definition
+    daemon.stop()
+    for pidfile in root.glob("run/spirit/vms/*/qemu.pid"):
+        pid = int(pidfile.read_text())
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def counter(daemon: Daemon) -> int:
+    answer = daemon.vm("exec", "testvm", "--", "cat", "/tmp/counter")
+    assert answer.returncode == 0, answer
+    return int(answer.stdout)
+
+
+def test_define_start_exec_at_name_readopt_and_stop_through_the_agent(bridge):
+    daemon, definition = bridge
+    answer = daemon.vm("define", str(definition))
+    assert answer.returncode == 0 and b"testvm defined" in answer.stdout, answer
+    assert daemon.list()["testvm"]["state"] == "defined"
+    started = time.monotonic()
+    answer = daemon.vm("start", "testvm")
+    assert answer.returncode == 0, (answer, daemon.text())
+    assert daemon.list()["testvm"]["state"] == "running"
+    daemon.wait_agent("testvm")
+    print(f"\nstart to agent ready: {time.monotonic() - started:.1f} s")
+    assert daemon.vm("list").stdout.decode().splitlines()[1].split()[:3] == ["testvm", "running", "ready"]
+
+    # stdout, stderr and the exit code come back as the command's own.
+    rounds = []
+    for _ in range(3):
+        t = time.monotonic()
+        answer = daemon.vm("exec", "testvm", "--", "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
+        rounds.append(time.monotonic() - t)
+        assert (answer.returncode, answer.stdout, answer.stderr) == (3, b"out\n", b"err\n")
+    print(f"exec round trip: {min(rounds) * 1000:.0f} ms (best of 3)")
+    answer = daemon.vm("exec", "testvm", "--", "/bin/sh", "-c", "kill -9 $$")
+    assert answer.returncode == 128 + 9, answer
+    answer = daemon.vm("exec", "testvm", "--", "/bin/nope")
+    assert answer.returncode == 111 and b"/bin/nope" in answer.stderr, answer
+
+    # @testvm in busybox ash: a wrapper on PATH under the run directory.
+    wrappers = daemon.root / "run/spirit/vm/bin"
+    assert (wrappers / "@testvm").exists()
+    answer = subprocess.run(["busybox", "ash", "-c", "@testvm uname -a; echo host $?"], capture_output=True, timeout=60,
+                            env={"PATH": f"{wrappers}:/usr/bin:/bin"})
+    assert answer.stdout.startswith(b"Linux (none) 6.1.0-"), answer
+    assert answer.stdout.endswith(b"host 0\n")
+    assert subprocess.run(["busybox", "ash", "-c", "@testvm 'exit 5'"], env={"PATH": f"{wrappers}:/usr/bin:/bin"}).returncode == 5
+
+    # The daemon restarted while the VM runs re-adopts it.
+    pid = daemon.qemu_pid("testvm")
+    daemon.stop()
+    assert alive(pid)
+    daemon.start()
+    vm = daemon.list()["testvm"]
+    assert (vm["state"], vm["pid"]) == ("running", pid), vm
+    assert "adopted QEMU" in daemon.text()
+    daemon.wait_agent("testvm", 10)
+    assert daemon.vm("exec", "testvm", "--", "echo", "still here").stdout == b"still here\n"
+
+    # stop: through the agent first; the guest powers itself off.
+    t = time.monotonic()
+    answer = daemon.vm("stop", "testvm", "--timeout", "20")
+    assert answer.returncode == 0, answer
+    assert b"stopped" in answer.stdout and b"guest-shutdown" in answer.stdout and b"ACPI" not in answer.stdout, answer
+    print(f"stop through the agent: {time.monotonic() - t:.1f} s")
+    assert daemon.list()["testvm"]["state"] == "stopped"
+    assert not alive(pid)
+    answer = daemon.vm("exec", "testvm", "--", "true")
+    assert answer.returncode == 100 and b"testvm is stopped" in answer.stderr
+
+
+def test_save_restore_goes_on_and_a_corrupt_state_is_refused(bridge):
+    daemon, definition = bridge
+    assert daemon.vm("define", str(definition)).returncode == 0
+    assert daemon.vm("start", "testvm").returncode == 0
+    daemon.wait_agent("testvm")
+    assert daemon.vm("exec", "testvm", "--", "/bin/sh", "-c", "echo marker > /tmp/marker").returncode == 0
+    before = counter(daemon)
+    pid = daemon.qemu_pid("testvm")
+
+    t = time.monotonic()
+    answer = daemon.vm("save", "testvm")
+    assert answer.returncode == 0, (answer, daemon.text())
+    state = daemon.root / "run/spirit/vms/testvm/state.bin"
+    print(f"\nsave: {time.monotonic() - t:.2f} s, {state.stat().st_size / 1e6:.1f} MB ({answer.stdout.decode().strip()})")
+    assert not alive(pid)
+    assert daemon.list()["testvm"]["state"] == "saved"
+
+    # The daemon goes and comes back: the state is still there. The guest's
+    # clock stays where it was at the save until the agent sets it.
+    daemon.stop()
+    time.sleep(3)
+    daemon.start()
+    assert daemon.list()["testvm"]["state"] == "saved"
+    t = time.monotonic()
+    answer = daemon.vm("start", "testvm")
+    restored = time.monotonic()
+    assert answer.returncode == 0 and b"restored" in answer.stdout and b"guest clock set" in answer.stdout, (answer, daemon.text())
+    print(f"restore: {restored - t:.2f} s ({answer.stdout.decode().strip()})")
+    answer = daemon.vm("exec", "testvm", "--", "cat", "/tmp/marker", "/tmp/counter")
+    answered = time.monotonic() - restored
+    assert answer.returncode == 0, answer
+    assert answered < 2, f"exec answered {answered:.2f} s after the restore"
+    print(f"exec after restore: {answered * 1000:.0f} ms")
+    marker, after = answer.stdout.split()
+    assert marker == b"marker" and int(after) >= before
+    time.sleep(0.5)
+    assert counter(daemon) > int(after), "the counter does not go on"
+    guest_time = int(daemon.vm("exec", "testvm", "--", "date", "+%s").stdout)
+    assert abs(guest_time - time.time()) < 2, f"the guest's clock is {guest_time - time.time():.1f} s off after the restore"
+    assert not state.exists(), "a used state must not be restored twice"
+
+    # A corrupt state: refused, and the VM is not started from it or fresh.
+    assert daemon.vm("save", "testvm").returncode == 0
+    with open(state, "r+b") as stream:
+        stream.seek(state.stat().st_size // 2)
+        stream.write(b"\x00garbage\xff" * 8)
+    answer = daemon.vm("start", "testvm")
+    assert answer.returncode == 111 and b"corrupt" in answer.stderr and b"not started" in answer.stderr, answer
+    vm = daemon.list()["testvm"]
+    assert vm["state"] == "saved" and "pid" not in vm, vm
+    answer = daemon.vm("restore", "testvm")
+    assert answer.returncode == 111 and b"corrupt" in answer.stderr
+    answer = daemon.vm("start", "testvm", "--fresh")
+    assert answer.returncode == 0 and b"started" in answer.stdout, answer
+    assert not state.exists()
+    assert daemon.vm("stop", "testvm", "--force").returncode == 0
+    assert daemon.list()["testvm"]["state"] == "stopped"
