@@ -4,7 +4,8 @@ import VMManager
 
 /// `spirit vm …`: VMs over QEMU, through the VM manager's control socket
 /// (`spirit vm daemon` is the vm service). `--root DIR` (or SPIRIT_VM_ROOT)
-/// puts every path under DIR: host tests run the daemon that way.
+/// puts every path under DIR, SPIRIT_VM_CGROUP_ROOT the cgroup2 tree
+/// (default /sys/fs/cgroup): host tests run the daemon that way.
 enum VMCommand {
     static let usage = "vm [--root DIR] define FILE | list [--json] | start NAME [--fresh] | stop NAME [--save] [--force] [--timeout S] | "
         + "save NAME | restore NAME | exec NAME [--timeout S] -- CMD… | console NAME | daemon"
@@ -22,7 +23,8 @@ enum VMCommand {
         let flags = Set(words.dropFirst(2))
         switch words.first {
         case "daemon" where words.count == 1:
-            return VMDaemon.run(paths: paths, console: Console(debug: BootConfig.current().debug, kmsgPath: nil))
+            let cgroups = getenv("SPIRIT_VM_CGROUP_ROOT").map { String(cString: $0) } ?? "/sys/fs/cgroup"
+            return VMDaemon.run(paths: paths, console: Console(debug: BootConfig.current().debug, kmsgPath: nil), cgroupRoot: cgroups)
         case "define" where words.count == 2:
             return client.define(name)
         case "list" where words == ["list"] || words == ["list", "--json"]:

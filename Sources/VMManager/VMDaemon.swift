@@ -252,6 +252,7 @@ public final class VMDaemon: @unchecked Sendable {
             instance.agent = nil
         }
         Kernel.remove(instance.paths.pidFile)
+        if let parent = cgroupParent { try? Kernel.removeDirectory(parent + "/vm-" + instance.name) }
         console.notice("vm: \(instance.name): QEMU \(how)")
     }
 

@@ -78,14 +78,18 @@ def guest_initramfs() -> Path:
 class Daemon:
     """`spirit vm --root DIR daemon`, as a normal process."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, cgroups: Path | None):
         self.root = root
+        self.cgroups = cgroups
         self.output = root / "daemon.out"
         self.process = None
         self.start()
 
     def start(self):
-        self.process = subprocess.Popen([str(SPIRIT), "vm", "--root", str(self.root), "daemon"],
+        environment = dict(os.environ)
+        if self.cgroups:
+            environment["SPIRIT_VM_CGROUP_ROOT"] = str(self.cgroups)
+        self.process = subprocess.Popen([str(SPIRIT), "vm", "--root", str(self.root), "daemon"], env=environment,
                                         stdout=open(self.output, "ab"), stderr=subprocess.STDOUT)
         self.wait_for(lambda: (self.root / "run/spirit/vm.sock").exists(), "the control socket", 10)
 
@@ -157,13 +161,34 @@ append = "console=ttyS0 quiet panic=-1"
 path = "{tmp_path / 'data.raw'}"
 bus = "ide"
 """)
-    daemon = Daemon(root)
+    # A cgroup2 tree of its own, when the host lets us make one: QEMU must
+    # land in <tree>/spirit/vm-testvm, beside (not under) the daemon's.
+    cgroups = None
+    unified = next((Path(p) for p in ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"] if (Path(p) / "cgroup.procs").exists()), None)
+    if unified:
+        try:
+            cgroups = unified / f"spirit-vmtest-{os.getpid()}-{tmp_path.name}"
+            (cgroups / "spirit").mkdir(parents=True)
+        except OSError:
+            cgroups = None
+    daemon = Daemon(root, cgroups)
     yield daemon, definition
     daemon.stop()
     for pidfile in root.glob("run/spirit/vms/*/qemu.pid"):
         pid = int(pidfile.read_text())
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+    if cgroups:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                for leaf in cgroups.glob("spirit/*/"):
+                    leaf.rmdir()
+                (cgroups / "spirit").rmdir()
+                cgroups.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
 
 
 def counter(daemon: Daemon) -> int:
@@ -184,6 +209,27 @@ def test_define_start_exec_at_name_readopt_and_stop_through_the_agent(bridge):
     daemon.wait_agent("testvm")
     print(f"\nstart to agent ready: {time.monotonic() - started:.1f} s")
     assert daemon.vm("list").stdout.decode().splitlines()[1].split()[:3] == ["testvm", "running", "ready"]
+    pid = daemon.qemu_pid("testvm")
+    if daemon.cgroups:
+        assert Path(f"/proc/{pid}/cgroup").read_text().strip().endswith(f"/{daemon.cgroups.name}/spirit/vm-testvm")
+
+    # The serial console, both ways would need a shell on ttyS0; the guest
+    # writes to it and ctrl-] ends the relay.
+    console = subprocess.Popen([str(SPIRIT), "vm", "--root", str(daemon.root), "console", "testvm"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(0.5)
+    assert daemon.vm("exec", "testvm", "--", "/bin/sh", "-c", "echo hello-from-the-guest > /dev/ttyS0").returncode == 0
+    seen = b""
+    os.set_blocking(console.stdout.fileno(), False)
+    deadline = time.monotonic() + 10
+    while b"hello-from-the-guest" not in seen and time.monotonic() < deadline:
+        seen += console.stdout.read() or b""
+        time.sleep(0.05)
+    console.stdin.write(b"\x1d")
+    console.stdin.flush()
+    assert console.wait(timeout=10) == 0
+    assert b"hello-from-the-guest" in seen, seen
+    assert b"spirit-test-guest: up" in (daemon.root / "run/spirit/vms/testvm/console.log").read_bytes()
 
     # stdout, stderr and the exit code come back as the command's own.
     rounds = []
@@ -208,7 +254,6 @@ def test_define_start_exec_at_name_readopt_and_stop_through_the_agent(bridge):
     assert subprocess.run(["busybox", "ash", "-c", "@testvm 'exit 5'"], env={"PATH": f"{wrappers}:/usr/bin:/bin"}).returncode == 5
 
     # The daemon restarted while the VM runs re-adopts it.
-    pid = daemon.qemu_pid("testvm")
     daemon.stop()
     assert alive(pid)
     daemon.start()
@@ -285,5 +330,11 @@ def test_save_restore_goes_on_and_a_corrupt_state_is_refused(bridge):
     answer = daemon.vm("start", "testvm", "--fresh")
     assert answer.returncode == 0 and b"started" in answer.stdout, answer
     assert not state.exists()
+
+    # A QEMU that dies is seen: failed, with how it ended.
+    os.kill(daemon.qemu_pid("testvm"), signal.SIGKILL)
+    daemon.wait_for(lambda: daemon.list()["testvm"]["state"] == "failed", "the state failed", 5)
+    assert daemon.list()["testvm"]["reason"].startswith("QEMU was killed by SIGKILL")
+    assert daemon.vm("start", "testvm").returncode == 0
     assert daemon.vm("stop", "testvm", "--force").returncode == 0
     assert daemon.list()["testvm"]["state"] == "stopped"
