@@ -113,10 +113,7 @@ public final class VMDaemon: @unchecked Sendable {
             wrappers.insert("@" + definition.name)
             writeWrapper(definition.name)
             if let existing = lock.withLock({ instances[definition.name] }) {
-                existing.stateLock.withLock {
-                    existing.definition = definition
-                    existing.definitionText = text
-                }
+                existing.update(definition, text: text)
                 continue
             }
             let instancePaths = paths.instance(definition.name)

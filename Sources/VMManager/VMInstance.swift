@@ -15,8 +15,8 @@ final class VMInstance: @unchecked Sendable {
     let stateLock = Monitor()
 
     // Under stateLock.
-    var definition: VMDefinition
-    var definitionText: String
+    private var storedDefinition: VMDefinition
+    private var storedText: String
     var lifecycle: VMLifecycle
     var pid: pid_t?
     /// QEMU is this daemon's child (else adopted from a previous daemon:
@@ -24,7 +24,6 @@ final class VMInstance: @unchecked Sendable {
     var isChild = false
     var agentReady = false
     var qemuVersion = ""
-    var lastError: String?
     /// Bumped at each new QEMU process, so that a watcher of an old one stops.
     var generation = 0
 
@@ -36,14 +35,25 @@ final class VMInstance: @unchecked Sendable {
 
     init(definition: VMDefinition, text: String, paths: VMPaths.Instance, state: VMState) {
         self.name = definition.name
-        self.definition = definition
-        self.definitionText = text
+        self.storedDefinition = definition
+        self.storedText = text
         self.paths = paths
         self.lifecycle = VMLifecycle(name: definition.name, state: state)
     }
 
+    /// The definition, as read last (a changed file takes effect at the next start).
+    var definition: VMDefinition { stateLock.withLock { storedDefinition } }
+    var definitionText: String { stateLock.withLock { storedText } }
+
+    func update(_ definition: VMDefinition, text: String) {
+        stateLock.withLock {
+            storedDefinition = definition
+            storedText = text
+        }
+    }
+
     var snapshot: (state: VMState, agentReady: Bool, pid: pid_t?, reason: String?, memoryMiB: Int) {
-        stateLock.withLock { (lifecycle.state, agentReady, pid, lifecycle.reason ?? lastError, definition.memoryMiB) }
+        stateLock.withLock { (lifecycle.state, agentReady, pid, lifecycle.reason, storedDefinition.memoryMiB) }
     }
 
     var definitionSHA256: String {

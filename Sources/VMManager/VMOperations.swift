@@ -253,7 +253,6 @@ extension VMDaemon {
             instance.pid = pid
             instance.isChild = true
             instance.agentReady = false
-            instance.lastError = nil
             instance.generation += 1
         }
         startWatcher(instance)
