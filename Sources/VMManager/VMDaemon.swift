@@ -33,8 +33,11 @@ public final class VMDaemon: @unchecked Sendable {
 
     /// Runs the daemon; returns its exit status.
     public static func run(paths: VMPaths, console: Console, cgroupRoot: String = "/sys/fs/cgroup") -> Int32 {
+        // Nothing to do without definitions and without a QEMU in this tree
+        // (the vm layer not mounted); with either, `spirit vm define` and
+        // `start` need the daemon.
         let definitions = Kernel.listDirectory(paths.definitions).filter { $0.hasSuffix(".toml") }
-        if definitions.isEmpty, !Kernel.exists("/usr/bin/qemu-system-x86_64") {
+        if definitions.isEmpty, !Kernel.exists(paths.root + "/usr/bin/qemu-system-x86_64") {
             console.notice("vm: no VM definitions in \(paths.definitions) and no QEMU here: nothing to do")
             return notApplicableExit
         }

@@ -102,6 +102,7 @@ extension VMDaemon {
                 }
                 record = state
             }
+            try preflight(instance)
             let started = clock.nowMilliseconds
             var actions = try transition(instance, .start(hasSavedState: saved))
             guard actions == [.launch(incoming: saved)] else { throw VMError("bug: start gave \(actions)") }
@@ -158,8 +159,6 @@ extension VMDaemon {
         }
         for socket in [files.qmpSocket, files.agentSocket, files.consoleSocket, files.tpmSocket, files.pidFile] { Kernel.remove(socket) }
         for disk in vm.disks {
-            if disk.path.hasPrefix("/dev/"), let why = diskRefusal(disk.path) { throw VMError(why, code: 100) }
-            guard Kernel.exists(disk.path) else { throw VMError("the disk \(disk.name) (\(disk.path)) does not exist", code: 100) }
             guard disk.overlay else { continue }
             if keepOverlays, Kernel.exists(files.overlay(disk.name)) { continue }
             Kernel.remove(files.overlay(disk.name))
@@ -191,6 +190,19 @@ extension VMDaemon {
             }
             let deadline = clock.nowMilliseconds + 5000
             while !Kernel.exists(files.tpmSocket), clock.nowMilliseconds < deadline { clock.sleep(milliseconds: 20) }
+        }
+    }
+
+    /// What a start needs, checked before anything is done: the disks are
+    /// there, and none that is a block device is mounted in Spirit.
+    func preflight(_ instance: VMInstance) throws(VMError) {
+        for disk in instance.definition.disks {
+            guard Kernel.exists(disk.path) else {
+                throw VMError("unable to start \(instance.name): the disk \(disk.name) (\(disk.path)) does not exist", code: 100)
+            }
+            if disk.path.hasPrefix("/dev/"), let why = diskRefusal(disk.path) {
+                throw VMError("unable to start \(instance.name): \(why)", code: 100)
+            }
         }
     }
 

@@ -37,10 +37,31 @@ mkdir -p /var/run /run
 ln -s /bin/busybox /sbin/hwclock
 (i=0; while true; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.1; done) &
 echo spirit-test-guest: up
-while true; do /usr/sbin/qemu-ga -m isa-serial -p /dev/ttyS1 -t /run; sleep 1; done &
+# spirit.agent=virtio: the agent on the virtio-serial port (modules from
+# Debian's kernel, loaded in dependency order); else COM2.
+if grep -q spirit.agent=virtio /proc/cmdline; then
+    for module in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console; do
+        insmod /lib/modules/$module.ko
+    done
+    port=
+    while [ -z "$port" ]; do
+        for named in /sys/class/virtio-ports/*/name; do
+            [ "$(cat $named 2>/dev/null)" = org.qemu.guest_agent.0 ] && port=/dev/$(basename $(dirname $named))
+        done
+        sleep 0.1
+    done
+    set -- -m virtio-serial -p $port
+else
+    set -- -m isa-serial -p /dev/ttyS1
+fi
+while true; do /usr/sbin/qemu-ga "$@" -t /run; sleep 1; done &
 while true; do sleep 3600; done
 """
 GUEST_SHUTDOWN = "#!/bin/sh\nsync\nexec poweroff -f\n"
+RELEASE = (KERNEL_DIR / "release").read_text().strip() if (KERNEL_DIR / "release").exists() else ""
+VIRTIO_MODULES = [f"kernel/drivers/virtio/{name}.ko" for name in
+                  ["virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci"]] + \
+                 ["kernel/drivers/char/virtio_console.ko"]
 
 
 def guest_initramfs() -> Path:
@@ -54,14 +75,16 @@ def guest_initramfs() -> Path:
             pytest.skip(f"apt-get download qemu-guest-agent failed: {download.stderr.strip()}")
         deb = next(scratch.glob("qemu-guest-agent_*.deb"))
         digest = hashlib.sha256(deb.read_bytes() + GUEST_INIT.encode() + GUEST_SHUTDOWN.encode()
-                                + Path("/bin/busybox").read_bytes()).hexdigest()[:16]
+                                + Path("/bin/busybox").read_bytes() + RELEASE.encode()).hexdigest()[:16]
         image = cache / f"guest-{digest}.cpio.gz"
         if image.exists():
             return image
         subprocess.run(["dpkg-deb", "-x", str(deb), str(scratch / "deb")], check=True)
         tree = scratch / "tree"
-        for directory in ["bin", "sbin", "proc", "sys", "dev", "tmp", "usr/sbin"]:
+        for directory in ["bin", "sbin", "proc", "sys", "dev", "tmp", "usr/sbin", "lib/modules"]:
             (tree / directory).mkdir(parents=True, exist_ok=True)
+        for module in VIRTIO_MODULES:
+            shutil.copy(KERNEL_DIR / "lib/modules" / RELEASE / module, tree / "lib/modules")
         shutil.copy("/bin/busybox", tree / "bin/busybox")
         subprocess.run(["bash", "-c", f'source "{ROOT}/scripts/copy-exec.sh" && copy_exec "$1" "$2" /usr/sbin/qemu-ga',
                         "copy", str(scratch / "deb/usr/sbin/qemu-ga"), str(tree)], check=True)
@@ -144,23 +167,29 @@ def bridge(tmp_path):
         pytest.skip("needs qemu-system-x86 and Debian's kernel (make debian-kernel)")
     initramfs = guest_initramfs()
     root = tmp_path / "root"
-    root.mkdir()
+    # The QEMU of this tree (on Spirit, the vm layer's): the host's.
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "usr/bin/qemu-system-x86_64").symlink_to(QEMU)
     subprocess.run(["truncate", "-s", "16M", str(tmp_path / "data.raw")], check=True)
-    definition = tmp_path / "testvm.toml"
-    definition.write_text(f"""# The host test's guest.
+
+    def write(name: str, agent: str = "isa-serial", append: str = "", disk: str | None = str(tmp_path / "data.raw")) -> Path:
+        definition = tmp_path / f"{name}.toml"
+        definition.write_text(f"""# A host test's guest.
 memory-mib = 512
 machine = "pc"
 accel = "tcg"
-agent = "isa-serial"
+agent = "{agent}"
 vga = "none"
 kernel = "{KERNEL_DIR / 'vmlinuz'}"
 initrd = "{initramfs}"
-append = "console=ttyS0 quiet panic=-1"
-
+append = "console=ttyS0 quiet panic=-1 {append}"
+""" + (f"""
 [disk.data]
-path = "{tmp_path / 'data.raw'}"
+path = "{disk}"
 bus = "ide"
-""")
+""" if disk else ""))
+        return definition
+
     # A cgroup2 tree of its own, when the host lets us make one: QEMU must
     # land in <tree>/spirit/vm-testvm, beside (not under) the daemon's.
     cgroups = None
@@ -172,7 +201,8 @@ bus = "ide"
         except OSError:
             cgroups = None
     daemon = Daemon(root, cgroups)
-    yield daemon, definition
+    daemon.write = write
+    yield daemon, write("testvm")
     daemon.stop()
     for pidfile in root.glob("run/spirit/vms/*/qemu.pid"):
         pid = int(pidfile.read_text())
@@ -338,3 +368,77 @@ def test_save_restore_goes_on_and_a_corrupt_state_is_refused(bridge):
     assert daemon.vm("start", "testvm").returncode == 0
     assert daemon.vm("stop", "testvm", "--force").returncode == 0
     assert daemon.list()["testvm"]["state"] == "stopped"
+
+
+def test_a_virtio_serial_agent_and_an_exec_that_outlives_its_timeout(bridge):
+    daemon, _ = bridge
+    definition = daemon.write("virtvm", agent="virtio-serial", append="spirit.agent=virtio", disk=None)
+    assert daemon.vm("define", str(definition)).returncode == 0
+    assert daemon.vm("start", "virtvm").returncode == 0
+    print(f"\nvirtio-serial: start to agent ready {daemon.wait_agent('virtvm'):.1f} s")
+    answer = daemon.vm("exec", "virtvm", "--", "/bin/sh", "-c", "cat /sys/class/virtio-ports/*/name")
+    assert answer.stdout == b"org.qemu.guest_agent.0\n", answer
+    t = time.monotonic()
+    answer = daemon.vm("exec", "virtvm", "--timeout", "1", "--", "sleep", "5")
+    assert answer.returncode == 111 and b"sleep did not end within 1 s (it still runs in the guest as pid" in answer.stderr, answer
+    assert time.monotonic() - t < 3
+    # The agent is still there for the next command.
+    assert daemon.vm("exec", "virtvm", "--", "echo", "next").stdout == b"next\n"
+    answer = daemon.vm("stop", "virtvm")
+    assert answer.returncode == 0 and b"guest-shutdown" in answer.stdout, answer
+
+
+def test_without_an_agent_stop_goes_from_acpi_to_quit(bridge):
+    daemon, _ = bridge
+    assert daemon.vm("define", str(daemon.write("plain", agent="none", disk=None))).returncode == 0
+    assert daemon.vm("start", "plain").returncode == 0
+    vm = daemon.list()["plain"]
+    assert (vm["state"], vm["agent"]) == ("running", "none"), vm
+    answer = daemon.vm("exec", "plain", "--", "true")
+    assert answer.returncode == 100 and b"plain has no guest agent" in answer.stderr
+    # The busybox guest has no ACPI handler: the power button is ignored,
+    # and after its deadline QMP's quit ends QEMU.
+    t = time.monotonic()
+    answer = daemon.vm("stop", "plain", "--timeout", "1")
+    assert answer.returncode == 0, answer
+    assert b"plain stopped" in answer.stdout and b"(ACPI power button, quit)" in answer.stdout, answer
+    assert 1 <= time.monotonic() - t < 5
+    answer = daemon.vm("stop", "plain")
+    assert answer.returncode == 100 and b"plain is stopped: there is nothing to stop" in answer.stderr
+
+
+def test_a_disk_mounted_in_spirit_is_refused_before_anything_starts(bridge, tmp_path):
+    daemon, _ = bridge
+    image = tmp_path / "mounted.img"
+    subprocess.run(["truncate", "-s", "8M", str(image)], check=True)
+    subprocess.run(["mkfs.ext2", "-q", str(image)], check=True)
+    attach = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if attach.returncode != 0:
+        pytest.skip(f"no loop device here: {attach.stderr.strip()}")
+    device = attach.stdout.strip()
+    mountpoint = tmp_path / "mnt"
+    mountpoint.mkdir()
+    try:
+        if subprocess.run(["mount", device, str(mountpoint)]).returncode != 0:
+            pytest.skip("cannot mount here")
+        try:
+            assert daemon.vm("define", str(daemon.write("diskvm", disk=device))).returncode == 0
+            answer = daemon.vm("start", "diskvm")
+            assert answer.returncode == 100, answer
+            assert f"the disk {device} is mounted in Spirit ({device} on {mountpoint})".encode() in answer.stderr, answer
+            vm = daemon.list()["diskvm"]
+            assert vm["state"] == "defined" and "pid" not in vm, vm
+        finally:
+            subprocess.run(["umount", str(mountpoint)], check=True)
+        # Unmounted, the same disk is given to the VM (through an overlay).
+        assert daemon.vm("start", "diskvm").returncode == 0
+        assert (daemon.root / "run/spirit/vms/diskvm/disk-data.qcow2").exists()
+        assert daemon.vm("stop", "diskvm", "--force").returncode == 0
+    finally:
+        subprocess.run(["losetup", "-d", device])
+
+
+def test_nothing_to_do_without_definitions_or_qemu(tmp_path):
+    answer = subprocess.run([str(SPIRIT), "vm", "--root", str(tmp_path), "daemon"], capture_output=True, timeout=10)
+    assert answer.returncode == 64, answer
+    assert b"no VM definitions" in answer.stdout + answer.stderr
