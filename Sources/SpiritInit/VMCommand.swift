@@ -8,7 +8,7 @@ import VMManager
 /// (default /sys/fs/cgroup): host tests run the daemon that way.
 enum VMCommand {
     static let usage = "vm [--root DIR] define FILE | list [--json] | start NAME [--fresh] | stop NAME [--save] [--force] [--timeout S] | "
-        + "save NAME | restore NAME | exec NAME [--timeout S] -- CMD… | console NAME | daemon"
+        + "save NAME | restore NAME | pause NAME | resume NAME | exec NAME [--timeout S] -- CMD… | console NAME | daemon"
 
     static func run(_ arguments: [String]) -> Int32 {
         var words = arguments
@@ -35,7 +35,7 @@ enum VMCommand {
             let timeout = option(words, "--timeout") ?? 30
             guard flags.isSubset(of: ["--save", "--force", "--timeout", String(timeout)]) else { break }
             return client.simple("stop \(name) \(flags.contains("--force") ? "force" : "gentle") \(flags.contains("--save") ? "save" : "off") \(timeout * 1000)")
-        case "save" where words.count == 2, "restore" where words.count == 2:
+        case "save" where words.count == 2, "restore" where words.count == 2, "pause" where words.count == 2, "resume" where words.count == 2:
             return client.simple("\(words[0]) \(name)")
         case "exec" where words.count >= 4:
             guard let dash = words.firstIndex(of: "--"), dash + 1 < words.count else { break }

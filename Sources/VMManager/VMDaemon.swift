@@ -212,18 +212,18 @@ public final class VMDaemon: @unchecked Sendable {
                         (instance.pid, instance.isChild, instance.generation, instance.agentReady)
                     }
                     guard let pid, current == generation else { return }
-                    var ended: String?
+                    var ended: ExitStatus?? = nil
                     if isChild {
                         switch Result(catching: { () throws(SystemError) in try Spawn.wait(pid, noHang: true) }) {
-                        case .success(let status?): ended = status.status.description
+                        case .success(let status?): ended = .some(status.status)
                         case .success(nil): break
-                        case .failure: ended = "ended"
+                        case .failure: ended = .some(nil)
                         }
                     } else if !processExists(pid) {
-                        ended = "ended (adopted: its exit status is unknown)"
+                        ended = .some(nil)
                     }
                     if let ended {
-                        processEnded(instance, generation: generation, how: ended)
+                        processEnded(instance, generation: generation, status: ended)
                         return
                     }
                     if round % 5 == 0, !ready, instance.definition.agent != .none {
@@ -239,10 +239,10 @@ public final class VMDaemon: @unchecked Sendable {
         }
     }
 
-    func processEnded(_ instance: VMInstance, generation: Int, how: String) {
+    func processEnded(_ instance: VMInstance, generation: Int, status: ExitStatus?) {
         instance.stateLock.withLock {
             guard instance.generation == generation else { return }
-            _ = try? instance.lifecycle.handle(.exited("QEMU " + how), now: clock.nowMilliseconds)
+            _ = try? instance.lifecycle.handle(.exited(status), now: clock.nowMilliseconds)
             instance.pid = nil
             instance.agentReady = false
         }
@@ -253,7 +253,7 @@ public final class VMDaemon: @unchecked Sendable {
         }
         Kernel.remove(instance.paths.pidFile)
         if let parent = cgroupParent { try? Kernel.removeDirectory(parent + "/vm-" + instance.name) }
-        console.notice("vm: \(instance.name): QEMU \(how)")
+        console.notice("vm: \(instance.name): QEMU \(status?.description ?? "ended")")
     }
 
     /// A sync with the agent (connecting first); whether it answered.

@@ -1,3 +1,5 @@
+import SpiritCore
+
 /// A VM's states (libvirt's and Firecracker's, as the research names them).
 public enum VMState: String, Sendable, CaseIterable {
     case defined, starting, running, paused, saving, saved, restoring, stopping, stopped, failed
@@ -25,8 +27,12 @@ public enum VMEvent: Sendable, Equatable {
     case restoreCompleted
     /// A step failed (QMP refused, the stream broke): the reason.
     case failed(String)
-    /// The QEMU process ended.
-    case exited(String)
+    /// The QEMU process ended: how, or nil when it is unknown (a QEMU
+    /// adopted from a previous daemon is not this one's child).
+    case exited(ExitStatus?)
+    /// Asked for by `pause` and `resume` (QMP stop and cont).
+    case pause
+    case resume
 }
 
 /// What the I/O shell must do next.
@@ -40,7 +46,9 @@ public enum VMAction: Sendable, Equatable {
     case migrateOut
     /// getfd, migrate-incoming fd: from the state file.
     case migrateIn
-    /// cont, then guest-set-time.
+    /// QMP stop: the CPUs halt, memory and devices stay.
+    case stopCPUs
+    /// cont (after a restore, then guest-set-time).
     case resume
     /// The saved state was used or is stale: delete it.
     case discardSavedState
@@ -112,8 +120,10 @@ public struct VMLifecycle: Sendable, Equatable {
         case .stop(let force, let agentReady):
             guard state.hasProcess else { throw refuse("there is nothing to stop") }
             if state == .saving { throw refuse("wait for the save to end") }
+            // A paused guest hears neither its agent nor the power button.
+            let paused = state == .paused
             state = .stopping
-            if force {
+            if force || paused {
                 return advance(to: .quit, now: now)
             }
             return advance(to: agentReady ? .agent : .acpi, now: now)
@@ -141,9 +151,10 @@ public struct VMLifecycle: Sendable, Equatable {
             deadline = nil
             stopStep = nil
             return previous.hasProcess ? [.kill] : []
-        case .exited(let how):
+        case .exited(let status):
             stopStep = nil
             deadline = nil
+            let how = "QEMU " + (status?.description ?? "ended (adopted: its exit status is unknown)")
             switch state {
             case .saved:
                 return []
@@ -151,14 +162,20 @@ public struct VMLifecycle: Sendable, Equatable {
                 state = .stopped
                 reason = how
             case .saving, .restoring, .starting:
+                reason = "\(how) while \(state == .saving ? "saving" : state == .restoring ? "restoring" : "starting")"
                 state = .failed
-                reason = "QEMU \(how) while \(state == .saving ? "saving" : "starting")"
             default:
-                // The guest powered itself off, or QEMU died.
-                state = how.contains("status 0") ? .stopped : .failed
+                // The guest powered itself off (QEMU exits 0), or QEMU died.
+                state = status == .exited(0) || status == nil ? .stopped : .failed
                 reason = how
             }
             return []
+        case .pause:
+            guard state == .running else { throw refuse("only a running VM can be paused") }
+            return [.stopCPUs]
+        case .resume:
+            guard state == .paused else { throw refuse("only a paused VM can be resumed") }
+            return [.resume]
         }
     }
 

@@ -30,6 +30,8 @@ extension VMDaemon {
                 } else {
                     reply(ControlChannel.ok(try stop(instance, force: words[2] == "force", timeoutMilliseconds: Int64(words[4]) ?? 30_000)))
                 }
+            case ("pause", 2), ("resume", 2):
+                reply(ControlChannel.ok(try pauseOrResume(try instance(words[1]), pause: words[0] == "pause")))
             case ("save", 2):
                 reply(ControlChannel.ok(try save(try instance(words[1]))))
             case ("exec", 4):
@@ -329,6 +331,18 @@ extension VMDaemon {
         }
     }
 
+    // MARK: pause and resume
+
+    func pauseOrResume(_ instance: VMInstance, pause: Bool) throws(VMError) -> String {
+        try locked(instance.operation) { () throws(VMError) in
+            _ = try transition(instance, pause ? .pause : .resume)
+            guard let qmp = instance.qmp else { throw VMError("\(instance.name): no QMP connection") }
+            try qmp.execute(pause ? "stop" : "cont")
+            _ = try transition(instance, pause ? .paused : .resumed)
+            return "\(instance.name) \(pause ? "paused" : "running")"
+        }
+    }
+
     // MARK: save
 
     /// stop + migrate to a file the daemon opened (getfd + `fd:`: QEMU 7.2
@@ -514,16 +528,7 @@ extension VMDaemon {
         }
         var path = argv[0]
         var arguments = Array(argv.dropFirst())
-        if shell {
-            let line = argv.joined(separator: " ")
-            switch instance.definition.os {
-            case .linux:
-                (path, arguments) = ("/bin/sh", ["-c", line])
-            case .windows:
-                // UTF-8 output instead of the OEM code page.
-                (path, arguments) = ("cmd.exe", ["/d", "/s", "/c", "chcp 65001>nul & " + line])
-            }
-        }
+        if shell { (path, arguments) = GuestCommand.shell(argv, os: instance.definition.os) }
         let result: Result<GuestExecResult, VMError> = instance.agentLock.withLock {
             Result { () throws(VMError) in
                 do throws(VMError) {

@@ -145,3 +145,15 @@ import VMManager
         #expect(Base64.decode("Z===") == nil)
     }
 }
+
+@Suite struct GuestCommandTests {
+    @Test func linuxRunsTheLineThroughSh() {
+        let command = GuestCommand.shell(["uname", "-a;", "echo", "$HOME"], os: .linux)
+        #expect(command.path == "/bin/sh" && command.arguments == ["-c", "uname -a; echo $HOME"])
+    }
+
+    @Test func windowsRunsItThroughCmdInUTF8() {
+        let command = GuestCommand.shell(["dir", "C:\\Users"], os: .windows)
+        #expect(command.path == "cmd.exe" && command.arguments == ["/d", "/s", "/c", "chcp 65001>nul & dir C:\\Users"])
+    }
+}

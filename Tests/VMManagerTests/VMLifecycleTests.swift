@@ -1,3 +1,4 @@
+import SpiritCore
 import Testing
 import VMManager
 
@@ -17,30 +18,50 @@ import VMManager
         #expect(vm.tick(now: 61_000) == [.quit])
         #expect(vm.tick(now: 66_000) == [.kill])
         #expect(vm.tick(now: 99_000) == [])
-        #expect(try vm.handle(.exited("was killed by SIGKILL"), now: 66_010) == [])
-        #expect(vm.state == .stopped && vm.reason == "was killed by SIGKILL")
+        #expect(try vm.handle(.exited(.signaled(9)), now: 66_010) == [])
+        #expect(vm.state == .stopped && vm.reason == "QEMU was killed by SIGKILL (Killed)")
     }
 
     @Test func withoutAnAgentTheStopBeginsWithACPI() throws {
         var vm = VMLifecycle(name: "v", state: .running, deadlines: StopDeadlines(agentMilliseconds: 10, acpiMilliseconds: 20, quitMilliseconds: 30))
         #expect(try vm.handle(.stop(force: false, agentReady: false), now: 0) == [.acpiPowerdown])
         #expect(vm.tick(now: 20) == [.quit])
-        #expect(try vm.handle(.exited("exited with status 0"), now: 25) == [])
+        #expect(try vm.handle(.exited(.exited(0)), now: 25) == [])
         #expect(vm.state == .stopped)
     }
 
-    @Test func forceGoesToQuit() throws {
-        var vm = VMLifecycle(name: "v", state: .paused)
+    @Test func forceGoesToQuitAndSoDoesAPausedGuest() throws {
+        var vm = VMLifecycle(name: "v", state: .running)
         #expect(try vm.handle(.stop(force: true, agentReady: true), now: 0) == [.quit])
+        var paused = VMLifecycle(name: "v", state: .paused)
+        #expect(try paused.handle(.stop(force: false, agentReady: true), now: 0) == [.quit])
     }
 
     @Test func aGuestThatPowersOffIsStoppedAndAQEMUThatDiesHasFailed() throws {
         var vm = VMLifecycle(name: "v", state: .running)
-        _ = try vm.handle(.exited("exited with status 0"), now: 5)
+        _ = try vm.handle(.exited(.exited(0)), now: 5)
         #expect(vm.state == .stopped)
         var other = VMLifecycle(name: "v", state: .running)
-        _ = try other.handle(.exited("was killed by SIGSEGV"), now: 5)
-        #expect(other.state == .failed && other.reason == "was killed by SIGSEGV")
+        _ = try other.handle(.exited(.signaled(11)), now: 5)
+        #expect(other.state == .failed && other.reason == "QEMU was killed by SIGSEGV (Segmentation fault)")
+        var adopted = VMLifecycle(name: "v", state: .running)
+        _ = try adopted.handle(.exited(nil), now: 5)
+        #expect(adopted.state == .stopped && adopted.reason == "QEMU ended (adopted: its exit status is unknown)")
+        var saving = VMLifecycle(name: "v", state: .saving)
+        _ = try saving.handle(.exited(.exited(1)), now: 5)
+        #expect(saving.state == .failed && saving.reason == "QEMU exited with status 1 while saving")
+    }
+
+    @Test func pauseAndResume() throws {
+        var vm = VMLifecycle(name: "v", state: .running)
+        #expect(try vm.handle(.pause, now: 0) == [.stopCPUs])
+        #expect(try vm.handle(.paused, now: 1) == [])
+        #expect(vm.state == .paused)
+        #expect(throws: VMError("v is paused: only a running VM can be paused", code: 100)) { try vm.handle(.pause, now: 2) }
+        #expect(try vm.handle(.resume, now: 3) == [.resume])
+        #expect(try vm.handle(.resumed, now: 4) == [])
+        #expect(vm.state == .running)
+        #expect(throws: VMError("v is running: only a paused VM can be resumed", code: 100)) { try vm.handle(.resume, now: 5) }
     }
 
     @Test func preconditionsAreSaidBeforeAnythingIsDone() throws {
@@ -65,7 +86,7 @@ import VMManager
         #expect(vm.state == .saving)
         #expect(throws: VMError("v is saving: wait for the save to end", code: 100)) { try vm.handle(.stop(force: true, agentReady: false), now: 1) }
         #expect(try vm.handle(.saveCompleted, now: 800) == [.quit])
-        _ = try vm.handle(.exited("exited with status 0"), now: 900)
+        _ = try vm.handle(.exited(.exited(0)), now: 900)
         #expect(vm.state == .saved)
         #expect(try vm.handle(.start(hasSavedState: true), now: 1000) == [.launch(incoming: true)])
         #expect(vm.state == .restoring)

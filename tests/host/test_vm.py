@@ -283,6 +283,15 @@ def test_define_start_exec_at_name_readopt_and_stop_through_the_agent(bridge):
     assert answer.stdout.endswith(b"host 0\n")
     assert subprocess.run(["busybox", "ash", "-c", "@testvm 'exit 5'"], env={"PATH": f"{wrappers}:/usr/bin:/bin"}).returncode == 5
 
+    # pause and resume: a paused guest runs nothing.
+    assert daemon.vm("pause", "testvm").stdout == b"testvm paused\n"
+    assert daemon.list()["testvm"]["state"] == "paused"
+    answer = daemon.vm("exec", "testvm", "--", "true")
+    assert answer.returncode == 100 and b"testvm is paused: exec needs a running VM" in answer.stderr, answer
+    assert daemon.vm("pause", "testvm").returncode == 100
+    assert daemon.vm("resume", "testvm").stdout == b"testvm running\n"
+    assert daemon.vm("exec", "testvm", "--", "true").returncode == 0
+
     # The daemon restarted while the VM runs re-adopts it.
     daemon.stop()
     assert alive(pid)
@@ -438,7 +447,19 @@ def test_a_disk_mounted_in_spirit_is_refused_before_anything_starts(bridge, tmp_
         subprocess.run(["losetup", "-d", device])
 
 
-def test_nothing_to_do_without_definitions_or_qemu(tmp_path):
+def test_nothing_to_do_without_definitions_or_qemu_and_a_bad_definition_is_not_installed(tmp_path):
     answer = subprocess.run([str(SPIRIT), "vm", "--root", str(tmp_path), "daemon"], capture_output=True, timeout=10)
     assert answer.returncode == 64, answer
     assert b"no VM definitions" in answer.stdout + answer.stderr
+    bad = tmp_path / "broken.toml"
+    bad.write_text('memory-mib = 512\nfirmware = "efi"\n')
+    answer = subprocess.run([str(SPIRIT), "vm", "--root", str(tmp_path), "define", str(bad)], capture_output=True, timeout=10)
+    assert answer.returncode == 100, answer
+    assert f"{bad}:2: firmware: 'efi' is not one of bios, uefi, uefi-secure".encode() in answer.stderr, answer
+    assert not (tmp_path / "etc/spirit/vms/broken.toml").exists()
+    # A good one is installed even with no daemon to tell (it says so).
+    good = tmp_path / "fine.toml"
+    good.write_text("memory-mib = 256\n")
+    answer = subprocess.run([str(SPIRIT), "vm", "--root", str(tmp_path), "define", str(good)], capture_output=True, timeout=10)
+    assert answer.returncode == 0 and b"the VM manager did not take it yet" in answer.stdout, answer
+    assert (tmp_path / "etc/spirit/vms/fine.toml").read_text() == "memory-mib = 256\n"
