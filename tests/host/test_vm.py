@@ -463,3 +463,62 @@ def test_nothing_to_do_without_definitions_or_qemu_and_a_bad_definition_is_not_i
     answer = subprocess.run([str(SPIRIT), "vm", "--root", str(tmp_path), "define", str(good)], capture_output=True, timeout=10)
     assert answer.returncode == 0 and b"the VM manager did not take it yet" in answer.stdout, answer
     assert (tmp_path / "etc/spirit/vms/fine.toml").read_text() == "memory-mib = 256\n"
+
+
+def test_the_supervisor_restarts_the_vm_service_and_its_vms_run_on(bridge):
+    """rootfs/services/vm.toml under `spirit supervise --root`: ready by
+    notify, not applicable where there is nothing to do, and a stop of the
+    service leaves the VMs running for the next daemon to adopt."""
+    daemon, _ = bridge
+    daemon.stop()  # the service runs its own daemon on the same tree
+    base = Path(tempfile.mkdtemp(prefix="spirit-vm-supervise-"))
+    base.chmod(0o755)
+    service = (ROOT / "rootfs/services/vm.toml").read_text()
+    shipped = 'command = ["/bin/spirit", "vm", "daemon"]'
+    assert shipped in service
+
+    def with_root(root: Path) -> str:
+        return service.replace(shipped, f'command = ["{SPIRIT.resolve()}", "vm", "--root", "{root}", "daemon"]')
+
+    (base / "empty").mkdir()
+    services = base / "etc/spirit/services"
+    services.mkdir(parents=True)
+    (services / "vm.toml").write_text(with_root(daemon.root))
+    (services / "vm-elsewhere.toml").write_text(with_root(base / "empty"))
+    environment = dict(os.environ)
+    if daemon.cgroups:
+        environment["SPIRIT_VM_CGROUP_ROOT"] = str(daemon.cgroups)
+    supervisor = subprocess.Popen([str(SPIRIT), "supervise", "--root", str(base)], env=environment,
+                                  stdout=open(base / "supervisor.out", "wb"), stderr=subprocess.STDOUT)
+
+    def status() -> dict:
+        answer = subprocess.run([str(SPIRIT), "ctl", "--root", str(base), "--json", "status"], capture_output=True, timeout=30)
+        return {s["name"]: s for s in json.loads(answer.stdout)["services"]} if answer.returncode == 0 else {}
+
+    def wait(condition, what):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{what}: {status()}\n{(base / 'supervisor.out').read_text()}")
+
+    try:
+        wait(lambda: status().get("vm", {}).get("ready"), "the vm service is not ready")
+        wait(lambda: "not applicable" in status().get("vm-elsewhere", {}).get("detail", ""), "vm-elsewhere is not 'not applicable'")
+        assert daemon.vm("define", str(daemon.write("plain", agent="none", disk=None))).returncode == 0
+        assert daemon.vm("start", "plain").returncode == 0
+        pid = daemon.qemu_pid("plain")
+        assert subprocess.run([str(SPIRIT), "ctl", "--root", str(base), "stop", "vm"], capture_output=True, timeout=30).returncode == 0
+        wait(lambda: status()["vm"]["state"] == "stopped", "the vm service did not stop")
+        assert alive(pid), "stopping the vm service took the VM with it"
+        assert subprocess.run([str(SPIRIT), "ctl", "--root", str(base), "start", "vm"], capture_output=True, timeout=30).returncode == 0
+        wait(lambda: status()["vm"].get("ready"), "the vm service did not come back")
+        vm = daemon.list()["plain"]
+        assert (vm["state"], vm["pid"]) == ("running", pid), vm
+        assert daemon.vm("stop", "plain", "--force").returncode == 0
+        assert not alive(pid)
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        supervisor.wait(timeout=30)
+        shutil.rmtree(base, ignore_errors=True)
