@@ -31,7 +31,8 @@ packages=(
     grub-efi-amd64-bin # make iso: UEFI GRUB
     grub-common       # grub-mkrescue
     xorriso           # make iso: the ISO 9660 image
-    ovmf              # the UEFI boot test of the ISO
+    ovmf              # the UEFI boot test of the ISO; the VM manager's uefi and uefi-secure firmware
+    swtpm             # the VM manager's TPM 2.0 for UEFI guests (host test)
     ipxe-qemu         # the network boot test (iPXE ROMs for QEMU's NICs)
 )
 # `scripts/deps.sh kernel` (make kernel): what building the kernel needs.

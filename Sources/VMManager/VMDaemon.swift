@@ -252,8 +252,17 @@ public final class VMDaemon: @unchecked Sendable {
             instance.agent = nil
         }
         Kernel.remove(instance.paths.pidFile)
+        stopTPM(instance)
         if let parent = cgroupParent { try? Kernel.removeDirectory(parent + "/vm-" + instance.name) }
         console.notice("vm: \(instance.name): QEMU \(status?.description ?? "ended")")
+    }
+
+    /// swtpm ends with its QEMU (--terminate); it is this daemon's child to
+    /// collect (after a daemon restart it is the supervisor's).
+    func stopTPM(_ instance: VMInstance) {
+        guard let pid = instance.stateLock.withLock({ () -> pid_t? in defer { instance.tpmPID = nil }; return instance.tpmPID }) else { return }
+        try? Kernel.kill(pid, SIGTERM)
+        _ = try? Spawn.wait(pid)
     }
 
     /// A sync with the agent (connecting first); whether it answered.

@@ -26,6 +26,8 @@ final class VMInstance: @unchecked Sendable {
     var qemuVersion = ""
     /// Bumped at each new QEMU process, so that a watcher of an old one stops.
     var generation = 0
+    /// swtpm, this daemon's child, for a VM with a TPM.
+    var tpmPID: pid_t?
 
     // Under operation (QMP) and agentLock (agent).
     var qmp: QMPClient?

@@ -147,6 +147,7 @@ extension VMDaemon {
         let actions = (try? transition(instance, .failed(why))) ?? []
         if actions.contains(.kill), let pid = instance.snapshot.pid { try? Kernel.kill(pid, SIGKILL) }
         instance.closeClients()
+        if instance.snapshot.pid == nil { stopTPM(instance) }
     }
 
     /// The run directory, the disks' overlays, the firmware vars, the TPM.
@@ -185,8 +186,11 @@ extension VMDaemon {
         if vm.tpm {
             do {
                 try Kernel.makeDirectory(files.tpmState, mode: 0o700)
-                _ = try Spawn.spawn("/usr/bin/swtpm", QEMUCommandLine.tpmCommand(files),
-                                    options: Spawn.Options(newSession: true, nullStdin: true))
+                let log = try Kernel.open(files.directory + "/swtpm.log", O_WRONLY | O_CREAT | O_APPEND, mode: 0o600)
+                defer { Kernel.close(log) }
+                let pid = try Spawn.spawn("/usr/bin/swtpm", QEMUCommandLine.tpmCommand(files),
+                                          options: Spawn.Options(newSession: true, outputFD: log, nullStdin: true))
+                instance.stateLock.withLock { instance.tpmPID = pid }
             } catch {
                 throw VMError("unable to start swtpm for \(instance.name): \(error) (is the swtpm package there?)")
             }

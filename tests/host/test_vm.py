@@ -172,12 +172,13 @@ def bridge(tmp_path):
     (root / "usr/bin/qemu-system-x86_64").symlink_to(QEMU)
     subprocess.run(["truncate", "-s", "16M", str(tmp_path / "data.raw")], check=True)
 
-    def write(name: str, agent: str = "isa-serial", append: str = "", disk: str | None = str(tmp_path / "data.raw")) -> Path:
+    def write(name: str, agent: str = "isa-serial", append: str = "", disk: str | None = str(tmp_path / "data.raw"),
+              machine: str = "pc", extra: str = "") -> Path:
         definition = tmp_path / f"{name}.toml"
         definition.write_text(f"""# A host test's guest.
 memory-mib = 512
-machine = "pc"
-accel = "tcg"
+machine = "{machine}"
+{extra}accel = "tcg"
 agent = "{agent}"
 vga = "none"
 kernel = "{KERNEL_DIR / 'vmlinuz'}"
@@ -522,3 +523,41 @@ def test_the_supervisor_restarts_the_vm_service_and_its_vms_run_on(bridge):
         supervisor.send_signal(signal.SIGTERM)
         supervisor.wait(timeout=30)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_uefi_with_a_tpm_and_the_secure_boot_vars(bridge):
+    """OVMF from the ovmf package boots the guest's kernel; swtpm is a TPM
+    2.0 the guest sees (tpm_crb is built into Debian's kernel); the vars are
+    a private copy; swtpm ends with QEMU and is collected."""
+    if not Path("/usr/bin/swtpm").exists():
+        pytest.skip("needs swtpm")
+    daemon, _ = bridge
+    definition = daemon.write("efivm", disk=None, machine="q35", extra='firmware = "uefi"\ntpm = true\n')
+    assert daemon.vm("define", str(definition)).returncode == 0
+    answer = daemon.vm("start", "efivm")
+    assert answer.returncode == 0, (answer, daemon.text())
+    print(f"\nUEFI + TPM: start to agent ready {daemon.wait_agent('efivm', 180):.1f} s")
+    answer = daemon.vm("exec", "efivm", "--", "cat", "/sys/class/tpm/tpm0/tpm_version_major", "/sys/firmware/efi/fw_platform_size")
+    assert answer.stdout == b"2\n64\n", answer
+    persistent = daemon.root / "var/lib/spirit/vms/efivm"
+    assert (persistent / "OVMF_VARS.fd").stat().st_size == Path("/usr/share/OVMF/OVMF_VARS_4M.fd").stat().st_size
+    assert any((persistent / "tpm").iterdir()), "swtpm kept no state"
+    swtpm = [pid for pid in os.listdir("/proc") if pid.isdigit() and
+             str(persistent / "tpm").encode() in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(swtpm) == 1, swtpm
+    assert daemon.vm("stop", "efivm", "--force").returncode == 0
+    time.sleep(0.5)
+    assert not Path(f"/proc/{swtpm[0]}").exists(), "swtpm was not collected"
+
+    # Secure Boot: OVMF's secboot build with the Microsoft vars, SMM on. The
+    # guest's kernel sees Secure Boot on. (OVMF's direct kernel boot falls
+    # back to the Linux boot protocol when the image's signature is refused,
+    # so Debian's kernel still runs: a Windows disk boots its signed loader.)
+    definition = daemon.write("sbvm", disk=None, machine="q35", extra='firmware = "uefi-secure"\n')
+    assert daemon.vm("define", str(definition)).returncode == 0
+    assert daemon.vm("start", "sbvm").returncode == 0
+    assert (daemon.root / "var/lib/spirit/vms/sbvm/OVMF_VARS.fd").read_bytes() == Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd").read_bytes()
+    daemon.wait_agent("sbvm", 180)
+    answer = daemon.vm("exec", "sbvm", "--", "dmesg")
+    assert b"Secure boot enabled" in answer.stdout, answer.stdout.decode()[-3000:]
+    assert daemon.vm("stop", "sbvm", "--force").returncode == 0
