@@ -134,7 +134,8 @@ extension VMDaemon {
                 }
             } catch {
                 try fail(instance, error.description)
-                throw VMError("unable to restore \(instance.name): \(error.description); it was not started")
+                throw VMError("unable to restore \(instance.name): \(error.description); it was not started "
+                              + "(spirit vm start \(instance.name) --fresh boots it and deletes the state)")
             }
             let restored = clock.nowMilliseconds - started
             let clockNote = fixGuestClock(instance)

@@ -376,6 +376,15 @@ def test_save_restore_goes_on_and_a_corrupt_state_is_refused(bridge):
     daemon.wait_for(lambda: daemon.list()["testvm"]["state"] == "failed", "the state failed", 5)
     assert daemon.list()["testvm"]["reason"].startswith("QEMU was killed by SIGKILL")
     assert daemon.vm("start", "testvm").returncode == 0
+
+    # A state saved under another definition is refused too.
+    assert daemon.vm("save", "testvm").returncode == 0
+    definition.write_text(definition.read_text().replace("memory-mib = 512", "memory-mib = 384"))
+    assert daemon.vm("define", str(definition)).returncode == 0
+    answer = daemon.vm("start", "testvm")
+    assert answer.returncode == 111 and b"the VM's definition changed since the save" in answer.stderr, answer
+    assert "pid" not in daemon.list()["testvm"]
+    assert daemon.vm("start", "testvm", "--fresh").returncode == 0
     assert daemon.vm("stop", "testvm", "--force").returncode == 0
     assert daemon.list()["testvm"]["state"] == "stopped"
 
