@@ -265,9 +265,10 @@ public final class VMDaemon: @unchecked Sendable {
         _ = try? Spawn.wait(pid)
     }
 
-    /// A sync with the agent (connecting first); whether it answered.
+    /// A sync with the agent (connecting first); whether it answered. A
+    /// conversation in progress (an exec) counts as an answer.
     func pingAgent(_ instance: VMInstance, milliseconds: Int = 500) -> Bool {
-        instance.agentLock.withLock {
+        instance.agentLock.withLockIfFree {
             do {
                 let agent = try agentClient(instance)
                 return try agent.sync(milliseconds: milliseconds)
@@ -277,7 +278,7 @@ public final class VMDaemon: @unchecked Sendable {
                 instance.agent = nil
                 return false
             }
-        }
+        } ?? true
     }
 
     /// Under agentLock: the connected client.

@@ -315,7 +315,13 @@ extension VMDaemon {
         do throws(VMError) {
             switch action {
             case .agentShutdown:
-                try locked(instance.agentLock) { () throws(VMError) in try agentClient(instance).shutdown() }
+                // Not behind a command the agent is running (an @NAME may
+                // take minutes): the power button instead.
+                let sent: Result<Void, VMError>? = instance.agentLock.withLockIfFree {
+                    Result { () throws(VMError) in try agentClient(instance).shutdown() }
+                }
+                guard let sent else { throw VMError("the agent is busy with a command") }
+                try sent.get()
                 return "guest-shutdown"
             case .acpiPowerdown:
                 guard let qmp = instance.qmp else { throw VMError("no QMP") }
