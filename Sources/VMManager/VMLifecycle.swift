@@ -158,6 +158,9 @@ public struct VMLifecycle: Sendable, Equatable {
             switch state {
             case .saved:
                 return []
+            case .failed:
+                // Killed because it failed: the reason it failed stays.
+                return []
             case .stopping:
                 state = .stopped
                 reason = how

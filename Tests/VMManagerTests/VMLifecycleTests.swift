@@ -111,11 +111,13 @@ import VMManager
         #expect(vm.state == .failed && vm.reason == "QEMU did not become ready within 5 s")
     }
 
-    @Test func aRestoreThatFailsKillsTheNewQEMU() throws {
+    @Test func aRestoreThatFailsKillsTheNewQEMUAndKeepsWhy() throws {
         var vm = VMLifecycle(name: "v", state: .saved)
         _ = try vm.handle(.start(hasSavedState: true), now: 0)
         #expect(try vm.handle(.failed("QEMU refused migrate-incoming: load of migration failed"), now: 300) == [.kill])
         #expect(vm.state == .failed)
+        _ = try vm.handle(.exited(.signaled(9)), now: 310)
+        #expect(vm.state == .failed && vm.reason == "QEMU refused migrate-incoming: load of migration failed")
     }
 }
 
