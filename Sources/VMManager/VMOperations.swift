@@ -338,7 +338,8 @@ extension VMDaemon {
             }
         } catch {
             let next = instance.stateLock.withLock { instance.lifecycle.tick(now: instance.lifecycle.deadline ?? 0) }
-            return "\(action) failed (\(error.description))" + next.map { ", " + perform(instance, $0) }.joined()
+            let step = action == .agentShutdown ? "guest-shutdown" : action == .acpiPowerdown ? "ACPI power button" : "\(action)"
+            return "\(step) failed (\(error.description))" + next.map { ", " + perform(instance, $0) }.joined()
         }
     }
 

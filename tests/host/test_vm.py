@@ -411,7 +411,7 @@ def test_a_virtio_serial_agent_and_an_exec_that_outlives_its_timeout(bridge):
     t = time.monotonic()
     answer = daemon.vm("stop", "virtvm", "--timeout", "2")
     assert answer.returncode == 0, answer
-    assert b"agentShutdown failed (the agent is busy with a command), ACPI power button, quit" in answer.stdout, answer
+    assert b"guest-shutdown failed (the agent is busy with a command), ACPI power button, quit" in answer.stdout, answer
     assert time.monotonic() - t < 6
     assert busy.wait(timeout=10) == 111 and b"agent" in busy.stderr.read()
 
