@@ -8,7 +8,7 @@ import VMManager
 /// (default /sys/fs/cgroup): host tests run the daemon that way.
 enum VMCommand {
     static let usage = "vm [--root DIR] define FILE | list [--json] | start NAME [--fresh] | stop NAME [--save] [--force] [--timeout S] | "
-        + "save NAME | restore NAME | pause NAME | resume NAME | exec NAME [--timeout S] -- CMD… | console NAME | daemon"
+        + "save NAME | restore NAME | pause NAME | resume NAME | exec NAME [--timeout S] [--stdin] -- CMD… | console NAME | daemon"
 
     static func run(_ arguments: [String]) -> Int32 {
         var words = arguments
@@ -39,7 +39,8 @@ enum VMCommand {
             return client.simple("\(words[0]) \(name)")
         case "exec" where words.count >= 4:
             guard let dash = words.firstIndex(of: "--"), dash + 1 < words.count else { break }
-            return client.exec(name, Array(words[(dash + 1)...]), shell: false, timeoutSeconds: option(Array(words[..<dash]), "--timeout") ?? 60)
+            return client.exec(name, Array(words[(dash + 1)...]), shell: false, timeoutSeconds: option(Array(words[..<dash]), "--timeout") ?? 60,
+                               stdin: words[..<dash].contains("--stdin"))
         case "at" where words.count >= 3:
             // `@NAME words…` (the wrapper scripts): the words through the guest's shell.
             return client.exec(name, Array(words.dropFirst(2)), shell: true, timeoutSeconds: 600)

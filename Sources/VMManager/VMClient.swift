@@ -9,6 +9,10 @@ public struct VMClient {
 
     public init(paths: VMPaths) { self.paths = paths }
 
+    /// `exec --stdin` takes at most this much input (it travels base64 in
+    /// one agent command).
+    public static let inputLimit = 1 << 20
+
     /// One request; the body, or the error printed and its code.
     func ask(_ request: String) -> Result<[UInt8], VMError> {
         var body: [UInt8] = []
@@ -89,9 +93,26 @@ public struct VMClient {
     /// Runs `argv` in the guest (through its shell for `@NAME`); its stdout
     /// and stderr are this command's, and so is its status (128 + N for a
     /// signal, as a shell says it).
-    public func exec(_ name: String, _ argv: [String], shell: Bool, timeoutSeconds: Int) -> Int32 {
+    public func exec(_ name: String, _ argv: [String], shell: Bool, timeoutSeconds: Int, stdin: Bool = false) -> Int32 {
         let command = JSONValue.array(argv.map { .string($0) }).text
-        switch ask("exec \(name) \(timeoutSeconds * 1000) \(shell ? "shell" : "argv")\n\(command)") {
+        var request = "exec \(name) \(timeoutSeconds * 1000) \(shell ? "shell" : "argv")"
+        if stdin {
+            // The agent takes the input whole with the command (input-data).
+            var input: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while input.count <= Self.inputLimit {
+                let n = (try? buffer.withMutableBytes { raw throws(SystemError) in try Kernel.read(0, into: raw, "standard input") ?? 0 }) ?? 0
+                if n <= 0 { break }
+                input += buffer[0..<n]
+            }
+            guard input.count <= Self.inputLimit else {
+                return fail(VMError("the input is over \(Self.inputLimit >> 10) KiB: copy it into the guest another way", code: 100))
+            }
+            request += " stdin\n\(command)\n\(Base64.encode(input))"
+        } else {
+            request += "\n\(command)"
+        }
+        switch ask(request) {
         case .failure(let error):
             return fail(error)
         case .success(let body):

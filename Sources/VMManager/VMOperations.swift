@@ -34,12 +34,22 @@ extension VMDaemon {
                 reply(ControlChannel.ok(try pauseOrResume(try instance(words[1]), pause: words[0] == "pause")))
             case ("save", 2):
                 reply(ControlChannel.ok(try save(try instance(words[1]))))
-            case ("exec", 4):
+            case ("exec", 4), ("exec", 5):
                 guard let line = connection.readLine(limit: 1 << 20, milliseconds: 2000),
                       let argv = (try? JSONReader.parse(line))?.array?.compactMap(\.string), !argv.isEmpty else {
                     throw VMError("exec: the command (a JSON array of strings on the second line) is missing", code: 100)
                 }
-                let result = try exec(try instance(words[1]), argv, shell: words[3] == "shell", milliseconds: Int(words[2]) ?? 60_000)
+                var input: [UInt8]?
+                if words.count == 5 {
+                    // `stdin`: the command's input, base64 on a third line.
+                    guard words[4] == "stdin", let text = connection.readLine(limit: VMClient.inputLimit * 2, milliseconds: 2000),
+                          let bytes = Base64.decode(text) else {
+                        throw VMError("exec: the input (base64 on the third line) is missing or broken", code: 100)
+                    }
+                    input = bytes
+                }
+                let result = try exec(try instance(words[1]), argv, shell: words[3] == "shell", input: input,
+                                      milliseconds: Int(words[2]) ?? 60_000)
                 reply(ControlChannel.ok(JSONValue.object([
                     ("status", .int(result.shellStatus)),
                     ("exitcode", result.exitCode.map { .int($0) } ?? .null),
@@ -530,7 +540,7 @@ extension VMDaemon {
 
     // MARK: exec
 
-    func exec(_ instance: VMInstance, _ argv: [String], shell: Bool, milliseconds: Int) throws(VMError) -> GuestExecResult {
+    func exec(_ instance: VMInstance, _ argv: [String], shell: Bool, input: [UInt8]?, milliseconds: Int) throws(VMError) -> GuestExecResult {
         let snapshot = instance.snapshot
         guard snapshot.state == .running else {
             throw VMError("\(instance.name) is \(snapshot.state.rawValue): exec needs a running VM", code: 100)
@@ -548,7 +558,7 @@ extension VMDaemon {
                     if !agent.synchronized, try !agent.sync(milliseconds: 2000) {
                         throw VMError("the guest agent of \(instance.name) does not answer (is qemu-ga running in the guest?)")
                     }
-                    return try agent.exec(path, arguments, milliseconds: milliseconds)
+                    return try agent.exec(path, arguments, input: input, milliseconds: milliseconds)
                 } catch {
                     instance.agentStream?.close()
                     instance.agentStream = nil

@@ -270,6 +270,9 @@ def test_define_start_exec_at_name_readopt_and_stop_through_the_agent(bridge):
         rounds.append(time.monotonic() - t)
         assert (answer.returncode, answer.stdout, answer.stderr) == (3, b"out\n", b"err\n")
     print(f"exec round trip: {min(rounds) * 1000:.0f} ms (best of 3)")
+    answer = subprocess.run([str(SPIRIT), "vm", "--root", str(daemon.root), "exec", "testvm", "--stdin", "--", "/bin/sh", "-c",
+                             "cat; echo done"], input=b"hello from host\n", capture_output=True, timeout=60)
+    assert (answer.returncode, answer.stdout) == (0, b"hello from host\ndone\n"), answer
     answer = daemon.vm("exec", "testvm", "--", "/bin/sh", "-c", "kill -9 $$")
     assert answer.returncode == 128 + 9, answer
     answer = daemon.vm("exec", "testvm", "--", "/bin/nope")
