@@ -5,12 +5,25 @@ import SpiritCore
 /// kernels at once, which corrupts it. Pure: the caller reads
 /// /proc/self/mountinfo and lists the disk's partitions.
 ///
-/// A hibernated NTFS (Windows Fast Startup) cannot be told from the NTFS
-/// boot sector: the sector has no such flag. Windows marks it in
-/// hiberfil.sys (`hibr`/`wake`), which only a mounted file system shows;
-/// the parasite boot source checks it when it mounts the partition. Here the
-/// VM writes to an overlay in RAM, so the disk itself is never changed.
+/// A hibernated NTFS (Windows hibernation or Fast Startup) cannot be told
+/// from the NTFS boot sector: the sector has no such flag. Windows marks it
+/// in the first bytes of hiberfil.sys (`hibr` or `wake`, any case, as
+/// ntfs-3g and the parasite source read them); the daemon reads those with
+/// ntfscat, which needs no mount.
 public enum DiskSafety {
+    /// Whether a volume's first sector is an NTFS boot sector (OEM id
+    /// "NTFS    " at byte 3).
+    public static func isNTFS(bootSector: [UInt8]) -> Bool {
+        bootSector.count >= 11 && Array(bootSector[3..<11]) == Array("NTFS    ".utf8)
+    }
+
+    /// Whether hiberfil.sys's first bytes say a hibernated system.
+    public static func isHibernated(hiberfileHead head: [UInt8]) -> Bool {
+        guard head.count >= 4 else { return false }
+        let word = String(decoding: head.prefix(4), as: UTF8.self).lowercased()
+        return word == "hibr" || word == "wake"
+    }
+
     /// The mounts that use `device` (`/dev/sda`) or one of `partitions`
     /// (`/dev/sda1`…); empty when the disk is free.
     public static func mounts(of device: String, partitions: [String], mountinfo: String) -> [MountInfoEntry] {

@@ -223,15 +223,70 @@ extension VMDaemon {
         }
     }
 
-    /// Why a block device may not be given to a VM now, or nil.
+    /// Why a block device may not be given to a VM now, or nil: it (or a
+    /// partition of it) is mounted in Spirit, or holds a hibernated NTFS.
     func diskRefusal(_ path: String) -> String? {
         let device = Kernel.readLink(path).map { link in
             link.hasPrefix("/") ? link : String(path.split(separator: "/").dropLast().joined(separator: "/")).prefixedWithSlash + "/" + link
         }.map(normalised) ?? path
         let base = String(device.split(separator: "/").last ?? "")
-        let partitions = Kernel.listDirectory("/sys/class/block/\(base)").filter { Kernel.exists("/sys/class/block/\(base)/\($0)/partition") }
+        let partitions = Kernel.listDirectory("/sys/class/block/\(base)")
+            .filter { Kernel.exists("/sys/class/block/\(base)/\($0)/partition") }.map { "/dev/" + $0 }
         let mountinfo = (try? Kernel.readText("/proc/self/mountinfo")) ?? ""
-        return DiskSafety.refusal(disk: path, device: device, partitions: partitions.map { "/dev/" + $0 }, mountinfo: mountinfo)
+        if let why = DiskSafety.refusal(disk: path, device: device, partitions: partitions, mountinfo: mountinfo) { return why }
+        for volume in [device] + partitions where isNTFS(volume) {
+            if let head = hiberfileHead(volume), DiskSafety.isHibernated(hiberfileHead: head) {
+                return "the NTFS on \(volume) (disk \(path)) is hibernated (Windows Fast Startup or hibernation): "
+                    + "shut Windows down fully (shutdown /s /t 0, or powercfg -h off) before it runs in a VM"
+            }
+        }
+        return nil
+    }
+
+    func isNTFS(_ volume: String) -> Bool {
+        guard let fd = try? Kernel.open(volume, O_RDONLY) else { return false }
+        defer { Kernel.close(fd) }
+        var sector = [UInt8](repeating: 0, count: 512)
+        guard (try? sector.withMutableBytes { raw throws(SystemError) in try Kernel.read(fd, into: raw, at: 0, volume) }) != nil else { return false }
+        return DiskSafety.isNTFS(bootSector: sector)
+    }
+
+    /// The first bytes of hiberfil.sys on an NTFS volume, read with ntfscat
+    /// (ntfs-3g's tools read a volume without mounting it); nil when there
+    /// is none or no ntfscat. The file is gigabytes: ntfscat is ended after
+    /// the first bytes.
+    func hiberfileHead(_ volume: String) -> [UInt8]? {
+        guard Kernel.exists("/usr/bin/ntfscat") || Kernel.exists("/bin/ntfscat") else {
+            console.warning("vm: no ntfscat (ntfs-3g): whether the NTFS on \(volume) is hibernated is not checked")
+            return nil
+        }
+        guard let pipe = try? Kernel.outputPipe() else { return nil }
+        defer { Kernel.close(pipe.read) }
+        let child = try? Spawn.spawn("/bin/sh", ["sh", "-c", "exec ntfscat \"$0\" hiberfil.sys 2>/dev/null", volume],
+                                     options: Spawn.Options(outputFD: pipe.write, nullStdin: true))
+        Kernel.close(pipe.write)
+        guard let child else { return nil }
+        defer {
+            try? Kernel.kill(child, SIGKILL)
+            _ = try? Spawn.wait(child)
+        }
+        var head: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64)
+        let deadline = clock.nowMilliseconds + 5000
+        while head.count < 4, clock.nowMilliseconds < deadline {
+            var fds = [pollfd(fd: pipe.read, events: Int16(POLLIN), revents: 0)]
+            guard (try? Kernel.poll(&fds, milliseconds: 200)) != nil else { break }
+            let read: Int?
+            do {
+                read = try buffer.withMutableBytes { raw throws(SystemError) in try Kernel.read(pipe.read, into: raw, "ntfscat's output") }
+            } catch {
+                break
+            }
+            guard let n = read else { continue }
+            if n == 0 { break }
+            head += buffer[0..<n]
+        }
+        return head.isEmpty ? nil : head
     }
 
     func normalised(_ path: String) -> String {

@@ -170,6 +170,19 @@ import VMManager
         #expect(why == "the disk /dev/disk/by-id/nvme-x is mounted in Spirit (/dev/nvme0n1p3 on /mnt/windows): unmount it first, two systems must not write one disk")
     }
 
+    @Test func ntfsAndItsHibernationMark() {
+        var sector = [UInt8](repeating: 0, count: 512)
+        sector.replaceSubrange(0..<11, with: [0xEB, 0x52, 0x90] + Array("NTFS    ".utf8))
+        #expect(DiskSafety.isNTFS(bootSector: sector))
+        sector.replaceSubrange(3..<11, with: Array("MSDOS5.0".utf8))
+        #expect(!DiskSafety.isNTFS(bootSector: sector))
+        #expect(!DiskSafety.isNTFS(bootSector: [0xEB, 0x52]))
+        #expect(DiskSafety.isHibernated(hiberfileHead: Array("HIBR".utf8) + [0, 0]))
+        #expect(DiskSafety.isHibernated(hiberfileHead: Array("wake".utf8)))
+        #expect(!DiskSafety.isHibernated(hiberfileHead: [0, 0, 0, 0]))
+        #expect(!DiskSafety.isHibernated(hiberfileHead: Array("hib".utf8)))
+    }
+
     @Test func anUnmountedDiskIsFree() {
         #expect(DiskSafety.refusal(disk: "/dev/sda", device: "/dev/sda", partitions: ["/dev/sda1"], mountinfo: Self.mountinfo) == nil)
         #expect(DiskSafety.mounts(of: "/dev/sdb", partitions: ["/dev/sdb1"], mountinfo: Self.mountinfo).map(\.mountPoint) == ["/media/usb stick"])

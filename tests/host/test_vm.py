@@ -582,3 +582,41 @@ def test_uefi_with_a_tpm_and_the_secure_boot_vars(bridge):
     answer = daemon.vm("exec", "sbvm", "--", "dmesg")
     assert b"Secure boot enabled" in answer.stdout, answer.stdout.decode()[-3000:]
     assert daemon.vm("stop", "sbvm", "--force").returncode == 0
+
+
+def test_a_hibernated_ntfs_is_refused(bridge, tmp_path):
+    """Windows hibernated (Fast Startup) on the disk: hiberfil.sys begins
+    with 'hibr'. Made here with ntfs-3g's mkntfs and ntfscp on a loop device
+    that stands for the physical disk."""
+    if not shutil.which("mkntfs") or not shutil.which("ntfscp"):
+        pytest.skip("needs ntfs-3g")
+    daemon, _ = bridge
+    image = tmp_path / "windows.img"
+    subprocess.run(["truncate", "-s", "16M", str(image)], check=True)
+    subprocess.run(["mkntfs", "-F", "-Q", "-q", str(image)], check=True, capture_output=True)
+    hiberfile = tmp_path / "hiberfil.sys"
+    hiberfile.write_bytes(b"HIBR" + bytes(65532))
+    subprocess.run(["ntfscp", "-q", str(image), str(hiberfile), "hiberfil.sys"], check=True)
+    attach = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True)
+    if attach.returncode != 0:
+        pytest.skip(f"no loop device here: {attach.stderr.strip()}")
+    device = attach.stdout.strip()
+    try:
+        assert daemon.vm("define", str(daemon.write("windows", disk=device))).returncode == 0
+        answer = daemon.vm("start", "windows")
+        assert answer.returncode == 100, answer
+        assert f"the NTFS on {device} (disk {device}) is hibernated".encode() in answer.stderr, answer
+        assert daemon.list()["windows"]["state"] == "defined"
+        # Shut down fully (ntfs-3g itself refuses to write the hibernated
+        # volume, so it is made anew): a zeroed hiberfile, and the disk is given.
+        subprocess.run(["losetup", "-d", device], check=True)
+        subprocess.run(["mkntfs", "-F", "-Q", "-q", str(image)], check=True, capture_output=True)
+        hiberfile.write_bytes(bytes(65536))
+        subprocess.run(["ntfscp", "-q", str(image), str(hiberfile), "hiberfil.sys"], check=True)
+        device = subprocess.run(["losetup", "-f", "--show", str(image)], capture_output=True, text=True, check=True).stdout.strip()
+        assert daemon.vm("define", str(daemon.write("windows", disk=device))).returncode == 0
+        answer = daemon.vm("start", "windows")
+        assert answer.returncode == 0, answer
+        assert daemon.vm("stop", "windows", "--force").returncode == 0
+    finally:
+        subprocess.run(["losetup", "-d", device])
