@@ -62,7 +62,9 @@ public final class VMDaemon: @unchecked Sendable {
         var running = true
         events.watch(signals.fd) { _ in
             guard let (signal, _) = try? signals.next() else { return }
-            if [SIGTERM, SIGINT, SIGHUP].contains(signal) { running = false }
+            if [SIGTERM, SIGINT].contains(signal) { running = false }
+            // SIGHUP: read the definitions again (what `spirit vm define` asks for).
+            if signal == SIGHUP { daemon.reload() }
         }
         events.watch(control.fd) { _ in
             guard let (connection, request, uid) = ControlChannel.accept(on: control) else { return }

@@ -584,6 +584,20 @@ def test_uefi_with_a_tpm_and_the_secure_boot_vars(bridge):
     assert daemon.vm("stop", "sbvm", "--force").returncode == 0
 
 
+def test_sighup_reads_the_definitions_again(bridge):
+    daemon, definition = bridge
+    (daemon.root / "etc/spirit/vms").mkdir(parents=True, exist_ok=True)
+    shutil.copy(definition, daemon.root / "etc/spirit/vms/byhand.toml")
+    assert "byhand" not in daemon.list()
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for(lambda: "byhand" in daemon.list(), "byhand defined", 5)
+    assert (daemon.root / "run/spirit/vm/bin/@byhand").exists()
+    (daemon.root / "etc/spirit/vms/byhand.toml").unlink()
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.wait_for(lambda: not (daemon.root / "run/spirit/vm/bin/@byhand").exists(), "@byhand removed", 5)
+    assert daemon.process.poll() is None
+
+
 def test_a_hibernated_ntfs_is_refused(bridge, tmp_path):
     """Windows hibernated (Fast Startup) on the disk: hiberfil.sys begins
     with 'hibr'. Made here with ntfs-3g's mkntfs and ntfscp on a loop device
