@@ -201,14 +201,22 @@ bus = "ide"
             (cgroups / "spirit").mkdir(parents=True)
         except OSError:
             cgroups = None
-    daemon = Daemon(root, cgroups)
-    daemon.write = write
-    yield daemon, write("testvm")
-    daemon.stop()
-    for pidfile in root.glob("run/spirit/vms/*/qemu.pid"):
-        pid = int(pidfile.read_text())
-        if alive(pid):
-            os.kill(pid, signal.SIGKILL)
+    daemon = None
+    try:
+        daemon = Daemon(root, cgroups)
+        daemon.write = write
+        yield daemon, write("testvm")
+    finally:
+        if daemon:
+            daemon.stop()
+        for pidfile in root.glob("run/spirit/vms/*/qemu.pid"):
+            pid = int(pidfile.read_text())
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        remove_cgroups(cgroups)
+
+
+def remove_cgroups(cgroups: Path | None):
     if cgroups:
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
