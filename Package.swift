@@ -116,6 +116,14 @@ let package = Package(
             dependencies: ["SpiritCore", "CNexusFont", "CVTerm", "CMuJS", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
+        // The Bridge: VMs over QEMU. A pure core (definitions, the QEMU
+        // command line, the QMP and guest-agent codecs, the state machine)
+        // and its I/O shell (`spirit vm daemon`), on SpiritCore only.
+        .target(
+            name: "VMManager",
+            dependencies: ["SpiritCore", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
@@ -127,6 +135,7 @@ let package = Package(
                 "Net",
                 "Nodus",
                 "Nexus",
+                "VMManager",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -165,6 +174,11 @@ let package = Package(
         .testTarget(
             name: "NexusTests",
             dependencies: ["Nexus", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "VMManagerTests",
+            dependencies: ["VMManager", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(

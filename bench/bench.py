@@ -11,8 +11,9 @@ the real init for Spirit, initramfs-tools, dracut and tiny-initramfs; the
 full boot to `spirit: ready` step by step with memory and sizes, and its SVG
 plot (bench/full_boot.py, from the same Spirit boots); and NBD image
 delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server, nbdkit and
-qemu-nbd on loopback; and HTTP image delivery (bench/http_fetch.py): Spirit's
-boot client against busybox wget, from busybox httpd on loopback.
+qemu-nbd on loopback; HTTP image delivery (bench/http_fetch.py): Spirit's
+boot client against busybox wget, from busybox httpd on loopback; and the
+VM manager (bench/vm_bridge.py): start to agent ready, exec, save, restore.
 """
 
 import json
@@ -35,6 +36,7 @@ import http_fetch as http_delivery  # noqa: E402
 import initramfs_stage  # noqa: E402
 import layers  # noqa: E402
 import nbd  # noqa: E402
+import vm_bridge  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 OUT = ROOT / "out" / "bench"
@@ -89,6 +91,7 @@ def main() -> None:
     started = time.time()
     delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
     fetch = http_delivery.measure(SPIRIT, SIGNING_KEY, RUNS)
+    bridge = vm_bridge.measure(SPIRIT, RUNS)
     results = {name: [] for name in CONTENDERS}
     # Interleaved, so that a noisy minute on a shared machine hits both.
     for run in range(RUNS):
@@ -116,6 +119,7 @@ def main() -> None:
         "module_loading": {"contenders": modules, "kmod_over_spirit_median": round(ratio, 2), "target": ">= 2.0"},
         "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
         "http": {"image_bytes": http_delivery.SIZE, "clients": fetch},
+        "vm_bridge": bridge,
         "full_boot": boot,
         "layers": layer,
         "initramfs_stage": stage,
@@ -146,7 +150,8 @@ kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 {full_boot.markdown(boot)}
 {layers.markdown(layer)}
 {nbd.markdown(delivery)}
-{http_delivery.markdown(fetch)}""")
+{http_delivery.markdown(fetch)}
+{vm_bridge.markdown(bridge)}""")
     print((OUT / "report.md").read_text())
 
 

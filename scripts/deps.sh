@@ -22,7 +22,7 @@ packages=(
     pkg-config        # SwiftPM finds libblkid through it
     nbdkit            # Nodus interop: a real NBD server our client reads from
     libnbd-bin        # Nodus interop: nbdinfo and nbdcopy read our server
-    qemu-utils        # Nodus interop: qemu-nbd and qemu-img
+    qemu-utils        # Nodus interop: qemu-nbd and qemu-img; the VM manager's overlays (qemu-img)
     mmdebstrap        # bench: a throwaway chroot that builds the peers' initramfs images
     gcc               # bench: the peers' probe init (bench/probe.c), static
     libc6-dev         # bench: libc.a for the static probe
@@ -31,7 +31,8 @@ packages=(
     grub-efi-amd64-bin # make iso: UEFI GRUB
     grub-common       # grub-mkrescue
     xorriso           # make iso: the ISO 9660 image
-    ovmf              # the UEFI boot test of the ISO
+    ovmf              # the UEFI boot test of the ISO; the VM manager's uefi and uefi-secure firmware
+    swtpm             # the VM manager's TPM 2.0 for UEFI guests (host test)
     ipxe-qemu         # the network boot test (iPXE ROMs for QEMU's NICs)
 )
 # `scripts/deps.sh kernel` (make kernel): what building the kernel needs.

@@ -81,7 +81,8 @@ echo "crom-spirit" > "$stage/etc/hostname"
 printf 'root:x:0:0:root:/root:/bin/sh\n' > "$stage/etc/passwd"
 printf 'root:x:0:\ntty:x:5:\n' > "$stage/etc/group"
 cat > "$stage/etc/profile" <<'PROFILE'
-export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+# /run/spirit/vm/bin: the VM manager's @NAME commands (@windows dir).
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:/run/spirit/vm/bin
 export PS1='spirit:\w\$ '
 PROFILE
 

@@ -78,8 +78,10 @@ public struct ConfigFile: Sendable, Equatable {
                     throw ConfigError(path: path, line: number, field: content, "not a table header: expected [name]")
                 }
                 let name = String(content.dropFirst().dropLast()).trimmed
-                guard isBareKey(name) else {
-                    throw ConfigError(path: path, line: number, field: name, "a table name is letters, digits, '-' and '_'")
+                // Dotted names (`[disk.system]`) are TOML's sub-tables: the
+                // VM definitions have one a disk.
+                guard name.split(separator: ".", omittingEmptySubsequences: false).allSatisfy({ isBareKey(String($0)) }) else {
+                    throw ConfigError(path: path, line: number, field: name, "a table name is letters, digits, '-' and '_' (dots between parts)")
                 }
                 guard tables.insert(name).inserted else {
                     throw ConfigError(path: path, line: number, field: name, "the table is defined twice")

@@ -193,6 +193,15 @@ enum ManifestSignature {
     }
 }
 
+/// SHA-256 of a stream fed in pieces (a VM's saved state, hashed as it is
+/// read, without holding it in memory).
+public struct SHA256Stream: Sendable {
+    var hasher = SHA256()
+    public init() {}
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+    public func hex() -> String { Hex.encode(Array(hasher.finalize())) }
+}
+
 /// SHA-256 of bytes in memory (images are hashed while copied, by ImageCopy).
 public enum SHA256Digest {
     public static func of(_ bytes: [UInt8]) -> [UInt8] {

@@ -33,6 +33,15 @@ public final class Monitor: @unchecked Sendable {
         return try body()
     }
 
+    /// `body` with the lock held, or nil at once when another thread holds
+    /// it (pthread_mutex_trylock): for a caller that must not wait behind a
+    /// long holder (the VM manager's watcher behind a guest command).
+    public func withLockIfFree<T>(_ body: () throws -> T) rethrows -> T? {
+        guard pthread_mutex_trylock(mutex) == 0 else { return nil }
+        defer { pthread_mutex_unlock(mutex) }
+        return try body()
+    }
+
     /// Wakes every waiter; call with the lock held or not.
     public func broadcast() { pthread_cond_broadcast(condition) }
 

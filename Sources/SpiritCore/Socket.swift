@@ -395,6 +395,18 @@ extension Socket {
         Socket(fd: try Kernel.shim("accept a connection on \(name)") { spirit_accept(fd) }, name: name)
     }
 
+    /// Writes every byte of `bytes`, the first of them with `descriptor`
+    /// passed to the peer (SCM_RIGHTS): how QMP's `getfd` receives the
+    /// file a migration stream goes to. The corresponding C function is
+    /// `sendmsg(2)`.
+    public func write(_ bytes: [UInt8], passing descriptor: CInt) throws(SystemError) {
+        precondition(!bytes.isEmpty, "a descriptor travels with at least one byte")
+        let sent = try Kernel.shim("pass descriptor \(descriptor) over \(name)") {
+            bytes.withUnsafeBytes { spirit_send_with_fd(fd, $0.baseAddress, $0.count, descriptor) }
+        }
+        if sent < bytes.count { try write(Array(bytes[sent...])) }
+    }
+
     /// The uid of the process at the other end (SO_PEERCRED).
     public func peerUID() throws(SystemError) -> uid_t {
         uid_t(try Kernel.shim("read the peer's credentials on \(name)") { spirit_peer_uid(fd) })

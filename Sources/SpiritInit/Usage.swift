@@ -62,6 +62,9 @@ enum Usage {
                       run a command; print how long it took in ms of CLOCK_BOOTTIME on stderr
       nexus           the HUD on the screen (its service); with mode bubble|dashboard|terminals, dump,
                       screenshot FILE.png or stats [--json]: ask the running HUD
+      vm define FILE | list [--json] | start NAME [--fresh] | stop NAME [--save] [--force] [--timeout S]
+         | save NAME | restore NAME | pause NAME | resume NAME | exec NAME [--timeout S] [--stdin] -- CMD... | console NAME | daemon
+                      VMs over QEMU (the vm service); @NAME CMD... runs CMD in NAME's guest
       boot-plan --manifest FILE --mem-total SIZE [--upper zram|tmpfs] [--ram-limit MiB] [--algorithms LIST] [--zram N]
                       the stage-1 RAM-root plan and switch_root as shell, without root (crom.debug=1 prints it at boot)
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)

@@ -38,6 +38,7 @@ let commands: [String: ([String]) -> Int32] = [
     "net": NodusCommand.net,
     "nexus": NexusCommand.run,
     "layer": LayerCommand.run,
+    "vm": VMCommand.run,
     "time": TimeCommand.run,
     "timeline": TimelineCommand.run,
     "boot-plan": BootPlanCommand.run,

@@ -134,6 +134,10 @@ int spirit_accept(int fd);
 /// The uid of the peer of a connected Unix socket (SO_PEERCRED), or -errno.
 long spirit_peer_uid(int fd);
 
+// sendmsg(2) of `bytes` with one descriptor in SCM_RIGHTS ancillary data
+// (QMP's getfd takes the migration stream's fd this way): the count sent, or -errno.
+long spirit_send_with_fd(int fd, const void *bytes, size_t count, int passed);
+
 /// pipe2(O_CLOEXEC); the read end is also non-blocking. Returns 0 or -errno.
 int spirit_output_pipe(int fds[2]);
 
