@@ -80,6 +80,8 @@ def test_layers_stack_at_boot(boot, tmp_path, system_image, vm_layer):
     # QEMU from the layer runs, TCG module and all, in the shell.
     assert re.match(r"QEMU emulator version 7\.2", vm.check("qemu-system-x86_64 --version"))
     assert "monitor - type 'help'" in vm.check(QEMU_RUNS)
+    # With QEMU on the machine the VM manager's service runs (without it, it is not applicable).
+    assert vm.run("spirit vm list")[0] == 0
     # The root's overlay has the layer as its topmost lower layer.
     root = [m for m in vm.check("cat /proc/mounts").splitlines() if m.split()[1] == "/"][-1]
     assert "lowerdir=/run/spirit/layers/vm:/run/spirit/lower" in root, root
