@@ -101,6 +101,7 @@ public struct BootModules: Sendable {
             }
             return passes
         }
+        activity?.coldplugDone(usbStorage: seen.contains(where: Coldplug.isUSBMassStorage))
         if let uevents {
             activity?.noteEvent()
             watch(uevents, alreadyLoaded: done, activity: activity)

@@ -3,6 +3,12 @@ import SpiritCore
 /// The devices that exist now and the drivers they ask for: every
 /// `modalias` file under /sys/devices (symlinks are not followed).
 public enum Coldplug {
+    /// A USB interface of class 08, mass storage
+    /// (`usb:v…p…d…dc..dsc..dp..ic08isc..ip..in..`).
+    public static func isUSBMassStorage(_ modalias: String) -> Bool {
+        modalias.hasPrefix("usb:") && modalias.contains("ic08")
+    }
+
     public static func modaliases(sys: String = "/sys") -> Set<String> {
         var found: [Device] = []
         walk(sys + "/devices", into: &found, depth: 0, checkDrivers: false)

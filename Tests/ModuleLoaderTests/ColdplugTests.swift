@@ -37,3 +37,12 @@ import Testing
         #expect(unclaimed.needingDriver.count == 3)
     }
 }
+
+@Suite struct USBMassStorageTests {
+    @Test func interfaceClassEightIsMassStorage() {
+        #expect(Coldplug.isUSBMassStorage("usb:v0781p5567d0100dc00dsc00dp00ic08isc06ip50in00"))
+        #expect(!Coldplug.isUSBMassStorage("usb:v046Dp C52Bd1201dc00dsc00dp00ic03isc01ip01in00"))
+        #expect(!Coldplug.isUSBMassStorage("usb:v1D6Bp0003d0601dc09dsc00dp03ic09isc00ip00in00"))
+        #expect(!Coldplug.isUSBMassStorage("pci:v00008086d00002922sv00001AF4sd00001100bc01sc06i01"))
+    }
+}

@@ -93,3 +93,28 @@ import Testing
         #expect(message.contains("is the supervisor running?"))
     }
 }
+
+@Suite struct DeviceActivityTests {
+    @Test func theQuietWindowCountsUntilColdplugIsDone() {
+        let activity = DeviceActivity(quietMicros: 1_200_000, now: 1_000_000)
+        #expect(activity.settlesAt() == 2_200_000)
+        #expect(!activity.isSettled(now: 2_000_000))
+        activity.loadStarted(now: 2_100_000)
+        #expect(activity.settlesAt() == nil)
+        activity.loadEnded(now: 2_300_000)
+        // Coldplug's fixed point without a USB stick: settled at once.
+        activity.coldplugDone(usbStorage: false)
+        #expect(activity.isSettled(now: 2_300_001))
+        // A load still running keeps it unsettled.
+        activity.loadStarted(now: 2_400_000)
+        #expect(!activity.isSettled(now: 9_000_000))
+    }
+
+    @Test func aUSBStickKeepsTheQuietWindowForItsDelayedScan() {
+        let activity = DeviceActivity(quietMicros: 1_200_000, now: 1_000_000)
+        activity.coldplugDone(usbStorage: true)
+        activity.noteEvent(now: 3_000_000)
+        #expect(!activity.isSettled(now: 3_500_000))
+        #expect(activity.isSettled(now: 4_200_000))
+    }
+}
