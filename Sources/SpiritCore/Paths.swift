@@ -29,6 +29,12 @@ public enum RunFiles {
     /// Written by the boot worker when /sysroot is assembled: PID 1 then
     /// switches into it.
     public static let rootReady = directory + "/root-ready"
+    /// What the boot came from (BootMedium): the disk, its filesystem and
+    /// UUID, the folder on it; `spirit persist` writes there.
+    public static let bootMedium = directory + "/boot-medium.json"
+    /// What stage 1 did with the persistence archive, one line, for
+    /// `spirit persist status`.
+    public static let persistReport = directory + "/persist-boot.txt"
     /// The exit status of a boot worker that wrote a rescue reason.
     public static let rescueExitStatus: Int32 = 3
 }
