@@ -89,14 +89,22 @@ public struct FoundImage: Sendable {
     public var manifest: Manifest
     public var openImage: @Sendable () throws -> any ImageStream
     public var release: @Sendable () -> Void
+    /// The disk it is on, for /run/spirit/boot-medium.json (persistence
+    /// writes there later); nil for a network source.
+    public var medium: BootMedium?
+    /// Where the media files are while the medium is mounted (until
+    /// `release`): the persistence archive is read from there.
+    public var mediaDirectory: String?
 
     public init(source: SourceName, origin: String, manifest: Manifest, openImage: @escaping @Sendable () throws -> any ImageStream,
-                release: @escaping @Sendable () -> Void) {
+                release: @escaping @Sendable () -> Void, medium: BootMedium? = nil, mediaDirectory: String? = nil) {
         self.source = source
         self.origin = origin
         self.manifest = manifest
         self.openImage = openImage
         self.release = release
+        self.medium = medium
+        self.mediaDirectory = mediaDirectory
     }
 }
 

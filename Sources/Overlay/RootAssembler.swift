@@ -22,20 +22,24 @@ public struct RootAssembler {
 
     /// The stage-1 plan for this machine: its memory, its zram device and
     /// the algorithms zram offers.
-    public func stageOnePlan(manifest: Manifest) throws -> BootPlan {
+    public func stageOnePlan(manifest: Manifest, persistArchive: String? = nil) throws -> BootPlan {
         let memTotal = Zram.memTotalKiB(meminfo: try Kernel.readText("/proc/meminfo")) ?? 0
         let number = try Zram.freeDevice()
         let offered = (try? Kernel.readText("/sys/block/zram\(number)/comp_algorithm")) ?? ""
         return try plan.stageOne(.init(manifest: manifest, memTotalKiB: memTotal, algorithmsOffered: offered,
-                                       upper: config.upper, ramLimitMiB: config.ramLimitMiB, zramNumber: number))
+                                       upper: config.upper, ramLimitMiB: config.ramLimitMiB, zramNumber: number,
+                                       persistArchive: persistArchive))
     }
 
     /// Runs the plan. `openImage` gives the source's stream; `releaseMedia`
     /// is called once the copy is over (done or failed), so that the source
     /// can let its media go. A failure in the copy or verify phase is the
     /// source's; a later one is the machine's (PlanFailure says which).
-    public func assemble(manifest: Manifest, openImage: () throws -> any ImageStream, releaseMedia: () -> Void) throws {
-        let bootPlan = try stageOnePlan(manifest: manifest)
+    /// `persist` restores a persistence archive (read before the copy,
+    /// applied after the overlay is mounted); its handlers never throw.
+    public func assemble(manifest: Manifest, openImage: () throws -> any ImageStream, releaseMedia: () -> Void,
+                         persist: (archive: String, read: () -> Void, apply: () -> Void)? = nil) throws {
+        let bootPlan = try stageOnePlan(manifest: manifest, persistArchive: persist?.archive)
         console.debug("boot plan:\n" + bootPlan.shell)
         let imagePath = plan.layout.imageDirectory + "/" + manifest.image
         var copied: ImageCopy.Result?
@@ -55,6 +59,8 @@ public struct RootAssembler {
                         guard let copied else { throw SpiritError("the image was not copied") }
                         try manifest.verifyImage(size: copied.size, sha256: copied.sha256)
                     },
+                    RootPlan.Action.readPersist: { persist?.read() },
+                    RootPlan.Action.applyPersist: { persist?.apply() },
                 ])
             }
         }

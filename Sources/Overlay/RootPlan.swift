@@ -14,15 +14,19 @@ public struct RootPlan: Sendable {
         public var ramLimitMiB: Int?
         /// The free zram device (Zram.freeDevice: zram0, or one from hot_add).
         public var zramNumber: Int
+        /// The persistence archive on the mounted boot medium, to restore
+        /// (crom.persist=on and a medium that is a disk); nil: none.
+        public var persistArchive: String? = nil
 
         public init(manifest: Manifest, memTotalKiB: Int64, algorithmsOffered: String, upper: UpperLayer,
-                    ramLimitMiB: Int?, zramNumber: Int = 0) {
+                    ramLimitMiB: Int?, zramNumber: Int = 0, persistArchive: String? = nil) {
             self.manifest = manifest
             self.memTotalKiB = memTotalKiB
             self.algorithmsOffered = algorithmsOffered
             self.upper = upper
             self.ramLimitMiB = ramLimitMiB
             self.zramNumber = zramNumber
+            self.persistArchive = persistArchive
         }
     }
 
@@ -30,6 +34,8 @@ public struct RootPlan: Sendable {
     public enum Action {
         public static let copy = "copy-image"
         public static let verify = "verify-image"
+        public static let readPersist = "read-persist"
+        public static let applyPersist = "apply-persist"
     }
 
     public var layout = RootLayout()
@@ -51,7 +57,14 @@ public struct RootPlan: Sendable {
         }
         let block = "/sys/block/zram\(inputs.zramNumber)"
         let device = "/dev/zram\(inputs.zramNumber)"
-        var steps: [PlannedStep] = [
+        var steps: [PlannedStep] = []
+        // Read while the medium is mounted (the copy lets it go), checked
+        // whole; applied once the overlay is there. Neither fails the boot.
+        if let archive = inputs.persistArchive {
+            steps.append(PlannedStep("persist:read", .action(name: Action.readPersist,
+                                                             shell: "cp \(archive) /run/spirit/persist.archive  # if there; its SHA-256 trailer checked, else ignored")))
+        }
+        steps += [
             PlannedStep("copy", .makeDirectory(layout.imageDirectory)),
             PlannedStep("copy", .mount(layout.imageMount(imageBytes: manifest.size))),
             PlannedStep("copy", .action(name: Action.copy, shell: "cat IMAGE > \(imagePath)  # from the boot source, SHA-256 computed as it is copied")),
@@ -94,6 +107,10 @@ public struct RootPlan: Sendable {
             PlannedStep("mount", .makeDirectory(layout.sysroot)),
             PlannedStep("mount", .mount(layout.overlayMount)),
         ]
+        if inputs.persistArchive != nil {
+            steps.append(PlannedStep("persist:apply", .action(name: Action.applyPersist,
+                                                              shell: "tar -x -C \(layout.sysroot) -f /run/spirit/persist.archive  # its files, links and deletions, through the overlay")))
+        }
         return BootPlan(steps: steps, details: [
             "copy": "\(manifest.size >> 10) KiB into RAM",
             "verify": "SHA-256 \(manifest.sha256.prefix(12)) matches the signed manifest",

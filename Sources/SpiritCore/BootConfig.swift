@@ -59,6 +59,9 @@ public struct BootConfig: Sendable, Equatable {
     public var extraModules: [String] = []
     public var upper: UpperLayer = .zram
     public var console = true
+    /// Restore the persistence archive (`spirit persist commit`) found on
+    /// the boot medium, as Alpine restores its apkovl when it finds one.
+    public var persist = true
     /// Every parameter that is not a `crom.*` flag, untouched.
     public var otherParameters: [KernelParameter] = []
 
@@ -113,6 +116,7 @@ public struct BootConfig: Sendable, Equatable {
         case modules = "crom.modules"
         case upper = "crom.upper"
         case console = "crom.console"
+        case persist = "crom.persist"
     }
 
     /// Applies one flag; returns what was wrong with its value, if anything.
@@ -203,6 +207,9 @@ public struct BootConfig: Sendable, Equatable {
         case .console:
             guard let on = Self.boolean(value) else { console = true; return "expected on or off; using on" }
             console = on
+        case .persist:
+            guard let on = Self.boolean(value) else { persist = true; return "expected on or off; using on" }
+            persist = on
         }
         return nil
     }
@@ -226,6 +233,7 @@ public struct BootConfig: Sendable, Equatable {
             case .modules: value = extraModules.isEmpty ? "(none)" : extraModules.joined(separator: ",")
             case .upper: value = upper.rawValue
             case .console: value = console ? "on" : "off"
+            case .persist: value = persist ? "on" : "off"
             }
             return "\(flag.rawValue)=\(value)"
         }
@@ -315,6 +323,7 @@ extension BootConfig {
         if !breakPoints.isEmpty { flags.append("crom.break=" + breakPoints.sorted().map(\.rawValue).joined(separator: ",")) }
         if !extraModules.isEmpty { flags.append("crom.modules=" + extraModules.joined(separator: ",")) }
         flags += ["crom.upper=\(upper.rawValue)", "crom.console=\(console ? "on" : "off")"]
+        flags.append("crom.persist=\(persist ? "on" : "off")")
         return flags
     }
 

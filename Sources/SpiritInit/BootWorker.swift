@@ -2,6 +2,7 @@ import BootCascade
 import Glibc
 import ModuleLoader
 import Overlay
+import Persistence
 import SpiritCore
 
 /// The stage-1 boot, in a child of PID 1: read the flags, load the boot
@@ -108,10 +109,14 @@ struct BootWorker {
     /// has undone what it did.
     func build(from found: FoundImage) throws {
         try pause(before: .root)
+        // crom.persist=on: the archive on a disk medium is restored (PersistBoot).
+        let restore = found.mediaDirectory.flatMap { config.persist ? PersistBoot(archive: $0 + "/" + PersistArchive.fileName, console: console) : nil }
         do {
             try RootAssembler(config: config, console: console, timeline: timeline)
-                .assemble(manifest: found.manifest, openImage: found.openImage, releaseMedia: found.release)
+                .assemble(manifest: found.manifest, openImage: found.openImage, releaseMedia: found.release,
+                          persist: restore.map { restore in (restore.archive, restore.read, { restore.apply(root: RootLayout().sysroot) }) })
             try? Kernel.writeFile(RunFiles.imageManifest, found.manifest.json)
+            try? Kernel.writeFile(RunFiles.bootMedium, (found.medium ?? BootMedium(source: found.source.rawValue, origin: found.origin)).json)
         } catch let failure as PlanFailure where Self.isTheSources(failure) {
             throw Cascade.Refusal("\(failure)")
         } catch let failure as PlanFailure {
