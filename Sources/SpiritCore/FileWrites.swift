@@ -67,14 +67,19 @@ extension Kernel {
     }
 
     /// Removes `path` whatever it is: a file, a link, or a directory with
-    /// everything in it (on its own filesystem). A missing path is not an error.
+    /// everything in it. A missing path is not an error. Only directories'
+    /// devices are compared, to stay out of other mounts: on an overlay a
+    /// file reports the device of the layer it comes from, not the overlay's.
     public static func removeAll(_ path: String) throws(SystemError) {
         guard let info = try? status(path, followLinks: false) else { return }
-        if info.isDirectory {
-            _ = removeTree(path, device: info.device, keep: "")
-            try removeDirectory(path)
-        } else {
-            try removeFile(path)
+        guard info.isDirectory else { return try removeFile(path) }
+        for entry in directoryEntries(path) {
+            let child = path + "/" + entry.name
+            if let inner = try? status(child, followLinks: false), inner.isDirectory, inner.device != info.device {
+                continue  // a mount point: its rmdir below says so
+            }
+            try removeAll(child)
         }
+        try removeDirectory(path)
     }
 }
