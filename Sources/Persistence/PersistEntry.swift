@@ -35,7 +35,7 @@ public struct PersistEntry: Sendable, Equatable {
     /// `file`, `directory`, `link`, `deletion`: for what `status` and `diff` print.
     public var kindName: String {
         switch kind {
-        case .directory(let opaque): opaque ? "directory (replacing the image's)" : "directory"
+        case .directory(let opaque): opaque ? "directory, replacing the image's" : "directory"
         case .file: "file"
         case .symbolicLink: "link"
         case .whiteout: "deletion"

@@ -42,9 +42,11 @@ import Testing
         let current = [
             PersistEntry(path: "etc/a", kind: .file([1]), mode: 0o600), PersistEntry(path: "etc/b", kind: .file([2])),
             PersistEntry(path: "etc/c", kind: .file([3]), modificationTime: 99), PersistEntry(path: "etc/motd", kind: .whiteout),
+            PersistEntry(path: "etc/ssh", kind: .directory(opaque: true)),
         ]
         #expect(PersistChange.compare(saved: saved, current: current).map(\.description) == [
-            "changed /etc/a (file)", "added /etc/motd (deletion)", "removed /root/gone (file)",
+            "changed /etc/a (file)", "added /etc/motd (deletion)", "added /etc/ssh (directory, replacing the image's)",
+            "removed /root/gone (file)",
         ])
     }
 
