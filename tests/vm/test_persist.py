@@ -129,6 +129,32 @@ def test_commit_reboot_cut_commit_and_damaged_archive(boot, tmp_path, system_ima
     assert vm.check("test -e /root/enc || echo absent") == "absent"
 
 
+def test_a_vfat_stick_with_a_tmpfs_upper(boot, tmp_path, system_image):
+    """The common stick (vfat) and the other writable layer (tmpfs); a
+    directory removed and made again (overlayfs's opaque directory) replaces
+    the image's on restore."""
+    disk = make_media(tmp_path, {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"]}, fstype="vfat")
+    vm = boot("crom.upper=tmpfs", disks=[Disk(str(disk))])
+    vm.expect(r"^spirit: ready$")
+    vm.expect(r"spirit:/# ", partial=True)
+    vm.check("mkdir -p /root/dir && echo on-vfat > /root/dir/v && chmod 600 /root/dir/v && ln -s dir/v /root/link")
+    # Only nodus's service file is left, in a directory made anew.
+    vm.check("cp /etc/spirit/services/nodus.toml /tmp/ && rm -r /etc/spirit/services && mkdir /etc/spirit/services "
+             "&& cp /tmp/nodus.toml /etc/spirit/services/")
+    assert "added /etc/spirit/services (directory, replacing the image's)" in vm.check("spirit persist diff --paths /root,/etc")
+    assert "(vfat, CROM_SPIRIT, UUID " in vm.check("spirit persist commit --paths /root,/etc 2>&1")
+    vm.kill()
+    listing = subprocess.run(["mdir", "-b", "-i", str(disk), "::"], check=True, capture_output=True, text=True).stdout.split()
+    assert "::/spirit.persist" in listing and "::/spirit.persist.new" not in listing, listing
+
+    vm = boot("crom.upper=tmpfs", disks=[Disk(str(disk))])
+    vm.expect(r"^spirit: persist: restored \d+ entries .* from /run/spirit/media/usb/spirit.persist$")
+    vm.expect(r"^spirit: ready$")
+    vm.expect(r"spirit:/# ", partial=True)
+    assert vm.check("cat /root/link && stat -c %a /root/dir/v") == "on-vfat\n600"
+    assert vm.check("ls /etc/spirit/services") == "nodus.toml"
+
+
 def test_a_read_only_medium_says_what_would_work(boot, iso):
     vm = boot("", disks=[Disk(str(iso), interface="cdrom")])
     vm.expect(r"^spirit: ready$")
