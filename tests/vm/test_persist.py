@@ -132,7 +132,7 @@ def test_commit_reboot_cut_commit_and_damaged_archive(boot, tmp_path, system_ima
 def test_a_vfat_stick_with_a_tmpfs_upper(boot, tmp_path, system_image):
     """The common stick (vfat) and the other writable layer (tmpfs); a
     directory removed and made again (overlayfs's opaque directory) replaces
-    the image's on restore."""
+    the image's on restore; crom.persist=off boots clean."""
     disk = make_media(tmp_path, {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"]}, fstype="vfat")
     vm = boot("crom.upper=tmpfs", disks=[Disk(str(disk))])
     vm.expect(r"^spirit: ready$")
@@ -153,6 +153,15 @@ def test_a_vfat_stick_with_a_tmpfs_upper(boot, tmp_path, system_image):
     vm.expect(r"spirit:/# ", partial=True)
     assert vm.check("cat /root/link && stat -c %a /root/dir/v") == "on-vfat\n600"
     assert vm.check("ls /etc/spirit/services") == "nodus.toml"
+    vm.kill()
+
+    # crom.persist=off boots clean, without reading the archive.
+    vm = boot("crom.upper=tmpfs crom.persist=off", disks=[Disk(str(disk))])
+    vm.expect(r"^spirit: ready$")
+    vm.expect(r"spirit:/# ", partial=True)
+    assert "spirit: persist:" not in vm.console
+    assert vm.check("test -e /root/dir/v || ls -1 /etc/spirit/services") == "modules.toml\nnexus.toml\nnodus.toml"
+    assert "at boot: nothing restored" in vm.check("spirit persist status")
 
 
 def test_a_read_only_medium_says_what_would_work(boot, iso):
