@@ -45,6 +45,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Opt-in persistence: the archive codec (ustar + a SHA-256 trailer,
+        // optionally ChaCha20-Poly1305 with a scrypt key), the selection of
+        // the writable layer's changes, the medium's atomic write.
+        .target(
+            name: "Persistence",
+            dependencies: [
+                "SpiritCore",
+                .product(name: "SystemPackage", package: "swift-system"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
         // HTTP/1.1 over SpiritCore's Socket: the HTTP boot source, the
         // rescue tools' fetch and `spirit image fetch`.
         .target(
@@ -136,8 +149,14 @@ let package = Package(
                 "Nodus",
                 "Nexus",
                 "VMManager",
+                "Persistence",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "PersistenceTests",
+            dependencies: ["Persistence", "SpiritCore", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -9,6 +9,9 @@ public struct BlockDevice: Sendable, Equatable, CustomStringConvertible {
     /// The filesystem type (`iso9660`, `vfat`, `ext4`, `ntfs`), if any.
     public var type: String?
     public var label: String?
+    /// The filesystem's UUID (a vfat serial `1234-ABCD`): how persistence
+    /// finds the boot medium again under whatever name it has then.
+    public var uuid: String?
 
     public var description: String {
         "\(name) (\(type ?? "no filesystem")\(label.map { ", label \($0)" } ?? ""))"
@@ -43,7 +46,7 @@ public enum BlockDevices {
         guard let probe = blkid_new_probe_from_filename(path) else { return device }
         defer { blkid_free_probe(probe) }
         blkid_probe_enable_superblocks(probe, 1)
-        blkid_probe_set_superblocks_flags(probe, Int32(BLKID_SUBLKS_LABEL | BLKID_SUBLKS_TYPE))
+        blkid_probe_set_superblocks_flags(probe, Int32(BLKID_SUBLKS_LABEL | BLKID_SUBLKS_TYPE | BLKID_SUBLKS_UUID))
         guard blkid_do_safeprobe(probe) == 0 else { return device }
         func value(_ key: String) -> String? {
             var data: UnsafePointer<CChar>?
@@ -53,6 +56,7 @@ public enum BlockDevices {
         }
         device.type = value("TYPE")
         device.label = value("LABEL")
+        device.uuid = value("UUID")
         return device
     }
 }

@@ -90,17 +90,26 @@ public struct FoundImage: Sendable {
     public var openImage: @Sendable () throws -> any ImageStream
     public var release: @Sendable () -> Void
     /// The layers beside the image, readable until `release`; nil for a
-    /// source that carries none (a Nodus peer, today).
+    /// source that carries none.
     public var layers: LayerShelf?
+    /// The disk it is on, for /run/spirit/boot-medium.json (persistence
+    /// writes there later); nil for a network source.
+    public var medium: BootMedium?
+    /// Where the media files are while the medium is mounted (until
+    /// `release`): the persistence archive is read from there.
+    public var mediaDirectory: String?
 
     public init(source: SourceName, origin: String, manifest: Manifest, openImage: @escaping @Sendable () throws -> any ImageStream,
-                release: @escaping @Sendable () -> Void, layers: LayerShelf? = nil) {
+                release: @escaping @Sendable () -> Void, layers: LayerShelf? = nil, medium: BootMedium? = nil,
+                mediaDirectory: String? = nil) {
         self.source = source
         self.origin = origin
         self.manifest = manifest
         self.openImage = openImage
         self.release = release
         self.layers = layers
+        self.medium = medium
+        self.mediaDirectory = mediaDirectory
     }
 }
 

@@ -87,9 +87,11 @@ public struct ParasiteSource: BootSource {
                 throw SpiritError("no \\\(Self.directory)\\ folder")
             }
             let (manifest, imagePath) = try MediaFiles.readManifest(directory: directory, origin: origin)
+            let medium = BootMedium(source: name.rawValue, origin: origin, device: volume.path, fstype: "ntfs", label: volume.label,
+                                    uuid: volume.uuid, directory: String(directory.dropFirst(mountPoint.count + 1)))
             return FoundImage(source: name, origin: origin, manifest: manifest,
                               openImage: { try FileImageStream(path: imagePath) }, release: release,
-                              layers: .folder(directory, origin: origin))
+                              layers: .folder(directory, origin: origin), medium: medium, mediaDirectory: directory)
         } catch {
             release()
             throw SpiritError("\(origin): \(error)")

@@ -67,9 +67,11 @@ public struct USBSeedSource: BootSource {
         let release: @Sendable () -> Void = { _ = try? Kernel.unmount(target) }
         do {
             let (manifest, imagePath) = try MediaFiles.readManifest(directory: target, origin: origin)
+            let medium = BootMedium(source: name.rawValue, origin: origin, device: device.path, fstype: fstype, label: device.label,
+                                    uuid: device.uuid)
             return FoundImage(source: name, origin: origin, manifest: manifest,
                               openImage: { try FileImageStream(path: imagePath) }, release: release,
-                              layers: .folder(target, origin: origin))
+                              layers: .folder(target, origin: origin), medium: medium, mediaDirectory: target)
         } catch {
             release()
             throw SpiritError("\(origin): \(error)")

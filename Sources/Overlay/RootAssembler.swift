@@ -34,13 +34,13 @@ public struct RootAssembler {
 
     /// The stage-1 plan for this machine: its memory, its zram device and
     /// the algorithms zram offers.
-    public func stageOnePlan(manifest: Manifest, layers: [LayerManifest] = []) throws -> BootPlan {
+    public func stageOnePlan(manifest: Manifest, layers: [LayerManifest] = [], persistArchive: String? = nil) throws -> BootPlan {
         let memTotal = Zram.memTotalKiB(meminfo: try Kernel.readText("/proc/meminfo")) ?? 0
         let number = try Zram.freeDevice()
         let offered = (try? Kernel.readText("/sys/block/zram\(number)/comp_algorithm")) ?? ""
         return try plan.stageOne(.init(manifest: manifest, memTotalKiB: memTotal, algorithmsOffered: offered,
                                        upper: config.upper, ramLimitMiB: config.ramLimitMiB, zramNumber: number,
-                                       layers: layers))
+                                       layers: layers, persistArchive: persistArchive))
     }
 
     /// Runs the plan. `openImage` gives the source's stream; `releaseMedia`
@@ -48,20 +48,24 @@ public struct RootAssembler {
     /// source can let its media go. A failure in the copy or verify phase is
     /// the source's; a later one is the machine's (PlanFailure says which).
     /// A layer that fails its copy or check is left out, said on the
-    /// console; the names of the layers stacked are returned.
+    /// console; the names of the layers stacked are returned. `persist`
+    /// restores a persistence archive (read before the copy, applied after
+    /// the overlay is mounted); its handlers never throw.
     @discardableResult
     public func assemble(manifest: Manifest, layers: [BootLayer] = [], openImage: () throws -> any ImageStream,
-                         releaseMedia: () -> Void) throws -> [LayerManifest] {
+                         releaseMedia: () -> Void,
+                         persist: (archive: String, read: () -> Void, apply: () -> Void)? = nil) throws -> [LayerManifest] {
         try withoutActuallyEscaping(openImage) { openImage in
             try withoutActuallyEscaping(releaseMedia) { releaseMedia in
-                try run(manifest: manifest, layers: layers, openImage: openImage, releaseMedia: releaseMedia)
+                try run(manifest: manifest, layers: layers, openImage: openImage, releaseMedia: releaseMedia, persist: persist)
             }
         }
     }
 
     func run(manifest: Manifest, layers: [BootLayer], openImage: @escaping () throws -> any ImageStream,
-             releaseMedia: @escaping () -> Void) throws -> [LayerManifest] {
-        let bootPlan = try stageOnePlan(manifest: manifest, layers: layers.map(\.manifest))
+             releaseMedia: @escaping () -> Void,
+             persist: (archive: String, read: () -> Void, apply: () -> Void)?) throws -> [LayerManifest] {
+        let bootPlan = try stageOnePlan(manifest: manifest, layers: layers.map(\.manifest), persistArchive: persist?.archive)
         console.debug("boot plan:\n" + bootPlan.shell)
         let layout = plan.layout
         let imagePath = layout.imageDirectory + "/" + manifest.image
@@ -85,6 +89,8 @@ public struct RootAssembler {
                 guard let copied else { throw SpiritError("the image was not copied") }
                 try manifest.verifyImage(size: copied.size, sha256: copied.sha256)
             },
+            RootPlan.Action.readPersist: { persist?.read() },
+            RootPlan.Action.applyPersist: { persist?.apply() },
         ]
         for layer in layers {
             let name = layer.manifest.name

@@ -17,9 +17,12 @@ public struct RootPlan: Sendable {
         /// The layers to stack over the image (crom.layers=), their
         /// manifests already checked; the first is the topmost.
         public var layers: [LayerManifest]
+        /// The persistence archive on the mounted boot medium, to restore
+        /// (crom.persist=on and a medium that is a disk); nil: none.
+        public var persistArchive: String? = nil
 
         public init(manifest: Manifest, memTotalKiB: Int64, algorithmsOffered: String, upper: UpperLayer,
-                    ramLimitMiB: Int?, zramNumber: Int = 0, layers: [LayerManifest] = []) {
+                    ramLimitMiB: Int?, zramNumber: Int = 0, layers: [LayerManifest] = [], persistArchive: String? = nil) {
             self.manifest = manifest
             self.memTotalKiB = memTotalKiB
             self.algorithmsOffered = algorithmsOffered
@@ -27,6 +30,7 @@ public struct RootPlan: Sendable {
             self.ramLimitMiB = ramLimitMiB
             self.zramNumber = zramNumber
             self.layers = layers
+            self.persistArchive = persistArchive
         }
     }
 
@@ -42,6 +46,8 @@ public struct RootPlan: Sendable {
         /// `mount-layer NAME`: its squashfs from a loop device, read-only
         /// (an empty directory, a harmless lower layer, if it was left out).
         public static func mountLayer(_ name: String) -> String { "mount-layer " + name }
+        public static let readPersist = "read-persist"
+        public static let applyPersist = "apply-persist"
     }
 
     public var layout = RootLayout()
@@ -65,7 +71,14 @@ public struct RootPlan: Sendable {
         }
         let block = "/sys/block/zram\(inputs.zramNumber)"
         let device = "/dev/zram\(inputs.zramNumber)"
-        var steps: [PlannedStep] = [
+        var steps: [PlannedStep] = []
+        // Read while the medium is mounted (the copy lets it go), checked
+        // whole; applied once the overlay is there. Neither fails the boot.
+        if let archive = inputs.persistArchive {
+            steps.append(PlannedStep("persist:read", .action(name: Action.readPersist,
+                                                             shell: "cp \(archive) /run/spirit/persist.archive  # if there; its SHA-256 trailer checked, else ignored")))
+        }
+        steps += [
             PlannedStep("copy", .makeDirectory(layout.imageDirectory)),
             PlannedStep("copy", .mount(layout.imageMount(imageBytes: manifest.size + layerBytes + Int64(inputs.layers.count) << 20))),
             PlannedStep("copy", .action(name: Action.copy, shell: "cat IMAGE > \(imagePath)  # from the boot source, SHA-256 computed as it is copied")),
@@ -126,6 +139,10 @@ public struct RootPlan: Sendable {
             PlannedStep("mount", .makeDirectory(layout.sysroot)),
             PlannedStep("mount", .mount(layout.overlayMount(layers: inputs.layers.map(\.name)))),
         ]
+        if inputs.persistArchive != nil {
+            steps.append(PlannedStep("persist:apply", .action(name: Action.applyPersist,
+                                                              shell: "tar -x -C \(layout.sysroot) -f /run/spirit/persist.archive  # its files, links and deletions, through the overlay")))
+        }
         let layerNote = inputs.layers.isEmpty ? "" : " and layers " + inputs.layers.map { "\($0.name) (\($0.size >> 10) KiB)" }.joined(separator: ", ")
         return BootPlan(steps: steps, details: [
             "copy": "\(manifest.size >> 10) KiB into RAM" + layerNote,

@@ -61,6 +61,9 @@ public struct BootConfig: Sendable, Equatable {
     public var console = true
     /// `crom.layers=`: which layers on the boot medium stack over the image.
     public var layers: LayerSelection = .all
+    /// Restore the persistence archive (`spirit persist commit`) found on
+    /// the boot medium, as Alpine restores its apkovl when it finds one.
+    public var persist = true
     /// Every parameter that is not a `crom.*` flag, untouched.
     public var otherParameters: [KernelParameter] = []
 
@@ -116,6 +119,7 @@ public struct BootConfig: Sendable, Equatable {
         case upper = "crom.upper"
         case console = "crom.console"
         case layers = "crom.layers"
+        case persist = "crom.persist"
     }
 
     /// Applies one flag; returns what was wrong with its value, if anything.
@@ -213,6 +217,9 @@ public struct BootConfig: Sendable, Equatable {
                 layers = .all
                 return "\(error); expected layer names separated by commas, all or none; using all"
             }
+        case .persist:
+            guard let on = Self.boolean(value) else { persist = true; return "expected on or off; using on" }
+            persist = on
         }
         return nil
     }
@@ -237,6 +244,7 @@ public struct BootConfig: Sendable, Equatable {
             case .upper: value = upper.rawValue
             case .console: value = console ? "on" : "off"
             case .layers: value = layers.description
+            case .persist: value = persist ? "on" : "off"
             }
             return "\(flag.rawValue)=\(value)"
         }
@@ -326,6 +334,7 @@ extension BootConfig {
         if !breakPoints.isEmpty { flags.append("crom.break=" + breakPoints.sorted().map(\.rawValue).joined(separator: ",")) }
         if !extraModules.isEmpty { flags.append("crom.modules=" + extraModules.joined(separator: ",")) }
         flags += ["crom.upper=\(upper.rawValue)", "crom.console=\(console ? "on" : "off")", "crom.layers=\(layers)"]
+        flags.append("crom.persist=\(persist ? "on" : "off")")
         return flags
     }
 

@@ -8,16 +8,30 @@ public struct FileStatus: Sendable, Equatable {
     public var inode: UInt64
     public var size: Int64
     public var mode: UInt32
+    public var ownerID: UInt32 = 0
+    public var groupID: UInt32 = 0
+    /// st_mtime, whole seconds.
+    public var modificationTime: Int64 = 0
+    /// st_rdev: the device a device node stands for (0/0 is an overlayfs whiteout).
+    public var representedDevice: UInt64 = 0
 
     init(_ info: stat) {
         device = UInt64(info.st_dev)
         inode = UInt64(info.st_ino)
         size = Int64(info.st_size)
         mode = UInt32(info.st_mode)
+        ownerID = UInt32(info.st_uid)
+        groupID = UInt32(info.st_gid)
+        modificationTime = Int64(info.st_mtim.tv_sec)
+        representedDevice = UInt64(info.st_rdev)
     }
 
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }
     public var isRegularFile: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFREG) }
+    public var isSymbolicLink: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFLNK) }
+    public var isCharacterDevice: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFCHR) }
+    /// The permission bits (with setuid, setgid, sticky).
+    public var permissions: UInt32 { mode & 0o7777 }
 }
 
 /// One name in a directory, with its type as readdir(3) gives it (no stat).

@@ -22,9 +22,6 @@ public enum RunFiles {
     public static let imageManifest = directory + "/image.manifest.json"
     // The boot timeline, timeline.jsonl and timeline.json, is Timeline's
     // (its directory can be another in tests).
-    /// Where the image in RAM came from, one line: the source's name, a
-    /// space, its origin (`http http://10.0.2.2:8080/spirit/`).
-    public static let bootSource = directory + "/boot-source"
     /// The add-on layers in RAM and how each joined (LayerState).
     public static let layers = directory + "/layers.json"
     /// The boot worker's pid, for a person at a break shell.
@@ -34,6 +31,12 @@ public enum RunFiles {
     /// Written by the boot worker when /sysroot is assembled: PID 1 then
     /// switches into it.
     public static let rootReady = directory + "/root-ready"
+    /// What the boot came from (BootMedium): the disk, its filesystem and
+    /// UUID, the folder on it; `spirit persist` writes there.
+    public static let bootMedium = directory + "/boot-medium.json"
+    /// What stage 1 did with the persistence archive, one line, for
+    /// `spirit persist status`.
+    public static let persistReport = directory + "/persist-boot.txt"
     /// The exit status of a boot worker that wrote a rescue reason.
     public static let rescueExitStatus: Int32 = 3
 }

@@ -2,6 +2,7 @@ import BootCascade
 import Glibc
 import ModuleLoader
 import Overlay
+import Persistence
 import SpiritCore
 
 /// The stage-1 boot, in a child of PID 1: read the flags, load the boot
@@ -113,11 +114,14 @@ struct BootWorker {
     func build(from found: FoundImage) throws {
         try pause(before: .root)
         let layers = chooseLayers(found)
+        // crom.persist=on: the archive on a disk medium is restored (PersistBoot).
+        let restore = found.mediaDirectory.flatMap { config.persist ? PersistBoot(archive: $0 + "/" + PersistArchive.fileName, console: console) : nil }
         do {
             let stacked = try RootAssembler(config: config, console: console, timeline: timeline)
-                .assemble(manifest: found.manifest, layers: layers, openImage: found.openImage, releaseMedia: found.release)
+                .assemble(manifest: found.manifest, layers: layers, openImage: found.openImage, releaseMedia: found.release,
+                          persist: restore.map { restore in (restore.archive, restore.read, { restore.apply(root: RootLayout().sysroot) }) })
             try? Kernel.writeFile(RunFiles.imageManifest, found.manifest.json)
-            try? Kernel.writeFile(RunFiles.bootSource, "\(found.source) \(found.origin)\n")
+            try? Kernel.writeFile(RunFiles.bootMedium, (found.medium ?? BootMedium(source: found.source.rawValue, origin: found.origin)).json)
             if !stacked.isEmpty {
                 console.info("layers: " + stacked.map { "\($0.name) \($0.version)" }.joined(separator: ", ") + " stacked over the image")
                 let origin = found.layers?.origin ?? found.origin

@@ -97,11 +97,10 @@ enum LayerCommand {
         throw SpiritError("--from \(from): no \(LayerShelf.directory)/ folder in it")
     }
 
-    /// The base URL of an HTTP boot (RunFiles.bootSource).
+    /// The base URL of an HTTP boot (RunFiles.bootMedium).
     static func bootSourceURL() -> String? {
-        guard let line = try? Kernel.readText(RunFiles.bootSource) else { return nil }
-        let words = line.trimmed.split(separator: " ", maxSplits: 1).map(String.init)
-        return words.count == 2 && words[0] == SourceName.http.rawValue ? words[1] : nil
+        guard let bytes = try? Kernel.readFile(RunFiles.bootMedium), let medium = try? BootMedium(json: bytes) else { return nil }
+        return medium.source == SourceName.http.rawValue ? medium.origin : nil
     }
 
     static func manifest(_ options: Options) throws {

@@ -67,6 +67,9 @@ enum Usage {
                       VMs over QEMU (the vm service); @NAME CMD... runs CMD in NAME's guest
       boot-plan --manifest FILE --mem-total SIZE [--upper zram|tmpfs] [--ram-limit MiB] [--algorithms LIST] [--zram N]
                       the stage-1 RAM-root plan and switch_root as shell, without root (crom.debug=1 prints it at boot)
+      persist status|diff|commit|restore [--paths /etc,/root] [--passphrase-file FILE]
+                      keep the writable layer's changes under the paths (persist.toml; /etc and /root) as one archive on the
+                      boot medium, restored at boot (crom.persist=on); restore: by hand, e.g. an encrypted one
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)
       diag            (spirit-diag) hardware, modules, block devices, network, why each boot source gave up, timeline
       mount DEVICE    (spirit-mount) mount a device read-only on /mnt/<name> (NTFS with ntfs3 or ntfs-3g)

@@ -42,6 +42,7 @@ let commands: [String: ([String]) -> Int32] = [
     "time": TimeCommand.run,
     "timeline": TimelineCommand.run,
     "boot-plan": BootPlanCommand.run,
+    "persist": PersistCommand.run,
     "poweroff": { PowerCommand.run("poweroff", $0) },
     "reboot": { PowerCommand.run("reboot", $0) },
     "halt": { PowerCommand.run("halt", $0) },

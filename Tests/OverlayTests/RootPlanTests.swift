@@ -164,6 +164,27 @@ final class RecordingKernel: BootKernel {
         #expect(kernel.calls.last == "exec /sbin/init --switched-root")
     }
 
+    @Test func persistenceIsReadBeforeTheCopyAndAppliedAfterTheOverlay() throws {
+        var withArchive = inputs()
+        withArchive.persistArchive = "/run/spirit/media/usb/spirit.persist"
+        let plan = try RootPlan().stageOne(withArchive)
+        // Read while the medium is mounted (the copy releases it), applied once /sysroot is the overlay.
+        #expect(plan.phases == ["persist:read", "copy", "verify", "zram", "mount", "persist:apply"])
+        #expect(plan.steps.first?.step == .action(name: RootPlan.Action.readPersist,
+                                                  shell: "cp /run/spirit/media/usb/spirit.persist /run/spirit/persist.archive  # if there; its SHA-256 trailer checked, else ignored"))
+        #expect(plan.steps.last?.step.shell.hasPrefix("tar -x -C /sysroot -f /run/spirit/persist.archive") == true)
+        // Neither step has an undo, and without an archive there is neither.
+        #expect(plan.steps.filter { $0.phase.hasPrefix("persist") }.allSatisfy { $0.undo == nil })
+        #expect(try RootPlan().stageOne(inputs()).phases == ["copy", "verify", "zram", "mount"])
+        var order: [String] = []
+        try PlanRunner(kernel: RecordingKernel(), timeline: nil).run(plan, actions: [
+            RootPlan.Action.readPersist: { order.append("read") }, RootPlan.Action.copy: { order.append("copy") },
+            RootPlan.Action.release: { order.append("release") },
+            RootPlan.Action.verify: {}, RootPlan.Action.applyPersist: { order.append("apply") },
+        ])
+        #expect(order == ["read", "copy", "release", "apply"])
+    }
+
     @Test func anActionWithoutAHandlerFails() throws {
         let plan = try RootPlan().stageOne(inputs())
         #expect(throws: PlanFailure.self) { try PlanRunner(kernel: RecordingKernel(), timeline: nil).run(plan) }

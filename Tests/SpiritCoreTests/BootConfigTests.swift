@@ -11,6 +11,8 @@ import Testing
             return expected
         }())
         #expect(config.mode == .auto && config.nodus == .discover && config.upper == .zram && config.console)
+        // A persistence archive on the medium is restored unless crom.persist=off (Alpine's apkovl rule).
+        #expect(config.persist)
         #expect(config.httpURL == BootConfig.defaultHTTPURL)
         #expect(config.networkTimeoutSeconds == 10)
     }
@@ -19,7 +21,7 @@ import Testing
         let (config, warnings) = BootConfig.parse("""
             crom.debug=1 crom.mode=http crom.nodus=off crom.nodus.server=10.0.2.2:10900 crom.nodus.stream=1 \
             crom.http="http://10.0.2.2:8000/spirit/" crom.gpu=passthrough crom.ram.limit=2048 crom.network.timeout=30 \
-            crom.break=modules,cascade crom.modules=e1000e,r8169 crom.upper=tmpfs crom.console=off crom.layers=vm,ai
+            crom.break=modules,cascade crom.modules=e1000e,r8169 crom.upper=tmpfs crom.console=off crom.layers=vm,ai crom.persist=off
             """)
         #expect(warnings.isEmpty, "\(warnings)")
         #expect(config.debug)
@@ -36,6 +38,7 @@ import Testing
         #expect(config.upper == .tmpfs)
         #expect(!config.console)
         #expect(config.layers == .named(["vm", "ai"]))
+        #expect(!config.persist)
         #expect(config.otherParameters.isEmpty)
     }
 
@@ -79,6 +82,7 @@ import Testing
         ("crom.network.timeout=99999", "using 10"),
         ("crom.upper=disk", "expected zram or tmpfs; using zram"),
         ("crom.console=loud", "expected on or off; using on"),
+        ("crom.persist=sometimes", "expected on or off; using on"),
         ("crom.break=nowhere", "unknown step nowhere"),
         ("crom.break", "expected a step"),
         ("crom.modules=", "none added"),
@@ -155,6 +159,7 @@ import Testing
         "crom.debug=1 crom.mode=http crom.http=http://10.0.2.2:8080/x/ crom.network.timeout=5",
         "crom.mode=nodus crom.nodus=off crom.nodus.server=[fe80::1]:9000 crom.nodus.stream=1 crom.gpu=passthrough",
         "crom.ram.limit=512 crom.break=modules,root crom.modules=e1000,virtio_net crom.upper=tmpfs crom.console=off",
+        "crom.persist=off crom.mode=usb",
         "crom.mode=seed crom.nodus.server=10.0.0.7 quiet console=ttyS0 root=/dev/x",
     ])
     func canonicalFlagsReadBackToTheSameConfigWithoutAWarning(_ line: String) {

@@ -178,6 +178,12 @@ def test_parasite_is_preferred_and_read_only(boot, tmp_path, system_image):
     # Nothing of either disk stays mounted: the image is in RAM.
     mounts = vm.check("cat /proc/mounts")
     assert "/dev/vd" not in mounts and "fuseblk" not in mounts, mounts
+    # The boot recorded its medium, the folder in its own case; persistence
+    # does not write to the Windows partition, and says what would work.
+    medium = json.loads(vm.check("cat /run/spirit/boot-medium.json"))
+    assert medium["source"] == "parasite" and medium["device"] == "/dev/vda1" and medium["directory"] == "cromspirit", medium
+    status, out = vm.run("spirit persist commit 2>&1")
+    assert status == 111 and "is the Windows partition, which Spirit only ever mounts read-only" in out, out
 
 
 def test_forced_usb_takes_a_late_stick(boot, tmp_path, system_image):

@@ -158,6 +158,10 @@ int spirit_errno(void);
 /// -errno. Swift's Glibc module does not export <sys/vfs.h>.
 int spirit_statfs_type(const char *path, long *type);
 
+/// lgetxattr(2): the value's length, or -errno. Swift's Glibc module does
+/// not export <sys/xattr.h>.
+long spirit_lgetxattr(const char *path, const char *name, void *value, unsigned long size);
+
 /// What FBIOGET_VSCREENINFO and FBIOGET_FSCREENINFO say of a framebuffer
 /// device, as far as Spirit draws on it.
 typedef struct {
