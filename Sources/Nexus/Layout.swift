@@ -12,7 +12,7 @@ public enum Mode: String, Sendable, CaseIterable {
 
 /// What a widget shows; the dashboard's grid says where.
 public enum WidgetKind: String, Sendable, CaseIterable {
-    case cpu, memory, network, services, timeline, nodus, terminal, clock
+    case cpu, memory, network, services, timeline, nodus, terminal, clock, vms
     case kernelLog = "kernel-log"
     /// A JavaScript file's `widget()` lines (`script = "name.js"`, in
     /// /etc/spirit/nexus/widgets/).
@@ -26,6 +26,7 @@ public enum WidgetKind: String, Sendable, CaseIterable {
         case .services: "SERVICES"
         case .timeline: "BOOT"
         case .nodus: "NODUS PEERS"
+        case .vms: "VMS"
         case .terminal: "TERMINAL"
         case .clock: "CLOCK"
         case .kernelLog: "KERNEL LOG"
@@ -38,7 +39,7 @@ public enum WidgetKind: String, Sendable, CaseIterable {
     public var defaultRefreshMillis: Int {
         switch self {
         case .cpu, .network, .clock: 1000
-        case .memory, .services, .kernelLog, .nodus, .script: 2000
+        case .memory, .services, .kernelLog, .nodus, .script, .vms: 2000
         case .timeline: 5000
         case .terminal: 0
         }

@@ -10,6 +10,8 @@ public struct ReadingPaths: Sendable {
     public var sys = "/sys"
     public var run = RunFiles.directory
     public var control = RunFiles.directory + "/control.sock"
+    /// The VM manager's control socket (`spirit vm daemon`).
+    public var vmControl = RunFiles.directory + "/vm.sock"
     public var kmsg = "/dev/kmsg"
     public var spirit = "/bin/spirit"
     /// The RAM root's writable layer (RootLayout.readWrite).
@@ -52,6 +54,7 @@ public final class Readings {
             case .timeline: return try readTimeline(lines: lines)
             case .kernelLog: return readKernelLog(lines: lines)
             case .nodus: return readPeers()
+            case .vms: return readVMs()
             case .clock: return Widgets.clock(Self.clock(), date: Self.date())
             case .terminal, .script: return .waiting
             }
@@ -207,6 +210,19 @@ public final class Readings {
             }
         }
         return Widgets.nodus(peers: peers)
+    }
+
+    /// The VMs, asked of the VM manager's control socket (`list`), as
+    /// `spirit vm list --json` does; no socket is no VM manager here.
+    func readVMs() -> WidgetContent {
+        guard Kernel.exists(paths.vmControl) else { return Widgets.vms(nil) }
+        var body: [UInt8] = []
+        let head = ControlChannel.send("list", to: paths.vmControl, server: "VM manager") { chunk in
+            body += chunk
+            return true
+        }
+        if case .error(_, let message) = head { return WidgetContent(lines: [TextLine(message, .warning)]) }
+        return Widgets.vms(VMSummary.parse(body))
     }
 
     static func clock() -> String {

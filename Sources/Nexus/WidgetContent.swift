@@ -173,6 +173,22 @@ public enum Widgets {
         WidgetContent(lines: peers.isEmpty ? [TextLine("no peers seen", .dim)] : peers.map { TextLine($0) })
     }
 
+    /// The VMs widget: a line a VM (name, state, agent, memory); nil: no
+    /// VM manager on this machine.
+    public static func vms(_ vms: [VMSummary]?) -> WidgetContent {
+        guard let vms else { return WidgetContent(lines: [TextLine("no VM manager here (the vm layer)", .dim)]) }
+        guard !vms.isEmpty else { return WidgetContent(lines: [TextLine("no VMs defined", .dim)]) }
+        return WidgetContent(lines: vms.map { vm in
+            let tone: Tone = switch vm.state {
+            case "failed": .failure
+            case "running": vm.agent == "ready" ? .normal : .accent
+            case "starting", "saving", "restoring", "stopping": .warning
+            default: .dim
+            }
+            return TextLine("\(vm.name)  \(vm.state)  agent \(vm.agent)  \(vm.memoryMiB) MiB", tone)
+        })
+    }
+
     public static func clock(_ time: String, date: String) -> WidgetContent {
         WidgetContent(lines: [TextLine(time, .accent), TextLine(date, .dim)])
     }

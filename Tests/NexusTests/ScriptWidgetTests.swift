@@ -66,3 +66,18 @@ import Testing
         #expect(Kernel.bootTimeMicros() - start < 3_000_000)
     }
 }
+
+@Suite struct VMsWidgetTests {
+    @Test func theVMManagersListBecomesALineAVM() {
+        let answer = Array(#"{"vms":[{"name":"windows","state":"running","agent":"ready","memory-mib":4096,"saved":false},{"name":"testvm","state":"saved","agent":"none","memory-mib":512},{"state":"running"}]}"#.utf8) + [0x0A]
+        let vms = VMSummary.parse(answer)
+        #expect(vms == [VMSummary(name: "windows", state: "running", agent: "ready", memoryMiB: 4096),
+                        VMSummary(name: "testvm", state: "saved", agent: "none", memoryMiB: 512)])
+        let content = Widgets.vms(vms)
+        #expect(content.lines.map(\.text) == ["windows  running  agent ready  4096 MiB", "testvm  saved  agent none  512 MiB"])
+        #expect(content.lines.map(\.tone) == [.normal, .dim])
+        #expect(Widgets.vms([]).lines.map(\.text) == ["no VMs defined"])
+        #expect(Widgets.vms(nil).lines.map(\.text) == ["no VM manager here (the vm layer)"])
+        #expect(VMSummary.parse(Array("not json".utf8)).isEmpty)
+    }
+}
