@@ -131,18 +131,11 @@ public struct RuntimeLayers {
     /// Refuses a layer larger than the memory there is to hold it.
     func checkMemory(for layer: LayerManifest) throws {
         let meminfo = (try? Kernel.readText(proc + "/meminfo")) ?? ""
-        guard let available = Self.memAvailableKiB(meminfo) else { return }
+        guard let available = Zram.memAvailableKiB(meminfo: meminfo) else { return }
         let needed = layer.size >> 10 + (64 << 10)
         guard needed <= available else {
             throw SpiritError("the layer \(layer.name) needs \(layer.size >> 20) MiB of RAM and 64 MiB to spare; \(available >> 10) MiB are available")
         }
-    }
-
-    static func memAvailableKiB(_ meminfo: String) -> Int64? {
-        for line in meminfo.split(separator: "\n") where line.hasPrefix("MemAvailable:") {
-            return line.split(separator: " ").dropFirst().first.flatMap { Int64($0) }
-        }
-        return nil
     }
 
     /// The tmpfs holding the image and the layers grows (or shrinks) by a

@@ -151,6 +151,27 @@ public struct RootPlan: Sendable {
         ])
     }
 
+    /// RAM a running system needs beside its image in RAM (the writable
+    /// layer's first writes, the services, the page cache's working set).
+    public static let runningHeadroomMiB: Int64 = 64
+
+    /// Whether an image (and its layers) fits in RAM, asked before a byte
+    /// is copied: nil if it does, else why not, with the figures. A manifest
+    /// that names a larger image than the machine can hold is refused at
+    /// once, not when the copy runs out of memory. `crom.ram.limit` caps the
+    /// RAM the root may use, so it caps this too.
+    public static func memoryProblem(image: Manifest, layerBytes: Int64, memAvailableKiB: Int64, ramLimitMiB: Int?) -> String? {
+        let neededMiB = (image.size + layerBytes + (1 << 20) - 1) >> 20
+        let availableMiB = memAvailableKiB >> 10
+        let budgetMiB = min(availableMiB, ramLimitMiB.map(Int64.init) ?? availableMiB)
+        guard neededMiB + runningHeadroomMiB > budgetMiB else { return nil }
+        let layers = layerBytes > 0 ? " with its layers" : ""
+        let limit = ramLimitMiB.map { ", capped by crom.ram.limit=\($0)" } ?? " (crom.ram.limit is not set)"
+        let hint = layerBytes > 0 ? "; crom.layers=none boots the image alone" : ""
+        return "\(image.image) \(image.version)\(layers) needs \(neededMiB) MiB of RAM and \(runningHeadroomMiB) MiB to run; "
+            + "this machine has \(availableMiB) MiB available\(limit): refused before the copy\(hint)"
+    }
+
     /// switch_root, for PID 1: the API filesystems moved into the new root,
     /// the initramfs's files deleted to free their RAM, the new root moved
     /// onto /, chroot, exec of its init. pivot_root(2) does not work from an

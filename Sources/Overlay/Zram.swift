@@ -13,7 +13,16 @@ public enum Zram {
 
     /// MemTotal from /proc/meminfo, in KiB.
     public static func memTotalKiB(meminfo: String) -> Int64? {
-        for line in meminfo.split(separator: "\n") where line.hasPrefix("MemTotal:") {
+        meminfoKiB("MemTotal", meminfo)
+    }
+
+    /// MemAvailable from /proc/meminfo, in KiB.
+    public static func memAvailableKiB(meminfo: String) -> Int64? {
+        meminfoKiB("MemAvailable", meminfo)
+    }
+
+    static func meminfoKiB(_ field: String, _ meminfo: String) -> Int64? {
+        for line in meminfo.split(separator: "\n") where line.hasPrefix(field + ":") {
             return line.split(separator: " ").dropFirst().first.flatMap { Int64($0) }
         }
         return nil

@@ -114,6 +114,13 @@ struct BootWorker {
     func build(from found: FoundImage) throws {
         try pause(before: .root)
         let layers = chooseLayers(found)
+        let meminfo = (try? Kernel.readText("/proc/meminfo")) ?? ""
+        if let available = Zram.memAvailableKiB(meminfo: meminfo),
+           let problem = RootPlan.memoryProblem(image: found.manifest, layerBytes: layers.reduce(0) { $0 + $1.manifest.size },
+                                                memAvailableKiB: available, ramLimitMiB: config.ramLimitMiB) {
+            found.release()
+            throw Cascade.Refusal(problem)
+        }
         // crom.persist=on: the archive on a disk medium is restored (PersistBoot).
         let restore = found.mediaDirectory.flatMap { config.persist ? PersistBoot(archive: $0 + "/" + PersistArchive.fileName, console: console) : nil }
         do {

@@ -246,3 +246,21 @@ final class RecordingKernel: BootKernel {
         #expect(users.map(\.pid) == [812, 301])
     }
 }
+
+@Suite struct MemoryCheckTests {
+    let image = Manifest(image: "rootfs.squashfs", size: 2 << 30, sha256: String(repeating: "ab", count: 32), version: "0.1.0", buildTime: 0)
+
+    @Test func anImageLargerThanTheRAMIsRefusedBeforeTheCopy() throws {
+        let problem = try #require(RootPlan.memoryProblem(image: image, layerBytes: 0, memAvailableKiB: 900 << 10, ramLimitMiB: nil))
+        #expect(problem == "rootfs.squashfs 0.1.0 needs 2048 MiB of RAM and 64 MiB to run; this machine has 900 MiB available (crom.ram.limit is not set): refused before the copy")
+        #expect(RootPlan.memoryProblem(image: image, layerBytes: 0, memAvailableKiB: 3 << 20, ramLimitMiB: nil) == nil)
+    }
+
+    @Test func crom_ram_limitCapsItAndLayersCount() throws {
+        let small = Manifest(image: "rootfs.squashfs", size: 40 << 20, sha256: image.sha256, version: "0.1.0", buildTime: 0)
+        let capped = try #require(RootPlan.memoryProblem(image: small, layerBytes: 60 << 20, memAvailableKiB: 4 << 20, ramLimitMiB: 128))
+        #expect(capped.contains("with its layers needs 100 MiB") && capped.contains("capped by crom.ram.limit=128")
+                && capped.hasSuffix("crom.layers=none boots the image alone"))
+        #expect(RootPlan.memoryProblem(image: small, layerBytes: 0, memAvailableKiB: 4 << 20, ramLimitMiB: 128) == nil)
+    }
+}
