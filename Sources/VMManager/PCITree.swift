@@ -108,14 +108,23 @@ public struct PCITree: Sendable {
         Kernel.exists(root + "/sys/module/" + name.replacing("-", with: "_"))
     }
 
-    /// The processes holding /dev/dri/`card` open, as "comm (pid N)".
+    /// A process's program and first argument ("spirit nexus": comm says
+    /// only "exe" for Spirit's multi-call binary).
+    func commandName(_ pid: String) -> String {
+        let words = ((try? Kernel.readFile(root + "/proc/\(pid)/cmdline")) ?? []).split(separator: 0).prefix(2)
+            .map { String(decoding: $0, as: UTF8.self).trimmed }
+        guard let program = words.first else { return "?" }
+        return ([String(program.split(separator: "/").last ?? "")] + words.dropFirst()).joined(separator: " ")
+    }
+
+    /// The processes holding /dev/dri/`card` open, as "spirit nexus (pid N)".
     public func cardHolders(_ card: String) -> [String] {
         let target = "/dev/dri/" + card
         var holders: [String] = []
         for pid in Kernel.listDirectory(root + "/proc").filter({ $0.allSatisfy(\.isNumber) }).sorted(by: { Int($0)! < Int($1)! }) {
             let fds = Kernel.listDirectory(root + "/proc/\(pid)/fd")
             guard fds.contains(where: { Kernel.readLink(root + "/proc/\(pid)/fd/\($0)") == target }) else { continue }
-            holders.append("\(text("/proc/\(pid)/comm") ?? "?") (pid \(pid))")
+            holders.append("\(commandName(pid)) (pid \(pid))")
         }
         return holders
     }

@@ -48,9 +48,9 @@ final class SysfsFixture {
         for card in cards { directory(path + "/drm/\(card)") }
     }
 
-    /// Process `pid` (named `comm`) holding /dev/dri/`card` open as fd 5.
-    func holder(pid: Int, comm: String, card: String) {
-        file("/proc/\(pid)/comm", comm)
+    /// Process `pid` (running `command`) holding /dev/dri/`card` open as fd 5.
+    func holder(pid: Int, command: [String], card: String) {
+        file("/proc/\(pid)/cmdline", command.joined(separator: "\0"))
         link("/proc/\(pid)/fd/5", to: "/dev/dri/\(card)")
     }
 
@@ -67,8 +67,8 @@ final class SysfsFixture {
         tree.directory("/sys/bus/pci/drivers/vfio-pci")
         tree.directory("/sys/module/amdgpu")
         tree.directory("/sys/module/snd_hda_intel")
-        tree.holder(pid: 312, comm: "spirit", card: "card0")
-        tree.file("/proc/1/comm", "spirit")
+        tree.holder(pid: 312, command: ["/bin/spirit", "nexus"], card: "card0")
+        tree.file("/proc/1/cmdline", "/init")
         return tree
     }
 }
@@ -94,7 +94,7 @@ func failure(_ body: () throws -> Any) -> String? {
             .passthrough(["0000:01:00.0", "0000:01:00.1"])
         #expect(plan.shell == """
             # iommu group 12 = 0000:00:01.0 0000:01:00.0 0000:01:00.1 (all listed)
-            # 0000:01:00.0 VGA (0x30000) driver amdgpu; VGA: vfio-pci evicts firmware framebuffers, which never come back; /dev/dri/card0: spirit (pid 312)
+            # 0000:01:00.0 VGA (0x30000) driver amdgpu; VGA: vfio-pci evicts firmware framebuffers, which never come back; /dev/dri/card0: spirit nexus (pid 312)
             # 0000:01:00.1 audio (0x40300) driver snd_hda_intel
             spiritctl stop nexus    # gpu 0000:01:00.0 passed through (spirit gpu passthrough)
             while fuser -s /dev/dri/card0; do sleep 0.01; done    # deadline 5000 ms
