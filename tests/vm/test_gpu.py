@@ -55,6 +55,13 @@ def test_the_vga_and_the_e1000_go_to_vfio_and_come_back(boot, media_disk, tmp_pa
     assert re.search(r"iommu group \d+ \(0000:00:02\.0\)", line), status
     assert "driver bochs-drm" in line and re.search(r"card0: spirit nexus \(pid \d+\)", line), status
 
+    # q35's ICH9 functions share one group: one of them alone is refused,
+    # the others named, nothing moved.
+    lpc_sata = (driver(vm, "0000:00:1f.0"), driver(vm, "0000:00:1f.2"))
+    code, refused = vm.run("spirit gpu passthrough --device 0000:00:1f.3 2>&1")
+    assert code == 100 and re.search(r"also holds 0000:00:1f\.0 \([^)]*\), 0000:00:1f\.2 \([^)]*\)", refused), refused
+    assert (driver(vm, "0000:00:1f.0"), driver(vm, "0000:00:1f.2")) == lpc_sata
+
     # The plan, as shell, before anything is done.
     plan = vm.check(f"spirit gpu plan passthrough --device {VGA}")
     assert "spiritctl stop nexus" in plan and f"echo {VGA} > /sys/bus/pci/drivers/bochs-drm/unbind" in plan, plan
@@ -93,3 +100,28 @@ def test_the_vga_and_the_e1000_go_to_vfio_and_come_back(boot, media_disk, tmp_pa
     vm.check(f"ip link set {interface} up")
     lease = vm.check(f"udhcpc -i {interface} -n -q -t 10 -s /bin/true 2>&1", timeout=120)
     assert re.search(r"lease of 10\.0\.2\.\d+ obtained", lease), lease
+
+
+def test_with_crom_gpu_passthrough_the_return_loads_the_graphics_driver(boot, media_disk, tmp_path):
+    """crom.gpu=passthrough keeps graphics drivers from loading: the VGA has
+    no driver and the HUD has no screen. The return loads bochs through the
+    module loader (its modalias), and the HUD comes up on it."""
+    vm = boot("intel_iommu=on crom.gpu=passthrough", disks=[Disk(str(media_disk), id="media")], extra_args=EXTRA,
+              memory_mib=1536)
+    vm.expect(r"^spirit: ready$", timeout=300)
+    vm.expect(r"spirit:/# ", partial=True)
+    assert driver(vm, VGA) == "none"
+    vm.check("test ! -d /sys/module/bochs")
+    assert nexus(vm)["state"] != "running", nexus(vm)
+    moved(vm, f"spirit gpu passthrough --device {VGA}")
+    assert driver(vm, VGA) == "vfio-pci"
+    plan = vm.check(f"spirit gpu plan return --device {VGA}")
+    assert "spirit modules load bochs" in plan, plan
+    moved(vm, f"spirit gpu return --device {VGA}")
+    assert driver(vm, VGA) == "bochs-drm"
+    deadline = time.monotonic() + 60
+    while not (nexus(vm)["state"] == "running" and nexus(vm)["ready"]):
+        assert time.monotonic() < deadline, nexus(vm)
+        time.sleep(0.5)
+    _, _, after = screen(vm, tmp_path, "after")
+    assert_hud(after, "the HUD after the return")
