@@ -2,7 +2,8 @@ import SpiritCore
 
 /// The control socket's protocol: the client sends one request line of
 /// words (`status`, `start nodus`, `logs nodus 50 follow`, each optionally
-/// ending in `json`); the supervisor answers `ok` or `error <exit code>
+/// ending in `json`; `stop nexus because WORDS…` says why, which `status`
+/// shows); the supervisor answers `ok` or `error <exit code>
 /// <message>` on the first line, then the body until it closes the
 /// connection (or, for `logs … follow`, goes on sending lines).
 public struct ControlRequest: Sendable, Equatable {
@@ -15,13 +16,18 @@ public struct ControlRequest: Sendable, Equatable {
     public var lines = 50
     public var follow = false
     public var json = false
+    /// Why a service is stopped (`spirit gpu passthrough`: the GPU went to
+    /// vfio-pci), shown by `status`.
+    public var reason: String?
 
-    public init(command: Command, service: String? = nil, lines: Int = 50, follow: Bool = false, json: Bool = false) {
+    public init(command: Command, service: String? = nil, lines: Int = 50, follow: Bool = false, json: Bool = false,
+                reason: String? = nil) {
         self.command = command
         self.service = service
         self.lines = lines
         self.follow = follow
         self.json = json
+        self.reason = reason
     }
 
     public var line: String {
@@ -30,6 +36,7 @@ public struct ControlRequest: Sendable, Equatable {
         if command == .logs { words.append(String(lines)) }
         if follow { words.append("follow") }
         if json { words.append("json") }
+        if command == .stop, let reason { words += ["because", reason] }
         return words.joined(separator: " ")
     }
 
@@ -38,6 +45,10 @@ public struct ControlRequest: Sendable, Equatable {
         guard let first = words.first, let command = Command(rawValue: first) else { return nil }
         words.removeFirst()
         self.command = command
+        if command == .stop, let because = words.firstIndex(of: "because"), because + 1 < words.count {
+            reason = words[(because + 1)...].joined(separator: " ")
+            words.removeSubrange(because...)
+        }
         if words.last == "json" { json = true; words.removeLast() }
         if words.last == "follow" { follow = true; words.removeLast() }
         if command == .logs {

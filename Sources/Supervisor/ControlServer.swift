@@ -62,7 +62,7 @@ extension SupervisorLoop {
             do {
                 switch request.command {
                 case .start: try engine.start(name)
-                case .stop: try engine.stop(name)
+                case .stop: try engine.stop(name, reason: request.reason)
                 default: try engine.restart(name)
                 }
             } catch {

@@ -252,10 +252,12 @@ public final class ServiceEngine {
         reconcile()
     }
 
-    /// Stops the service and those that require it.
-    public func stop(_ name: String) throws(CommandError) {
+    /// Stops the service and those that require it; `reason` is what
+    /// `status` says of it until it is started again.
+    public func stop(_ name: String, reason: String? = nil) throws(CommandError) {
         guard let i = index(of: name) else { throw .unknownService(name) }
         unwant(i)
+        if let reason { services[i].detail = reason }
         reconcile()
     }
 

@@ -98,10 +98,13 @@ import Testing
             ControlRequest(command: .status, json: true),
             ControlRequest(command: .start, service: "nodus"),
             ControlRequest(command: .logs, service: "nodus", lines: 20, follow: true, json: false),
+            // Why it is stopped: `spirit gpu passthrough` gave the display to vfio-pci.
+            ControlRequest(command: .stop, service: "nexus", json: true, reason: "gpu 0000:00:02.0 passed through (spirit gpu passthrough)"),
         ]
         for request in requests { #expect(ControlRequest(line: request.line) == request, "\(request.line)") }
         #expect(ControlRequest(line: "start") == nil)
         #expect(ControlRequest(line: "start ../etc") == nil)
         #expect(ControlRequest(line: "reboot now") == nil)
+        #expect(ControlRequest(line: "stop nexus because the gpu went")?.reason == "the gpu went")
     }
 }

@@ -222,6 +222,18 @@ struct Rig {
         #expect(rig.spawner.started.count == 1, "a stopped service is not restarted")
     }
 
+    @Test func aStopWithAReasonKeepsItUntilStartedAgain() {
+        let rig = Rig([service("nexus")])
+        rig.engine.startEnabled()
+        let pid = rig.spawner.pid(of: "nexus")!
+        try? rig.engine.stop("nexus", reason: "gpu 0000:00:02.0 passed through")
+        rig.engine.childExited(pid: pid, status: .signaled(SIGTERM))
+        #expect(rig.state("nexus") == .stopped)
+        #expect(rig.engine.services[0].detail == "gpu 0000:00:02.0 passed through")
+        try? rig.engine.start("nexus")
+        #expect(rig.engine.services[0].detail == nil)
+    }
+
     @Test func shutdownStopsDependentsFirst() {
         let rig = Rig([service("db"), service("web", requires: ["db"]), service("api", after: ["web"])])
         rig.engine.startEnabled()

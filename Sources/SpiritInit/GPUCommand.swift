@@ -1,0 +1,136 @@
+import ModuleLoader
+import SpiritCore
+import Supervisor
+import VMManager
+
+/// `spirit gpu …`: PCI functions to vfio-pci and back as a plan of sysfs
+/// steps (VMManager's GPUPlanner and GPUController). Modules load through
+/// ModuleLoader in this process: the command may import feature targets,
+/// the VM manager's core may not, so it sees them as a `ModuleLoad`.
+enum GPUCommand {
+    static let commands = """
+      gpu status [--root DIR]
+                      display controllers and devices on vfio-pci: IOMMU group, driver, who holds /dev/dri/card*
+      gpu plan passthrough|return --device BDF… [--dry-run] [--root DIR]
+                      the plan as shell: whole IOMMU groups, the HUD stopped for a display, vfio-pci or the native driver
+      gpu passthrough --device BDF…
+                      give the devices to vfio-pci (for a VM started by hand); a failing step undoes the done ones
+      gpu return --device BDF…
+                      back to their native drivers (loaded if they are not), the HUD started again
+    """
+    static let usage = "usage: spirit gpu COMMAND\n" + commands + "\nExit codes: 0 success, 100 usage error or refused plan, 111 system failure."
+
+    static func fail(_ message: String) -> Int32 { Usage.fail(message, usage: usage) }
+
+    /// ModuleLoader behind the core's protocol.
+    struct Modules: ModuleLoad {
+        let index: ModuleIndex?
+        let release: String
+
+        func load(_ name: String) throws {
+            guard let index else { throw SpiritError("no module index for kernel \(release): unable to load \(name)") }
+            let plan = index.plan([name])
+            if let missing = plan.missing.first { throw SpiritError("module \(missing): not found for kernel \(release)") }
+            for result in ParallelLoader(loading: ModuleLoading(release: release)).load(plan) {
+                if case .failed(let message) = result.outcome { throw SpiritError(message) }
+            }
+        }
+    }
+
+    static func run(_ arguments: [String]) -> Int32 {
+        var words = arguments[...]
+        guard let verb = words.popFirst() else { return fail("gpu needs status, plan, passthrough or return") }
+        if ["help", "--help", "-h"].contains(verb) {
+            print(usage)
+            return 0
+        }
+        var direction: GPUPlan.Direction?
+        if verb == "plan" {
+            guard let word = words.popFirst(), let given = GPUPlan.Direction(rawValue: word) else {
+                return fail("gpu plan takes passthrough or return")
+            }
+            direction = given
+        }
+        var root = ""
+        var devices: [String] = []
+        var dryRun = verb == "plan"
+        while let word = words.popFirst() {
+            switch word {
+            case "--root":
+                guard let value = words.popFirst() else { return fail("--root takes a DIR") }
+                root = value
+            case "--device":
+                guard let value = words.popFirst() else { return fail("--device takes a PCI address (0000:01:00.0)") }
+                // 01:00.0 is in PCI domain 0000, as lspci shows it.
+                devices.append(value.split(separator: ":").count == 2 ? "0000:" + value : value)
+            case "--dry-run": dryRun = true
+            default: return fail("unknown argument '\(word)'")
+            }
+        }
+        let tree = PCITree(root: root)
+        let release = Kernel.release()
+        let index = try? ModuleIndex.load(root: root, release: release)
+        let planner = GPUPlanner(tree: tree, modulesFor: { alias in index?.lookup(alias) ?? [] })
+        switch verb {
+        case "status":
+            guard devices.isEmpty else { return fail("gpu status takes no --device") }
+            print(status(tree))
+            return 0
+        case "plan", "passthrough", "return":
+            let direction = direction ?? (verb == "return" ? .return : .passthrough)
+            let plan: GPUPlan
+            do {
+                plan = try direction == .passthrough ? planner.passthrough(devices) : planner.giveBack(devices)
+            } catch {
+                Console.tool.error("gpu: \(direction.rawValue): \(error)")
+                return 100
+            }
+            if dryRun {
+                print(plan.shell)
+                return 0
+            }
+            let controller = GPUController(sysfs: SystemPCISysfs(root: root), modules: Modules(index: index, release: release),
+                                           services: SupervisorServiceControl(socket: SupervisorPaths(root: root).control))
+            let start = Kernel.bootTimeMicros()
+            do {
+                try controller.run(plan)
+            } catch {
+                Console.tool.error("gpu: \(error)")
+                return 111
+            }
+            let took = (Kernel.bootTimeMicros() - start) / 1000
+            let now = devices.map { "\($0) \(tree.boundDriver($0) ?? "none")" }.joined(separator: ", ")
+            print("\(direction.rawValue): " + (plan.steps.isEmpty ? "nothing to do: " : "") + "\(now) (\(took) ms, \(plan.steps.count) steps)")
+            return 0
+        default:
+            return fail("unknown gpu command '\(verb)'")
+        }
+    }
+
+    /// Display controllers and whatever is on (or meant for) vfio-pci.
+    static func status(_ tree: PCITree) -> String {
+        let shown = tree.functions().filter { $0.isDisplay || $0.driver == "vfio-pci" || $0.driverOverride != nil }
+        guard !shown.isEmpty else { return "no display controller and nothing on vfio-pci" }
+        return shown.map { function in
+            var fields = ["\(function.address)  \(function.kind) \(function.vendor.dropFirst(2)):\(function.device.dropFirst(2))"]
+            if let group = function.iommuGroup {
+                fields.append("iommu group \(group) (\(tree.groupMembers(group).joined(separator: " ")))")
+            } else {
+                fields.append("no iommu group")
+            }
+            fields.append("driver \(function.driver ?? "none")" + (function.driverOverride.map { " (override \($0))" } ?? ""))
+            for card in function.cards {
+                let holders = tree.cardHolders(card)
+                fields.append("\(card): " + (holders.isEmpty ? "unused" : holders.joined(separator: ", ")))
+            }
+            return fields.joined(separator: "  ")
+        }.joined(separator: "\n")
+    }
+}
+
+extension PCITree {
+    /// The driver now bound to `address`.
+    func boundDriver(_ address: String) -> String? {
+        (try? function(address))?.driver
+    }
+}

@@ -1,0 +1,127 @@
+"""GPU passthrough as data, on a real boot: Spirit on q35 with an emulated
+Intel IOMMU (interrupt remapping needs the split irqchip), the bochs VGA at
+00:02.0 with the HUD on it and an e1000 at 00:03.0. `spirit gpu
+passthrough --device` gives each to vfio-pci (the HUD stopped, with its
+reason in `spiritctl status`), `spirit gpu return` gives it back: bochs-drm
+bound and the HUD on screen again; the e1000 gets a DHCP lease after its
+return. The times the command reports are printed (the README's figures)."""
+
+import json
+import re
+import time
+
+from harness import Disk
+from test_nexus import assert_hud, screen
+
+VGA = "0000:00:02.0"
+NIC = "0000:00:03.0"
+
+EXTRA = [
+    "-machine", "q35,kernel-irqchip=split",
+    "-device", "intel-iommu,intremap=on,caching-mode=on",
+    "-vga", "none", "-device", "VGA,xres=1024,yres=768,addr=02.0",
+    "-netdev", "user,id=n0", "-device", "e1000,netdev=n0,addr=03.0",
+]
+
+
+def driver(vm, address: str) -> str:
+    return vm.check(f"basename $(readlink /sys/bus/pci/devices/{address}/driver) 2>/dev/null || echo none").splitlines()[-1]
+
+
+def nexus(vm) -> dict:
+    return {s["name"]: s for s in json.loads(vm.check("spiritctl --json status"))["services"]}["nexus"]
+
+
+def moved(vm, command: str) -> int:
+    """Runs `spirit gpu …`; returns the milliseconds it reports."""
+    out = vm.check(command + " 2>&1", timeout=120)
+    found = re.search(r"\((\d+) ms, \d+ steps\)", out)
+    assert found, out
+    print(f"{command}: {found.group(1)} ms")
+    return int(found.group(1))
+
+
+def test_the_vga_and_the_e1000_go_to_vfio_and_come_back(boot, media_disk, tmp_path):
+    vm = boot("intel_iommu=on", disks=[Disk(str(media_disk), id="media")], extra_args=EXTRA, memory_mib=1536)
+    vm.expect(r"^spirit: ready$", timeout=300)
+    vm.expect(r"spirit:/# ", partial=True)
+    assert nexus(vm)["state"] == "running", nexus(vm)
+    assert driver(vm, VGA) == "bochs-drm"
+    _, _, before = screen(vm, tmp_path, "before")
+    assert_hud(before, "the HUD before the passthrough")
+
+    status = vm.check("spirit gpu status")
+    line = next(line for line in status.splitlines() if line.startswith(VGA))
+    assert re.search(r"iommu group \d+ \(0000:00:02\.0\)", line), status
+    assert "driver bochs-drm" in line and re.search(r"card0: spirit nexus \(pid \d+\)", line), status
+
+    # q35's ICH9 functions share one group: one of them alone is refused,
+    # the others named, nothing moved.
+    lpc_sata = (driver(vm, "0000:00:1f.0"), driver(vm, "0000:00:1f.2"))
+    code, refused = vm.run("spirit gpu passthrough --device 0000:00:1f.3 2>&1")
+    assert code == 100 and re.search(r"also holds 0000:00:1f\.0 \([^)]*\), 0000:00:1f\.2 \([^)]*\)", refused), refused
+    assert (driver(vm, "0000:00:1f.0"), driver(vm, "0000:00:1f.2")) == lpc_sata
+
+    # The plan, as shell, before anything is done.
+    plan = vm.check(f"spirit gpu plan passthrough --device {VGA}")
+    assert "spiritctl stop nexus" in plan and f"echo {VGA} > /sys/bus/pci/drivers/bochs-drm/unbind" in plan, plan
+    assert driver(vm, VGA) == "bochs-drm"
+
+    took = moved(vm, f"spirit gpu passthrough --device {VGA}")
+    assert driver(vm, VGA) == "vfio-pci"
+    group = vm.check(f"basename $(readlink /sys/bus/pci/devices/{VGA}/iommu_group)")
+    vm.check(f"test -c /dev/vfio/{group}")
+    hud = nexus(vm)
+    assert hud["state"] == "stopped", hud
+    assert hud.get("detail") == f"gpu {VGA} passed through (spirit gpu passthrough)", hud
+    # Twice is nothing to do.
+    assert "nothing to do" in vm.check(f"spirit gpu passthrough --device {VGA}")
+
+    took_back = moved(vm, f"spirit gpu return --device {VGA}")
+    assert driver(vm, VGA) == "bochs-drm"
+    deadline = time.monotonic() + 60
+    while not (nexus(vm)["state"] == "running" and nexus(vm)["ready"]):
+        assert time.monotonic() < deadline, nexus(vm)
+        time.sleep(0.5)
+    _, _, after = screen(vm, tmp_path, "after")
+    assert_hud(after, "the HUD after the return")
+    print(f"VGA: passthrough {took} ms, return {took_back} ms")
+
+    # The e1000: no HUD involved; a DHCP lease once it is back.
+    nic_before = driver(vm, NIC)
+    assert nic_before == "e1000", nic_before
+    took = moved(vm, f"spirit gpu passthrough --device {NIC}")
+    assert driver(vm, NIC) == "vfio-pci"
+    assert nexus(vm)["state"] == "running"
+    took_back = moved(vm, f"spirit gpu return --device {NIC}")
+    assert driver(vm, NIC) == "e1000"
+    print(f"e1000: passthrough {took} ms, return {took_back} ms")
+    interface = vm.check(f"ls /sys/bus/pci/devices/{NIC}/net").split()[-1]
+    vm.check(f"ip link set {interface} up")
+    lease = vm.check(f"udhcpc -i {interface} -n -q -t 10 -s /bin/true 2>&1", timeout=120)
+    assert re.search(r"lease of 10\.0\.2\.\d+ obtained", lease), lease
+
+
+def test_with_crom_gpu_passthrough_the_return_loads_the_graphics_driver(boot, media_disk, tmp_path):
+    """crom.gpu=passthrough keeps graphics drivers from loading: the VGA has
+    no driver and the HUD has no screen. The return loads bochs through the
+    module loader (its modalias), and the HUD comes up on it."""
+    vm = boot("intel_iommu=on crom.gpu=passthrough", disks=[Disk(str(media_disk), id="media")], extra_args=EXTRA,
+              memory_mib=1536)
+    vm.expect(r"^spirit: ready$", timeout=300)
+    vm.expect(r"spirit:/# ", partial=True)
+    assert driver(vm, VGA) == "none"
+    vm.check("test ! -d /sys/module/bochs")
+    assert nexus(vm)["state"] != "running", nexus(vm)
+    moved(vm, f"spirit gpu passthrough --device {VGA}")
+    assert driver(vm, VGA) == "vfio-pci"
+    plan = vm.check(f"spirit gpu plan return --device {VGA}")
+    assert "spirit modules load bochs" in plan, plan
+    moved(vm, f"spirit gpu return --device {VGA}")
+    assert driver(vm, VGA) == "bochs-drm"
+    deadline = time.monotonic() + 60
+    while not (nexus(vm)["state"] == "running" and nexus(vm)["ready"]):
+        assert time.monotonic() < deadline, nexus(vm)
+        time.sleep(0.5)
+    _, _, after = screen(vm, tmp_path, "after")
+    assert_hud(after, "the HUD after the return")
