@@ -23,6 +23,7 @@ enum LayerCommand {
                 let options = try Options(rest)
                 guard options.words.count == 1 else { throw UsageError(message: "layer add takes one NAME") }
                 try RuntimeLayers(console: console).add(options.words[0], from: try shelf(options.named["from"], console: console))
+                restartInapplicableServices(console: console)
             case "remove" where rest.count == 1:
                 try RuntimeLayers(console: console).remove(rest[0])
             case "manifest":
@@ -101,6 +102,28 @@ enum LayerCommand {
     static func bootSourceURL() -> String? {
         guard let bytes = try? Kernel.readFile(RunFiles.bootMedium), let medium = try? BootMedium(json: bytes) else { return nil }
         return medium.source == SourceName.http.rawValue ? medium.origin : nil
+    }
+
+    /// A layer may bring what a service lacked (the vm layer: QEMU, for the
+    /// VM manager): the services that said "not applicable here" at boot are
+    /// started again, and say again if they still are not. Without a
+    /// supervisor (a rescue shell) there is nothing to do.
+    static func restartInapplicableServices(console: Console) {
+        let socket = RunFiles.directory + "/control.sock"
+        var body: [UInt8] = []
+        guard ControlChannel.send("status json", to: socket, server: "supervisor", body: { body += $0; return true }) == .ok,
+              let document = try? JSONReader.parse(body.starts(with: Array("ok\n".utf8)) ? Array(body.dropFirst(3)) : body),
+              case .array(let services)? = document["services"]
+        else { return }
+        for service in services {
+            guard let name = service["name"]?.string, service["detail"]?.string?.hasPrefix("not applicable") == true else { continue }
+            let head = ControlChannel.send("start \(name)", to: socket, server: "supervisor") { _ in true }
+            if case .error(_, let message) = head {
+                console.warning("service \(name): unable to start it again: \(message)")
+            } else {
+                console.info("service \(name): was not applicable here; started again")
+            }
+        }
     }
 
     static func manifest(_ options: Options) throws {

@@ -78,7 +78,7 @@ def test_layers_stack_at_boot(boot, tmp_path, system_image, vm_layer):
     vm.expect(r"spirit:/# ", partial=True)
 
     # QEMU from the layer runs, TCG module and all, in the shell.
-    assert re.match(r"QEMU emulator version 7\.2", vm.check("qemu-system-x86_64 --version"))
+    assert re.search(r"^QEMU emulator version 7\.2", vm.check("qemu-system-x86_64 --version"), re.M)
     assert "monitor - type 'help'" in vm.check(QEMU_RUNS)
     # With QEMU on the machine the VM manager's service runs (without it, it is not applicable).
     assert vm.run("spirit vm list")[0] == 0
@@ -129,8 +129,11 @@ def test_layer_added_at_run_time_and_removed(boot, tmp_path, media_disk, system_
         out = vm.check(f"spirit layer add vm --from {server.url('good/layers/')} 2>&1", timeout=180)
         assert re.search(r"layer vm 0\.1\.0 added from http://10\.0\.2\.2:\d+/good/layers/: \d+ KiB, SHA-256 "
                          + vm_layer["sha256"][:12] + r", merged over /usr in [\d.]+ ms", out), out
-        assert re.match(r"QEMU emulator version 7\.2", vm.check("qemu-system-x86_64 --version"))
+        assert re.search(r"^QEMU emulator version 7\.2", vm.check("qemu-system-x86_64 --version"), re.M)
         assert "monitor - type 'help'" in vm.check(QEMU_RUNS)
+        # The VM manager, not applicable at boot (no QEMU), was started again by the add.
+        assert "service vm: was not applicable here; started again" in out, out
+        vm.check("for i in $(seq 30); do spirit vm list >/dev/null 2>&1 && break; sleep 1; done; spirit vm list")
         listed = json.loads(vm.check("spirit layer list --json"))
         assert [(l["name"], l["stacking"], l["mounted"]) for l in listed] == [("vm", "run", True)]
         status, out = vm.run(f"spirit layer add vm --from {server.url('good/')} 2>&1")
@@ -163,7 +166,7 @@ def test_layer_added_at_run_time_and_removed(boot, tmp_path, media_disk, system_
                 time.sleep(0.2)
             out = vm.check(f"spirit layer add vm --from nodus://10.0.2.2:{port} 2>&1", timeout=180)
             assert f"layer vm 0.1.0 added from nodus peer 10.0.2.2:{port}" in out, out
-            assert re.match(r"QEMU emulator version 7\.2", vm.check("qemu-system-x86_64 --version"))
+            assert re.search(r"^QEMU emulator version 7\.2", vm.check("qemu-system-x86_64 --version"), re.M)
             vm.check("spirit layer remove vm")
         finally:
             peer.kill()
