@@ -49,6 +49,15 @@ public enum ImageCopy {
     /// more than `expectedSize` bytes arrive (a source cannot fill RAM past
     /// what its manifest promised). `progress` is called with the bytes done
     /// so far at each quarter of images over 32 MiB.
+    /// A file's size and SHA-256, read as a boot source reads it: what the
+    /// manifest writers and checkers on the host, and Nodus before it
+    /// serves, compare with a manifest.
+    public static func measure(_ path: String, expectedSize: Int64 = .max) throws -> Result {
+        var stream = try FileImageStream(path: path)
+        defer { stream.close() }
+        return try copy(from: &stream, to: "/dev/null", expectedSize: expectedSize)
+    }
+
     public static func copy(from source: inout some ImageStream, to destination: String, expectedSize: Int64,
                             progress: (Int64) -> Void = { _ in }) throws -> Result {
         let out: FileDescriptor

@@ -39,9 +39,7 @@ enum ImageCommand {
         let key = try SigningKey.read(try options.required("key"))
         let buildTime = options.named["build-time"].map { Int64($0) } ?? Int64(time(nil))
         guard let buildTime, buildTime >= 0 else { throw UsageError(message: "--build-time takes whole seconds since 1970") }
-        var stream = try FileImageStream(path: imagePath)
-        defer { stream.close() }
-        let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: Int64.max)
+        let measured = try ImageCopy.measure(imagePath)
         let name = String(imagePath.split(separator: "/").last ?? "")
         let manifest = try Manifest(image: name, size: measured.size, sha256: measured.sha256,
                                     version: try version(options), buildTime: buildTime).signed(privateKey: key)
@@ -81,9 +79,7 @@ enum ImageCommand {
     static func verify(_ options: Options, console: Console) throws {
         let manifest = try Manifest.parse(try Kernel.readFile(try options.required("manifest")))
         try manifest.verifySignature(publicKey: try SigningKey.read(try options.required("public-key")))
-        var stream = try FileImageStream(path: try options.required("image"))
-        defer { stream.close() }
-        let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: manifest.size)
+        let measured = try ImageCopy.measure(try options.required("image"), expectedSize: manifest.size)
         try manifest.verifyImage(size: measured.size, sha256: measured.sha256)
         console.info("\(manifest.image) \(manifest.version): signature and SHA-256 \(manifest.sha256.prefix(12)) match")
     }
