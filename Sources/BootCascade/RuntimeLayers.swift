@@ -167,14 +167,8 @@ public struct RuntimeLayers {
         mountSource(path, mountinfo: mountinfo) != nil
     }
 
-    /// The source of the topmost mount on `path` in /proc/self/mountinfo.
+    /// The source of the topmost mount on `path` (SpiritCore's mountinfo reader).
     static func mountSource(_ path: String, mountinfo: String) -> String? {
-        var source: String?
-        for line in mountinfo.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            guard fields.count > 4, fields[4] == path, let dash = fields.firstIndex(of: "-"), dash + 2 < fields.count else { continue }
-            source = String(fields[dash + 2])
-        }
-        return source
+        MountInfoEntry.parse(mountinfo).last { $0.mountPoint == path }?.source
     }
 }

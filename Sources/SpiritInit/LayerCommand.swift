@@ -1,6 +1,7 @@
 import BootCascade
 import Glibc
 import Net
+import Nexus
 import Nodus
 import Overlay
 import SpiritCore
@@ -112,11 +113,10 @@ enum LayerCommand {
         let socket = RunFiles.directory + "/control.sock"
         var body: [UInt8] = []
         guard ControlChannel.send("status json", to: socket, server: "supervisor", body: { body += $0; return true }) == .ok,
-              let document = try? JSONReader.parse(body.starts(with: Array("ok\n".utf8)) ? Array(body.dropFirst(3)) : body),
-              case .array(let services)? = document["services"]
+              let services = try? ServiceSummary.parse(String(decoding: body, as: UTF8.self))
         else { return }
-        for service in services {
-            guard let name = service["name"]?.string, service["detail"]?.string?.hasPrefix("not applicable") == true else { continue }
+        // `why` starts with the supervisor's detail: "not applicable here: …".
+        for name in services.filter({ $0.why?.hasPrefix("not applicable") == true }).map(\.name) {
             let head = ControlChannel.send("start \(name)", to: socket, server: "supervisor") { _ in true }
             if case .error(_, let message) = head {
                 console.warning("service \(name): unable to start it again: \(message)")
@@ -137,9 +137,7 @@ enum LayerCommand {
         guard let buildTime, buildTime >= 0 else { throw UsageError(message: "--build-time takes whole seconds since 1970") }
         let bases = try options.required("bases").split(separator: " ").map(String.init)
         guard !bases.isEmpty else { throw UsageError(message: "--bases names at least one system image version (or *)") }
-        var stream = try FileImageStream(path: imagePath)
-        defer { stream.close() }
-        let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: Int64.max)
+        let measured = try ImageCopy.measure(imagePath)
         let manifest = try LayerManifest(name: name, size: measured.size, sha256: measured.sha256, version: try options.required("version"),
                                          buildTime: buildTime, bases: bases).signed(privateKey: key)
         if let out = options.named["out"] {
@@ -158,9 +156,7 @@ enum LayerCommand {
         } catch let error as ManifestError {
             throw SpiritError("\(manifestPath): \(error)")
         }
-        var stream = try FileImageStream(path: try options.required("image"))
-        defer { stream.close() }
-        let measured = try ImageCopy.copy(from: &stream, to: "/dev/null", expectedSize: manifest.size)
+        let measured = try ImageCopy.measure(try options.required("image"), expectedSize: manifest.size)
         try manifest.verifyImage(size: measured.size, sha256: measured.sha256)
         console.info("layer \(manifest.name) \(manifest.version): signature and SHA-256 \(manifest.sha256.prefix(12)) match")
     }
