@@ -22,14 +22,19 @@ public struct LayerState: Sendable, Equatable {
         /// CLOCK_REALTIME seconds when it joined.
         public var added: Int64
 
-        public init(_ manifest: LayerManifest, origin: String, stacking: Stacking, added: Int64) {
-            name = manifest.name
-            version = manifest.version
-            sha256 = manifest.sha256
-            size = manifest.size
+        public init(name: String, version: String, sha256: String, size: Int64, origin: String, stacking: Stacking, added: Int64) {
+            self.name = name
+            self.version = version
+            self.sha256 = sha256
+            self.size = size
             self.origin = origin
             self.stacking = stacking
             self.added = added
+        }
+
+        public init(_ manifest: LayerManifest, origin: String, stacking: Stacking, added: Int64) {
+            self.init(name: manifest.name, version: manifest.version, sha256: manifest.sha256, size: manifest.size,
+                      origin: origin, stacking: stacking, added: added)
         }
 
         var json: String {
@@ -62,8 +67,7 @@ public struct LayerState: Sendable, Equatable {
                   let size = item["size"]?.integer, let origin = item["origin"]?.string,
                   let stacking = item["stacking"]?.string.flatMap(Stacking.init(rawValue:)), let added = item["added"]?.integer
             else { throw SpiritError("the layer state has an entry without name, version, sha256, size, origin, stacking or added") }
-            let manifest = LayerManifest(name: name, size: size, sha256: sha256, version: version, buildTime: 0, bases: ["*"])
-            entries.append(Entry(manifest, origin: origin, stacking: stacking, added: added))
+            entries.append(Entry(name: name, version: version, sha256: sha256, size: size, origin: origin, stacking: stacking, added: added))
         }
         return LayerState(entries: entries)
     }
