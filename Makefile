@@ -6,6 +6,7 @@ SHELL := bash
 OUT := out
 CACHE := .cache
 ISO := $(OUT)/crom-spirit.iso
+STICK := $(OUT)/crom-spirit-stick.img
 ISO_LIMIT_MB ?= 100
 # Reproducible archives: every mtime is the last commit's time.
 export SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
@@ -29,7 +30,7 @@ MIN_VERSION ?=
 BASE ?= debian
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
-.PHONY: kernel test-kernel iso iso-check netboot layer
+.PHONY: kernel test-kernel iso iso-check netboot layer stick
 # A recipe that fails leaves no half-made target that a later make would
 # take as up to date (an ISO over the size limit, a cut archive).
 .DELETE_ON_ERROR:
@@ -64,7 +65,8 @@ help:
 	@echo "make kernel       $(OUT)/kernel from KERNEL_SRC + kernel-config/ (slow; cached), KERNEL_DIR=$(CACHE)/kernel/current"
 	@echo "make test-kernel  boot $(OUT)/kernel to 'spirit: ready' (opt-in; not part of make test)"
 	@echo "make iso          $(OUT)/crom-spirit.iso, hybrid BIOS/UEFI, CD or dd to a USB stick"
-	@echo "make netboot      $(OUT)/netboot/ for an HTTP server (SERVER=http://host:port/)"
+	@echo "make netboot      $(OUT)/netboot/ for an HTTP server (SERVER=http://host:port/); also a release for spirit upgrade"
+	@echo "make stick        $(OUT)/crom-spirit-stick.img: dd to a USB stick; two slots for spirit upgrade (LAYERS=vm,…)"
 	@echo "make layer NAME=vm  $(OUT)/layers/NAME.squashfs + signed NAME.json from layers/NAME.toml; make iso LAYERS=vm puts it on the ISO"
 
 deps:
@@ -123,8 +125,8 @@ unit-test:
 host-test: $(OUT)/spirit $(KERNEL_DIR)/release
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
 
-vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs
-	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) \
+vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(STICK)
+	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) SPIRIT_STICK=$(STICK) \
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers \
 	    python3 -m pytest -v -rA tests/vm
 
@@ -189,6 +191,15 @@ $(ISO): $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNE
 	@size=$$(stat -c %s $(ISO)); if (( size > $(ISO_LIMIT_MB) * 1000 * 1000 )); then \
 	    echo "iso: $(ISO) is $$size bytes, over the $(ISO_LIMIT_MB) MB limit" >&2; exit 1; fi
 
+# A disk image for a USB stick (dd it there) with two slots that `spirit
+# upgrade` writes in turn: slot a holds this build (with LAYERS), b the next
+# release. BIOS and UEFI; reproducible (SOURCE_DATE_EPOCH).
+stick: $(STICK)
+$(STICK): $(OUT)/spirit $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) $(KEY) \
+        scripts/mkstick.sh scripts/media-layers.sh $(LAYER_FILES) $(call setting,LAYERS)
+	STICK_LAYERS="$(LAYER_FILES)" scripts/mkstick.sh $(OUT)/spirit "$(SIGNING_KEY)" $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst \
+	    $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(STICK)
+
 # The folder an HTTP server serves for a network boot, with the design's
 # iPXE script pointing at SERVER (the URL the folder is served at).
 SERVER ?= http://10.0.2.2:8080/
@@ -197,8 +208,8 @@ SERVER ?= http://10.0.2.2:8080/
 netboot: $(OUT)/.netboot-build
 $(OUT)/.netboot-build: $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json $(KERNEL) $(EPOCH) \
         $(call setting,SERVER) scripts/mknetboot.sh scripts/media-layers.sh $(if $(wildcard $(OUT)/netboot/boot.ipxe),,FORCE) \
-        $(LAYER_FILES) $(call setting,LAYERS)
-	NETBOOT_LAYERS="$(LAYER_FILES)" scripts/mknetboot.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json "$(SERVER)" $(OUT)/netboot
+        $(LAYER_FILES) $(call setting,LAYERS) $(OUT)/spirit $(KEY)
+	NETBOOT_LAYERS="$(LAYER_FILES)" NETBOOT_SPIRIT=$(OUT)/spirit NETBOOT_KEY="$(SIGNING_KEY)" scripts/mknetboot.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json "$(SERVER)" $(OUT)/netboot
 	@touch $@
 
 # The custom kernel (kernel-config/): slow (17 min for bzImage alone on 2

@@ -137,6 +137,15 @@ let package = Package(
             dependencies: ["SpiritCore", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
+        // A/B upgrades of a stick: slots in GRUB's environment block, the
+        // upgrade, mark-good and rollback plans as data, and the runner
+        // that writes them (release files copied and hashed by Overlay's
+        // ImageCopy, from HTTP by BootCascade's stream).
+        .target(
+            name: "Upgrade",
+            dependencies: ["SpiritCore", "Overlay", "BootCascade", "Net", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
@@ -150,8 +159,14 @@ let package = Package(
                 "Nexus",
                 "VMManager",
                 "Persistence",
+                "Upgrade",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "UpgradeTests",
+            dependencies: ["Upgrade", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(

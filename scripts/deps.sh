@@ -34,6 +34,7 @@ packages=(
     ovmf              # the UEFI boot test of the ISO; the VM manager's uefi and uefi-secure firmware
     swtpm             # the VM manager's TPM 2.0 for UEFI guests (host test)
     ipxe-qemu         # the network boot test (iPXE ROMs for QEMU's NICs)
+    fdisk             # make stick: sfdisk writes the stick image's partition table
 )
 # `scripts/deps.sh kernel` (make kernel): what building the kernel needs.
 # Not for `make test`: the default tests boot Debian's kernel.

@@ -11,6 +11,9 @@
 # NETBOOT_LAYERS="out/layers/vm.squashfs …" puts those layers (each with its
 # signed NAME.json) in layers/ with the index the HTTP source reads.
 # iPXE runs boot.ipxe from TFTP, HTTP or a USB stick: `chain SERVER/boot.ipxe`.
+# NETBOOT_SPIRIT and NETBOOT_KEY (the spirit binary and the signing key)
+# add release.json, which makes the folder a release `spirit upgrade
+# --from SERVER` writes to a stick's other slot.
 set -euo pipefail
 
 kernel=$1 initramfs=$2 rootfs=$3 manifest=$4 server=$5 output=$6
@@ -59,6 +62,9 @@ boot || goto fallback
 echo Boot failed. Entering the iPXE shell.
 shell
 IPXE
+if [[ -n ${NETBOOT_SPIRIT:-} ]]; then
+    "$NETBOOT_SPIRIT" image release "$output.tmp" --key "$NETBOOT_KEY" >/dev/null || die "unable to sign the release"
+fi
 find "$output.tmp" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 rm -rf "$output"
 mv "$output.tmp" "$output"

@@ -3,7 +3,9 @@ import SpiritCore
 
 /// The USB seed: any block device labelled CROM_SPIRIT with a filesystem
 /// the kernel reads (the ISO as a CD or written to a stick, a vfat or ext4
-/// stick), holding the media files at its root. A stick plugged in late is
+/// stick), holding the media files at its root, or in the folder of a slot
+/// (`a/`, `b/`) on a stick made by `make stick`, which GRUB names with
+/// `crom.slot=`. A stick plugged in late is
 /// noticed through uevents: the source looks again at every uevent, and
 /// gives up once devices have settled and, where a USB controller could
 /// still bring one, the time for late devices has passed.
@@ -21,10 +23,13 @@ public struct USBSeedSource: BootSource {
     let layout: RootLayout
     let sys: String
     let dev: String
+    /// `crom.slot=`: the folder of the media files; nil for the root.
+    let slot: String?
 
     public init(layout: RootLayout = RootLayout(), sys: String = "/sys", dev: String = "/dev",
-                timeoutMicros: Int64 = USBSeedSource.lateDeviceMicros) {
+                timeoutMicros: Int64 = USBSeedSource.lateDeviceMicros, slot: String? = nil) {
         self.layout = layout
+        self.slot = slot
         self.sys = sys
         self.dev = dev
         self.timeoutMicros = timeoutMicros
@@ -55,7 +60,7 @@ public struct USBSeedSource: BootSource {
     }
 
     func open(_ device: BlockDevice, console: Console) throws -> FoundImage {
-        let origin = device.path + " (\(device.type ?? "?"), \(Self.label))"
+        let origin = device.path + " (\(device.type ?? "?"), \(Self.label)" + (slot.map { ", slot " + $0 } ?? "") + ")"
         guard let type = device.type, let fstype = Self.filesystems[type] else {
             throw SpiritError("\(origin): Spirit cannot read a \(device.type ?? "unknown") filesystem")
         }
@@ -66,12 +71,18 @@ public struct USBSeedSource: BootSource {
         try Kernel.mount(spec)
         let release: @Sendable () -> Void = { _ = try? Kernel.unmount(target) }
         do {
-            let (manifest, imagePath) = try MediaFiles.readManifest(directory: target, origin: origin)
+            // The slot's folder holds the media files; the persistence
+            // archive stays at the root, shared by both slots.
+            let files = slot.map { target + "/" + $0 } ?? target
+            if let slot, !Kernel.exists(files) {
+                throw SpiritError("crom.slot=\(slot), but the medium has no folder \(slot)/")
+            }
+            let (manifest, imagePath) = try MediaFiles.readManifest(directory: files, origin: origin)
             let medium = BootMedium(source: name.rawValue, origin: origin, device: device.path, fstype: fstype, label: device.label,
-                                    uuid: device.uuid)
+                                    uuid: device.uuid, slot: slot)
             return FoundImage(source: name, origin: origin, manifest: manifest,
                               openImage: { try FileImageStream(path: imagePath) }, release: release,
-                              layers: .folder(target, origin: origin), medium: medium, mediaDirectory: target)
+                              layers: .folder(files, origin: origin), medium: medium, mediaDirectory: target)
         } catch {
             release()
             throw SpiritError("\(origin): \(error)")

@@ -64,6 +64,10 @@ public struct BootConfig: Sendable, Equatable {
     /// Restore the persistence archive (`spirit persist commit`) found on
     /// the boot medium, as Alpine restores its apkovl when it finds one.
     public var persist = true
+    /// `crom.slot=a|b`: which slot folder of a stick made by `make stick`
+    /// holds this boot's media files (GRUB's menu passes it); nil: the
+    /// medium's root.
+    public var slot: String? = nil
     /// Every parameter that is not a `crom.*` flag, untouched.
     public var otherParameters: [KernelParameter] = []
 
@@ -120,6 +124,7 @@ public struct BootConfig: Sendable, Equatable {
         case console = "crom.console"
         case layers = "crom.layers"
         case persist = "crom.persist"
+        case slot = "crom.slot"
     }
 
     /// Applies one flag; returns what was wrong with its value, if anything.
@@ -220,6 +225,9 @@ public struct BootConfig: Sendable, Equatable {
         case .persist:
             guard let on = Self.boolean(value) else { persist = true; return "expected on or off; using on" }
             persist = on
+        case .slot:
+            guard let value, value == "a" || value == "b" else { slot = nil; return "expected a or b; using the medium's root" }
+            slot = value
         }
         return nil
     }
@@ -245,6 +253,7 @@ public struct BootConfig: Sendable, Equatable {
             case .console: value = console ? "on" : "off"
             case .layers: value = layers.description
             case .persist: value = persist ? "on" : "off"
+            case .slot: value = slot ?? "(none)"
             }
             return "\(flag.rawValue)=\(value)"
         }
@@ -335,6 +344,7 @@ extension BootConfig {
         if !extraModules.isEmpty { flags.append("crom.modules=" + extraModules.joined(separator: ",")) }
         flags += ["crom.upper=\(upper.rawValue)", "crom.console=\(console ? "on" : "off")", "crom.layers=\(layers)"]
         flags.append("crom.persist=\(persist ? "on" : "off")")
+        if let slot { flags.append("crom.slot=\(slot)") }
         return flags
     }
 

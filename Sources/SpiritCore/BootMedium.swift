@@ -18,9 +18,13 @@ public struct BootMedium: Sendable, Equatable {
     /// The folder of the media files on the filesystem: "" for its root
     /// (a CROM_SPIRIT stick), "CromSpirit" on the parasite's NTFS volume.
     public var directory: String
+    /// The slot folder under `directory` (`a`, `b`) on a stick made by
+    /// `make stick`: `crom.slot=`. Nil: the media files are in `directory`.
+    public var slot: String?
 
     public init(source: String, origin: String, device: String? = nil, fstype: String? = nil, label: String? = nil,
-                uuid: String? = nil, directory: String = "") {
+                uuid: String? = nil, directory: String = "", slot: String? = nil) {
+        self.slot = slot
         self.source = source
         self.origin = origin
         self.device = device
@@ -36,6 +40,7 @@ public struct BootMedium: Sendable, Equatable {
             if let value { members.append("\"\(key)\":" + jsonString(value)) }
         }
         members.append("\"directory\":" + jsonString(directory))
+        if let slot { members.append("\"slot\":" + jsonString(slot)) }
         return "{" + members.joined(separator: ",") + "}\n"
     }
 
@@ -51,7 +56,7 @@ public struct BootMedium: Sendable, Equatable {
         }
         self.init(source: source, origin: origin, device: document["device"]?.string, fstype: document["fstype"]?.string,
                   label: document["label"]?.string, uuid: document["uuid"]?.string,
-                  directory: document["directory"]?.string ?? "")
+                  directory: document["directory"]?.string ?? "", slot: document["slot"]?.string)
     }
 
     /// `/dev/vda (ext4, CROM_SPIRIT, UUID 1234-ABCD)`, or the origin for a

@@ -134,6 +134,12 @@ struct ManifestFields {
         guard found == format else { throw .malformed("format \"\(found)\" is not \(format)") }
     }
 
+    /// The members of an object inside a manifest (a release's file entry).
+    init(object: JSONValue, what: String) throws(ManifestError) {
+        guard case .object = object else { throw .malformed("\(what) is not a JSON object") }
+        document = object
+    }
+
     func field(_ name: String) throws(ManifestError) -> JSONValue {
         guard let value = document[name] else { throw .malformed("the field \"\(name)\" is missing") }
         return value

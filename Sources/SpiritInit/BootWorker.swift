@@ -85,7 +85,7 @@ struct BootWorker {
         [
             ParasiteSource(),
             // A stick plugged in late is waited for as long as the network.
-            USBSeedSource(timeoutMicros: Int64(max(config.networkTimeoutSeconds, 1)) * 1_000_000),
+            USBSeedSource(timeoutMicros: Int64(max(config.networkTimeoutSeconds, 1)) * 1_000_000, slot: config.slot),
             HTTPSource(baseURL: config.httpURL, networkTimeoutSeconds: config.networkTimeoutSeconds),
             // Checks each peer's manifest itself, to try the next peer when one is refused.
             NodusSource(server: config.nodusServer, discovery: config.nodus == .discover, trust: trust,

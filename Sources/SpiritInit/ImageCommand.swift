@@ -10,7 +10,7 @@ enum ImageCommand {
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard let verb = arguments.first else {
-            return Usage.fail("image needs keygen, manifest, verify, fetch or check-version")
+            return Usage.fail("image needs keygen, manifest, release, verify, fetch or check-version")
         }
         if verb == "check-version" { return checkVersion(Array(arguments.dropFirst()), console: console) }
         return exitStatus {
@@ -18,6 +18,7 @@ enum ImageCommand {
             switch verb {
             case "keygen": try keygen(options)
             case "manifest": try manifest(options)
+            case "release": try release(options)
             case "verify": try verify(options, console: console)
             case "fetch": try fetch(options, console: console)
             default: throw UsageError(message: "unknown image command '\(verb)'")
@@ -48,6 +49,32 @@ enum ImageCommand {
         } else {
             print(manifest.json, terminator: "")
         }
+    }
+
+    /// `image release DIR --key KEY`: DIR/release.json, signed, listing the
+    /// kernel, the initramfs, the image and its manifest, and every layer in
+    /// DIR/layers/ with its manifest: the set `spirit upgrade` writes as a
+    /// slot. The release's version is the image manifest's.
+    static func release(_ options: Options) throws {
+        guard options.words.count == 1, let directory = options.words.first else { throw UsageError(message: "release takes one DIR") }
+        let key = try SigningKey.read(try options.required("key"))
+        let manifest = try Manifest.parse(try Kernel.readFile(directory + "/" + MediaFiles.manifest))
+        var paths = ReleaseManifest.requiredFiles + [manifest.image]
+        let layers = directory + "/" + LayerShelf.directory
+        if Kernel.exists(layers) {
+            let names = Kernel.directoryEntries(layers).map(\.name).filter { $0.hasSuffix(".squashfs") || $0.hasSuffix(".json") }
+            paths += names.sorted().map { LayerShelf.directory + "/" + $0 }
+        }
+        var files: [ReleaseManifest.File] = []
+        for path in paths {
+            try ReleaseManifest.checkPath(path)
+            guard Kernel.exists(directory + "/" + path) else { throw SpiritError("\(directory) has no \(path)") }
+            let measured = try ImageCopy.measure(directory + "/" + path)
+            files.append(.init(path: path, size: measured.size, sha256: measured.sha256))
+        }
+        let release = try ReleaseManifest(version: manifest.version, buildTime: manifest.buildTime, files: files).signed(privateKey: key)
+        try Kernel.writeFileAtomically(directory + "/" + ReleaseManifest.fileName, release.json)
+        print("spirit: \(directory)/\(ReleaseManifest.fileName): release \(release.version), \(files.count) files, \(release.totalSize >> 20) MiB")
     }
 
     /// --version, checked: an image whose version cannot be read would be

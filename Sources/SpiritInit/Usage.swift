@@ -71,6 +71,10 @@ enum Usage {
       persist status|diff|commit|restore [--paths /etc,/root] [--passphrase-file FILE]
                       keep the writable layer's changes under the paths (persist.toml; /etc and /root) as one archive on the
                       boot medium, restored at boot (crom.persist=on); restore: by hand, e.g. an encrypted one
+      upgrade [--from URL|DIR] [--dry-run] [--allow-downgrade] | upgrade status | upgrade rollback [--dry-run]
+                      write a newer signed release (make netboot's folder, over http:// or from a directory) into the
+                      stick's other slot and arm it for one try; kept once its services are up (the upgrade service),
+                      else the next boot is back on this slot; --dry-run prints every step as shell
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)
       diag            (spirit-diag) hardware, modules, block devices, network, why each boot source gave up, timeline
       mount DEVICE    (spirit-mount) mount a device read-only on /mnt/<name> (NTFS with ntfs3 or ntfs-3g)

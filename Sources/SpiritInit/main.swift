@@ -44,6 +44,7 @@ let commands: [String: ([String]) -> Int32] = [
     "timeline": TimelineCommand.run,
     "boot-plan": BootPlanCommand.run,
     "persist": PersistCommand.run,
+    "upgrade": UpgradeCommand.run,
     "poweroff": { PowerCommand.run("poweroff", $0) },
     "reboot": { PowerCommand.run("reboot", $0) },
     "halt": { PowerCommand.run("halt", $0) },

@@ -102,6 +102,12 @@ def iso() -> Path:
     return Path(_artifact("SPIRIT_ISO", "out/crom-spirit.iso"))
 
 
+@pytest.fixture(scope="session")
+def stick() -> Path:
+    """out/crom-spirit-stick.img, from `make stick`: slot a holds this build."""
+    return Path(_artifact("SPIRIT_STICK", "out/crom-spirit-stick.img"))
+
+
 @pytest.fixture
 def boot_firmware(request):
     """boot_firmware(**VMConfig fields) starts a VM with no -kernel: the
