@@ -136,11 +136,11 @@ test: deps door-check unit-test host-test vm-test
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender. The
 # initramfs stage boots Spirit from its media disk; the peers' images are
 # built on the first run (scripts/bench-peers.sh) and cached in out/bench/peers.
-bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO) $(OUT)/layers/vm.squashfs
+bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO) $(OUT)/layers/vm.squashfs $(STICK)
 	KMOD=1 MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst \
 	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
-	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) SPIRIT_LAYERS=$(OUT)/layers \
+	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) SPIRIT_LAYERS=$(OUT)/layers SPIRIT_STICK=$(STICK) \
 	    python3 bench/bench.py
 
 # A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's

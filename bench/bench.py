@@ -36,6 +36,7 @@ import http_fetch as http_delivery  # noqa: E402
 import initramfs_stage  # noqa: E402
 import layers  # noqa: E402
 import nbd  # noqa: E402
+import upgrade  # noqa: E402
 import vm_bridge  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
@@ -50,6 +51,7 @@ ROOTFS = Path(os.environ.get("SPIRIT_ROOTFS", ROOT / "out" / "rootfs.squashfs"))
 ISO = Path(os.environ.get("SPIRIT_ISO", ROOT / "out" / "crom-spirit.iso"))
 # The vm layer (make layer NAME=vm), for the layer add figure.
 LAYERS = Path(os.environ.get("SPIRIT_LAYERS", ROOT / "out" / "layers"))
+STICK = Path(os.environ.get("SPIRIT_STICK", ROOT / "out" / "crom-spirit-stick.img"))
 SIGNING_KEY = Path(os.environ.get("SIGNING_KEY", Path.home() / ".config/crom-spirit/signing.key"))
 MEMORY, CPUS = 1024, 2
 
@@ -104,6 +106,7 @@ def main() -> None:
     # The full boot's figures come from the same Spirit boots.
     boot = full_boot.summarize(stage.pop("spirit_boots"), SPIRIT_INITRAMFS, ROOTFS, SPIRIT, ISO, OUT)
     layer = layers.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, LAYERS, RUNS, OUT / "logs" / "layers.log")
+    upgrades = upgrade.measure(KERNEL, str(SPIRIT_INITRAMFS), ROOTFS, ROOTFS.parent / "manifest.json", STICK, RUNS, OUT / "upgrade")
     kmod, ours = modules["modprobe -a (kmod)"], modules["spirit modules load"]
     ratio = kmod["median_ms"] / ours["median_ms"]
     kernel_release = Path(KERNEL).resolve().parent.joinpath("release").read_text().strip() \
@@ -122,6 +125,7 @@ def main() -> None:
         "vm_bridge": bridge,
         "full_boot": boot,
         "layers": layer,
+        "upgrade": upgrades,
         "initramfs_stage": stage,
         "seconds": round(time.time() - started),
     }
@@ -149,6 +153,7 @@ kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 {initramfs_stage.markdown(stage)}
 {full_boot.markdown(boot)}
 {layers.markdown(layer)}
+{upgrade.markdown(upgrades)}
 {nbd.markdown(delivery)}
 {http_delivery.markdown(fetch)}
 {vm_bridge.markdown(bridge)}""")
