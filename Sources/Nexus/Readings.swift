@@ -9,7 +9,7 @@ public struct ReadingPaths: Sendable {
     public var proc = "/proc"
     public var sys = "/sys"
     public var run = RunFiles.directory
-    public var control = RunFiles.directory + "/control.sock"
+    public var control = RunFiles.controlSocket
     /// The VM manager's control socket (`spirit vm daemon`).
     public var vmControl = RunFiles.directory + "/vm.sock"
     public var kmsg = "/dev/kmsg"

@@ -37,6 +37,9 @@ public enum RunFiles {
     /// What stage 1 did with the persistence archive, one line, for
     /// `spirit persist status`.
     public static let persistReport = directory + "/persist-boot.txt"
+    /// The supervisor's control socket (`spiritctl`, and the commands and
+    /// daemons that ask it for the services' status).
+    public static let controlSocket = directory + "/control.sock"
     /// The exit status of a boot worker that wrote a rescue reason.
     public static let rescueExitStatus: Int32 = 3
 }

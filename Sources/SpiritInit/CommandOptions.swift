@@ -1,3 +1,4 @@
+import Nexus
 import SpiritCore
 
 /// A command's wrong use: said with the usage line, exit status 100.
@@ -39,4 +40,14 @@ func exitStatus(_ body: () throws -> Void) -> Int32 {
         Console.tool.error("\(error)")
         return 111
     }
+}
+
+/// The supervisor's services (`status json` on its control socket), for the
+/// commands that act on them: `spirit layer add` restarts the ones that were
+/// not applicable, the upgrade service's health check counts them.
+func supervisedServices() throws -> [ServiceSummary] {
+    var body: [UInt8] = []
+    let head = ControlChannel.send("status json", to: RunFiles.controlSocket, server: "supervisor") { body += $0; return true }
+    guard head == .ok else { throw SpiritError("the supervisor did not answer status json: \(head)") }
+    return try ServiceSummary.parse(String(decoding: body, as: UTF8.self))
 }

@@ -110,11 +110,8 @@ enum LayerCommand {
     /// started again, and say again if they still are not. Without a
     /// supervisor (a rescue shell) there is nothing to do.
     static func restartInapplicableServices(console: Console) {
-        let socket = RunFiles.directory + "/control.sock"
-        var body: [UInt8] = []
-        guard ControlChannel.send("status json", to: socket, server: "supervisor", body: { body += $0; return true }) == .ok,
-              let services = try? ServiceSummary.parse(String(decoding: body, as: UTF8.self))
-        else { return }
+        let socket = RunFiles.controlSocket
+        guard let services = try? supervisedServices() else { return }
         // `why` starts with the supervisor's detail: "not applicable here: …".
         for name in services.filter({ $0.why?.hasPrefix("not applicable") == true }).map(\.name) {
             let head = ControlChannel.send("start \(name)", to: socket, server: "supervisor") { _ in true }

@@ -152,10 +152,7 @@ enum UpgradeCommand {
 
     /// The supervisor's services, as the health check reads them.
     static func services() throws -> [ServiceHealth] {
-        var body: [UInt8] = []
-        let head = ControlChannel.send("status json", to: RunFiles.directory + "/control.sock", server: "supervisor") { body += $0; return true }
-        guard head == .ok else { throw SpiritError("the supervisor did not answer status json: \(head)") }
-        return try ServiceSummary.parse(String(decoding: body, as: UTF8.self)).map {
+        try supervisedServices().map {
             ServiceHealth(name: $0.name, state: $0.state, ready: $0.ready, enabled: $0.enabled, why: $0.why)
         }
     }
