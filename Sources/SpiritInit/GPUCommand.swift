@@ -81,6 +81,7 @@ enum GPUCommand {
             }
         }
         if vm != nil, !devices.isEmpty { return fail("a VM or --device, not both") }
+        if verb == "passthrough", vm == nil, devices.isEmpty { return fail("gpu passthrough takes a VM or --device BDF…") }
         if recordedOnly, verb != "return" || vm == nil { return fail("--recorded-only is for gpu return VM") }
         let tree = PCITree(root: root)
         let release = Kernel.release()
