@@ -30,7 +30,7 @@ MIN_VERSION ?=
 BASE ?= debian
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
-.PHONY: kernel test-kernel iso iso-check netboot layer stick
+.PHONY: kernel test-kernel test-nested iso iso-check netboot layer stick
 # A recipe that fails leaves no half-made target that a later make would
 # take as up to date (an ISO over the size limit, a cut archive).
 .DELETE_ON_ERROR:
@@ -64,6 +64,7 @@ help:
 	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
 	@echo "make kernel       $(OUT)/kernel from KERNEL_SRC + kernel-config/ (slow; cached), KERNEL_DIR=$(CACHE)/kernel/current"
 	@echo "make test-kernel  boot $(OUT)/kernel to 'spirit: ready' (opt-in; not part of make test)"
+	@echo "make test-nested  a QEMU inside Spirit gets the e1000 through vfio-pci, its guest a DHCP lease (opt-in, slow)"
 	@echo "make iso          $(OUT)/crom-spirit.iso, hybrid BIOS/UEFI, CD or dd to a USB stick"
 	@echo "make netboot      $(OUT)/netboot/ for an HTTP server (SERVER=http://host:port/); also a release for spirit upgrade"
 	@echo "make stick        $(OUT)/crom-spirit-stick.img: dd to a USB stick; two slots for spirit upgrade (LAYERS=vm,…)"
@@ -131,6 +132,14 @@ vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(STICK)
 	    python3 -m pytest -v -rA tests/vm
 
 test: deps door-check unit-test host-test vm-test
+
+# A QEMU inside Spirit drives the e1000 through vfio-pci (`spirit gpu
+# passthrough VM`) and its guest gets a DHCP lease. Opt-in: TCG inside TCG
+# takes about ten minutes, too slow for every `make test`.
+test-nested: initramfs rootfs $(OUT)/layers/vm.squashfs
+	SPIRIT_NESTED=1 SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_KERNEL_DIR=$(KERNEL_DIR) SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
+	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers \
+	    python3 -m pytest -v -rA -s tests/vm/test_nested.py
 
 # The benchmark report (out/bench/report.md, report.json): not a test, and
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender. The

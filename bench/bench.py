@@ -13,7 +13,8 @@ plot (bench/full_boot.py, from the same Spirit boots); and NBD image
 delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server, nbdkit and
 qemu-nbd on loopback; HTTP image delivery (bench/http_fetch.py): Spirit's
 boot client against busybox wget, from busybox httpd on loopback; and the
-VM manager (bench/vm_bridge.py): start to agent ready, exec, save, restore.
+VM manager (bench/vm_bridge.py): start to agent ready, exec, save, restore;
+GPU passthrough and return (bench/gpu_handover.py) on q35 + intel-iommu.
 """
 
 import json
@@ -32,6 +33,7 @@ from harness import VM, VMConfig  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import full_boot  # noqa: E402
+import gpu_handover  # noqa: E402
 import http_fetch as http_delivery  # noqa: E402
 import initramfs_stage  # noqa: E402
 import layers  # noqa: E402
@@ -107,6 +109,7 @@ def main() -> None:
     boot = full_boot.summarize(stage.pop("spirit_boots"), SPIRIT_INITRAMFS, ROOTFS, SPIRIT, ISO, OUT)
     layer = layers.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, LAYERS, RUNS, OUT / "logs" / "layers.log")
     upgrades = upgrade.measure(KERNEL, str(SPIRIT_INITRAMFS), ROOTFS, ROOTFS.parent / "manifest.json", STICK, RUNS, OUT / "upgrade")
+    gpu = gpu_handover.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, RUNS, OUT / "logs" / "gpu.log")
     kmod, ours = modules["modprobe -a (kmod)"], modules["spirit modules load"]
     ratio = kmod["median_ms"] / ours["median_ms"]
     kernel_release = Path(KERNEL).resolve().parent.joinpath("release").read_text().strip() \
@@ -123,6 +126,7 @@ def main() -> None:
         "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
         "http": {"image_bytes": http_delivery.SIZE, "clients": fetch},
         "vm_bridge": bridge,
+        "gpu_handover": gpu,
         "full_boot": boot,
         "layers": layer,
         "upgrade": upgrades,
@@ -156,7 +160,8 @@ kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 {upgrade.markdown(upgrades)}
 {nbd.markdown(delivery)}
 {http_delivery.markdown(fetch)}
-{vm_bridge.markdown(bridge)}""")
+{vm_bridge.markdown(bridge)}
+{gpu_handover.markdown(gpu)}""")
     print((OUT / "report.md").read_text())
 
 

@@ -112,7 +112,7 @@ under QEMU TCG with one vCPU, {figures['runs']} runs; wall time of each `spirit 
 {row("restore (`spirit vm start` of a saved VM)", "restore_s", "s", 2)}
 {row("first `exec` after the restore", "first_exec_after_restore_ms", "ms", 0)}
 
-GPU passthrough and return are not measured here: tests/vm/test_gpu.py prints their times (q35 + intel-iommu).
+GPU passthrough and return: the next section (bench/gpu_handover.py, q35 + intel-iommu).
 """
 
 

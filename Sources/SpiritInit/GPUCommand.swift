@@ -1,3 +1,4 @@
+import Glibc
 import ModuleLoader
 import SpiritCore
 import Supervisor
@@ -11,8 +12,13 @@ enum GPUCommand {
     static let commands = """
       gpu status [--root DIR]
                       display controllers and devices on vfio-pci: IOMMU group, driver, who holds /dev/dri/card*
-      gpu plan passthrough|return --device BDF… [--dry-run] [--root DIR]
+      gpu plan passthrough|return VM|--device BDF… [--dry-run] [--root DIR]
                       the plan as shell: whole IOMMU groups, the HUD stopped for a display, vfio-pci or the native driver
+      gpu passthrough VM
+                      the devices of VM's [gpu] section (their whole IOMMU groups) to vfio-pci, then VM started; when it
+                      ends, the VM manager gives them back and starts the HUD
+      gpu return [VM]
+                      after VM has ended: its devices back now (what the VM manager does when it ends); no VM: every VM's
       gpu passthrough --device BDF…
                       give the devices to vfio-pci (for a VM started by hand); a failing step undoes the done ones
       gpu return --device BDF…
@@ -53,6 +59,8 @@ enum GPUCommand {
         }
         var root = ""
         var devices: [String] = []
+        var vm: String?
+        var recordedOnly = false
         var dryRun = verb == "plan"
         while let word = words.popFirst() {
             switch word {
@@ -64,13 +72,36 @@ enum GPUCommand {
                 // 01:00.0 is in PCI domain 0000, as lspci shows it.
                 devices.append(value.split(separator: ":").count == 2 ? "0000:" + value : value)
             case "--dry-run": dryRun = true
+            // What the VM manager runs when a VM's QEMU ends: only what a passthrough recorded.
+            case "--recorded-only": recordedOnly = true
+            case let name where vm == nil && !name.hasPrefix("-") && ["plan", "passthrough", "return"].contains(verb):
+                guard VMDefinition.isValidName(name) else { return fail("'\(name)' is not a VM name") }
+                vm = name
             default: return fail("unknown argument '\(word)'")
             }
         }
+        if vm != nil, !devices.isEmpty { return fail("a VM or --device, not both") }
+        if verb == "passthrough", vm == nil, devices.isEmpty { return fail("gpu passthrough takes a VM or --device BDF…") }
+        if recordedOnly, verb != "return" || vm == nil { return fail("--recorded-only is for gpu return VM") }
         let tree = PCITree(root: root)
         let release = Kernel.release()
         let index = try? ModuleIndex.load(root: root, release: release)
         let planner = GPUPlanner(tree: tree, modulesFor: { alias in index?.lookup(alias) ?? [] })
+        let controller = GPUController(sysfs: SystemPCISysfs(root: root), modules: Modules(index: index, release: release),
+                                       services: SupervisorServiceControl(socket: SupervisorPaths(root: root).control))
+        let vmPaths = VMPaths(root: getenv("SPIRIT_VM_ROOT").map { String(cString: $0) } ?? "")
+        if ["passthrough", "return"].contains(verb), !dryRun, vm != nil || (verb == "return" && devices.isEmpty) {
+            return handover(verb == "passthrough" ? .passthrough : .return, vm: vm, recordedOnly: recordedOnly,
+                            tree: tree, planner: planner, controller: controller, paths: vmPaths)
+        }
+        if let vm {
+            do {
+                devices = try GPUHandover.devices(of: try definition(vm, vmPaths), in: tree)
+            } catch {
+                Console.tool.error("gpu: \(error.description)")
+                return error.code
+            }
+        }
         switch verb {
         case "status":
             guard devices.isEmpty else { return fail("gpu status takes no --device") }
@@ -80,7 +111,7 @@ enum GPUCommand {
             let direction = direction ?? (verb == "return" ? .return : .passthrough)
             let plan: GPUPlan
             do {
-                plan = try direction == .passthrough ? planner.passthrough(devices) : planner.giveBack(devices)
+                plan = try direction == .passthrough ? planner.passthrough(devices, for: vm) : planner.giveBack(devices)
             } catch {
                 Console.tool.error("gpu: \(direction.rawValue): \(error)")
                 return 100
@@ -89,8 +120,6 @@ enum GPUCommand {
                 print(plan.shell)
                 return 0
             }
-            let controller = GPUController(sysfs: SystemPCISysfs(root: root), modules: Modules(index: index, release: release),
-                                           services: SupervisorServiceControl(socket: SupervisorPaths(root: root).control))
             let start = Kernel.bootTimeMicros()
             do {
                 try controller.run(plan)
@@ -104,6 +133,71 @@ enum GPUCommand {
             return 0
         default:
             return fail("unknown gpu command '\(verb)'")
+        }
+    }
+
+    /// VM NAME's definition, read as the VM manager reads it.
+    static func definition(_ name: String, _ paths: VMPaths) throws(VMError) -> VMDefinition {
+        let path = paths.definition(name)
+        do {
+            return try VMDefinition.parse(try Kernel.readText(path), path: path)
+        } catch let error as ConfigError {
+            throw VMError(error.description, code: 100)
+        } catch {
+            throw VMError("no VM named '\(name)': \(error) (define it: spirit vm define FILE)", code: 100)
+        }
+    }
+
+    /// `gpu passthrough VM`, `gpu return [VM]`: GPUHandover over the VM
+    /// manager's socket, the records in /run/spirit/vms and this sysfs.
+    static func handover(_ direction: GPUPlan.Direction, vm: String?, recordedOnly: Bool, tree: PCITree, planner: GPUPlanner,
+                         controller: GPUController, paths: VMPaths) -> Int32 {
+        final class Took { var micros: Int64 = 0 }
+        let took = Took()
+        let records = GPURecordFiles(paths: paths)
+        let handover = GPUHandover(
+            plan: { direction, devices, vm throws(SpiritError) in
+                direction == .passthrough ? try planner.passthrough(devices, for: vm) : try planner.giveBack(devices)
+            },
+            run: { plan throws(GPUFailure) in
+                let start = Kernel.bootTimeMicros()
+                defer { took.micros = Kernel.bootTimeMicros() - start }
+                try controller.run(plan)
+            },
+            vms: VMClient(paths: paths), records: records)
+        func moved(_ plan: GPUPlan, _ devices: [String]) -> String {
+            let now = devices.map { "\($0) \(tree.boundDriver($0) ?? "none")" }.joined(separator: ", ")
+            return (plan.steps.isEmpty ? "nothing to do: " : "") + "\(now) (\(took.micros / 1000) ms, \(plan.steps.count) steps)"
+        }
+        do throws(VMError) {
+            switch (direction, vm) {
+            case (.passthrough, let name?):
+                let devices = try GPUHandover.devices(of: try definition(name, paths), in: tree)
+                let start = Kernel.bootTimeMicros()
+                let done = try handover.passthrough(name, devices: devices)
+                print("passthrough to \(name): \(moved(done.plan, devices)); \(done.started) "
+                      + "(\((Kernel.bootTimeMicros() - start) / 1000) ms with the start)")
+            case (.return, let name?):
+                let fallback = try? GPUHandover.devices(of: try definition(name, paths), in: tree)
+                guard let plan = try handover.giveBack(name, fallback: fallback, recordedOnly: recordedOnly) else {
+                    print("return from \(name): nothing was handed over")
+                    return 0
+                }
+                print("return from \(name): \(moved(plan, plan.devices))")
+            case (.return, nil):
+                let names = records.names()
+                if names.isEmpty { print("return: nothing is handed over to a VM (gpu return --device BDF for a device moved by hand)") }
+                for name in names {
+                    guard let plan = try handover.giveBack(name, fallback: nil, recordedOnly: true) else { continue }
+                    print("return from \(name): \(moved(plan, plan.devices))")
+                }
+            case (.passthrough, nil):
+                return fail("gpu passthrough takes a VM or --device BDF…")
+            }
+            return 0
+        } catch {
+            Console.tool.error("gpu: \(error.description)")
+            return error.code
         }
     }
 

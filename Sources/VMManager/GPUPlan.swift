@@ -77,6 +77,11 @@ public struct GPUPlan: Sendable, Equatable {
     public var preflight: [String]
     public var steps: [GPUPlannedStep]
 
+    /// The functions the plan moves, in its order.
+    public var devices: [String] {
+        steps.compactMap { if case .expectDriver(let address, _) = $0.step { address } else { nil } }
+    }
+
     public var shell: String {
         (preflight.map { "# " + $0 } + (steps.isEmpty ? ["# nothing to do"] : steps.map(\.step.shell))).joined(separator: "\n")
     }
@@ -145,15 +150,17 @@ public struct GPUPlanner: Sendable {
     }
 
     /// vfio-pci for every function of the groups: the HUD stopped first when
-    /// a display moves, vfio-pci loaded if it is not registered.
-    public func passthrough(_ addresses: [String]) throws(SpiritError) -> GPUPlan {
+    /// a display moves (its reason names `vm` when the move is for one),
+    /// vfio-pci loaded if it is not registered.
+    public func passthrough(_ addresses: [String], for vm: String? = nil) throws(SpiritError) -> GPUPlan {
         let (functions, preflight) = try checked(addresses, direction: .passthrough)
         let moving = functions.filter { $0.driver != "vfio-pci" }
         var steps: [GPUPlannedStep] = []
         guard !moving.isEmpty else { return GPUPlan(direction: .passthrough, preflight: preflight, steps: []) }
         if !tree.driverRegistered("vfio-pci") { steps.append(GPUPlannedStep(.loadModule("vfio-pci"))) }
         if let display = moving.first(where: \.isDisplay) {
-            let reason = "gpu \(display.address) passed through (spirit gpu passthrough)"
+            let reason = vm.map { "gpu \(display.address) passed through to VM \($0) (spirit gpu passthrough \($0))" }
+                ?? "gpu \(display.address) passed through (spirit gpu passthrough)"
             steps.append(GPUPlannedStep(.stopService(Self.hud, reason: reason), undo: .startService(Self.hud)))
             for function in moving {
                 for card in function.cards { steps.append(GPUPlannedStep(.waitCardReleased(card))) }

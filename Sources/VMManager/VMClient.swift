@@ -161,3 +161,22 @@ public struct VMClient {
         }
     }
 }
+
+/// The VM manager behind the GPU hand-over's protocol.
+extension VMClient: VMControl {
+    public func state(of name: String) throws(VMError) -> VMState {
+        let body = try ask("list").get()
+        let vms = (try? JSONReader.parse(Array(body.prefix { $0 != 0x0A })))?["vms"]?.array ?? []
+        guard let vm = vms.first(where: { $0["name"]?.string == name }) else {
+            throw VMError("no VM named '\(name)' (define it: spirit vm define FILE)", code: 100)
+        }
+        guard let text = vm["state"]?.string, let state = VMState(rawValue: text) else {
+            throw VMError("the VM manager gave \(name) no state it knows")
+        }
+        return state
+    }
+
+    public func start(_ name: String) throws(VMError) -> String {
+        String(decoding: try ask("start \(name)").get(), as: UTF8.self).trimmed
+    }
+}

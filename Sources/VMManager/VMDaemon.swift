@@ -257,6 +257,23 @@ public final class VMDaemon: @unchecked Sendable {
         stopTPM(instance)
         if let parent = cgroupParent { try? Kernel.removeDirectory(parent + "/vm-" + instance.name) }
         console.notice("vm: \(instance.name): QEMU \(status?.description ?? "ended")")
+        returnGPU(instance)
+    }
+
+    /// A VM that `spirit gpu passthrough NAME` started has ended: its
+    /// devices go back to their native drivers and the HUD starts again.
+    /// `spirit gpu return` does it in a process of its own: it loads
+    /// modules through ModuleLoader, which this daemon does not import.
+    func returnGPU(_ instance: VMInstance) {
+        guard Kernel.exists(paths.gpuRecord(instance.name)) else { return }
+        var environment = Spawn.baseEnvironment
+        if !paths.root.isEmpty { environment.append("SPIRIT_VM_ROOT=" + paths.root) }
+        do {
+            try Spawn.run(spiritBinary, [spiritBinary, "gpu", "return", instance.name, "--recorded-only"], environment: environment)
+            console.notice("vm: \(instance.name): the GPU is back on its drivers")
+        } catch {
+            console.error("vm: \(instance.name): the GPU did not come back: \(error) (spirit gpu return \(instance.name) tries again)")
+        }
     }
 
     /// swtpm ends with its QEMU (--terminate); it is this daemon's child to

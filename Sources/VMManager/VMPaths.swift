@@ -19,6 +19,10 @@ public struct VMPaths: Sendable, Equatable {
     public var persistent: String { root + "/var/lib/spirit/vms" }
 
     public func definition(_ name: String) -> String { definitions + "/" + name + ".toml" }
+    /// The PCI functions `spirit gpu passthrough NAME` gave to vfio-pci for
+    /// the VM: what goes back when it ends. Beside the VM's directory, which
+    /// a start clears.
+    public func gpuRecord(_ name: String) -> String { run + "/" + name + ".gpu" }
 
     /// A running VM's files: its pid, sockets, overlays, console log and
     /// saved state (on the zram-backed root, so compressed in RAM).

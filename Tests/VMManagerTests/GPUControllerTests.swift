@@ -116,7 +116,7 @@ final class StepClock: VMClock {
         return sysfs
     }
 
-    static func plan(_ sysfs: SimulatedSysfs, _ direction: GPUPlan.Direction) throws -> GPUPlan {
+    static func plan(_ sysfs: SimulatedSysfs, _ direction: GPUPlan.Direction, for vm: String? = nil) throws -> GPUPlan {
         let fixture = SysfsFixture()
         for (address, device) in sysfs.devices {
             fixture.function(address, class: address == vga ? "0x030000" : "0x040300", driver: device.driver, group: "12",
@@ -127,7 +127,7 @@ final class StepClock: VMClock {
         for driver in sysfs.registered { fixture.directory("/sys/bus/pci/drivers/\(driver)") }
         for driver in sysfs.registered { fixture.directory("/sys/module/\(driver.replacing("-", with: "_"))") }
         let planner = GPUPlanner(tree: PCITree(root: fixture.root), modulesFor: GPUPlanTests.modules)
-        return direction == .passthrough ? try planner.passthrough([vga, audio]) : try planner.giveBack([vga, audio])
+        return direction == .passthrough ? try planner.passthrough([vga, audio], for: vm) : try planner.giveBack([vga, audio])
     }
 
     @Test func theRoundTripEndsWithTheOriginalDrivers() throws {
