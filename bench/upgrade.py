@@ -7,8 +7,9 @@ check); the write alone as `spirit upgrade` reports it. The peer, in the
 last boot: `cp -r` of the running slot to another folder of the same
 stick, then one sync: the disk's floor for the same bytes, with no network,
 no signature, no hashing, no fsync per file and nothing atomic (Debian 12's
-busybox-static wget, the obvious peer, crashes with SIGSEGV here, on the
-host as in the image)."""
+busybox-static wget, the obvious peer, ends in SIGSEGV in the image, where
+it reached the host's server; on the host it does when a connection is
+refused)."""
 
 import functools
 import http.server
