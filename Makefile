@@ -31,6 +31,7 @@ BASE ?= debian
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
 .PHONY: kernel test-kernel iso iso-check netboot layer stick
+.PHONY: sanitize-test asan-test tsan-test
 # A recipe that fails leaves no half-made target that a later make would
 # take as up to date (an ISO over the size limit, a cut archive).
 .DELETE_ON_ERROR:
@@ -56,12 +57,13 @@ setting = $(shell f=$(OUT)/.settings/$(1) v='$($(1))'; \
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
-	@echo "make test         unit tests, then the QEMU boot tests"
+	@echo "make test         unit tests (also under ASan), then the QEMU boot tests"
 	@echo "make spirit       $(OUT)/spirit, the static multi-call binary (PID 1 too)"
 	@echo "make initramfs    $(OUT)/initramfs.zst for the kernel in KERNEL_DIR"
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
 	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
 	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
+	@echo "make tsan-test    the unit tests under ThreadSanitizer (slow; not part of make test, which runs them under ASan)"
 	@echo "make kernel       $(OUT)/kernel from KERNEL_SRC + kernel-config/ (slow; cached), KERNEL_DIR=$(CACHE)/kernel/current"
 	@echo "make test-kernel  boot $(OUT)/kernel to 'spirit: ready' (opt-in; not part of make test)"
 	@echo "make iso          $(OUT)/crom-spirit.iso, hybrid BIOS/UEFI, CD or dd to a USB stick"
@@ -121,6 +123,18 @@ door-check:
 unit-test:
 	swift test
 
+# The unit tests again under AddressSanitizer, in their own scratch path
+# (a sanitized build shares nothing with the normal one). ThreadSanitizer
+# takes longer, so it is its own target for CI: make tsan-test.
+# (Measured here: see README.md, "Fuzzing and sanitizers".)
+asan-test:
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp swift test --sanitize=address --scratch-path .build-asan
+
+tsan-test:
+	swift test --sanitize=thread --scratch-path .build-tsan
+
+sanitize-test: asan-test tsan-test
+
 # Tests on the host against real peers: the module resolver against libkmod.
 host-test: $(OUT)/spirit $(KERNEL_DIR)/release
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
@@ -130,7 +144,7 @@ vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(STICK)
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers \
 	    python3 -m pytest -v -rA tests/vm
 
-test: deps door-check unit-test host-test vm-test
+test: deps door-check unit-test asan-test host-test vm-test
 
 # The benchmark report (out/bench/report.md, report.json): not a test, and
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender. The
