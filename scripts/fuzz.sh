@@ -29,7 +29,7 @@ for target in "$@"; do
         limit=(-max_total_time="$amount")
     fi
     mkdir -p "$work"
-    log=$out/$target.log
+    log=$out/$target.$mode.log
     start=$(date +%s.%N)
     status=0
     SPIRIT_FUZZ_TARGET=$target "$binary" "${limit[@]}" -timeout=10 -rss_limit_mb=2048 -max_len=8192 \
