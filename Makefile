@@ -31,6 +31,7 @@ BASE ?= debian
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
 .PHONY: kernel test-kernel test-nested iso iso-check netboot layer stick
+.PHONY: fuzz fuzz-check fuzz-build sanitize-test asan-test tsan-test
 # A recipe that fails leaves no half-made target that a later make would
 # take as up to date (an ISO over the size limit, a cut archive).
 .DELETE_ON_ERROR:
@@ -56,12 +57,14 @@ setting = $(shell f=$(OUT)/.settings/$(1) v='$($(1))'; \
 
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
-	@echo "make test         unit tests, then the QEMU boot tests"
+	@echo "make test         unit tests (also under ASan), the fuzz corpus, then the QEMU boot tests"
 	@echo "make spirit       $(OUT)/spirit, the static multi-call binary (PID 1 too)"
 	@echo "make initramfs    $(OUT)/initramfs.zst for the kernel in KERNEL_DIR"
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
 	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
 	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
+	@echo "make fuzz         every fuzz target for FUZZ_RUNS inputs (default $(FUZZ_RUNS)); prints execs/s (slow; not part of make test)"
+	@echo "make tsan-test    the unit tests under ThreadSanitizer (slow; not part of make test, which runs them under ASan)"
 	@echo "make kernel       $(OUT)/kernel from KERNEL_SRC + kernel-config/ (slow; cached), KERNEL_DIR=$(CACHE)/kernel/current"
 	@echo "make test-kernel  boot $(OUT)/kernel to 'spirit: ready' (opt-in; not part of make test)"
 	@echo "make test-nested  a QEMU inside Spirit gets the e1000 through vfio-pci, its guest a DHCP lease (opt-in, slow)"
@@ -122,6 +125,42 @@ door-check:
 unit-test:
 	swift test
 
+# The unit tests again under AddressSanitizer, in their own scratch path
+# (a sanitized build shares nothing with the normal one). ThreadSanitizer
+# takes longer, so it is its own target for CI: make tsan-test.
+# (Measured here: see README.md, "Fuzzing and sanitizers".)
+asan-test:
+	LSAN_OPTIONS=suppressions=$(CURDIR)/scripts/lsan.supp swift test --sanitize=address --scratch-path .build-asan
+
+tsan-test:
+	swift test --sanitize=thread --scratch-path .build-tsan
+
+sanitize-test: asan-test tsan-test
+
+# The fuzz targets: fuzz/SpiritFuzz, one libFuzzer binary (swiftc's
+# -sanitize=fuzzer, with ASan) for every parser of outside bytes, built only
+# when SPIRIT_FUZZ is set and in its own scratch path, so that swift build
+# and swift test never see it. fuzz/corpus/TARGET holds each one's seeds
+# (fuzz/make-seeds.py) and every input that ever crashed it.
+FUZZ_SCRATCH := .build-fuzz
+FUZZ_BINARY := $(FUZZ_SCRATCH)/release/SpiritFuzz
+FUZZ_TARGETS := cmdline manifest config nbd-server nbd-client discovery http uevent qmp grubenv persist
+FUZZ_RUNS ?= 1000000
+FUZZ_CHECK_SECONDS ?= 2
+fuzz-build: $(FUZZ_BINARY)
+$(FUZZ_BINARY): $(SPIRIT_SOURCES) $(wildcard fuzz/SpiritFuzz/*.swift) | deps
+	SPIRIT_FUZZ=1 swift build -c release --scratch-path $(FUZZ_SCRATCH) --product SpiritFuzz \
+	    --sanitize=fuzzer --sanitize=address -Xswiftc -enable-testing -Xswiftc -use-ld=lld
+	@touch $@
+
+fuzz: $(FUZZ_BINARY)
+	scripts/fuzz.sh $(FUZZ_BINARY) run $(FUZZ_RUNS) $(FUZZ_TARGETS)
+
+# Part of make test: replays every seed and crash input, then mutates for
+# FUZZ_CHECK_SECONDS per target.
+fuzz-check: $(FUZZ_BINARY)
+	scripts/fuzz.sh $(FUZZ_BINARY) check $(FUZZ_CHECK_SECONDS) $(FUZZ_TARGETS)
+
 # Tests on the host against real peers: the module resolver against libkmod.
 host-test: $(OUT)/spirit $(KERNEL_DIR)/release
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
@@ -131,7 +170,7 @@ vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(STICK)
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers \
 	    python3 -m pytest -v -rA tests/vm
 
-test: deps door-check unit-test host-test vm-test
+test: deps door-check unit-test asan-test fuzz-check host-test vm-test
 
 # A QEMU inside Spirit drives the e1000 through vfio-pci (`spirit gpu
 # passthrough VM`) and its guest gets a DHCP lease. Opt-in: TCG inside TCG

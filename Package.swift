@@ -223,3 +223,18 @@ let package = Package(
     ],
     swiftLanguageModes: [.v6]
 )
+
+// The fuzz targets (fuzz/SpiritFuzz, one libFuzzer binary for every parser
+// of outside bytes): only when SPIRIT_FUZZ is set, as `make fuzz` sets it
+// with -sanitize=fuzzer and its own scratch path, so that `swift build`
+// and `swift test` never build or link them (libFuzzer brings its own main).
+if Context.environment["SPIRIT_FUZZ"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "SpiritFuzz",
+            dependencies: ["SpiritCore", "Net", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence"],
+            path: "fuzz/SpiritFuzz",
+            swiftSettings: strict
+        )
+    )
+}

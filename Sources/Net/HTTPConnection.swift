@@ -23,10 +23,17 @@ public final class HTTPConnection {
     public static let userAgent = "crom-spirit/\(SpiritVersion.string)"
 
     /// Connects (within `connectMillis`), sends the request and reads the head.
-    public init(url: HTTPURL, rangeStart: Int64? = nil, connectMillis: Int = 5000, idleMillis: Int = 10_000) throws(HTTPError) {
+    public convenience init(url: HTTPURL, rangeStart: Int64? = nil, connectMillis: Int = 5000, idleMillis: Int = 10_000) throws(HTTPError) {
+        try self.init(socket: try Self.connect(url, millis: connectMillis), url: url, rangeStart: rangeStart, idleMillis: idleMillis)
+    }
+
+    /// The exchange on a socket that is already connected (owned from here
+    /// on): the fuzz target feeds the response parser through a socket
+    /// pair this way.
+    init(socket: Socket, url: HTTPURL, rangeStart: Int64? = nil, idleMillis: Int) throws(HTTPError) {
         self.url = url
         self.idleMillis = idleMillis
-        socket = try Self.connect(url, millis: connectMillis)
+        self.socket = socket
         var request = "GET \(url.target) HTTP/1.1\r\nHost: \(url.host)\(url.port == 80 ? "" : ":\(url.port)")\r\n"
         request += "User-Agent: \(Self.userAgent)\r\nAccept: */*\r\nConnection: close\r\n"
         if let rangeStart { request += "Range: bytes=\(rangeStart)-\r\n" }

@@ -1,0 +1,195 @@
+import Glibc
+@testable import ModuleLoader
+@testable import Net
+@testable import Nodus
+import Persistence
+import SpiritCore
+import Supervisor
+import Upgrade
+import VMManager
+
+extension FuzzTarget {
+    /// Every target, in the order `make fuzz` runs them; fuzz/corpus/NAME
+    /// holds each one's seeds.
+    static let all: [FuzzTarget] = [
+        cmdline, manifest, config, nbdServer, nbdClient, discovery, http, uevent, qmp, grubenv, persist,
+    ]
+
+    /// /proc/cmdline: the crom.* flags, and any other word a boot loader passes.
+    static let cmdline = FuzzTarget(name: "cmdline") { bytes in
+        let text = String(decoding: bytes, as: UTF8.self)
+        _ = KernelCommandLine(text)
+        _ = BootConfig.parse(text)
+    }
+
+    /// The JSON a boot medium, a layer shelf or a release server hands over:
+    /// the image, layer and release manifests, the layer state, crom.layers=.
+    static let manifest = FuzzTarget(name: "manifest") { bytes in
+        _ = try? Manifest.parse(bytes)
+        _ = try? LayerManifest.parse(bytes)
+        _ = try? ReleaseManifest.parse(bytes)
+        _ = try? LayerState.parse(bytes)
+        _ = try? LayerSelection.parse(String(decoding: bytes, as: UTF8.self))
+        if let value = try? JSONReader.parse(bytes) {
+            // What Spirit writes of a value it read, it must read back.
+            require((try? JSONReader.parse(value.text)) != nil, "JSON written from a parsed value does not parse: \(value.text)")
+        }
+    }
+
+    /// The TOML subset of every config file: service files, VM definitions,
+    /// the persistence selection; and modprobe.d files from the image.
+    static let config = FuzzTarget(name: "config") { bytes in
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let file = try? ConfigFile.parse(text, path: "fuzz.toml") {
+            _ = try? ServiceDefinition(name: "fuzz", file: file)
+            _ = try? PersistSelection.parse(file)
+        }
+        _ = try? VMDefinition.parse(text, path: "fuzz.toml")
+        var modules = ModuleConfig()
+        modules.read(text, origin: "fuzz.conf")
+    }
+
+    /// The NBD server's side of a client: the handshake's options, then
+    /// requests, from bytes a LAN peer sends.
+    static let nbdServer = FuzzTarget(name: "nbd-server", setUp: { _ = FuzzExport.exports }) { bytes in
+        _ = NBDRequest.parse(bytes)
+        _ = NBDServerSession(exports: FuzzExport.exports).run(ScriptedClient(bytes))
+    }
+
+    /// The NBD client's side: the server's greeting, option replies and
+    /// read replies, from a socket pair whose other end holds the input.
+    static let nbdClient = FuzzTarget(name: "nbd-client", setUp: { signal(SIGPIPE, SIG_IGN) }) { bytes in
+        let (mine, peer) = socketPair(holding: bytes)
+        defer { close(peer) }
+        let socket = Socket(fd: mine, name: "fuzz")
+        guard let client = try? NBDClient.negotiate(socket, server: SocketAddress(ipv4: 0x7f00_0001, port: 10809), export: "")
+        else { socket.close(); return }
+        var reader = NBDSequentialReader(client: client, chunk: 512, window: 4)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        for _ in 0..<256 {
+            guard let n = try? buffer.withUnsafeMutableBytes({ try reader.read(into: $0) }), n > 0 else { break }
+        }
+        reader.close()
+    }
+
+    /// Discovery datagrams on UDP 7331: a seek (the server reads it) and an
+    /// answer (the booting client reads it).
+    static let discovery = FuzzTarget(name: "discovery") { bytes in
+        if let seek = Discovery.parseSeek(bytes) {
+            _ = Discovery.answer(to: seek, offer: Discovery.Offer(host: "10.0.0.1", port: 10809))
+        }
+        if let offer = Discovery.parseAnswer(bytes) { _ = Discovery.choose([offer]) }
+    }
+
+    /// An HTTP server's answer: the status line and headers, then a body by
+    /// Content-Length, chunks or to the close, read by the connection from
+    /// a socket pair; and URLs (a crom.http= flag, a Location header).
+    static let http = FuzzTarget(name: "http", setUp: { signal(SIGPIPE, SIG_IGN) }) { bytes in
+        let text = String(decoding: bytes, as: UTF8.self)
+        _ = try? HTTPResponseHead.parse(text)
+        if let url = try? HTTPURL.parse(text) { _ = url.appending("manifest.json") }
+        let base = HTTPURL(host: "boot.example", port: 80, target: "/spirit/")
+        _ = try? base.resolving(text)
+
+        let (mine, peer) = socketPair(holding: bytes)
+        defer { close(peer) }
+        guard let connection = try? HTTPConnection(socket: Socket(fd: mine, name: "fuzz"), url: base, idleMillis: 1000) else { return }
+        _ = try? connection.readAll(limit: 1 << 20)
+    }
+
+    /// A kernel uevent from the netlink socket (NUL-separated KEY=value).
+    static let uevent = FuzzTarget(name: "uevent") { bytes in
+        _ = Uevent.parse(bytes)
+    }
+
+    /// A line from QEMU's QMP socket or from the guest agent.
+    static let qmp = FuzzTarget(name: "qmp") { bytes in
+        _ = try? QMPMessage.decode(bytes)
+        if let value = try? JSONReader.parse(bytes), let result = value["return"] {
+            _ = try? GuestExecResult.decode(result)
+        }
+    }
+
+    /// /boot/grub/grubenv from a stick: 1024 bytes; shorter inputs are
+    /// padded with `#` as GRUB pads them. What is rendered reads back the same.
+    static let grubenv = FuzzTarget(name: "grubenv") { bytes in
+        var block = Array(bytes.prefix(GrubEnvironment.size))
+        block += [UInt8](repeating: UInt8(ascii: "#"), count: GrubEnvironment.size - block.count)
+        guard let environment = try? GrubEnvironment(parsing: block, origin: "fuzz") else { return }
+        if let rendered = try? environment.rendered(origin: "fuzz") {
+            let again = try? GrubEnvironment(parsing: rendered, origin: "fuzz")
+            require(again == environment, "a rendered GRUB environment does not read back the same")
+        }
+    }
+
+    /// A persistence archive from the boot medium: the tar codec, and the
+    /// archive with its trailer (unencrypted: scrypt would make each run slow).
+    static let persist = FuzzTarget(name: "persist") { bytes in
+        _ = try? TarCodec.decode(bytes)
+        _ = try? PersistArchive.open(bytes)
+    }
+}
+
+/// Plays an NBD client from the input; the end of the input is the client
+/// hanging up. What the server writes is dropped.
+final class ScriptedClient: NBDTransport {
+    let input: [UInt8]
+    var position = 0
+
+    init(_ input: [UInt8]) { self.input = input }
+
+    struct Closed: Error {}
+
+    func read(exactly count: Int) throws -> [UInt8] {
+        guard count >= 0, input.count - position >= count else { throw Closed() }
+        defer { position += count }
+        return Array(input[position..<position + count])
+    }
+
+    func write(_ bytes: [UInt8], more: Bool) throws {}
+
+    func writeExport(header: [UInt8], export: NBDExport, offset: Int64, length: Int) throws {
+        _ = try export.read(offset: offset, length: length)
+    }
+
+    func readRequest() throws -> [UInt8] { try read(exactly: NBDRequest.size) }
+}
+
+/// The export the NBD server target serves: a 64 KiB file, made once.
+enum FuzzExport {
+    static let exports: NBDExports = {
+        let path = "/tmp/spirit-fuzz-export-\(getpid())"
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = ftruncate(fd, 64 << 10)
+        close(fd)
+        defer { unlink(path) }
+        guard let export = try? NBDExport(path: path, names: ["", "spirit"], description: "fuzz") else {
+            complain("spirit-fuzz: unable to make the export file \(path)")
+            exit(111)
+        }
+        return NBDExports([export])
+    }()
+}
+
+/// A connected Unix stream pair: the input is written into the peer's end,
+/// which is then shut for writing (the reader sees the end of the input as
+/// the other side closing). The parser's own writes land in the peer's
+/// buffer, never read. Inputs are capped below the socket buffer's size.
+func socketPair(holding bytes: [UInt8]) -> (mine: CInt, peer: CInt) {
+    var fds: [CInt] = [-1, -1]
+    guard socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0, &fds) == 0 else {
+        complain("spirit-fuzz: unable to make a socket pair: errno \(errno)")
+        exit(111)
+    }
+    let input = bytes.prefix(64 << 10)
+    var done = 0
+    input.withUnsafeBytes { raw in
+        while done < raw.count {
+            let n = write(fds[1], raw.baseAddress! + done, raw.count - done)
+            if n <= 0 { break }
+            done += n
+        }
+    }
+    shutdown(fds[1], CInt(SHUT_WR))
+    return (fds[0], fds[1])
+}
