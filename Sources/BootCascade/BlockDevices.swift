@@ -60,3 +60,15 @@ public enum BlockDevices {
         return device
     }
 }
+
+extension BootMedium {
+    /// The medium's device now: found by its filesystem UUID (a stick may
+    /// come back under another name), else the name it had at boot; "" for
+    /// a medium that is not a disk. `spirit persist` and `spirit upgrade`.
+    public func currentDevice() throws -> String {
+        guard let device else { return "" }
+        guard let uuid else { return device }
+        if let found = BlockDevices.scan().first(where: { $0.uuid == uuid }) { return found.path }
+        throw SpiritError("the boot medium \(description) is not there any more (no filesystem with UUID \(uuid)); plug it back in")
+    }
+}

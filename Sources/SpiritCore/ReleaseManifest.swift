@@ -23,6 +23,12 @@ public struct ReleaseManifest: Sendable, Equatable {
             self.size = size
             self.sha256 = sha256
         }
+
+        /// Checks what was measured of this file.
+        public func verify(size: Int64, sha256: String) throws(ManifestError) {
+            guard size == self.size else { throw .imageMismatch("\(path) is \(size) bytes, the release says \(self.size)") }
+            guard sha256 == self.sha256 else { throw .imageMismatch("\(path)'s SHA-256 is \(sha256), the release says \(self.sha256)") }
+        }
     }
 
     public var version: String
@@ -119,7 +125,6 @@ public struct ReleaseManifest: Sendable, Equatable {
     /// Checks what was measured of one of the release's files.
     public func verifyFile(_ path: String, size: Int64, sha256: String) throws(ManifestError) {
         guard let file = file(path) else { throw .malformed("the release lists no \(path)") }
-        guard size == file.size else { throw .imageMismatch("\(path) is \(size) bytes, the release says \(file.size)") }
-        guard sha256 == file.sha256 else { throw .imageMismatch("\(path)'s SHA-256 is \(sha256), the release says \(file.sha256)") }
+        try file.verify(size: size, sha256: sha256)
     }
 }

@@ -26,7 +26,7 @@ enum PersistCommand {
             let medium = try PersistStore.bootMedium()
             let refusal = PersistMedium.refusal(medium)
             let readable = refusal == nil || medium.fstype == "iso9660"
-            let store = PersistStore(medium: medium, device: try device(of: medium), console: console)
+            let store = PersistStore(medium: medium, device: try medium.currentDevice(), console: console)
             let saved = readable ? try store.readArchive() : nil
             let current = { () throws -> [PersistEntry] in
                 let (entries, skipped) = try UpperScan(upper: RootLayout().upper, selection: selection).entries()
@@ -69,15 +69,6 @@ enum PersistCommand {
                 if !failures.isEmpty { throw SpiritError("\(failures.count) entries could not be restored") }
             }
         }
-    }
-
-    /// The medium's device now: found by its filesystem UUID (a stick may
-    /// come back under another name), else the name it had at boot.
-    static func device(of medium: BootMedium) throws -> String {
-        guard let device = medium.device else { return "" }
-        guard let uuid = medium.uuid else { return device }
-        if let found = BlockDevices.scan().first(where: { $0.uuid == uuid }) { return found.path }
-        throw SpiritError("the boot medium \(medium.description) is not there any more (no filesystem with UUID \(uuid)); plug it back in")
     }
 
     /// The passphrase: the file's first line.

@@ -16,7 +16,7 @@ public struct SlotContext: Sendable {
     public static func current() throws -> SlotContext {
         let bootMedium = try BootMedium(json: try Kernel.readFile(RunFiles.bootMedium))
         let wanted = "upgrades write the other slot of a USB stick made by `make stick`"
-        guard let device = bootMedium.device, let fstype = bootMedium.fstype else {
+        guard bootMedium.device != nil, let fstype = bootMedium.fstype else {
             throw SpiritError("this Spirit booted from \(bootMedium.origin) (\(bootMedium.source)), not from a disk; \(wanted)")
         }
         guard ["ext4", "vfat"].contains(fstype) else {
@@ -30,15 +30,8 @@ public struct SlotContext: Sendable {
         }
         let booted = try Slot.parse(slotName, origin: "crom.slot")
         let manifest = try Manifest.parse(try Kernel.readFile(RunFiles.imageManifest))
-        var now = device
-        if let uuid = bootMedium.uuid {
-            guard let found = BlockDevices.scan().first(where: { $0.uuid == uuid }) else {
-                throw SpiritError("the boot medium \(bootMedium.description) is not there any more (no filesystem with UUID \(uuid)); plug it back in")
-            }
-            now = found.path
-        }
         return SlotContext(bootMedium: bootMedium, booted: booted, version: manifest.version,
-                           medium: SlotMedium(device: now, fstype: fstype, directory: bootMedium.directory))
+                           medium: SlotMedium(device: try bootMedium.currentDevice(), fstype: fstype, directory: bootMedium.directory))
     }
 
     /// The medium mounted read-only for the time of `body`.

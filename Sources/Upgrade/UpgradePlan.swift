@@ -58,7 +58,7 @@ public enum UpgradeStep: Sendable, Equatable {
             (from.hasPrefix("http://") ? "wget -q -O \(to) \(from)" : "cp \(from) \(to)")
                 + " && echo '\(file.sha256)  \(to)' | sha256sum -c -s && sync \(to)  # \(file.size) bytes"
         case .writeFile(let path, let bytes): "cat > \(path) && sync \(path)  # \(bytes.count) bytes"
-        case .rename(let from, let to): "[ ! -e \(from) ] || mv \(from) \(to)"
+        case .rename(let from, let to): "mv \(from) \(to)"
         case .syncDirectory(let path): "sync \(path)"
         case .record(let record, let logs): logs.map { "echo '\(record.json)' >> \($0)" }.joined(separator: "; ")
         case .unmount(let target): "umount \(target)"

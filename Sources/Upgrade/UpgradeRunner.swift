@@ -68,17 +68,14 @@ public struct UpgradeRunner {
                 throw SpiritError("\(to): the medium is full (\(error.operation)); the release was not armed")
             }
             do {
-                guard copied.size == file.size else {
-                    throw SpiritError("\(from) is \(copied.size) bytes, the release says \(file.size)")
-                }
-                guard copied.sha256 == file.sha256 else {
-                    throw SpiritError("\(from)'s SHA-256 is \(copied.sha256), the release says \(file.sha256); refused")
-                }
+                try file.verify(size: copied.size, sha256: copied.sha256)
+            } catch {
+                throw SpiritError("\(from): \(error); refused")
             }
             try Kernel.syncPath(to)
         case .writeFile(let path, let bytes): try Kernel.writeFile(path, bytes: bytes, sync: true)
         case .rename(let from, let to):
-            if Kernel.exists(from) { try Kernel.renameFile(from, to: to) }
+            try Kernel.renameFile(from, to: to)
         case .syncDirectory(let path): try Kernel.syncPath(path)
         case .record(let record, let logs):
             for log in logs {
