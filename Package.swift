@@ -146,10 +146,16 @@ let package = Package(
             dependencies: ["SpiritCore", "Overlay", "BootCascade", "Net", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
+        .target(
+            name: "AIRuntime",
+            dependencies: ["SpiritCore", "Overlay", "BootCascade", "Net", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
                 "SpiritCore",
+                "AIRuntime",
                 "Supervisor",
                 "ModuleLoader",
                 "Overlay",
@@ -162,6 +168,11 @@ let package = Package(
                 "Upgrade",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "AIRuntimeTests",
+            dependencies: ["AIRuntime", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(

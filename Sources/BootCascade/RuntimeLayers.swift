@@ -53,7 +53,7 @@ public struct RuntimeLayers {
         do {
             try Kernel.makeDirectory(layout.layerImages, parents: true)
             do {
-                try RootAssembler.copyLayer(manifest, from: { try shelf.open(manifest) }, into: layout.layerImages, console: console)
+                try RootAssembler.copyItem(manifest, from: { try shelf.open(manifest) }, into: layout.layerImages, console: console)
             } catch {
                 throw SpiritError("the layer \(name) from \(shelf.origin) is refused: \(error); nothing was kept")
             }

@@ -28,18 +28,21 @@ public final class HTTPConnection {
     }
 
     /// The exchange on a socket that is already connected (owned from here
-    /// on): the fuzz target feeds the response parser through a socket
-    /// pair this way.
-    init(socket: Socket, url: HTTPURL, rangeStart: Int64? = nil, idleMillis: Int) throws(HTTPError) {
+    /// on): a Unix socket (the AI runtime's llama-server), or a socket pair
+    /// through which the fuzz target feeds the response parser. A `body`
+    /// is sent with its length (a POST).
+    public init(socket: Socket, url: HTTPURL, method: String = "GET", body: [UInt8]? = nil, contentType: String = "application/json",
+                rangeStart: Int64? = nil, idleMillis: Int) throws(HTTPError) {
         self.url = url
         self.idleMillis = idleMillis
         self.socket = socket
-        var request = "GET \(url.target) HTTP/1.1\r\nHost: \(url.host)\(url.port == 80 ? "" : ":\(url.port)")\r\n"
+        var request = "\(method) \(url.target) HTTP/1.1\r\nHost: \(url.host)\(url.port == 80 ? "" : ":\(url.port)")\r\n"
         request += "User-Agent: \(Self.userAgent)\r\nAccept: */*\r\nConnection: close\r\n"
         if let rangeStart { request += "Range: bytes=\(rangeStart)-\r\n" }
+        if let body { request += "Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n" }
         request += "\r\n"
         do {
-            try send(Array(request.utf8))
+            try send(Array(request.utf8) + (body ?? []))
             try readHead()
         } catch {
             socket.close()

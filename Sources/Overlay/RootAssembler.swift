@@ -96,7 +96,7 @@ public struct RootAssembler {
             let name = layer.manifest.name
             actions[RootPlan.Action.copyLayer(name)] = {
                 do {
-                    try Self.copyLayer(layer.manifest, from: layer.open, into: layout.layerImages, console: console)
+                    try Self.copyItem(layer.manifest, from: layer.open, into: layout.layerImages, console: console)
                     stacked.append(layer.manifest)
                 } catch {
                     console.info("layer \(name): left out: \(error)")
@@ -118,28 +118,29 @@ public struct RootAssembler {
         return stacked
     }
 
-    /// Copies a layer's squashfs into `directory` while hashing it, checks
-    /// it against its manifest and writes the manifest beside it; on any
-    /// failure removes what it wrote. Used at boot and by `spirit layer add`.
-    public static func copyLayer(_ layer: LayerManifest, from source: () throws -> any ImageStream, into directory: String,
-                                 console: Console) throws {
-        let path = directory + "/" + layer.image
+    /// Copies a layer's squashfs (a model's GGUF) into `directory` while
+    /// hashing it, checks it against its manifest and writes the manifest
+    /// beside it; on any failure removes what it wrote. Used at boot, by
+    /// `spirit layer add` and by `spirit ai pull`.
+    public static func copyItem<Item: ShelfItem>(_ item: Item, from source: () throws -> any ImageStream, into directory: String,
+                                                 console: Console) throws {
+        let path = directory + "/" + item.file
         do {
             var stream = try source()
             defer { stream.close() }
-            let total = layer.size
+            let total = item.size
             let copied = try ImageCopy.copy(from: &stream, to: path, expectedSize: total) { done in
-                console.info("copying layer \(layer.name) into RAM: \(done * 100 / max(total, 1))% (\(done >> 20) of \(total >> 20) MiB)")
+                console.info("copying \(Item.kind) \(item.name) into RAM: \(done * 100 / max(total, 1))% (\(done >> 20) of \(total >> 20) MiB)")
             }
-            try layer.verifyImage(size: copied.size, sha256: copied.sha256)
-            try Kernel.writeFileAtomically(directory + "/" + LayerManifest.manifestFile(layer.name), layer.json)
+            try item.verifyFile(size: copied.size, sha256: copied.sha256)
+            try Kernel.writeFileAtomically(directory + "/" + Item.manifestFile(item.name), item.json)
         } catch {
             Kernel.remove(path)
             throw error
         }
     }
 
-    /// Mounts a layer's squashfs (copied by copyLayer) read-only from a loop
+    /// Mounts a layer's squashfs (copied by copyItem) read-only from a loop
     /// device on `mountPoint`.
     public static func mountLayer(_ layer: LayerManifest, images: String, on mountPoint: String) throws {
         try Kernel.makeDirectory(mountPoint, parents: true)

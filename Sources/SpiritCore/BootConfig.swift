@@ -68,6 +68,9 @@ public struct BootConfig: Sendable, Equatable {
     /// holds this boot's media files (GRUB's menu passes it); nil: the
     /// medium's root.
     public var slot: String? = nil
+    /// `crom.ai=auto|off|NAME`: the AI runtime loads a model when asked
+    /// (auto), never runs (off), or loads the pack NAME at start.
+    public var ai = "auto"
     /// Every parameter that is not a `crom.*` flag, untouched.
     public var otherParameters: [KernelParameter] = []
 
@@ -125,6 +128,7 @@ public struct BootConfig: Sendable, Equatable {
         case layers = "crom.layers"
         case persist = "crom.persist"
         case slot = "crom.slot"
+        case ai = "crom.ai"
     }
 
     /// Applies one flag; returns what was wrong with its value, if anything.
@@ -228,6 +232,12 @@ public struct BootConfig: Sendable, Equatable {
         case .slot:
             guard let value, value == "a" || value == "b" else { slot = nil; return "expected a or b; using the medium's root" }
             slot = value
+        case .ai:
+            guard let value, value == "auto" || value == "off" || (try? ModelManifest.checkName(value)) != nil else {
+                ai = "auto"
+                return "expected auto, off or a model's name; using auto"
+            }
+            ai = value
         }
         return nil
     }
@@ -254,6 +264,7 @@ public struct BootConfig: Sendable, Equatable {
             case .layers: value = layers.description
             case .persist: value = persist ? "on" : "off"
             case .slot: value = slot ?? "(none)"
+            case .ai: value = ai
             }
             return "\(flag.rawValue)=\(value)"
         }
@@ -345,6 +356,7 @@ extension BootConfig {
         flags += ["crom.upper=\(upper.rawValue)", "crom.console=\(console ? "on" : "off")", "crom.layers=\(layers)"]
         flags.append("crom.persist=\(persist ? "on" : "off")")
         if let slot { flags.append("crom.slot=\(slot)") }
+        flags.append("crom.ai=\(ai)")
         return flags
     }
 

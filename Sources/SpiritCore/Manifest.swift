@@ -98,6 +98,7 @@ public enum ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
     case badKey(String)
     case imageMismatch(String)
     case layerMismatch(String)
+    case modelMismatch(String)
     case belowMinimum(version: String, minimum: String)
     case unreadableVersion(version: String, minimum: String, reason: String)
 
@@ -109,6 +110,7 @@ public enum ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badKey(let why): "bad key: \(why)"
         case .imageMismatch(let why): "the image does not match its manifest: \(why)"
         case .layerMismatch(let why): "the layer does not match its manifest: \(why)"
+        case .modelMismatch(let why): "the model does not match its manifest: \(why)"
         case .belowMinimum(let version, let minimum):
             "the image's version \(version) is below this initramfs's minimum \(minimum) (a replayed old image is refused)"
         case .unreadableVersion(let version, let minimum, let reason):

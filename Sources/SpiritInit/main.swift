@@ -39,6 +39,8 @@ let commands: [String: ([String]) -> Int32] = [
     "nexus": NexusCommand.run,
     "layer": LayerCommand.run,
     "vm": VMCommand.run,
+    "ai": AICommand.run,
+    "ask": AskCommand.run,
     "gpu": GPUCommand.run,
     "time": TimeCommand.run,
     "timeline": TimelineCommand.run,

@@ -1,0 +1,153 @@
+import AIRuntime
+import Glibc
+import Net
+import Nexus
+import SpiritCore
+
+/// `spirit ask "…" [--yes] [--json]`: a question or a request about this
+/// machine in plain words. The deterministic parser reads the common ones;
+/// the rest go to the AI runtime under a schema of the allowed tools and
+/// the live services. Anything that changes state is confirmed first
+/// (unless --yes), and every action is logged with the words that asked
+/// for it (/run/log/ask.jsonl).
+enum AskCommand {
+    static let usage = "ask \"QUESTION OR REQUEST\" [--yes] [--json]"
+
+    static func run(_ arguments: [String]) -> Int32 {
+        let yes = arguments.contains("--yes"), json = arguments.contains("--json")
+        let words = arguments.filter { $0 != "--yes" && $0 != "--json" }
+        guard !words.isEmpty, !words.contains(where: { $0.hasPrefix("--") }) else { return Usage.fail("usage: spirit \(usage)") }
+        let text = words.joined(separator: " ")
+        let paths = AIPaths(root: getenv("SPIRIT_AI_ROOT").map { String(cString: $0) } ?? "")
+        var code: Int32 = 0
+        let status = exitStatus {
+            let started = Kernel.bootTimeMicros()
+            let services = try supervisedServices()
+            let names = services.map(\.name)
+            var routedBy = "parser"
+            let intent: AskIntent
+            if let parsed = AskParser.parse(text, services: names) {
+                intent = parsed
+            } else {
+                routedBy = "model"
+                intent = try askModel(text, services: names)
+            }
+            let routed = Kernel.bootTimeMicros() - started
+            if json {
+                print("{\"tool\":\(jsonString(intent.tool.rawValue)),\"service\":\(intent.service.map(jsonString) ?? "null"),"
+                      + "\"routed_by\":\(jsonString(routedBy)),\"routed_ms\":\(formatMilliseconds(routed))}")
+            }
+            if let refusal = intent.refusal(services: names) { throw SpiritError(refusal) }
+            var confirmed = !intent.tool.changesState
+            if intent.tool.changesState {
+                confirmed = yes || confirm("\(intent.tool.rawValue) \(intent.service ?? "")? [y/N] ")
+                if !confirmed {
+                    print("Nothing was done.")
+                    code = 1
+                }
+            }
+            let result = confirmed ? try perform(intent, services: services, paths: paths) : "not confirmed"
+            if intent.tool.changesState || routedBy == "model" {
+                log(paths: paths, text: text, intent: intent, routedBy: routedBy, confirmed: confirmed, result: result)
+            }
+        }
+        return status != 0 ? status : code
+    }
+
+    static func confirm(_ question: String) -> Bool {
+        FileHandleless.writeError(question)
+        var line = [UInt8]()
+        var byte: UInt8 = 0
+        while Glibc.read(0, &byte, 1) == 1, byte != 10 { line.append(byte) }
+        return ["y", "yes"].contains(String(decoding: line, as: UTF8.self).trimmed.lowercased())
+    }
+
+    /// The model's reading, through the AI runtime's API.
+    static func askModel(_ text: String, services: [String]) throws -> AskIntent {
+        let body = Array(AskSchema.chatRequest(text, services: services).utf8)
+        let url = try HTTPURL.parse("http://\(AIDaemon.defaultListen)/v1/chat/completions")
+        let answer: [UInt8]
+        do {
+            let socket = try Socket.connectTCP(try SocketAddress.parse(AIDaemon.defaultListen, defaultPort: 11434), timeoutMilliseconds: 2000)
+            let connection = try HTTPConnection(socket: socket, url: url, method: "POST", body: body, idleMillis: 120_000)
+            answer = try connection.readAll(limit: 1 << 20)
+            guard connection.head.status == 200 else {
+                let message = (try? JSONReader.parse(answer))?["error"]?["message"]?.string ?? "status \(connection.head.status)"
+                throw SpiritError(message)
+            }
+        } catch {
+            throw SpiritError("I could not read \"\(text)\" by myself, and the AI runtime could not help: \(error). "
+                              + "Try words like: status, restart SERVICE, logs SERVICE, memory, timeline")
+        }
+        switch AskSchema.intent(fromCompletion: answer, services: services) {
+        case .success(let intent): return intent
+        case .failure(let refusal): throw SpiritError("\(refusal); nothing was done")
+        }
+    }
+
+    static func perform(_ intent: AskIntent, services: [ServiceSummary], paths: AIPaths) throws -> String {
+        let rows = services.map { (name: $0.name, state: $0.state, restarts: $0.restarts, why: $0.why) }
+        let answer: String
+        switch intent.tool {
+        case .status:
+            answer = AskAnswers.status(rows, only: intent.service)
+        case .memory:
+            answer = memoryAnswer(services: services.map(\.name))
+        case .logs:
+            answer = try controlBody("logs \(intent.service!) \(intent.lines ?? 20)")
+        case .start, .stop, .restart:
+            let name = intent.service!
+            _ = try controlBody("\(intent.tool.rawValue) \(name)")
+            let after = (try? supervisedServices())?.first { $0.name == name }
+            answer = "\(intent.tool.rawValue) \(name): done" + (after.map { "; it is \($0.state) now" } ?? "") + "."
+        case .timeline:
+            // The boot timeline's table, as `spirit timeline` prints it.
+            guard TimelineCommand.run([]) == 0 else { throw SpiritError("the boot timeline could not be read") }
+            return "timeline shown"
+        case .models:
+            let models = ModelStore(paths: paths, console: Console.tool).list()
+            answer = models.isEmpty ? "No model is here (spirit ai pull adds one)."
+                : "Models: " + models.map { "\($0.name) (\($0.size >> 20) MiB, \($0.license))" }.joined(separator: ", ") + "."
+        case .none:
+            answer = "That is not something I can do here. I can tell the status of services, show their logs, start, stop or restart them, "
+                + "and say what uses memory."
+        }
+        print(answer)
+        return answer
+    }
+
+    static func controlBody(_ request: String) throws -> String {
+        var body: [UInt8] = []
+        let head = ControlChannel.send(request, to: RunFiles.controlSocket, server: "supervisor") { body += $0; return true }
+        if case .error(_, let message) = head { throw SpiritError(message) }
+        return String(decoding: body, as: UTF8.self).trimmed
+    }
+
+    static func memoryAnswer(services: [String]) -> String {
+        let cgroups = services.map { name -> (name: String, bytes: Int64) in
+            let text = (try? Kernel.readText("/sys/fs/cgroup/spirit/\(name)/memory.current")) ?? ""
+            return (name, Int64(text.trimmed) ?? 0)
+        }
+        var processes: [AskAnswers.ProcessMemory] = []
+        for entry in Kernel.directoryEntries("/proc") {
+            guard let pid = Int(entry.name), let status = try? Kernel.readText("/proc/\(pid)/status") else { continue }
+            var name = "?", rss: Int64 = 0
+            for line in status.split(separator: "\n") {
+                if line.hasPrefix("Name:") { name = String(line.dropFirst(5)).trimmed }
+                if line.hasPrefix("VmRSS:") { rss = Int64(line.dropFirst(6).split(separator: " ").first ?? "") ?? 0 }
+            }
+            if rss > 0 { processes.append(.init(pid: pid, command: name, rssKiB: rss)) }
+        }
+        let memory = (try? Kernel.readText("/proc/meminfo")).flatMap { try? MemoryInfo.parse($0) }
+        return AskAnswers.memory(services: cgroups, processes: processes, totalKiB: memory.map { Int64($0.total >> 10) },
+                                 availableKiB: memory.map { Int64($0.available >> 10) })
+    }
+
+    static func log(paths: AIPaths, text: String, intent: AskIntent, routedBy: String, confirmed: Bool, result: String) {
+        let line = "{\"time\":\(jsonString(utcText(Int64(time(nil))))),\"prompt\":\(jsonString(text)),\"tool\":\(jsonString(intent.tool.rawValue)),"
+            + "\"service\":\(intent.service.map(jsonString) ?? "null"),\"routed_by\":\(jsonString(routedBy)),\"confirmed\":\(confirmed),"
+            + "\"result\":\(jsonString(String(result.prefix(400))))}\n"
+        if let slash = paths.askLog.lastIndex(of: "/") { try? Kernel.makeDirectory(String(paths.askLog[..<slash]), parents: true) }
+        try? Kernel.writeFile(paths.askLog, line, append: true)
+    }
+}
