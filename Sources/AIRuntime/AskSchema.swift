@@ -43,8 +43,12 @@ public enum AskSchema {
 
     /// The intent in a chat completion's answer, or why it is refused.
     public static func intent(fromCompletion body: [UInt8], services: [String]) -> Result<AskIntent, AskRefusal> {
-        guard let document = try? JSONReader.parse(body),
-              case .array(let choices)? = document["choices"], let content = choices.first?["message"]?["content"]?.string else {
+        guard let document = try? JSONReader.parse(body) else { return .failure(AskRefusal("the AI runtime's answer is not JSON")) }
+        return intent(fromCompletion: document, services: services)
+    }
+
+    public static func intent(fromCompletion document: JSONValue, services: [String]) -> Result<AskIntent, AskRefusal> {
+        guard case .array(let choices)? = document["choices"], let content = choices.first?["message"]?["content"]?.string else {
             return .failure(AskRefusal("the AI runtime's answer is not a chat completion"))
         }
         return intent(fromContent: content, services: services)

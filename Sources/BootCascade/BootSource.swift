@@ -92,6 +92,9 @@ public struct FoundImage: Sendable {
     /// The layers beside the image, readable until `release`; nil for a
     /// source that carries none.
     public var layers: LayerShelf?
+    /// The model packs beside the image (copied into RAM at boot unless
+    /// crom.ai=off), readable until `release`; nil for a source without.
+    public var models: ModelShelf?
     /// The disk it is on, for /run/spirit/boot-medium.json (persistence
     /// writes there later); nil for a network source.
     public var medium: BootMedium?
@@ -100,7 +103,7 @@ public struct FoundImage: Sendable {
     public var mediaDirectory: String?
 
     public init(source: SourceName, origin: String, manifest: Manifest, openImage: @escaping @Sendable () throws -> any ImageStream,
-                release: @escaping @Sendable () -> Void, layers: LayerShelf? = nil, medium: BootMedium? = nil,
+                release: @escaping @Sendable () -> Void, layers: LayerShelf? = nil, models: ModelShelf? = nil, medium: BootMedium? = nil,
                 mediaDirectory: String? = nil) {
         self.source = source
         self.origin = origin
@@ -108,6 +111,7 @@ public struct FoundImage: Sendable {
         self.openImage = openImage
         self.release = release
         self.layers = layers
+        self.models = models
         self.medium = medium
         self.mediaDirectory = mediaDirectory
     }

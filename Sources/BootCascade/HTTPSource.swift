@@ -47,7 +47,8 @@ public struct HTTPSource: BootSource {
         let imageURL = base.appending(manifest.image)
         return FoundImage(source: "http", origin: base.description, manifest: manifest,
                           openImage: { HTTPImageStream(url: imageURL, size: manifest.size, idleMillis: idleMillis, console: console) },
-                          release: {}, layers: .http(base, idleMillis: idleMillis, console: console))
+                          release: {}, layers: .http(base, idleMillis: idleMillis, console: console),
+                          models: .http(base, idleMillis: idleMillis, console: console))
     }
 
     /// Retries a transient failure (a broken connection, a timeout, a 5xx)

@@ -91,7 +91,8 @@ public struct ParasiteSource: BootSource {
                                     uuid: volume.uuid, directory: String(directory.dropFirst(mountPoint.count + 1)))
             return FoundImage(source: name, origin: origin, manifest: manifest,
                               openImage: { try FileImageStream(path: imagePath) }, release: release,
-                              layers: .folder(directory, origin: origin), medium: medium, mediaDirectory: directory)
+                              layers: .folder(directory, origin: origin), models: .folder(directory, origin: origin), medium: medium,
+                              mediaDirectory: directory)
         } catch {
             release()
             throw SpiritError("\(origin): \(error)")

@@ -82,7 +82,8 @@ public struct USBSeedSource: BootSource {
                                     uuid: device.uuid, slot: slot)
             return FoundImage(source: name, origin: origin, manifest: manifest,
                               openImage: { try FileImageStream(path: imagePath) }, release: release,
-                              layers: .folder(files, origin: origin), medium: medium, mediaDirectory: target)
+                              layers: .folder(files, origin: origin), models: .folder(files, origin: origin), medium: medium,
+                              mediaDirectory: target)
         } catch {
             release()
             throw SpiritError("\(origin): \(error)")

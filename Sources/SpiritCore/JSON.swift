@@ -31,6 +31,21 @@ public enum JSONValue: Sendable, Equatable {
         return nil
     }
 
+    public var bool: Bool? {
+        if case .bool(let flag) = self { return flag }
+        return nil
+    }
+
+    public var array: [JSONValue]? {
+        if case .array(let items) = self { return items }
+        return nil
+    }
+
+    public var double: Double? {
+        if case .number(let value, _) = self { return value }
+        return nil
+    }
+
     /// The number as written, when it is a whole number that fits Int64.
     public var integer: Int64? {
         if case .number(_, let text) = self { return Int64(text) }

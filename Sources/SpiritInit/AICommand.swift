@@ -13,6 +13,7 @@ import SpiritCore
 enum AICommand {
     static let usage = "ai [--root DIR] serve [--listen ADDR:PORT] [--keep-alive S|never] [--context N] [--threads N] [--preload NAME] [--load-timeout S] | "
         + "status | models [--json] | pull [NAME] --from DIR|URL | load NAME | unload | remove NAME | "
+        + "run \"PROMPT\" [--model NAME] [--max-tokens N] | "
         + "pack --gguf F --name NAME --key K --license SPDX --source TEXT --out DIR"
 
     static func run(_ arguments: [String]) -> Int32 {
@@ -66,11 +67,33 @@ enum AICommand {
                 LayerCommand.restartInapplicableServices(console: console)
             case "remove" where options.words.count == 1 && options.named.isEmpty:
                 try store.remove(options.words[0])
+            case "run" where options.words.count == 1:
+                try runPrompt(options.words[0], model: options.named["model"], maxTokens: options.named["max-tokens"])
             case "pack":
                 try pack(options)
             default:
                 throw UsageError(message: "usage: spirit \(usage)")
             }
+        }
+    }
+
+    /// `spirit ai run "PROMPT"`: one answer at temperature 0, printed as it
+    /// comes, then its timings (ollama's `run`, without the chat loop).
+    static func runPrompt(_ prompt: String, model: String?, maxTokens: String?) throws {
+        guard let tokens = Int(maxTokens ?? "128"), (1...4096).contains(tokens) else {
+            throw UsageError(message: "--max-tokens takes 1 to 4096, not \(maxTokens ?? "")")
+        }
+        let body = "{" + (model.map { "\"model\":\(jsonString($0))," } ?? "")
+            + "\"messages\":[{\"role\":\"user\",\"content\":\(jsonString(prompt))}],\"temperature\":0,\"max_tokens\":\(tokens),\"stream\":false}"
+        let answer = try AIAPI.post("/v1/chat/completions", body: body)
+        guard let content = answer["choices"]?.array?.first?["message"]?["content"]?.string else {
+            throw SpiritError("the AI runtime's answer has no message")
+        }
+        print(content.trimmed)
+        if let timings = answer["timings"] {
+            let prompt = timings["prompt_per_second"]?.double.map { " (\(Int($0)) tokens/s)" } ?? ""
+            let predicted = timings["predicted_per_second"]?.double.map { " (\(Int($0)) tokens/s)" } ?? ""
+            Console.tool.info("ai: prompt \(timings["prompt_n"]?.integer ?? 0) tokens\(prompt), answer \(timings["predicted_n"]?.integer ?? 0) tokens\(predicted)")
         }
     }
 

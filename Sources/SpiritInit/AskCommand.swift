@@ -64,19 +64,11 @@ enum AskCommand {
 
     /// The model's reading, through the AI runtime's API.
     static func askModel(_ text: String, services: [String]) throws -> AskIntent {
-        let body = Array(AskSchema.chatRequest(text, services: services).utf8)
-        let url = try HTTPURL.parse("http://\(AIDaemon.defaultListen)/v1/chat/completions")
-        let answer: [UInt8]
+        let answer: JSONValue
         do {
-            let socket = try Socket.connectTCP(try SocketAddress.parse(AIDaemon.defaultListen, defaultPort: 11434), timeoutMilliseconds: 2000)
-            let connection = try HTTPConnection(socket: socket, url: url, method: "POST", body: body, idleMillis: 120_000)
-            answer = try connection.readAll(limit: 1 << 20)
-            guard connection.head.status == 200 else {
-                let message = (try? JSONReader.parse(answer))?["error"]?["message"]?.string ?? "status \(connection.head.status)"
-                throw SpiritError(message)
-            }
+            answer = try AIAPI.post("/v1/chat/completions", body: AskSchema.chatRequest(text, services: services))
         } catch {
-            throw SpiritError("I could not read \"\(text)\" by myself, and the AI runtime could not help: \(error). "
+            throw SpiritError("I could not read \"\(text)\" by myself, and the model could not help: \(error). "
                               + "Try words like: status, restart SERVICE, logs SERVICE, memory, timeline")
         }
         switch AskSchema.intent(fromCompletion: answer, services: services) {

@@ -1,3 +1,4 @@
+import AIRuntime
 import BootCascade
 import Glibc
 import ModuleLoader
@@ -125,7 +126,8 @@ struct BootWorker {
         let restore = found.mediaDirectory.flatMap { config.persist ? PersistBoot(archive: $0 + "/" + PersistArchive.fileName, console: console) : nil }
         do {
             let stacked = try RootAssembler(config: config, console: console, timeline: timeline)
-                .assemble(manifest: found.manifest, layers: layers, openImage: found.openImage, releaseMedia: found.release,
+                .assemble(manifest: found.manifest, layers: layers, openImage: found.openImage,
+                          releaseMedia: { copyModels(found); found.release() },
                           persist: restore.map { restore in (restore.archive, restore.read, { restore.apply(root: RootLayout().sysroot) }) })
             try? Kernel.writeFile(RunFiles.imageManifest, found.manifest.json)
             try? Kernel.writeFile(RunFiles.bootMedium, (found.medium ?? BootMedium(source: found.source.rawValue, origin: found.origin)).json)
@@ -144,6 +146,35 @@ struct BootWorker {
             found.release()
             throw error
         }
+    }
+
+    /// The model packs beside the image, copied into /run/spirit/models
+    /// (carried over switch_root) while the medium is still there, unless
+    /// crom.ai=off: a pack is on a medium to be used, as a layer is. Each is
+    /// checked as `spirit ai pull` checks it; one that fails is said and
+    /// left out, and the boot goes on.
+    func copyModels(_ found: FoundImage) {
+        guard config.ai != "off", let shelf = found.models else { return }
+        let names: [String]
+        do {
+            names = try shelf.names()
+        } catch {
+            console.info("models: unable to list \(shelf.origin): \(error); none copied")
+            return
+        }
+        let wanted = config.ai == "auto" ? names : names.filter { $0 == config.ai }
+        guard !wanted.isEmpty else { return }
+        let started = Kernel.bootTimeMicros()
+        let store = ModelStore(paths: AIPaths(), console: console)
+        for name in wanted {
+            do {
+                try store.pull(name, from: shelf)
+            } catch {
+                console.info("model \(name): left out: \(error)")
+            }
+        }
+        timeline.record(TimelineStep(step: "models", process: "boot-worker", pid: Kernel.pid, startMicros: started,
+                                     endMicros: Kernel.bootTimeMicros(), ok: true, detail: wanted.joined(separator: ", ")))
     }
 
     /// The layers `crom.layers=` asks for that the source has, each

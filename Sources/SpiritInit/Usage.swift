@@ -66,6 +66,16 @@ enum Usage {
          | save NAME | restore NAME | pause NAME | resume NAME | exec NAME [--timeout S] [--stdin] -- CMD... | console NAME | daemon
                       VMs over QEMU (the vm service); @NAME CMD... runs CMD in NAME's guest
     \(GPUCommand.commands)
+      ai serve [--listen ADDR:PORT] [--keep-alive S|never] [--context N] [--threads N] [--preload NAME] [--load-timeout S]
+                      the AI runtime (the ai service): llama-server from the ai layer, a model loaded when a request asks,
+                      OpenAI's /v1/chat/completions and ollama's /api/tags on http://127.0.0.1:11434
+      ai status | models [--json] | pull [NAME] --from DIR|URL | load NAME | unload | remove NAME
+                      the model packs in RAM (pulled as layers are: signature, then SHA-256 while copied) and the loaded one
+      ai pack --gguf F --name NAME --key K --license SPDX --source TEXT --out DIR
+                      sign a GGUF as a model pack (make model-pack)
+      ask "QUESTION OR REQUEST" [--yes] [--json]
+                      status, logs, start/stop/restart a service, memory, timeline in plain words; what the parser cannot
+                      read goes to the model under a schema; changes are confirmed (or --yes) and logged to /run/log/ask.jsonl
       boot-plan --manifest FILE --mem-total SIZE [--upper zram|tmpfs] [--ram-limit MiB] [--algorithms LIST] [--zram N]
                       the stage-1 RAM-root plan and switch_root as shell, without root (crom.debug=1 prints it at boot)
       persist status|diff|commit|restore [--paths /etc,/root] [--passphrase-file FILE]

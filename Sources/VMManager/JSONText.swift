@@ -15,14 +15,4 @@ extension JSONValue {
     }
 
     public static func int<T: BinaryInteger>(_ value: T) -> JSONValue { .number(Double(value), text: String(value)) }
-
-    public var bool: Bool? {
-        if case .bool(let flag) = self { return flag }
-        return nil
-    }
-
-    public var array: [JSONValue]? {
-        if case .array(let items) = self { return items }
-        return nil
-    }
 }

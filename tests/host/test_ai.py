@@ -187,6 +187,11 @@ def test_serve_loads_on_demand_passes_through_and_unloads_when_idle(machine):
         assert status["state"] == "ready" and status["model"] == "tiny" and status["unloads_in_s"] <= 3
         assert json.loads(request(port, "GET", "/api/ps")[1])["models"][0]["name"] == "tiny"
 
+        # `spirit ai run`: the answer, printed.
+        result = subprocess.run([str(SPIRIT), "ai", "run", "say hi"], capture_output=True, text=True, timeout=60,
+                                env=dict(os.environ, SPIRIT_AI_LISTEN=f"127.0.0.1:{port}"))
+        assert result.returncode == 0 and result.stdout == "echo: say hi\n", result
+
         # A streamed answer comes event by event, not at the end.
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         connection.request("POST", "/v1/chat/completions", body=json.dumps({"stream": True, "messages": []}))
