@@ -76,8 +76,8 @@ public enum AskParser {
             return AskIntent(tool: .none, service: service)
         }
         guard found.count == 1, let tool = found.first else {
-            // Only a service's name: its status.
-            if found.isEmpty, let service { return AskIntent(tool: .status, service: service) }
+            // Only a service's name ("nexus?"): its status.
+            if found.isEmpty, let service, words.count == 1 { return AskIntent(tool: .status, service: service) }
             return nil
         }
         if tool.needsService, service == nil { return nil }

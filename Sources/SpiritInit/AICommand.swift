@@ -91,8 +91,9 @@ enum AICommand {
         }
         print(content.trimmed)
         if let timings = answer["timings"] {
-            let prompt = timings["prompt_per_second"]?.double.map { " (\(Int($0)) tokens/s)" } ?? ""
-            let predicted = timings["predicted_per_second"]?.double.map { " (\(Int($0)) tokens/s)" } ?? ""
+            let rate = { (value: Double) in " (\(formatMilliseconds(Int64(value * 1000))) tokens/s)" }
+            let prompt = timings["prompt_per_second"]?.double.map(rate) ?? ""
+            let predicted = timings["predicted_per_second"]?.double.map(rate) ?? ""
             Console.tool.info("ai: prompt \(timings["prompt_n"]?.integer ?? 0) tokens\(prompt), answer \(timings["predicted_n"]?.integer ?? 0) tokens\(predicted)")
         }
     }

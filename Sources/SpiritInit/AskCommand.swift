@@ -6,23 +6,26 @@ import SpiritCore
 
 /// `spirit ask "…" [--yes] [--json]`: a question or a request about this
 /// machine in plain words. The deterministic parser reads the common ones;
-/// the rest go to the AI runtime under a schema of the allowed tools and
+/// the rest go to the AI runtime under a grammar of the allowed tools and
 /// the live services. Anything that changes state is confirmed first
 /// (unless --yes), and every action is logged with the words that asked
 /// for it (/run/log/ask.jsonl).
 enum AskCommand {
-    static let usage = "ask \"QUESTION OR REQUEST\" [--yes] [--json]"
+    static let usage = "ask \"QUESTION OR REQUEST\" [--yes] [--json] [--dry-run]"
 
     static func run(_ arguments: [String]) -> Int32 {
-        let yes = arguments.contains("--yes"), json = arguments.contains("--json")
-        let words = arguments.filter { $0 != "--yes" && $0 != "--json" }
+        let yes = arguments.contains("--yes"), json = arguments.contains("--json"), dryRun = arguments.contains("--dry-run")
+        let words = arguments.filter { !["--yes", "--json", "--dry-run"].contains($0) }
         guard !words.isEmpty, !words.contains(where: { $0.hasPrefix("--") }) else { return Usage.fail("usage: spirit \(usage)") }
         let text = words.joined(separator: " ")
+        // SPIRIT_AI_ROOT: the AI runtime's and the supervisor's files under a
+        // test directory (host tests).
         let paths = AIPaths(root: getenv("SPIRIT_AI_ROOT").map { String(cString: $0) } ?? "")
+        let supervisor = paths.root + RunFiles.controlSocket
         var code: Int32 = 0
         let status = exitStatus {
             let started = Kernel.bootTimeMicros()
-            let services = try supervisedServices()
+            let services = try supervisedServices(socket: supervisor)
             let names = services.map(\.name)
             var routedBy = "parser"
             let intent: AskIntent
@@ -33,11 +36,15 @@ enum AskCommand {
                 intent = try askModel(text, services: names)
             }
             let routed = Kernel.bootTimeMicros() - started
-            if json {
+            let refusal = intent.refusal(services: names)
+            if json || dryRun {
                 print("{\"tool\":\(jsonString(intent.tool.rawValue)),\"service\":\(intent.service.map(jsonString) ?? "null"),"
-                      + "\"routed_by\":\(jsonString(routedBy)),\"routed_ms\":\(formatMilliseconds(routed))}")
+                      + "\"routed_by\":\(jsonString(routedBy)),\"routed_ms\":\(formatMilliseconds(routed))"
+                      + (refusal.map { ",\"refused\":\(jsonString($0))" } ?? "") + "}")
             }
-            if let refusal = intent.refusal(services: names) { throw SpiritError(refusal) }
+            // --dry-run: what would be done, and nothing done.
+            if dryRun { return }
+            if let refusal { throw SpiritError(refusal) }
             var confirmed = !intent.tool.changesState
             if intent.tool.changesState {
                 confirmed = yes || confirm("\(intent.tool.rawValue) \(intent.service ?? "")? [y/N] ")
@@ -46,7 +53,7 @@ enum AskCommand {
                     code = 1
                 }
             }
-            let result = confirmed ? try perform(intent, services: services, paths: paths) : "not confirmed"
+            let result = confirmed ? try perform(intent, services: services, paths: paths, supervisor: supervisor) : "not confirmed"
             if intent.tool.changesState || routedBy == "model" {
                 log(paths: paths, text: text, intent: intent, routedBy: routedBy, confirmed: confirmed, result: result)
             }
@@ -66,18 +73,18 @@ enum AskCommand {
     static func askModel(_ text: String, services: [String]) throws -> AskIntent {
         let answer: JSONValue
         do {
-            answer = try AIAPI.post("/v1/chat/completions", body: AskSchema.chatRequest(text, services: services))
+            answer = try AIAPI.post("/completion", body: AskGrammar.completionRequest(text, services: services))
         } catch {
             throw SpiritError("I could not read \"\(text)\" by myself, and the model could not help: \(error). "
                               + "Try words like: status, restart SERVICE, logs SERVICE, memory, timeline")
         }
-        switch AskSchema.intent(fromCompletion: answer, services: services) {
+        switch AskGrammar.intent(fromCompletion: answer, services: services) {
         case .success(let intent): return intent
         case .failure(let refusal): throw SpiritError("\(refusal); nothing was done")
         }
     }
 
-    static func perform(_ intent: AskIntent, services: [ServiceSummary], paths: AIPaths) throws -> String {
+    static func perform(_ intent: AskIntent, services: [ServiceSummary], paths: AIPaths, supervisor: String) throws -> String {
         let rows = services.map { (name: $0.name, state: $0.state, restarts: $0.restarts, why: $0.why) }
         let answer: String
         switch intent.tool {
@@ -86,11 +93,17 @@ enum AskCommand {
         case .memory:
             answer = memoryAnswer(services: services.map(\.name))
         case .logs:
-            answer = try controlBody("logs \(intent.service!) \(intent.lines ?? 20)")
+            answer = try controlBody("logs \(intent.service!) \(intent.lines ?? 20)", socket: supervisor)
         case .start, .stop, .restart:
             let name = intent.service!
-            _ = try controlBody("\(intent.tool.rawValue) \(name)")
-            let after = (try? supervisedServices())?.first { $0.name == name }
+            _ = try controlBody("\(intent.tool.rawValue) \(name)", socket: supervisor)
+            // Said once it has settled (running, stopped, failed), within 10 s.
+            let deadline = Kernel.bootTimeMicros() + 10_000_000
+            var after = (try? supervisedServices(socket: supervisor))?.first { $0.name == name }
+            while let state = after?.state, ["stopping", "starting", "waiting", "backoff"].contains(state), Kernel.bootTimeMicros() < deadline {
+                Kernel.sleep(milliseconds: 100)
+                after = (try? supervisedServices(socket: supervisor))?.first { $0.name == name }
+            }
             answer = "\(intent.tool.rawValue) \(name): done" + (after.map { "; it is \($0.state) now" } ?? "") + "."
         case .timeline:
             // The boot timeline's table, as `spirit timeline` prints it.
@@ -108,9 +121,9 @@ enum AskCommand {
         return answer
     }
 
-    static func controlBody(_ request: String) throws -> String {
+    static func controlBody(_ request: String, socket: String) throws -> String {
         var body: [UInt8] = []
-        let head = ControlChannel.send(request, to: RunFiles.controlSocket, server: "supervisor") { body += $0; return true }
+        let head = ControlChannel.send(request, to: socket, server: "supervisor") { body += $0; return true }
         if case .error(_, let message) = head { throw SpiritError(message) }
         return String(decoding: body, as: UTF8.self).trimmed
     }
@@ -126,7 +139,7 @@ enum AskCommand {
             var name = "?", rss: Int64 = 0
             for line in status.split(separator: "\n") {
                 if line.hasPrefix("Name:") { name = String(line.dropFirst(5)).trimmed }
-                if line.hasPrefix("VmRSS:") { rss = Int64(line.dropFirst(6).split(separator: " ").first ?? "") ?? 0 }
+                if line.hasPrefix("VmRSS:") { rss = Int64(line.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "") ?? 0 }
             }
             if rss > 0 { processes.append(.init(pid: pid, command: name, rssKiB: rss)) }
         }

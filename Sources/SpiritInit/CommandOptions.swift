@@ -45,9 +45,9 @@ func exitStatus(_ body: () throws -> Void) -> Int32 {
 /// The supervisor's services (`status json` on its control socket), for the
 /// commands that act on them: `spirit layer add` restarts the ones that were
 /// not applicable, the upgrade service's health check counts them.
-func supervisedServices() throws -> [ServiceSummary] {
+func supervisedServices(socket: String = RunFiles.controlSocket) throws -> [ServiceSummary] {
     var body: [UInt8] = []
-    let head = ControlChannel.send("status json", to: RunFiles.controlSocket, server: "supervisor") { body += $0; return true }
+    let head = ControlChannel.send("status json", to: socket, server: "supervisor") { body += $0; return true }
     guard head == .ok else { throw SpiritError("the supervisor did not answer status json: \(head)") }
     return try ServiceSummary.parse(String(decoding: body, as: UTF8.self))
 }

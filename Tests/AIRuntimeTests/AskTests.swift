@@ -24,7 +24,7 @@ struct AskParserTests {
         #expect(AskParser.parse(text, services: services) == expected, "\(text)")
     }
 
-    @Test(arguments: ["what's the weather like", "restart", "restart nexus and nodus", "make it faster", "bounce it"])
+    @Test(arguments: ["what's the weather like", "restart", "restart nexus and nodus", "make it faster", "bounce it", "please reset the nodus"])
     func unclearRequestsGoToTheModel(text: String) {
         #expect(AskParser.parse(text, services: services) == nil, "\(text)")
     }
@@ -38,38 +38,34 @@ struct AskParserTests {
     }
 }
 
-struct AskSchemaTests {
+struct AskGrammarTests {
     let services = ["nexus", "nodus"]
 
-    @Test func theSchemaEnumeratesTheToolsAndTheLiveServices() throws {
-        let schema = try JSONReader.parse(AskSchema.schema(services: services))
-        guard case .array(let tools)? = schema["properties"]?["tool"]?["enum"], case .array(let names)? = schema["properties"]?["service"]?["enum"] else {
-            Issue.record("no enums")
-            return
-        }
-        #expect(tools.compactMap(\.string) == AskTool.allCases.map(\.rawValue))
-        #expect(names.compactMap(\.string) == ["nexus", "nodus", ""])
-        let request = try JSONReader.parse(AskSchema.chatRequest("make the hud come back", services: services))
-        #expect(request["temperature"]?.integer == 0)
-        #expect(request["response_format"]?["type"]?.string == "json_schema")
+    @Test func theGrammarOffersTheToolsAndTheLiveServices() throws {
+        #expect(AskGrammar.grammar(services: services) == """
+            root ::= " " tool " " service
+            tool ::= "status" | "logs" | "start" | "stop" | "restart" | "memory" | "timeline" | "models" | "none"
+            service ::= "nexus" | "nodus" | "-"
+
+            """)
+        let request = try JSONReader.parse(AskGrammar.completionRequest("make the hud\ncome back", services: services))
+        #expect(request["temperature"]?.integer == 0 && request["n_predict"]?.integer == 8)
+        let prompt = request["prompt"]?.string ?? ""
+        #expect(prompt.hasSuffix("sing a song => none -\nmake the hud come back =>"), "the examples end with the one that does nothing")
     }
 
-    @Test func answersInsideTheSchemaAreTakenOthersRefused() {
-        func completion(_ content: String) -> [UInt8] {
-            Array("{\"choices\":[{\"message\":{\"role\":\"assistant\",\"content\":\(jsonString(content))}}]}".utf8)
-        }
-        #expect(AskSchema.intent(fromCompletion: completion("{\"tool\":\"restart\",\"service\":\"nodus\"}"), services: services)
-                == .success(AskIntent(tool: .restart, service: "nodus")))
-        #expect(AskSchema.intent(fromCompletion: completion("{\"tool\": \"none\", \"service\": \"\"}"), services: services)
-                == .success(AskIntent(tool: .none)))
-        for bad in ["{\"tool\":\"shell\",\"service\":\"\"}", "{\"tool\":\"restart\",\"service\":\"web\"}", "restart nodus",
-                    "{\"tool\":\"status\",\"service\":\"\",\"command\":\"rm -rf /\"}", "{\"tool\":\"restart\",\"service\":\"\"}"] {
-            guard case .failure = AskSchema.intent(fromCompletion: completion(bad), services: services) else {
+    @Test func answersInsideTheGrammarAreTakenOthersRefused() {
+        func completion(_ content: String) -> JSONValue { (try? JSONReader.parse("{\"content\":\(jsonString(content))}")) ?? .null }
+        #expect(AskGrammar.intent(fromCompletion: completion(" restart nodus"), services: services) == .success(AskIntent(tool: .restart, service: "nodus")))
+        #expect(AskGrammar.intent(fromCompletion: completion(" none -"), services: services) == .success(AskIntent(tool: .none)))
+        #expect(AskGrammar.intent(fromCompletion: completion(" logs nexus"), services: services) == .success(AskIntent(tool: .logs, service: "nexus", lines: 20)))
+        for bad in [" shell -", " restart web", "restart nodus now", " restart -", ""] {
+            guard case .failure = AskGrammar.intent(fromCompletion: completion(bad), services: services) else {
                 Issue.record("taken: \(bad)")
                 continue
             }
         }
-        guard case .failure = AskSchema.intent(fromCompletion: Array("{\"error\":{}}".utf8), services: services) else {
+        guard case .failure = AskGrammar.intent(fromCompletion: .object([("error", .null)]), services: services) else {
             Issue.record("an error answer was taken")
             return
         }
