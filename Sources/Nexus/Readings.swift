@@ -76,35 +76,13 @@ public final class Readings {
     /// so that an endless loop or a crash of the engine costs the widget
     /// its lines and the HUD nothing: after `scriptMillis` it is killed.
     func runScript(_ path: String) -> WidgetContent {
-        let output: (read: CInt, write: CInt)
-        let pid: pid_t
+        let run: Spawn.Captured
         do {
-            output = try Kernel.outputPipe()
-            defer { Kernel.close(output.write) }
-            pid = try Spawn.spawn(paths.spirit, ["spirit", "nexus", "script", path], options: .init(outputFD: output.write, nullStdin: true))
+            run = try Spawn.capture(paths.spirit, ["spirit", "nexus", "script", path], milliseconds: Self.scriptMillis, limit: 65536)
         } catch {
             return .problem(error)
         }
-        defer { Kernel.close(output.read) }
-        var bytes: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        let deadline = Kernel.bootTimeMicros() + Int64(Self.scriptMillis) * 1000
-        var ended = false
-        while !ended, bytes.count < 65536 {
-            let left = Int((deadline - Kernel.bootTimeMicros()) / 1000)
-            var ready = [pollfd(fd: output.read, events: Int16(POLLIN), revents: 0)]
-            guard left > 0, (try? Kernel.poll(&ready, milliseconds: left)) ?? 0 > 0 else { break }
-            let count: Int?
-            do {
-                count = try buffer.withMutableBytes { raw throws(SystemError) in try Kernel.read(output.read, into: raw, path) }
-            } catch {
-                count = 0 // a broken pipe ends the output as its end does
-            }
-            guard let count else { continue } // nothing yet
-            if count == 0 { ended = true } else { bytes += buffer[0..<count] }
-        }
-        if !ended { try? Kernel.kill(pid, SIGKILL) }
-        let status = (try? Spawn.wait(pid))??.status
+        let (bytes, status, ended) = (run.output, run.status, !run.timedOut)
         let text = String(decoding: bytes, as: UTF8.self)
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         if lines.last == "" { lines.removeLast() }

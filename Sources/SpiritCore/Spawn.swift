@@ -109,3 +109,52 @@ extension Optional where Wrapped == String {
         }
     }
 }
+
+extension Spawn {
+    /// What a program printed (stdout and stderr), how it ended, and whether
+    /// it ran past its deadline (then it was killed).
+    public struct Captured: Sendable {
+        public var output: [UInt8]
+        public var status: ExitStatus?
+        public var timedOut: Bool
+        public var text: String { String(decoding: output, as: UTF8.self) }
+    }
+
+    /// Runs a program with stdin on /dev/null and its output in a pipe, for
+    /// at most `milliseconds` and `limit` bytes of output: a widget's script,
+    /// a speech recogniser. Past the deadline it is killed.
+    public static func capture(_ path: String, _ arguments: [String], milliseconds: Int, limit: Int = 1 << 20,
+                               environment: [String] = Spawn.baseEnvironment) throws(SystemError) -> Captured {
+        let output = try Kernel.outputPipe()
+        let pid: pid_t
+        do {
+            pid = try spawn(path, arguments, environment: environment, options: .init(outputFD: output.write, nullStdin: true))
+        } catch {
+            Kernel.close(output.write)
+            Kernel.close(output.read)
+            throw error
+        }
+        Kernel.close(output.write)
+        defer { Kernel.close(output.read) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = Kernel.bootTimeMicros() + Int64(milliseconds) * 1000
+        var ended = false
+        while !ended, bytes.count < limit {
+            let left = Int((deadline - Kernel.bootTimeMicros()) / 1000)
+            var ready = [pollfd(fd: output.read, events: Int16(POLLIN), revents: 0)]
+            guard left > 0, (try? Kernel.poll(&ready, milliseconds: left)) ?? 0 > 0 else { break }
+            let count: Int?
+            do {
+                count = try buffer.withMutableBytes { raw throws(SystemError) in try Kernel.read(output.read, into: raw, path) }
+            } catch {
+                count = 0 // a broken pipe ends the output as its end does
+            }
+            guard let count else { continue } // nothing yet
+            if count == 0 { ended = true } else { bytes += buffer[0..<count] }
+        }
+        if !ended { try? Kernel.kill(pid, SIGKILL) }
+        let status = (try? wait(pid))??.status
+        return Captured(output: bytes, status: status, timedOut: !ended)
+    }
+}

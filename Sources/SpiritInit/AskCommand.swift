@@ -11,13 +11,27 @@ import SpiritCore
 /// (unless --yes), and every action is logged with the words that asked
 /// for it (/run/log/ask.jsonl).
 enum AskCommand {
-    static let usage = "ask \"QUESTION OR REQUEST\" [--yes] [--json] [--dry-run]"
+    static let usage = "ask \"QUESTION OR REQUEST\" | --listen FILE.wav [--yes] [--json] [--dry-run] [--speak | --speak-to FILE.wav]"
 
     static func run(_ arguments: [String]) -> Int32 {
-        let yes = arguments.contains("--yes"), json = arguments.contains("--json"), dryRun = arguments.contains("--dry-run")
-        let words = arguments.filter { !["--yes", "--json", "--dry-run"].contains($0) }
-        guard !words.isEmpty, !words.contains(where: { $0.hasPrefix("--") }) else { return Usage.fail("usage: spirit \(usage)") }
-        let text = words.joined(separator: " ")
+        var rest = arguments[...]
+        var words: [String] = []
+        var flags = Set<String>()
+        var listen: String?, speakTo: String?
+        while let word = rest.popFirst() {
+            switch word {
+            case "--yes", "--json", "--dry-run", "--speak": flags.insert(word)
+            case "--listen", "--speak-to":
+                guard let value = rest.popFirst() else { return Usage.fail("\(word) needs a FILE.wav; usage: spirit \(usage)") }
+                if word == "--listen" { listen = value } else { speakTo = value }
+            default:
+                guard !word.hasPrefix("--") else { return Usage.fail("unknown option \(word); usage: spirit \(usage)") }
+                words.append(word)
+            }
+        }
+        guard words.isEmpty != (listen == nil) else { return Usage.fail("usage: spirit \(usage)") }
+        let yes = flags.contains("--yes"), json = flags.contains("--json"), dryRun = flags.contains("--dry-run")
+        let speak = flags.contains("--speak") || speakTo != nil
         // SPIRIT_AI_ROOT: the AI runtime's and the supervisor's files under a
         // test directory (host tests).
         let paths = AIPaths(root: getenv("SPIRIT_AI_ROOT").map { String(cString: $0) } ?? "")
@@ -27,6 +41,7 @@ enum AskCommand {
             let started = Kernel.bootTimeMicros()
             let services = try supervisedServices(socket: supervisor)
             let names = services.map(\.name)
+            let text = try listen.map { try hear($0, services: names) } ?? words.joined(separator: " ")
             var routedBy = "parser"
             let intent: AskIntent
             if let parsed = AskParser.parse(text, services: names) {
@@ -54,11 +69,55 @@ enum AskCommand {
                 }
             }
             let result = confirmed ? try perform(intent, services: services, paths: paths, supervisor: supervisor) : "not confirmed"
+            if speak { try say(confirmed ? result : "Nothing was done.", to: speakTo) }
             if intent.tool.changesState || routedBy == "model" {
                 log(paths: paths, text: text, intent: intent, routedBy: routedBy, confirmed: confirmed, result: result)
             }
         }
         return status != 0 ? status : code
+    }
+
+    /// A spoken request, decoded by PocketSphinx against the grammar of
+    /// what `spirit ask` knows (VoiceCommands).
+    static func hear(_ file: String, services: [String]) throws -> String {
+        let recogniser = "/usr/bin/pocketsphinx_continuous", model = "/usr/share/pocketsphinx/model/en-us"
+        guard Kernel.exists(recogniser), Kernel.exists(model + "/cmudict-en-us.dict") else {
+            throw SpiritError("--listen needs Debian's pocketsphinx and its en-us model (the ai layer carries them): no \(recogniser) here")
+        }
+        let format: WAVFormat
+        do {
+            let fd = try Kernel.open(file, O_RDONLY | O_CLOEXEC)
+            var head = [UInt8](repeating: 0, count: 256)
+            let got = head.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 256) }
+            Kernel.close(fd)
+            format = try WAVFormat.parse(Array(head.prefix(max(0, got))))
+        } catch {
+            throw SpiritError("--listen \(file): \(error)")
+        }
+        let words = VoiceCommands.words(services: services)
+        let dictionary = VoiceCommands.dictionary(words: words, cmudict: try Kernel.readText(model + "/cmudict-en-us.dict"))
+        let directory = "/run/spirit/ask"
+        try Kernel.makeDirectory(directory, parents: true)
+        try Kernel.writeFile(directory + "/requests.gram", VoiceCommands.grammar(services: services.filter { !dictionary.missing.contains($0) }))
+        try Kernel.writeFile(directory + "/requests.dict", dictionary.text)
+        let run = try Spawn.capture(recogniser, ["pocketsphinx_continuous", "-infile", file, "-samprate", String(format.sampleRate),
+                                                 "-nfft", String(format.fftSize), "-jsgf", directory + "/requests.gram",
+                                                 "-dict", directory + "/requests.dict", "-logfn", "/dev/null"], milliseconds: 60_000)
+        guard run.status == .exited(0), !run.timedOut else {
+            throw SpiritError("pocketsphinx \(run.timedOut ? "took more than 60 s" : run.status?.description ?? "ended") on \(file): \(run.text.prefix(200))")
+        }
+        let text = VoiceCommands.transcript(run.text)
+        guard !text.isEmpty else { throw SpiritError("nothing in \(file) was heard as a request (try: restart SERVICE, what is using the most memory)") }
+        FileHandleless.writeError("heard: \(text)\n")
+        return text
+    }
+
+    /// The answer spoken by espeak-ng, or written to a WAV file.
+    static func say(_ text: String, to file: String?) throws {
+        let speaker = "/usr/bin/espeak-ng"
+        guard Kernel.exists(speaker) else { throw SpiritError("--speak needs Debian's espeak-ng (the ai layer carries it): no \(speaker) here") }
+        let run = try Spawn.capture(speaker, ["espeak-ng"] + (file.map { ["-w", $0] } ?? []) + [String(text.prefix(2000))], milliseconds: 120_000)
+        guard run.status == .exited(0) else { throw SpiritError("espeak-ng \(run.status?.description ?? "ended"): \(run.text.prefix(200))") }
     }
 
     static func confirm(_ question: String) -> Bool {

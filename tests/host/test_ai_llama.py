@@ -132,3 +132,29 @@ def test_a_change_asks_first_and_is_logged(machine):
     assert [(e["prompt"], e["tool"], e["confirmed"]) for e in log[-2:]] == [("restart nodus", "restart", False), ("restart nodus", "restart", True)]
     result = spirit(machine, "ask", "what is using the most memory?", timeout=30)
     assert result.returncode == 0 and "The process using the most memory is" in result.stdout, result
+
+
+@pytest.mark.parametrize("said,tool,service", [("restart nodus", "restart", "nodus"), ("what is using the most memory", "memory", None),
+                                               ("show the logs of modules", "logs", "modules")])
+def test_a_spoken_request_is_heard_and_the_answer_spoken(machine, tmp_path, said, tool, service):
+    """Debian's espeak-ng says the request into a WAV file; `spirit ask
+    --listen` hears it through PocketSphinx and its grammar."""
+    recording = tmp_path / "request.wav"
+    subprocess.run(["espeak-ng", "-s", "140", "-w", str(recording), said], check=True)
+    result = spirit(machine, "ask", "--listen", str(recording), "--dry-run", timeout=120)
+    assert result.returncode == 0, result
+    intent = json.loads(result.stdout.splitlines()[0])
+    assert (intent["tool"], intent["service"]) == (tool, service), (said, result.stderr, intent)
+    print(f"\n{said!r}: {result.stderr.strip()}")
+
+
+def test_the_answer_is_spoken_and_bad_recordings_are_named(machine, tmp_path):
+    answer = tmp_path / "answer.wav"
+    result = spirit(machine, "ask", "is nexus running?", "--speak-to", str(answer), timeout=60)
+    assert result.returncode == 0 and result.stdout.startswith("nexus is running"), result
+    assert answer.read_bytes()[:4] == b"RIFF" and answer.stat().st_size > 10_000
+    (tmp_path / "song.mp3").write_bytes(b"ID3\x03" + bytes(100))
+    result = spirit(machine, "ask", "--listen", str(tmp_path / "song.mp3"), timeout=30)
+    assert result.returncode == 111 and "song.mp3: not a WAV file" in result.stderr, result
+    result = spirit(machine, "ask", "--listen", str(tmp_path / "nothing.wav"), timeout=30)
+    assert result.returncode == 111 and "nothing.wav" in result.stderr, result
