@@ -152,6 +152,7 @@ extension AIDaemon {
             if let expires = scheduler.expiresAt { fields.append("\"unloads_in_s\":\(max(0, expires - now) / 1_000_000)") }
             if let keep = scheduler.keepAliveMicros { fields.append("\"keep_alive_s\":\(keep / 1_000_000)") }
             if let failure = scheduler.lastFailure { fields.append("\"last_failure\":\(jsonString(failure))") }
+            if let preload = options.preload { fields.append("\"preload\":\(jsonString(preload))") }
             fields.append("\"models\":[" + store.list().map { jsonString($0.name) }.joined(separator: ",") + "]")
             return "{" + fields.joined(separator: ",") + "}"
         }

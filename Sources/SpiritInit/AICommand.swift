@@ -12,7 +12,7 @@ import SpiritCore
 /// SPIRIT_AI_ROOT) puts every path under DIR, for host tests.
 enum AICommand {
     static let usage = "ai [--root DIR] serve [--listen ADDR:PORT] [--keep-alive S|never] [--context N] [--threads N] [--preload NAME] [--load-timeout S] | "
-        + "status | models [--json] | pull [NAME] --from DIR|URL | load NAME | unload | remove NAME | "
+        + "status | health | models [--json] | pull [NAME] --from DIR|URL | load NAME | unload | remove NAME | "
         + "run \"PROMPT\" [--model NAME] [--max-tokens N] | "
         + "pack --gguf F --name NAME --key K --license SPDX --source TEXT --out DIR"
 
@@ -45,6 +45,15 @@ enum AICommand {
             switch verb {
             case "status" where rest.isEmpty:
                 try control("status", paths: paths) { print($0) }
+            case "health" where rest.isEmpty:
+                // The ai service's readiness probe: the daemon answers, and
+                // the model crom.ai= names is loaded.
+                var text = ""
+                try control("status", paths: paths) { text += $0 }
+                let status = try JSONReader.parse(text)
+                if let preload = status["preload"]?.string, status["model"]?.string != preload || status["state"]?.string != "ready" {
+                    throw SpiritError("the AI runtime answers; \(preload) is \(status["state"]?.string ?? "?")")
+                }
             case "load" where options.words.count == 1 && options.named.isEmpty:
                 try control("load \(options.words[0])", paths: paths) { console.info("ai: \($0)") }
             case "unload" where rest.isEmpty:

@@ -76,6 +76,18 @@ public final class ProcessSpawner: ServiceSpawner {
         }
     }
 
+    /// The readiness probe: the service's environment and user, its output
+    /// to /dev/null (it runs every interval; its exit status is what counts).
+    public func probe(_ service: ServiceDefinition) throws -> Int32 {
+        var options = Spawn.Options(nullStdin: true)
+        if let user = service.user { options.ids = try Self.ids(of: user, passwd: paths.passwd) }
+        let null = try Kernel.open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { Kernel.close(null) }
+        options.outputFD = null
+        return try Spawn.spawn(service.readyCommand[0], service.readyCommand, environment: Spawn.baseEnvironment + service.environment,
+                               options: options)
+    }
+
     public func signal(_ pid: Int32, _ signal: CInt, service: ServiceDefinition) {
         // The whole process group: `sh -c` and what it started.
         if (try? Kernel.kill(-pid, signal)) == nil { try? Kernel.kill(pid, signal) }

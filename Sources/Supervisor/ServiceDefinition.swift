@@ -13,6 +13,10 @@ public struct ServiceDefinition: Sendable, Equatable {
         case notify
         /// Ready as soon as it runs.
         case started
+        /// Ready once `ready-command` exits 0: a probe run every
+        /// `ready-interval-ms` while the service starts (an HTTP health
+        /// check, a socket that answers), for programs that cannot notify.
+        case exec
     }
 
     public var name: String
@@ -36,6 +40,9 @@ public struct ServiceDefinition: Sendable, Equatable {
     public var crashLoopRestarts = 5
     public var crashLoopWindowMicros: Int64 = 60_000_000
     public var readiness: Readiness = .started
+    /// `ready = "exec"`: the probe, and how often it runs.
+    public var readyCommand: [String] = []
+    public var readyIntervalMicros: Int64 = 500_000
     /// A notify service not ready after this long counts as settled (with a
     /// warning) so that `spirit: ready` is not held up for ever.
     public var readyTimeoutMicros: Int64 = 30_000_000
@@ -74,7 +81,7 @@ public struct ServiceDefinition: Sendable, Equatable {
     }
 
     static let knownFields: Set<String> = [
-        "command", "environment", "user", "after", "requires", "enabled", "restart", "ready", "ready-timeout-ms",
+        "command", "environment", "user", "after", "requires", "enabled", "restart", "ready", "ready-timeout-ms", "ready-command", "ready-interval-ms",
         "backoff.initial-ms", "backoff.cap-ms", "backoff.factor",
         "crash-loop.restarts", "crash-loop.within-seconds",
         "stop.signal", "stop.timeout-ms",
@@ -154,11 +161,22 @@ public struct ServiceDefinition: Sendable, Equatable {
             restart = policy
         }
         if let (text, entry) = try string("ready") {
-            guard let kind = Readiness(rawValue: text) else { throw fail(entry, "'\(text)' is not one of notify, started") }
+            guard let kind = Readiness(rawValue: text) else { throw fail(entry, "'\(text)' is not one of notify, started, exec") }
             readiness = kind
         }
         let hour: Int64 = 3_600_000
         if let ms = try integer("ready-timeout-ms", 1...hour) { readyTimeoutMicros = ms * 1000 }
+        if let ms = try integer("ready-interval-ms", 10...hour) { readyIntervalMicros = ms * 1000 }
+        if let probe = try strings("ready-command") {
+            let entry = file["ready-command"]!
+            guard readiness == .exec else { throw fail(entry, "ready-command is for ready = \"exec\"") }
+            guard let program = probe.first, program.hasPrefix("/") else {
+                throw fail(entry, "the first word must be the probe's absolute path (\"/bin/...\")")
+            }
+            readyCommand = probe
+        } else if readiness == .exec, let entry = file["ready"] {
+            throw fail(entry, "ready = \"exec\" needs a ready-command")
+        }
         if let ms = try integer("backoff.initial-ms", 0...hour) { backoffInitialMicros = ms * 1000 }
         if let ms = try integer("backoff.cap-ms", 0...hour) { backoffCapMicros = ms * 1000 }
         if backoffCapMicros < backoffInitialMicros, let entry = file["backoff.cap-ms"] ?? file["backoff.initial-ms"] {

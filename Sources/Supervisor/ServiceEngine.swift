@@ -8,6 +8,8 @@ public protocol ServiceSpawner: AnyObject {
     func start(_ service: ServiceDefinition) throws -> Int32
     /// Sends `signal` to the service's processes (its process group).
     func signal(_ pid: Int32, _ signal: CInt, service: ServiceDefinition)
+    /// Starts the service's readiness probe (`ready-command`); returns its pid.
+    func probe(_ service: ServiceDefinition) throws -> Int32
 }
 
 /// Microseconds of a monotonic clock (CLOCK_BOOTTIME in Spirit).
@@ -83,6 +85,9 @@ public struct ServiceStatus: Sendable {
     var killed = false
     var restartWhenStopped = false
     var settled = false
+    /// `ready = "exec"`: the probe running, or when the next one runs.
+    var probePID: Int32? = nil
+    var nextProbe: Int64? = nil
 
     init(definition: ServiceDefinition) {
         self.definition = definition
@@ -146,7 +151,7 @@ public final class ServiceEngine {
     }
 
     /// The earliest time at which `tick` has something to do.
-    public var nextDeadline: Int64? { services.compactMap(\.deadline).min() }
+    public var nextDeadline: Int64? { (services.compactMap(\.deadline) + services.compactMap(\.nextProbe)).min() }
 
     // MARK: - Events
 
@@ -160,6 +165,10 @@ public final class ServiceEngine {
     }
 
     public func childExited(pid: Int32, status: ExitStatus) {
+        if let i = services.firstIndex(where: { $0.probePID == pid }) {
+            probeEnded(i, status: status)
+            return
+        }
         guard let i = services.firstIndex(where: { $0.pid == pid }) else { return }
         let now = clock.nowMicros
         services[i].pid = nil
@@ -181,6 +190,21 @@ public final class ServiceEngine {
         reconcile()
     }
 
+    /// A readiness probe ended: exit 0 makes a starting service ready;
+    /// anything else tries again after the interval (the ready timeout
+    /// still bounds the wait).
+    func probeEnded(_ i: Int, status: ExitStatus) {
+        services[i].probePID = nil
+        guard services[i].state == .starting else { return }
+        if status == .exited(0) {
+            services[i].nextProbe = nil
+            becomeReady(i)
+            reconcile()
+        } else {
+            services[i].nextProbe = clock.nowMicros + services[i].definition.readyIntervalMicros
+        }
+    }
+
     /// A message on the service's notify socket (sd_notify's `KEY=value` lines).
     public func notified(_ name: String, message: String) {
         guard let i = index(of: name), services[i].state == .starting else { return }
@@ -190,9 +214,19 @@ public final class ServiceEngine {
         }
     }
 
-    /// Time passed: restart delays, ready and stop timeouts.
+    /// Time passed: restart delays, readiness probes, ready and stop timeouts.
     public func tick() {
         let now = clock.nowMicros
+        for i in services.indices where services[i].state == .starting && services[i].probePID == nil {
+            guard let at = services[i].nextProbe, now >= at else { continue }
+            services[i].nextProbe = nil
+            do {
+                services[i].probePID = try spawner.probe(services[i].definition)
+            } catch {
+                services[i].detail = "its readiness probe could not start: \(error)"
+                services[i].nextProbe = now + services[i].definition.readyIntervalMicros
+            }
+        }
         for i in services.indices {
             guard let deadline = services[i].deadline, now >= deadline else { continue }
             switch services[i].state {
@@ -293,6 +327,7 @@ public final class ServiceEngine {
         services[i].state = state
         services[i].since = clock.nowMicros
         if state != .stopping { services[i].deadline = nil }
+        if state != .starting { services[i].nextProbe = nil }
     }
 
     func becomeReady(_ i: Int) {
@@ -324,6 +359,7 @@ public final class ServiceEngine {
                 becomeReady(i)
             } else {
                 services[i].deadline = now + definition.readyTimeoutMicros
+                if definition.readiness == .exec { services[i].nextProbe = now + definition.readyIntervalMicros }
             }
         } catch {
             services[i].startedAt = now

@@ -77,6 +77,19 @@ import Testing
         #expect(error("command = \"/bin/web\n") == "/etc/spirit/services/web.toml:1: command: the string has no closing \"")
     }
 
+    @Test func anExecReadinessProbe() throws {
+        let text = "command = [\"/bin/ai\"]\nready = \"exec\"\nready-command = [\"/bin/spirit\", \"ai\", \"health\"]\nready-interval-ms = 250\n"
+        let definition = try ServiceDefinition(name: "ai", file: try ServiceFile.parse(text, path: "ai.toml"))
+        #expect(definition.readiness == .exec && definition.readyCommand == ["/bin/spirit", "ai", "health"])
+        #expect(definition.readyIntervalMicros == 250_000)
+        #expect(error("command = [\"/bin/web\"]\nready = \"exec\"\n") == "/etc/spirit/services/web.toml:2: ready: ready = \"exec\" needs a ready-command")
+        #expect(error("command = [\"/bin/web\"]\nready-command = [\"/bin/true\"]\n")
+                == "/etc/spirit/services/web.toml:2: ready-command: ready-command is for ready = \"exec\"")
+        #expect(error("command = [\"/bin/web\"]\nready = \"exec\"\nready-command = [\"curl\"]\n")
+                == "/etc/spirit/services/web.toml:3: ready-command: the first word must be the probe's absolute path (\"/bin/...\")")
+        #expect(error("command = [\"/bin/web\"]\nready = \"http\"\n") == "/etc/spirit/services/web.toml:2: ready: 'http' is not one of notify, started, exec")
+    }
+
     @Test func cyclesAreLeftOutWithAnError() {
         var a = ServiceDefinition(name: "a", command: ["/bin/a"])
         a.after = ["b"]

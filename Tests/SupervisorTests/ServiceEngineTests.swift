@@ -13,6 +13,14 @@ final class FakeSpawner: ServiceSpawner {
 
     init(clock: FakeClock) { self.clock = clock }
 
+    var probes: [(name: String, pid: Int32, at: Int64)] = []
+
+    func probe(_ service: ServiceDefinition) throws -> Int32 {
+        nextPid += 1
+        probes.append((service.name, nextPid, clock.nowMicros))
+        return nextPid
+    }
+
     func start(_ service: ServiceDefinition) throws -> Int32 {
         if failing.contains(service.name) { throw SpiritError("unable to start \(service.command[0]): No such file or directory") }
         nextPid += 1
@@ -101,6 +109,41 @@ struct Rig {
         let notices = rig.engine.takeNotices()
         #expect(notices == [.readyTimeout("slow"), .allReady])
         #expect(rig.state("slow") == .starting && rig.status("slow").pid != nil)
+    }
+
+    @Test func anExecProbeRunsEveryIntervalUntilItSucceeds() {
+        let rig = Rig([service("ai", readiness: .exec) { $0.readyCommand = ["/bin/probe"]; $0.readyIntervalMicros = 200_000 },
+                       service("ask", after: ["ai"])])
+        rig.engine.startEnabled()
+        #expect(rig.state("ai") == .starting && rig.spawner.probes.isEmpty)
+        rig.run(ms: 200)
+        #expect(rig.spawner.probes.count == 1, "the first probe after one interval")
+        rig.run(ms: 1000)
+        #expect(rig.spawner.probes.count == 1, "never two at once")
+        rig.engine.childExited(pid: rig.spawner.probes[0].pid, status: .exited(7))
+        #expect(rig.state("ai") == .starting)
+        rig.run(ms: 190)
+        #expect(rig.spawner.probes.count == 1)
+        rig.run(ms: 20)
+        #expect(rig.spawner.probes.count == 2, "again after the interval")
+        #expect(rig.spawner.pid(of: "ask") == nil, "what comes after waits")
+        rig.engine.childExited(pid: rig.spawner.probes[1].pid, status: .exited(0))
+        #expect(rig.state("ai") == .running && rig.status("ai").ready)
+        #expect(rig.spawner.pid(of: "ask") != nil)
+        rig.run(ms: 1000)
+        #expect(rig.spawner.probes.count == 2, "no probe once ready")
+    }
+
+    @Test func aServiceThatEndsWhileProbedIsNotMadeReadyByALateProbe() {
+        let rig = Rig([service("ai", readiness: .exec) { $0.readyCommand = ["/bin/probe"]; $0.restart = .never }])
+        rig.engine.startEnabled()
+        rig.run(ms: 600)
+        let probe = rig.spawner.probes[0].pid
+        rig.engine.childExited(pid: rig.spawner.pid(of: "ai")!, status: .exited(1))
+        rig.engine.childExited(pid: probe, status: .exited(0))
+        #expect(rig.state("ai") != .running && !rig.status("ai").ready)
+        rig.run(ms: 2000)
+        #expect(rig.spawner.probes.count == 1)
     }
 
     @Test func aServiceWithNothingToDoHereIsSettledAndNotRestarted() {

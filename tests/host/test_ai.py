@@ -169,6 +169,7 @@ def test_serve_loads_on_demand_passes_through_and_unloads_when_idle(machine):
             except OSError:
                 assert time.monotonic() < deadline, "the API did not listen"
                 time.sleep(0.1)
+        assert spirit("health", root=root).returncode == 0, "the readiness probe: the daemon answers"
         health = json.loads(body)
         assert status == 200 and health["state"] == "unloaded" and health["models"] == ["crashy", "tiny"] and health["variant"] == "x86-64-v3"
         assert json.loads(request(port, "GET", "/v1/models")[1])["data"][1]["id"] == "tiny"

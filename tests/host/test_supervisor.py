@@ -227,3 +227,21 @@ def test_notify_readiness_holds_back_what_comes_after(supervise):
     assert slow["duration_ms"] >= 500, slow
     assert after["start_ms"] >= slow["end_ms"], (slow, after)
     assert s.text().index("service slow: ready") < s.text().index("service after-slow: ready")
+
+
+def test_an_exec_probe_holds_back_what_comes_after_until_it_exits_0(supervise, tmp_path):
+    """`ready = "exec"`: the probe runs every interval while the service
+    starts; what comes after starts once it exits 0."""
+    flag = tmp_path / "up"
+    s = supervise({
+        "probed": f'command = ["/bin/sleep", "1000"]\nready = "exec"\nready-command = ["/bin/sh", "-c", "test -e {flag}"]\n'
+                  'ready-interval-ms = 100\n',
+        "after-probed": 'command = ["/bin/sleep", "1000"]\nafter = ["probed"]\n',
+    })
+    time.sleep(1.5)
+    assert "service probed: ready" not in s.text() and "service after-probed: ready" not in s.text(), s.text()
+    flag.touch()
+    s.wait_for(lambda: "spirit: ready" in s.text(), "ready")
+    assert s.text().index("service probed: ready") < s.text().index("service after-probed: ready")
+    steps = {step["step"]: step for step in json.loads((s.root / "run/spirit/timeline.json").read_text())["steps"]}
+    assert steps["service:probed"]["duration_ms"] >= 1500, steps["service:probed"]
