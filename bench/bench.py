@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "tests" / "vm"))
 from harness import VM, VMConfig  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
+import ai  # noqa: E402
 import full_boot  # noqa: E402
 import gpu_handover  # noqa: E402
 import http_fetch as http_delivery  # noqa: E402
@@ -54,6 +55,9 @@ ISO = Path(os.environ.get("SPIRIT_ISO", ROOT / "out" / "crom-spirit.iso"))
 # The vm layer (make layer NAME=vm), for the layer add figure.
 LAYERS = Path(os.environ.get("SPIRIT_LAYERS", ROOT / "out" / "layers"))
 STICK = Path(os.environ.get("SPIRIT_STICK", ROOT / "out" / "crom-spirit-stick.img"))
+# The AI runtime's figures: the real llama-server and the SmolLM2 GGUF (make llama-server model-gguf).
+LLAMA_SERVER = Path(os.environ.get("SPIRIT_LLAMA_SERVER", ROOT / "out" / "llama-server"))
+MODEL_GGUF = Path(os.environ.get("SPIRIT_MODEL_GGUF", ROOT / "out" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 SIGNING_KEY = Path(os.environ.get("SIGNING_KEY", Path.home() / ".config/crom-spirit/signing.key"))
 MEMORY, CPUS = 1024, 2
 
@@ -110,6 +114,7 @@ def main() -> None:
     layer = layers.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, LAYERS, RUNS, OUT / "logs" / "layers.log")
     upgrades = upgrade.measure(KERNEL, str(SPIRIT_INITRAMFS), ROOTFS, ROOTFS.parent / "manifest.json", STICK, RUNS, OUT / "upgrade")
     gpu = gpu_handover.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, RUNS, OUT / "logs" / "gpu.log")
+    runtime = ai.measure(SPIRIT, LLAMA_SERVER, MODEL_GGUF, RUNS, OUT / "ai")
     kmod, ours = modules["modprobe -a (kmod)"], modules["spirit modules load"]
     ratio = kmod["median_ms"] / ours["median_ms"]
     kernel_release = Path(KERNEL).resolve().parent.joinpath("release").read_text().strip() \
@@ -130,6 +135,7 @@ def main() -> None:
         "full_boot": boot,
         "layers": layer,
         "upgrade": upgrades,
+        "ai": runtime,
         "initramfs_stage": stage,
         "seconds": round(time.time() - started),
     }
@@ -161,7 +167,8 @@ kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 {nbd.markdown(delivery)}
 {http_delivery.markdown(fetch)}
 {vm_bridge.markdown(bridge)}
-{gpu_handover.markdown(gpu)}""")
+{gpu_handover.markdown(gpu)}
+{ai.markdown(runtime)}""")
     print((OUT / "report.md").read_text())
 
 
