@@ -287,6 +287,8 @@ $(OUT)/llama-server-v2: FORCE | deps
 model-gguf: $(OUT)/models/$(MODEL_GGUF)
 $(OUT)/models/$(MODEL_GGUF): FORCE | deps
 	scripts/fetch-model.sh $@
+# The ai layer holds the files these make.
+$(OUT)/layers/ai.squashfs $(OUT)/layers/ai.json: $(OUT)/llama-server
 
 # The custom kernel (kernel-config/): slow (17 min for bzImage alone on 2
 # idle cores), so built once per source + fragment and cached. KERNEL_SRC is
