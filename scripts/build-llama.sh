@@ -88,7 +88,8 @@ $(tail -n 30 "$log")"
     echo "llama: building ${targets[*]} with $jobs jobs"
     start=$SECONDS shown=$SECONDS step="[0/?] configured"
     while true; do
-        if IFS= read -r -t 30 line; then
+        left=$((shown + 30 - SECONDS))
+        if IFS= read -r -t $((left > 0 ? left : 1)) line; then
             echo "$line" >> "$log"
             [[ $line == \[*/*\]* ]] && step=$line
         elif (($? <= 128)); then
