@@ -28,6 +28,8 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 MIN_VERSION ?=
 # Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
 BASE ?= debian
+# The AI runtime's model (make model-gguf), in $(OUT)/models/.
+MODEL_GGUF := SmolLM2-135M-Instruct.Q4_1.gguf
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
 .PHONY: kernel test-kernel test-nested iso iso-check netboot layer stick
@@ -278,7 +280,6 @@ export SPIRIT_CACHE
 # the ai layer use; LLAMA_VARIANT=v2 makes the portable (SSE4.2) one,
 # $(OUT)/llama-server-v2, for CPUs without avx2.
 LLAMA_VARIANT ?= v3
-MODEL_GGUF := SmolLM2-135M-Instruct.Q4_1.gguf
 llama-server: $(OUT)/llama-server$(if $(filter v2,$(LLAMA_VARIANT)),-v2)
 $(OUT)/llama-server: FORCE | deps
 	LLAMA_VARIANT=v3 scripts/build-llama.sh $@
