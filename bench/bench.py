@@ -57,7 +57,7 @@ LAYERS = Path(os.environ.get("SPIRIT_LAYERS", ROOT / "out" / "layers"))
 STICK = Path(os.environ.get("SPIRIT_STICK", ROOT / "out" / "crom-spirit-stick.img"))
 # The AI runtime's figures: the real llama-server and the SmolLM2 GGUF (make llama-server model-gguf).
 LLAMA_SERVER = Path(os.environ.get("SPIRIT_LLAMA_SERVER", ROOT / "out" / "llama-server"))
-MODEL_GGUF = Path(os.environ.get("SPIRIT_MODEL_GGUF", ROOT / "out" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+MODEL_GGUF = Path(os.environ.get("SPIRIT_MODEL", ROOT / "out" / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 SIGNING_KEY = Path(os.environ.get("SIGNING_KEY", Path.home() / ".config/crom-spirit/signing.key"))
 MEMORY, CPUS = 1024, 2
 

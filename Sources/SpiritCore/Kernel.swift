@@ -62,7 +62,8 @@ public enum Kernel {
     /// makes the missing parents too, like `mkdir -p`.
     public static func makeDirectory(_ path: String, mode: mode_t = 0o755, parents: Bool = false) throws(SystemError) {
         if parents {
-            var prefix = ""
+            // A relative path's parents are relative too.
+            var prefix = path.hasPrefix("/") ? "" : "."
             for part in path.split(separator: "/").dropLast() {
                 prefix += "/" + part
                 try makeDirectory(prefix, mode: mode)

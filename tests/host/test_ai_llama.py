@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out/spirit"))
 LLAMA = Path(os.environ.get("SPIRIT_LLAMA_SERVER", ROOT / "out/llama-server"))
-GGUF = Path(os.environ.get("SPIRIT_MODEL_GGUF", ROOT / "out/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
+GGUF = Path(os.environ.get("SPIRIT_MODEL", ROOT / "out/models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 SERVICES = ["nodus", "nexus", "modules", "vm", "upgrade"]
 
 # Clear requests: the parser's, exact.

@@ -26,7 +26,7 @@ MODEL = "smollm2-135m"
 @pytest.fixture(scope="module")
 def ai_media(tmp_path_factory, system_image) -> Path:
     layers = Path(os.environ.get("SPIRIT_LAYERS", ROOT / "out" / "layers"))
-    models = Path(os.environ.get("SPIRIT_MODELS", ROOT / "out" / "models"))
+    models = Path(os.environ.get("SPIRIT_MODELS", ROOT / "out" / "packs" / "models"))
     files = {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"],
              "layers/ai.squashfs": layers / "ai.squashfs", "layers/ai.json": layers / "ai.json",
              f"models/{MODEL}.gguf": models / f"{MODEL}.gguf", f"models/{MODEL}.json": models / f"{MODEL}.json"}
