@@ -146,6 +146,15 @@ let package = Package(
             dependencies: ["SpiritCore", "Overlay", "BootCascade", "Net", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
+        // The Sentinel: watches the kernel log, pressure, the RAM root,
+        // temperatures and the supervisor's services; rules as data, with
+        // Prometheus' pending/firing/resolved semantics; policy-gated
+        // actions. A pure core and its I/O shell (`spirit sentinel`).
+        .target(
+            name: "Sentinel",
+            dependencies: ["SpiritCore", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
@@ -160,8 +169,14 @@ let package = Package(
                 "VMManager",
                 "Persistence",
                 "Upgrade",
+                "Sentinel",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SentinelTests",
+            dependencies: ["Sentinel", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(
