@@ -1,15 +1,4 @@
-/// What a service allows the Sentinel to do to it: its service file's
-/// `[sentinel]` table (`auto-restart = ["rule-id", …]`, `pressure-kill = true`).
-/// Without one, nothing.
-public struct ServicePolicy: Sendable, Equatable {
-    public var autoRestart: Set<String>
-    public var pressureKill: Bool
-
-    public init(autoRestart: Set<String> = [], pressureKill: Bool = false) {
-        self.autoRestart = autoRestart
-        self.pressureKill = pressureKill
-    }
-}
+import SpiritCore
 
 /// Why an action a rule asked for was not taken.
 public enum Suppression: String, Sendable, Equatable {

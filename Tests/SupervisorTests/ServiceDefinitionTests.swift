@@ -77,6 +77,21 @@ import Testing
         #expect(error("command = \"/bin/web\n") == "/etc/spirit/services/web.toml:1: command: the string has no closing \"")
     }
 
+    /// The `[sentinel]` table: what the Sentinel may do to the service;
+    /// nothing without it, and a typo is an error like any other.
+    @Test func theSentinelTable() throws {
+        let file = "command = [\"/bin/web\"]\n[sentinel]\nauto-restart = [\"service-flapping\", \"oom-kill\"]\npressure-kill = true\n"
+        let definition = try ServiceDefinition(name: "web", file: try ServiceFile.parse(file, path: "web.toml"))
+        #expect(definition.sentinel == ServicePolicy(autoRestart: ["service-flapping", "oom-kill"], pressureKill: true))
+        let plain = try ServiceDefinition(name: "web", file: try ServiceFile.parse("command = [\"/bin/web\"]\n", path: "web.toml"))
+        #expect(plain.sentinel == ServicePolicy())
+        #expect(error("command = [\"/bin/web\"]\n[sentinel]\npressure-kill = \"yes\"\n")
+                == "/etc/spirit/services/web.toml:3: sentinel.pressure-kill: expected true or false, found a string")
+        #expect(error("command = [\"/bin/web\"]\n[sentinel]\nauto-restart = [\"a rule\"]\n")
+                == "/etc/spirit/services/web.toml:3: sentinel.auto-restart: 'a rule' is not a rule id (letters, digits, '-' and '_')")
+        #expect(error("command = [\"/bin/web\"]\n[sentinel]\nauto-restrat = []\n").hasPrefix("/etc/spirit/services/web.toml:3: sentinel.auto-restrat: unknown field"))
+    }
+
     @Test func cyclesAreLeftOutWithAnError() {
         var a = ServiceDefinition(name: "a", command: ["/bin/a"])
         a.after = ["b"]
