@@ -65,6 +65,9 @@ enum Usage {
       vm define FILE | list [--json] | start NAME [--fresh] | stop NAME [--save] [--force] [--timeout S]
          | save NAME | restore NAME | pause NAME | resume NAME | exec NAME [--timeout S] [--stdin] -- CMD... | console NAME | daemon
                       VMs over QEMU (the vm service); @NAME CMD... runs CMD in NAME's guest
+      sentinel [--root DIR] | sentinel signals
+                      the Sentinel (its service): watches the kernel log, pressure, the RAM root, temperatures and
+                      the services against /etc/spirit/sentinel/rules.toml; spiritctl sentinel lists its incidents
     \(GPUCommand.commands)
       boot-plan --manifest FILE --mem-total SIZE [--upper zram|tmpfs] [--ram-limit MiB] [--algorithms LIST] [--zram N]
                       the stage-1 RAM-root plan and switch_root as shell, without root (crom.debug=1 prints it at boot)

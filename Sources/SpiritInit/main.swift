@@ -39,6 +39,7 @@ let commands: [String: ([String]) -> Int32] = [
     "nexus": NexusCommand.run,
     "layer": LayerCommand.run,
     "vm": VMCommand.run,
+    "sentinel": SentinelCommand.run,
     "gpu": GPUCommand.run,
     "time": TimeCommand.run,
     "timeline": TimelineCommand.run,
