@@ -247,7 +247,7 @@ if Context.environment["SPIRIT_FUZZ"] != nil {
     package.targets.append(
         .executableTarget(
             name: "SpiritFuzz",
-            dependencies: ["SpiritCore", "Net", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence"],
+            dependencies: ["SpiritCore", "Net", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence", "Sentinel"],
             path: "fuzz/SpiritFuzz",
             swiftSettings: strict
         )
