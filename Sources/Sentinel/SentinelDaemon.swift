@@ -2,9 +2,12 @@ import Glibc
 import SpiritCore
 
 /// `spirit sentinel`: the Sentinel's I/O shell. One thread: the kernel log
-/// is watched and evaluated as records come (an OOM kill is an incident in
-/// milliseconds); every second the other collectors are read, the
-/// supervisor's `status json` polled, and the rules evaluated. Fired and
+/// and the supervisor's `events follow` stream (its status, sent each time
+/// a service changes state) are evaluated as they come (an OOM kill or a
+/// crash loop is an incident in milliseconds); every second the other
+/// collectors are read and the rules evaluated. A supervisor that does not
+/// stream (an older one, or none yet) is polled with `status json` each
+/// second, and asked to stream again. Fired and
 /// resolved incidents go to /run/log/sentinel.jsonl; `spiritctl sentinel`
 /// asks through /run/spirit/sentinel.sock.
 public final class SentinelDaemon {
@@ -16,6 +19,11 @@ public final class SentinelDaemon {
     var collectors: Collectors
     var watch = SupervisorWatch()
     var joiner = KernelEventJoiner()
+    /// The `events follow` connection, and the bytes of a line not yet whole.
+    var follower: Socket?
+    var followed: [UInt8] = []
+    var followerAnswered = false
+    let events = EventLoop()
     public static let tickMillis: Int64 = 1000
 
     init(paths: SentinelPaths, console: Console, rules: [Rule], policies: [String: ServicePolicy], explainer: any Explainer) {
@@ -59,7 +67,7 @@ public final class SentinelDaemon {
             console.warning("sentinel: \(error): kernel events are not watched")
             kernelLog = nil
         }
-        let events = EventLoop()
+        let events = daemon.events
         var running = true
         events.watch(signals.fd) { _ in
             guard let (signal, _) = try? signals.next() else { return }
@@ -123,9 +131,70 @@ public final class SentinelDaemon {
     func tick(kernelLog: KernelLogReader?, at time: Int64) {
         if let kernelLog, !kernelLog.device { kernel(kernelLog.read(), at: time) }
         var observations = collectors.pressure() + collectors.cgroups() + collectors.rootFill() + collectors.thermal()
-        if let services = collectors.services() { observations += watch.update(services) }
+        if follower == nil { follow() }
+        if !followerAnswered, let services = collectors.services() { observations += watch.update(services) }
         for observation in observations { engine.observe(observation, at: time) }
         evaluate(at: time)
+    }
+
+    /// Asks the supervisor for `events follow json`; its lines come to `readFollower`.
+    func follow() {
+        guard let connection = try? Socket.connectUnix(paths.supervisorControl) else { return }
+        guard (try? connection.write(Array("events follow json\n".utf8))) != nil else {
+            connection.close()
+            return
+        }
+        follower = connection
+        followed = []
+        followerAnswered = false
+        events.watch(connection.fd) { [unowned self] _ in readFollower() }
+    }
+
+    func readFollower() {
+        guard let connection = follower else { return }
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var ended = false
+        while true {
+            let count: Int?
+            do {
+                count = try buffer.withMutableBytes { raw throws(SystemError) in try connection.readIfReady(into: raw) }
+            } catch {
+                ended = true
+                break
+            }
+            guard let count else { break }
+            if count == 0 {
+                ended = true
+                break
+            }
+            followed += buffer[0..<count]
+        }
+        let time = Self.now()
+        var changed = false
+        while let newline = followed.firstIndex(of: 0x0A) {
+            let line = String(decoding: followed[..<newline], as: UTF8.self)
+            followed.removeSubrange(...newline)
+            if !followerAnswered {
+                // `ok`, or an error from a supervisor that has no `events`: poll it.
+                guard line == "ok" else {
+                    collectors.warnOnce(SampleError("supervisor", "no events stream (\(line)): polling its status each second"))
+                    ended = true
+                    break
+                }
+                followerAnswered = true
+                continue
+            }
+            guard let services = try? ServiceSummary.parse(line) else { continue }
+            for observation in watch.update(services) { engine.observe(observation, at: time) }
+            changed = true
+        }
+        if changed { evaluate(at: time) }
+        if ended {
+            events.unwatch(connection.fd)
+            connection.close()
+            follower = nil
+            followerAnswered = false
+        }
     }
 
     func evaluate(at time: Int64) {

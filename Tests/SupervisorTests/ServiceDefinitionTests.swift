@@ -113,6 +113,7 @@ import Testing
             ControlRequest(command: .status, json: true),
             ControlRequest(command: .start, service: "nodus"),
             ControlRequest(command: .logs, service: "nodus", lines: 20, follow: true, json: false),
+            ControlRequest(command: .events, follow: true, json: true),
             // Why it is stopped: `spirit gpu passthrough` gave the display to vfio-pci.
             ControlRequest(command: .stop, service: "nexus", json: true, reason: "gpu 0000:00:02.0 passed through (spirit gpu passthrough)"),
         ]
@@ -120,6 +121,9 @@ import Testing
         #expect(ControlRequest(line: "start") == nil)
         #expect(ControlRequest(line: "start ../etc") == nil)
         #expect(ControlRequest(line: "reboot now") == nil)
+        // `events` streams; it names no service.
+        #expect(ControlRequest(line: "events json") == nil)
+        #expect(ControlRequest(line: "events nodus follow json") == nil)
         #expect(ControlRequest(line: "stop nexus because the gpu went")?.reason == "the gpu went")
     }
 }
