@@ -165,7 +165,7 @@ final class KernelLogReader {
         fd = try Kernel.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         device = (try? Kernel.status(of: fd, path))?.isCharacterDevice ?? false
         // Only what happens from now on: the boot's old records are history.
-        _ = lseek(fd, 0, SEEK_END)
+        try Kernel.seekToEnd(fd, path)
     }
 
     deinit { if fd >= 0 { Kernel.close(fd) } }
