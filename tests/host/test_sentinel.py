@@ -28,7 +28,7 @@ def boottime_ms() -> int:
 
 
 class Tree:
-    def __init__(self, root: Path, services: dict[str, str], pressure_for: int):
+    def __init__(self, root: Path, services: dict[str, str], pressure_for: int, extra_rules: str = ""):
         self.root = root
         (root / "etc/spirit/services").mkdir(parents=True)
         for name, text in services.items():
@@ -39,7 +39,7 @@ class Tree:
         rules = RULES.read_text()
         rules, count = re.subn(r"(\[memory-pressure\]\n(?:.*\n)*?for-seconds = )30", rf"\g<1>{pressure_for}", rules)
         assert count == 1
-        (root / "etc/spirit/sentinel/rules.toml").write_text(rules)
+        (root / "etc/spirit/sentinel/rules.toml").write_text(rules + extra_rules)
         (root / "proc/pressure").mkdir(parents=True)
         for resource in ["cpu", "memory", "io"]:
             (root / f"proc/pressure/{resource}").write_text(QUIET)
@@ -98,8 +98,8 @@ def tree():
     base = Path(tempfile.mkdtemp(prefix="spirit-sentinel-"))
     trees: list[Tree] = []
 
-    def start(services: dict[str, str], pressure_for: int = 3) -> Tree:
-        trees.append(Tree(base / f"root{len(trees)}", services, pressure_for))
+    def start(services: dict[str, str], pressure_for: int = 3, extra_rules: str = "") -> Tree:
+        trees.append(Tree(base / f"root{len(trees)}", services, pressure_for, extra_rules))
         return trees[-1]
 
     yield start
@@ -205,3 +205,39 @@ def test_an_oom_kill_in_the_kernel_log_names_the_service(tree):
     assert incident["evidence"] == [summary, kill]
     assert "on service leaky" in incident["explanation"]
     assert incident["decision"] == "advise"
+
+
+FLAPPY = """
+    command = ["/bin/sh", "-c", "sleep 0.4; exit 1"]
+    [backoff]
+    initial-ms = 100
+    cap-ms = 100
+    [crash-loop]
+    restarts = 100
+    within-seconds = 60
+    """
+
+RESTART_RULE = """
+[restart-on-flap]
+signal = "service.restart"
+at-least = 2
+within-seconds = 60
+severity = "warning"
+action = "restart"
+"""
+
+
+def test_a_firing_rule_restarts_only_an_opted_in_service_once(tree):
+    t = tree({"flappy": FLAPPY + '[sentinel]\nauto-restart = ["restart-on-flap"]\n', "other": FLAPPY}, extra_rules=RESTART_RULE)
+    mine = t.wait_for(lambda: t.find("restart-on-flap", "flappy"), "flappy's incident", timeout=10)
+    other = t.wait_for(lambda: t.find("restart-on-flap", "other"), "other's incident", timeout=10)
+    assert mine["decision"] == "restart" and mine["target"] == "flappy", mine
+    assert other["decision"] == "suppressed" and other["reason"] == "not-opted-in", other
+    assert "Decision: suppressed (not-opted-in): restart other." in other["explanation"]
+    # Both go on flapping: still one episode each, and one restart asked
+    # (the rate limit: one action per service per 15 min).
+    time.sleep(3)
+    assert len([i for i in t.incidents() if i["rule"] == "restart-on-flap"]) == 2, t.incidents()
+    asked = (t.root / "run/log/spirit.log").read_text().count("service flappy: restart asked through the control socket")
+    assert asked == 1, asked
+    assert "service other: restart asked" not in (t.root / "run/log/spirit.log").read_text()
