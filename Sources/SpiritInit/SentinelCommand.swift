@@ -12,11 +12,7 @@ enum SentinelCommand {
 
     static func run(_ arguments: [String]) -> Int32 {
         var words = arguments
-        var root = getenv("SPIRIT_SENTINEL_ROOT").map { String(cString: $0) } ?? ""
-        if words.first == "--root", words.count >= 2 {
-            root = words[1]
-            words.removeFirst(2)
-        }
+        let root = rootOption(&words, variable: "SPIRIT_SENTINEL_ROOT")
         switch words {
         case []:
             let console = Console(debug: BootConfig.current().debug, kmsgPath: nil)
