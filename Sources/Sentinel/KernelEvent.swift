@@ -129,10 +129,15 @@ public struct KernelEventJoiner: Sendable {
 
     public init() {}
 
-    /// One record's message: the observation it makes, if any.
-    public mutating func add(_ message: String) -> Observation? {
+    /// One record's message: the observation it makes, if any. `services`
+    /// are the services' main processes (the supervisor's pids): a
+    /// segfault of one is that service's, the same episode as its exit by
+    /// SIGSEGV that the supervisor reports.
+    public mutating func add(_ message: String, services: [Int: String] = [:]) -> Observation? {
         guard let event = KernelEvent.parse(message) else { return nil }
         switch event {
+        case .segfault(let pid, _):
+            return Observation(signal: .kmsgSegfault, subject: services[pid], evidence: [message])
         case .oomSummary(let pid, _, let cgroup, _):
             summaries.append((pid, ServiceCgroup.service(cgroup), message))
             if summaries.count > 8 { summaries.removeFirst() }

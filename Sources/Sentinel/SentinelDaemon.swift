@@ -119,8 +119,9 @@ public final class SentinelDaemon {
     /// Kernel messages: joined, observed, evaluated at once.
     func kernel(_ messages: [String], at time: Int64) {
         var any = false
+        let services = Dictionary(watch.pids.map { ($0.value, $0.key) }, uniquingKeysWith: { first, _ in first })
         for message in messages {
-            if let observation = joiner.add(message) {
+            if let observation = joiner.add(message, services: services) {
                 engine.observe(observation, at: time)
                 any = true
             }

@@ -16,6 +16,7 @@ public struct SupervisorWatch: Sendable {
     var restarts: [String: Int] = [:]
     var lastExit: [String: String] = [:]
     public private(set) var states: [String: String] = [:]
+    /// Each running service's main process.
     public private(set) var pids: [String: Int] = [:]
 
     public init() {}
@@ -45,6 +46,7 @@ public struct SupervisorWatch: Sendable {
         }
         for gone in Set(states.keys).subtracting(services.map(\.name)) {
             states[gone] = nil
+            pids[gone] = nil
             restarts[gone] = nil
             out.append(Observation(signal: .serviceFailed, subject: gone, value: 0))
         }

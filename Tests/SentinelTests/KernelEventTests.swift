@@ -59,6 +59,10 @@ import Testing
         let other = "Out of memory: Killed process 99 (gone) total-vm:1kB, anon-rss:1kB, file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:0kB oom_score_adj:0"
         #expect(joiner.add(other) == Observation(signal: .kmsgOOMKill, subject: nil, evidence: [other]))
         #expect(joiner.add("random line") == nil)
+        // A segfault of a service's main process is that service's.
+        let segfault = "crashy[1234]: segfault at 0 ip 000055d4c0a0b139 sp 00007ffc3e6b3c10 error 6 in crashy[55d4c0a0b000+1000]"
+        #expect(joiner.add(segfault, services: [1234: "crashy"]) == Observation(signal: .kmsgSegfault, subject: "crashy", evidence: [segfault]))
+        #expect(joiner.add(segfault, services: [99: "other"]) == Observation(signal: .kmsgSegfault, subject: nil, evidence: [segfault]))
     }
 
     /// The record framing is SpiritCore's, shared with the HUD.
