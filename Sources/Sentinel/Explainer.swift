@@ -23,8 +23,11 @@ public struct TemplateExplainer: Explainer, Sendable {
         return text
     }
 
-    func number(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    /// `12`, `99.94`: two decimals at most (a percentage from statvfs has fifteen).
+    public func number(_ value: Double) -> String {
+        guard value.isFinite, abs(value) < 1e15 else { return String(value) }
+        let hundredths = (value * 100).rounded()
+        return hundredths.truncatingRemainder(dividingBy: 100) == 0 ? String(Int64(hundredths / 100)) : String(hundredths / 100)
     }
 }
 

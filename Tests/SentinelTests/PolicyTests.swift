@@ -64,6 +64,7 @@ import Testing
         #expect(text == "oom-kill (critical) on service leaky: kmsg.oom-kill at-least 1 within 60 s, value 1. "
             + "Evidence: Memory cgroup out of memory: Killed process 4242 (leaky). Raise memory-max. Decision: suppressed (not-opted-in): restart leaky.")
         incident.explanation = text
+        #expect(TemplateExplainer().number(99.94404973357015) == "99.94" && TemplateExplainer().number(12) == "12")
         let json = IncidentJSON.encode(incident)
         let parsed = try? JSONReader.parse(json)
         #expect(parsed?["service"]?.string == "leaky" && parsed?["reason"]?.string == "not-opted-in" && parsed?["resolved_ms"] == JSONValue.null)

@@ -24,7 +24,7 @@ def incidents(vm) -> list[dict]:
     return json.loads(answer(vm, "spiritctl --json sentinel"))["incidents"]
 
 
-def wait_incident(vm, rule: str, service: str, tries: int = 40) -> dict:
+def wait_incident(vm, rule: str, service: str | None, tries: int = 40) -> dict:
     for _ in range(tries):
         found = [i for i in incidents(vm) if i["rule"] == rule and i["service"] == service]
         if found:
@@ -100,6 +100,13 @@ def test_oom_kill_and_crash_loop_incidents(boot, media_disk):
     assert "crash loop" in failed["explanation"], failed
     table = answer(vm, "spiritctl sentinel")
     assert re.search(r"^\d+\s+firing\s+critical\s+service-failed\s+crashy\s", table, re.M), table
+    # The RAM root filled up (fallocate: the blocks are taken without
+    # writing them): ram-root-critical (> 97%, no `for`) within a tick.
+    vm.check("avail=$(df -k / | awk 'NR==2 {print $4}'); fallocate -l $(( (avail - 256) * 1024 )) /fill; sync")
+    full = wait_incident(vm, "ram-root-critical", None)
+    assert full["value"] > 97 and full["evidence"][0].startswith("/: "), full
+    vm.check("rm /fill")
+
     # The Sentinel itself stayed up throughout, in its cgroup's 32 MiB.
     assert status(vm)["sentinel"]["pid"] == sentinel["pid"]
     rss = vm.check(f"grep VmRSS /proc/{sentinel['pid']}/status")
