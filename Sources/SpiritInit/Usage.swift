@@ -16,7 +16,7 @@ enum Usage {
       boot-worker     the stage-1 boot, run by PID 1 in a child
       supervise [--root DIR]
                       the service supervisor, run by PID 1 in stage 2 (DIR: a tree with etc/spirit/services, for tests)
-      ctl COMMAND     spiritctl: status, start, stop, restart, logs, timeline, poweroff, reboot ('spirit ctl help')
+      ctl COMMAND     spiritctl: status, start, stop, restart, logs, timeline, sentinel, poweroff, reboot ('spirit ctl help')
       poweroff        ask PID 1 to stop every process and power off
       reboot          ask PID 1 to stop every process and restart
       halt            ask PID 1 to stop every process and halt
