@@ -151,6 +151,15 @@ let package = Package(
             dependencies: ["SpiritCore", "Overlay", "BootCascade", "Net", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
+        // The Sentinel: watches the kernel log, pressure, the RAM root,
+        // temperatures and the supervisor's services; rules as data, with
+        // Prometheus' pending/firing/resolved semantics; policy-gated
+        // actions. A pure core and its I/O shell (`spirit sentinel`).
+        .target(
+            name: "Sentinel",
+            dependencies: ["SpiritCore", .product(name: "SystemPackage", package: "swift-system")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
@@ -166,6 +175,7 @@ let package = Package(
                 "VMManager",
                 "Persistence",
                 "Upgrade",
+                "Sentinel",
                 .product(name: "SystemPackage", package: "swift-system"),
             ],
             swiftSettings: strict
@@ -173,6 +183,11 @@ let package = Package(
         .testTarget(
             name: "AIRuntimeTests",
             dependencies: ["AIRuntime", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SentinelTests",
+            dependencies: ["Sentinel", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -243,7 +258,7 @@ if Context.environment["SPIRIT_FUZZ"] != nil {
     package.targets.append(
         .executableTarget(
             name: "SpiritFuzz",
-            dependencies: ["SpiritCore", "Net", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence"],
+            dependencies: ["SpiritCore", "Net", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence", "Sentinel"],
             path: "fuzz/SpiritFuzz",
             swiftSettings: strict
         )

@@ -247,3 +247,24 @@ seed("persist", "pax", tar([member("home/" + "d" * 120 + "/file", data=b"x"),
                            tarfile.PAX_FORMAT))
 seed("persist", "unsafe", tar([member("../escape", data=b"x"), member("/abs", data=b"y")]))
 seed("persist", "empty", b"\0" * 1024)
+
+
+# sentinel: /dev/kmsg records (exact kernel formats), pressure files,
+# memory.events, mm_stat, the supervisor's status json, a rules file.
+seed("sentinel", "kmsg-oom", "6,1501,93201832,-;oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),cpuset=/,mems_allowed=0,"
+     "oom_memcg=/spirit/leaky,task_memcg=/spirit/leaky,task=leaky,pid=4242,uid=0\n"
+     "3,1502,93201833,-;Memory cgroup out of memory: Killed process 4242 (leaky) total-vm:35000kB, anon-rss:32768kB, "
+     "file-rss:0kB, shmem-rss:0kB, UID:0 pgtables:100kB oom_score_adj:0\n SUBSYSTEM=memory\n")
+seed("sentinel", "kmsg-other", "6,7,100,-;crashy[1234]: segfault at 0 ip 000055d4c0a0b139 sp 00007ffc3e6b3c10 error 6 in crashy[55d4c0a0b000+1000]\n"
+     "3,8,101,-;I/O error, dev sda, sector 2048 op 0x0:(READ) flags 0x80700 phys_seg 1 prio class 2\n"
+     "3,9,102,-;SQUASHFS error: Unable to read data cache entry [2a05f]\n"
+     "3,10,103,-;INFO: task kworker/0:1:57 blocked for more than 120 seconds.\n"
+     "4,11,104,-;CPU2: Package temperature is above threshold, cpu clock is throttled (total events = 12)\n"
+     "3,12,105,-;EXT4-fs error (device zram0): ext4_lookup:1855: inode #2: comm ls: iget: bad extra_isize 65535\n")
+seed("sentinel", "pressure", "some avg10=12.00 avg60=3.50 avg300=0.80 total=4315227\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
+seed("sentinel", "events", "low 0\nhigh 0\nmax 37\noom 2\noom_kill 2\noom_group_kill 0\n")
+seed("sentinel", "mm-stat", "   413696    61440   131072        0   131072        0        0        0        0\n")
+seed("sentinel", "status", 'ok\n{"now_ms":1234.5,"services":[{"name":"crashy","state":"failed","pid":null,"restarts":3,"ready":false,'
+     '"enabled":true,"since_ms":1000.0,"detail":"crash loop: 3 restarts within 60 s"}]}\n')
+seed("sentinel", "rules", '[oom-kill]\nsignal = "kmsg.oom-kill"\nat-least = 1\nwithin-seconds = 60\nseverity = "critical"\n'
+     '[memory-pressure]\nsignal = "psi.memory.some.avg10"\nabove = 10\nfor-seconds = 30\nseverity = "warning"\naction = "restart-largest"\n')

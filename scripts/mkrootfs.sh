@@ -69,6 +69,8 @@ mkdir -p "$stage/etc/spirit/services"
 for service in "$here"/rootfs/services/*.toml; do
     if [[ -e $service ]]; then install -m 644 "$service" "$stage/etc/spirit/services/"; fi
 done
+# The Sentinel's rules (its service reads them at start).
+install -D -m 644 "$here/rootfs/sentinel/rules.toml" "$stage/etc/spirit/sentinel/rules.toml"
 
 cat > "$stage/etc/os-release" <<OS
 NAME="Crom-OS Spirit"

@@ -1,19 +1,5 @@
 import SpiritCore
 
-/// Readings of /proc and /sys that could not be understood: the file and
-/// what is wrong, for the widget to show instead of its numbers.
-public struct SampleError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var source: String
-    public var reason: String
-
-    public init(_ source: String, _ reason: String) {
-        self.source = source
-        self.reason = reason
-    }
-
-    public var description: String { "\(source): \(reason)" }
-}
-
 // MARK: CPU (/proc/stat)
 
 /// One `cpu` or `cpuN` line of /proc/stat, in clock ticks since boot.

@@ -123,7 +123,7 @@ public struct ConfigFile: Sendable, Equatable {
         return ConfigFile(path: path, entries: entries, tables: headers)
     }
 
-    static func isBareKey(_ text: String) -> Bool {
+    public static func isBareKey(_ text: String) -> Bool {
         !text.isEmpty && text.utf8.allSatisfy { byte in
             (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || byte == 0x2D || byte == 0x5F
         }

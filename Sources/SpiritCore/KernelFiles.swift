@@ -176,6 +176,12 @@ extension Kernel {
         }
     }
 
+    /// lseek(2) to the end: for /dev/kmsg, the next read is the next new
+    /// record (the ring's old records are skipped).
+    public static func seekToEnd(_ fd: CInt, _ name: @autoclosure () -> String) throws(SystemError) {
+        _ = try call("seek to the end of \(name())") { lseek(fd, 0, SEEK_END) }
+    }
+
     /// pread(2) until `buffer` is full; a file that ends first is an error.
     public static func read(_ fd: CInt, into buffer: UnsafeMutableRawBufferPointer, at offset: Int64,
                             _ name: @autoclosure () -> String) throws(SystemError) {

@@ -1,8 +1,20 @@
+import Glibc
 import Nexus
 import SpiritCore
 
 /// A command's wrong use: said with the usage line, exit status 100.
 struct UsageError: Error { var message: String }
+
+/// A daemon command's leading `--root DIR` (else the environment variable
+/// `variable`, else ""): the tree every path of the daemon hangs under.
+/// Removes it from `words`.
+func rootOption(_ words: inout [String], variable: String) -> String {
+    if words.first == "--root", words.count >= 2 {
+        defer { words.removeFirst(2) }
+        return words[1]
+    }
+    return getenv(variable).map { String(cString: $0) } ?? ""
+}
 
 /// A command's `--name value` pairs and bare words, the one way Spirit's
 /// commands read their arguments.

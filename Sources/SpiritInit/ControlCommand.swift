@@ -15,6 +15,7 @@ enum ControlCommand {
       restart SERVICE           stop it, then start it
       logs SERVICE [-f] [-n N]  its last N lines (default 50); -f follows new ones
       timeline                  the boot timeline, with each service's start
+      sentinel [explain ID]     the Sentinel's incidents (rule, service, state, decision), or one explained
       poweroff | reboot         stop the services, then every process, and power off or restart
     Exit codes: 0 success, 100 usage error or unknown service, 111 system failure.
     """
@@ -66,6 +67,8 @@ enum ControlCommand {
         case "poweroff", "reboot":
             guard operands.isEmpty else { return fail("\(command) takes no SERVICE") }
             return PowerCommand.run(command, [])
+        case "sentinel":
+            return SentinelCommand.control(operands, json: json, root: root)
         case "timeline":
             guard operands.isEmpty else { return fail("timeline takes no SERVICE") }
             let path = Timeline(directory: SupervisorPaths(root: root).run, process: "").documentPath
@@ -96,8 +99,14 @@ enum ControlCommand {
 
     /// Sends one request; copies the answer's body to stdout as it comes.
     static func send(_ request: ControlRequest, to socket: String) -> Int32 {
+        send(request.line, to: socket, server: "supervisor")
+    }
+
+    /// Sends one request line to a daemon's control socket (the
+    /// supervisor's, the Sentinel's); copies the answer's body to stdout.
+    static func send(_ line: String, to socket: String, server: String) -> Int32 {
         var written = true
-        let head = ControlChannel.send(request.line, to: socket, server: "supervisor") { chunk in
+        let head = ControlChannel.send(line, to: socket, server: server) { chunk in
             written = (try? chunk.withBytes { raw throws(SystemError) in try Kernel.write(1, raw, "standard output") }) != nil
             return written
         }

@@ -16,7 +16,7 @@ enum Usage {
       boot-worker     the stage-1 boot, run by PID 1 in a child
       supervise [--root DIR]
                       the service supervisor, run by PID 1 in stage 2 (DIR: a tree with etc/spirit/services, for tests)
-      ctl COMMAND     spiritctl: status, start, stop, restart, logs, timeline, poweroff, reboot ('spirit ctl help')
+      ctl COMMAND     spiritctl: status, start, stop, restart, logs, timeline, sentinel, poweroff, reboot ('spirit ctl help')
       poweroff        ask PID 1 to stop every process and power off
       reboot          ask PID 1 to stop every process and restart
       halt            ask PID 1 to stop every process and halt
@@ -65,6 +65,9 @@ enum Usage {
       vm define FILE | list [--json] | start NAME [--fresh] | stop NAME [--save] [--force] [--timeout S]
          | save NAME | restore NAME | pause NAME | resume NAME | exec NAME [--timeout S] [--stdin] -- CMD... | console NAME | daemon
                       VMs over QEMU (the vm service); @NAME CMD... runs CMD in NAME's guest
+      sentinel [--root DIR] | sentinel signals
+                      the Sentinel (its service): watches the kernel log, pressure, the RAM root, temperatures and
+                      the services against /etc/spirit/sentinel/rules.toml; spiritctl sentinel lists its incidents
     \(GPUCommand.commands)
       ai serve [--listen ADDR:PORT] [--keep-alive S|never] [--context N] [--threads N] [--preload NAME] [--load-timeout S]
                       the AI runtime (the ai service): llama-server from the ai layer, a model loaded when a request asks,

@@ -12,11 +12,7 @@ enum VMCommand {
 
     static func run(_ arguments: [String]) -> Int32 {
         var words = arguments
-        var root = getenv("SPIRIT_VM_ROOT").map { String(cString: $0) } ?? ""
-        if words.first == "--root", words.count >= 2 {
-            root = words[1]
-            words.removeFirst(2)
-        }
+        let root = rootOption(&words, variable: "SPIRIT_VM_ROOT")
         let paths = VMPaths(root: root)
         let client = VMClient(paths: paths)
         let name = words.count > 1 ? words[1] : ""

@@ -41,6 +41,7 @@ let commands: [String: ([String]) -> Int32] = [
     "vm": VMCommand.run,
     "ai": AICommand.run,
     "ask": AskCommand.run,
+    "sentinel": SentinelCommand.run,
     "gpu": GPUCommand.run,
     "time": TimeCommand.run,
     "timeline": TimelineCommand.run,

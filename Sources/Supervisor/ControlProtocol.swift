@@ -5,10 +5,12 @@ import SpiritCore
 /// ending in `json`; `stop nexus because WORDS…` says why, which `status`
 /// shows); the supervisor answers `ok` or `error <exit code>
 /// <message>` on the first line, then the body until it closes the
-/// connection (or, for `logs … follow`, goes on sending lines).
+/// connection (or, for `logs … follow`, goes on sending lines; for
+/// `events follow`, sends the status as JSON on one line at once and again
+/// each time a service changes state: what the Sentinel watches).
 public struct ControlRequest: Sendable, Equatable {
     public enum Command: String, Sendable {
-        case status, start, stop, restart, logs
+        case status, start, stop, restart, logs, events
     }
 
     public var command: Command
@@ -58,7 +60,8 @@ public struct ControlRequest: Sendable, Equatable {
         }
         guard words.count <= 1 else { return nil }
         service = words.first
-        if command != .status, service == nil { return nil }
+        if command == .events { guard follow, service == nil else { return nil } }
+        if command != .status, command != .events, service == nil { return nil }
         if let service, !ServiceDefinition.isValidName(service) { return nil }
     }
 }

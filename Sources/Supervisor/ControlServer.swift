@@ -25,7 +25,7 @@ extension SupervisorLoop {
             return
         }
         if answer(fd, request) {
-            followers[fd] = request.service
+            if request.command == .events { statusFollowers.insert(fd) } else { followers[fd] = request.service }
             // A follower only ever reads: input or a hangup ends it.
             events.watch(fd) { [unowned self] fd in dropFollower(fd) }
         } else {
@@ -72,6 +72,10 @@ extension SupervisorLoop {
             say(.debug, "service \(name): \(request.command.rawValue) asked through the control socket", service: name)
             let state = engine.services[engine.index(of: name)!].state.rawValue
             reply(fd, request.json ? "{\"service\":\(jsonString(name)),\"state\":\(jsonString(state))}" : "\(name): \(state)")
+        case .events:
+            reply(fd, Self.oneLine(StatusReport.json(engine.services, now: now)))
+            try? Kernel.setNonBlocking(fd)
+            return true
         case .logs:
             let name = request.service!
             let lines = logs[name]?.last(request.lines) ?? []
@@ -90,8 +94,20 @@ extension SupervisorLoop {
         }
     }
 
+    /// The status to every `events follow` connection, after the services
+    /// changed (a notice from the engine).
+    func sendStatusToFollowers() {
+        guard !statusFollowers.isEmpty else { return }
+        let line = Self.oneLine(StatusReport.json(engine.services, now: clock.nowMicros)) + "\n"
+        for fd in statusFollowers where !write(fd, line) { dropFollower(fd) }
+    }
+
+    /// A JSON document on one line (strings escape their newlines).
+    static func oneLine(_ json: String) -> String { String(json.filter { $0 != "\n" }) }
+
     func dropFollower(_ fd: CInt) {
         followers[fd] = nil
+        statusFollowers.remove(fd)
         events.unwatch(fd)
         Kernel.close(fd)
     }

@@ -62,6 +62,8 @@ public struct ServiceDefinition: Sendable, Equatable {
     /// what systemd's ConditionPathExists and RestartPreventExitStatus do
     /// together.
     public var notApplicableExit: Int32? = nil
+    /// What the Sentinel may do to it (its `[sentinel]` table): nothing by default.
+    public var sentinel = ServicePolicy()
     /// Where the definition came from, for messages.
     public var path = ""
 
@@ -80,14 +82,14 @@ public struct ServiceDefinition: Sendable, Equatable {
         } && !name.hasPrefix("-")
     }
 
-    static let knownFields: Set<String> = [
+    static let knownFields = Set<String>([
         "command", "environment", "user", "after", "requires", "enabled", "restart", "ready", "ready-timeout-ms", "ready-command", "ready-interval-ms",
         "backoff.initial-ms", "backoff.cap-ms", "backoff.factor",
         "crash-loop.restarts", "crash-loop.within-seconds",
         "stop.signal", "stop.timeout-ms",
         "log.max-bytes", "log.ring-lines",
         "cgroup.memory-max", "cgroup.cpu-weight", "exit.not-applicable",
-    ]
+    ]).union(ServicePolicy.fields)
 
     /// The definition in `file`, for the service `name`.
     public init(name: String, file: ServiceFile) throws(DefinitionError) {
@@ -201,6 +203,7 @@ public struct ServiceDefinition: Sendable, Equatable {
             }
         }
         if let weight = try integer("cgroup.cpu-weight", 1...10_000) { cpuWeight = Int(weight) }
+        sentinel = try ServicePolicy(file: file)
     }
 
     /// `SIGTERM`, `TERM` or a number.

@@ -28,6 +28,8 @@ public final class SupervisorLoop {
     var pipes: [CInt: String] = [:]
     var notifySockets: [CInt: String] = [:]
     var followers: [CInt: String] = [:]
+    /// `events follow` connections: each gets the status when it changes.
+    var statusFollowers: Set<CInt> = []
     var control: Socket?
     var signals: SignalQueue! = nil
     let events = EventLoop()

@@ -6,7 +6,9 @@ import SystemPackage
 /// timeline steps.
 extension SupervisorLoop {
     func handleNotices() -> Int32? {
-        for notice in engine.takeNotices() {
+        let notices = engine.takeNotices()
+        if !notices.isEmpty { sendStatusToFollowers() }
+        for notice in notices {
             switch notice {
             case .started(let name, let pid, _):
                 if let (_, fd) = spawner.startedPipes.last(where: { $0.name == name }) {

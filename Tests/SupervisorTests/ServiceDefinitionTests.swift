@@ -90,6 +90,21 @@ import Testing
         #expect(error("command = [\"/bin/web\"]\nready = \"http\"\n") == "/etc/spirit/services/web.toml:2: ready: 'http' is not one of notify, started, exec")
     }
 
+    /// The `[sentinel]` table: what the Sentinel may do to the service;
+    /// nothing without it, and a typo is an error like any other.
+    @Test func theSentinelTable() throws {
+        let file = "command = [\"/bin/web\"]\n[sentinel]\nauto-restart = [\"service-flapping\", \"oom-kill\"]\npressure-kill = true\n"
+        let definition = try ServiceDefinition(name: "web", file: try ServiceFile.parse(file, path: "web.toml"))
+        #expect(definition.sentinel == ServicePolicy(autoRestart: ["service-flapping", "oom-kill"], pressureKill: true))
+        let plain = try ServiceDefinition(name: "web", file: try ServiceFile.parse("command = [\"/bin/web\"]\n", path: "web.toml"))
+        #expect(plain.sentinel == ServicePolicy())
+        #expect(error("command = [\"/bin/web\"]\n[sentinel]\npressure-kill = \"yes\"\n")
+                == "/etc/spirit/services/web.toml:3: sentinel.pressure-kill: expected true or false, found a string")
+        #expect(error("command = [\"/bin/web\"]\n[sentinel]\nauto-restart = [\"a rule\"]\n")
+                == "/etc/spirit/services/web.toml:3: sentinel.auto-restart: 'a rule' is not a rule id (letters, digits, '-' and '_')")
+        #expect(error("command = [\"/bin/web\"]\n[sentinel]\nauto-restrat = []\n").hasPrefix("/etc/spirit/services/web.toml:3: sentinel.auto-restrat: unknown field"))
+    }
+
     @Test func cyclesAreLeftOutWithAnError() {
         var a = ServiceDefinition(name: "a", command: ["/bin/a"])
         a.after = ["b"]
@@ -111,6 +126,7 @@ import Testing
             ControlRequest(command: .status, json: true),
             ControlRequest(command: .start, service: "nodus"),
             ControlRequest(command: .logs, service: "nodus", lines: 20, follow: true, json: false),
+            ControlRequest(command: .events, follow: true, json: true),
             // Why it is stopped: `spirit gpu passthrough` gave the display to vfio-pci.
             ControlRequest(command: .stop, service: "nexus", json: true, reason: "gpu 0000:00:02.0 passed through (spirit gpu passthrough)"),
         ]
@@ -118,6 +134,9 @@ import Testing
         #expect(ControlRequest(line: "start") == nil)
         #expect(ControlRequest(line: "start ../etc") == nil)
         #expect(ControlRequest(line: "reboot now") == nil)
+        // `events` streams; it names no service.
+        #expect(ControlRequest(line: "events json") == nil)
+        #expect(ControlRequest(line: "events nodus follow json") == nil)
         #expect(ControlRequest(line: "stop nexus because the gpu went")?.reason == "the gpu went")
     }
 }

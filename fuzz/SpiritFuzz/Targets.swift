@@ -3,6 +3,7 @@ import Glibc
 @testable import Net
 @testable import Nodus
 import Persistence
+import Sentinel
 import SpiritCore
 import Supervisor
 import Upgrade
@@ -12,7 +13,7 @@ extension FuzzTarget {
     /// Every target, in the order `make fuzz` runs them; fuzz/corpus/NAME
     /// holds each one's seeds.
     static let all: [FuzzTarget] = [
-        cmdline, manifest, config, nbdServer, nbdClient, discovery, http, uevent, qmp, grubenv, persist,
+        cmdline, manifest, config, nbdServer, nbdClient, discovery, http, uevent, qmp, grubenv, persist, sentinel,
     ]
 
     /// /proc/cmdline: the crom.* flags, and any other word a boot loader passes.
@@ -124,6 +125,31 @@ extension FuzzTarget {
 
     /// A persistence archive from the boot medium: the tar codec, and the
     /// archive with its trailer (unencrypted: scrypt would make each run slow).
+    /// What the Sentinel reads from the kernel and the supervisor: /dev/kmsg
+    /// records and their events (joined, as the daemon does), pressure,
+    /// memory.events, mm_stat, `status json`, and the rules file.
+    static let sentinel = FuzzTarget(name: "sentinel") { bytes in
+        let text = String(decoding: bytes, as: UTF8.self)
+        var joiner = KernelEventJoiner()
+        for line in text.split(separator: "\n") {
+            if let record = try? KernelLogLine.parse(String(line)) { _ = joiner.add(record.message) }
+            _ = joiner.add(String(line))
+        }
+        _ = try? Pressure.parse(text, source: "fuzz")
+        _ = try? MemoryEvents.parse(text, source: "fuzz")
+        _ = try? ZramStats.parse(text)
+        if let services = try? ServiceSummary.parse(text) {
+            var watch = SupervisorWatch()
+            _ = watch.update(services)
+            _ = watch.update(services)
+        }
+        if let rules = try? RuleFile.parse(text, path: "fuzz.toml") {
+            var engine = RuleEngine(rules: rules)
+            engine.observe(Observation(signal: .kmsgOOMKill, subject: "fuzz"), at: 0)
+            _ = engine.evaluate(at: 0)
+        }
+    }
+
     static let persist = FuzzTarget(name: "persist") { bytes in
         _ = try? TarCodec.decode(bytes)
         _ = try? PersistArchive.open(bytes)

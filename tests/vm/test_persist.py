@@ -160,7 +160,7 @@ def test_a_vfat_stick_with_a_tmpfs_upper(boot, tmp_path, system_image):
     vm.expect(r"^spirit: ready$")
     vm.expect(r"spirit:/# ", partial=True)
     assert "spirit: persist:" not in vm.console
-    assert vm.check("test -e /root/dir/v || ls -1 /etc/spirit/services") == "modules.toml\nnexus.toml\nnodus.toml\nupgrade.toml\nvm.toml"
+    assert vm.check("test -e /root/dir/v || ls -1 /etc/spirit/services") == "modules.toml\nnexus.toml\nnodus.toml\nsentinel.toml\nupgrade.toml\nvm.toml"
     assert "at boot: nothing restored" in vm.check("spirit persist status")
 
 

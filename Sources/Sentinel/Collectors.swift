@@ -1,0 +1,202 @@
+import Glibc
+import SpiritCore
+import SystemPackage
+
+/// The collectors' thin I/O: each reads its files under the injectable
+/// root and hands the text to a pure parser; a file that is not there (no
+/// PSI in this kernel, no thermal zones in QEMU) yields nothing.
+struct Collectors {
+    let paths: SentinelPaths
+    let console: Console
+    /// memory.events `oom_kill` per service at the last reading (the first
+    /// reading is the baseline).
+    var oomKills: [String: UInt64] = [:]
+    /// Each service's memory.current, for `restart-largest`.
+    var memory: [String: UInt64] = [:]
+    var warned: Set<String> = []
+
+    init(paths: SentinelPaths, console: Console) {
+        self.paths = paths
+        self.console = console
+    }
+
+    mutating func warnOnce(_ error: some Error) {
+        let text = "\(error)"
+        if warned.insert(text).inserted { console.warning("sentinel: \(text)") }
+    }
+
+    /// /proc/pressure/{cpu,memory,io}.
+    mutating func pressure() -> [Observation] {
+        var out: [Observation] = []
+        for resource in ["cpu", "memory", "io"] {
+            let path = paths.pressure + "/" + resource
+            guard let text = try? Kernel.readText(path) else { continue }
+            do {
+                let reading = try Pressure.parse(text, source: path)
+                let evidence = ["\(path): " + text.split(separator: "\n").joined(separator: "; ")]
+                func add(_ signal: SignalKind, _ value: Double?) {
+                    if let value { out.append(Observation(signal: signal, subject: nil, value: value, evidence: evidence)) }
+                }
+                switch resource {
+                case "cpu":
+                    add(.psiCPUSomeAvg10, reading.some.avg10)
+                    add(.psiCPUSomeAvg60, reading.some.avg60)
+                case "memory":
+                    add(.psiMemorySomeAvg10, reading.some.avg10)
+                    add(.psiMemoryFullAvg10, reading.full?.avg10)
+                default:
+                    add(.psiIOSomeAvg10, reading.some.avg10)
+                    add(.psiIOFullAvg10, reading.full?.avg10)
+                }
+            } catch {
+                warnOnce(error)
+            }
+        }
+        return out
+    }
+
+    /// Each service's cgroup: memory.pressure, memory.events, memory.current.
+    mutating func cgroups() -> [Observation] {
+        var out: [Observation] = []
+        var seen: [String: UInt64] = [:]
+        for service in Kernel.listDirectory(paths.serviceCgroups) {
+            let directory = paths.serviceCgroups + "/" + service
+            if let text = try? Kernel.readText(directory + "/memory.pressure") {
+                do {
+                    let reading = try Pressure.parse(text, source: directory + "/memory.pressure")
+                    out.append(Observation(signal: .serviceMemorySomeAvg10, subject: service, value: reading.some.avg10))
+                    if let full = reading.full { out.append(Observation(signal: .serviceMemoryFullAvg10, subject: service, value: full.avg10)) }
+                } catch {
+                    warnOnce(error)
+                }
+            }
+            if let text = try? Kernel.readText(directory + "/memory.events") {
+                do {
+                    let kills = try MemoryEvents.parse(text, source: directory + "/memory.events")["oom_kill"] ?? 0
+                    seen[service] = kills
+                    // A count lower than the last (the cgroup was made again) is a new baseline.
+                    if let before = oomKills[service], kills > before {
+                        for _ in before..<min(kills, before + 100) {
+                            out.append(Observation(signal: .serviceOOMKill, subject: service, evidence: ["\(directory)/memory.events: oom_kill \(kills)"]))
+                        }
+                    }
+                } catch {
+                    warnOnce(error)
+                }
+            }
+            if let text = try? Kernel.readText(directory + "/memory.current"), let bytes = UInt64(text.trimmed) { memory[service] = bytes }
+        }
+        oomKills = seen
+        return out
+    }
+
+    /// How full `/` is (statvfs).
+    mutating func rootFill() -> [Observation] {
+        do {
+            let stats = try Kernel.fileSystemStats(paths.filesystem)
+            let percent = usedPercent(blocks: UInt64(max(0, stats.totalBytes)), free: UInt64(max(0, stats.freeBytes)),
+                                      available: UInt64(max(0, stats.availableBytes)))
+            return [Observation(signal: .rootUsedPercent, subject: nil, value: percent,
+                                evidence: ["\(paths.filesystem): \(Int(percent))% used, \(stats.availableBytes / 1_048_576) MiB available"])]
+        } catch {
+            warnOnce(error)
+            return []
+        }
+    }
+
+    /// The thermal zones: the highest trip level any reached.
+    mutating func thermal() -> [Observation] {
+        var level = 0
+        var evidence: [String] = []
+        var zones = 0
+        for entry in Kernel.listDirectory(paths.thermal) where entry.hasPrefix("thermal_zone") {
+            let directory = paths.thermal + "/" + entry
+            guard let text = try? Kernel.readText(directory + "/temp") else { continue }
+            do {
+                var zone = ThermalZone(name: (try? Kernel.readText(directory + "/type"))?.trimmed ?? entry,
+                                       milliCelsius: try ThermalZone.milliCelsius(text, source: directory + "/temp"))
+                for index in 0..<16 {
+                    guard let type = try? Kernel.readText(directory + "/trip_point_\(index)_type"),
+                          let temp = try? Kernel.readText(directory + "/trip_point_\(index)_temp") else { break }
+                    zone.trips.append((type.trimmed, try ThermalZone.milliCelsius(temp, source: directory + "/trip_point_\(index)_temp")))
+                }
+                zones += 1
+                if zone.tripLevel > 0 { evidence.append("\(zone.name): \(zone.milliCelsius / 1000) °C") }
+                level = max(level, zone.tripLevel)
+            } catch {
+                warnOnce(error)
+            }
+        }
+        return zones == 0 ? [] : [Observation(signal: .thermalTrip, subject: nil, value: Double(level), evidence: evidence)]
+    }
+
+    /// The supervisor's `status json`; nil when it does not answer.
+    mutating func services() -> [ServiceSummary]? {
+        var body: [UInt8] = []
+        let head = ControlChannel.send("status json", to: paths.supervisorControl, server: "supervisor") { chunk in
+            body += chunk
+            return true
+        }
+        guard head == .ok else {
+            if case .error(_, let message) = head { warnOnce(SampleError("supervisor", message)) }
+            return nil
+        }
+        do {
+            return try ServiceSummary.parse(String(decoding: body, as: UTF8.self))
+        } catch {
+            warnOnce(error)
+            return nil
+        }
+    }
+}
+
+/// /dev/kmsg from its end: one record a read, EPIPE when the ring overran
+/// us (records lost: read on). Under a test root it may be a plain file of
+/// records, one a line: it is followed from its end the same way.
+final class KernelLogReader {
+    let path: String
+    var fd: CInt = -1
+    var device = false
+    var pending: [UInt8] = []
+    var lost = 0
+
+    init(path: String) throws(SystemError) {
+        self.path = path
+        fd = try Kernel.open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+        device = (try? Kernel.status(of: fd, path))?.isCharacterDevice ?? false
+        // Only what happens from now on: the boot's old records are history.
+        try Kernel.seekToEnd(fd, path)
+    }
+
+    deinit { if fd >= 0 { Kernel.close(fd) } }
+
+    /// The messages of every record since the last call.
+    func read() -> [String] {
+        var messages: [String] = []
+        var buffer = [UInt8](repeating: 0, count: 8192)
+        while true {
+            let count: Int?
+            do {
+                count = try buffer.withMutableBytes { raw throws(SystemError) in try Kernel.read(fd, into: raw, path) }
+            } catch {
+                if error.errno == .brokenPipe {
+                    lost += 1
+                    continue
+                }
+                break
+            }
+            guard let count, count > 0 else { break }
+            if device {
+                if let record = try? KernelLogLine.parse(String(decoding: buffer[0..<count], as: UTF8.self)) { messages.append(record.message) }
+            } else {
+                pending += buffer[0..<count]
+                while let newline = pending.firstIndex(of: 0x0A) {
+                    let line = String(decoding: pending[..<newline], as: UTF8.self)
+                    pending.removeSubrange(...newline)
+                    if !line.hasPrefix(" "), let record = try? KernelLogLine.parse(line) { messages.append(record.message) }
+                }
+            }
+        }
+        return messages
+    }
+}

@@ -1,0 +1,71 @@
+import SpiritCore
+
+/// Writes an incident's explanation. The template below needs nothing; a
+/// model-written one (the AI runtime, when it is up, under a JSON schema and
+/// a deadline) conforms too and falls back to the template. The explainer
+/// only explains: policy decides what is done.
+public protocol Explainer {
+    func explain(_ incident: Incident, rule: Rule) -> String
+}
+
+/// The explanation from the incident's own fields: what fired on which
+/// service, on what evidence, what to do, and what policy decided.
+public struct TemplateExplainer: Explainer, Sendable {
+    public init() {}
+
+    public func explain(_ incident: Incident, rule: Rule) -> String {
+        let subject = incident.service.map { "service \($0)" } ?? "the system"
+        var text = "\(rule.id) (\(incident.severity.rawValue)) on \(subject): \(rule.condition)"
+            + (rule.forMillis > 0 ? " for \(rule.forMillis / 1000) s" : "") + ", value \(number(incident.value))."
+        if let line = incident.evidence.last { text += " Evidence: \(line)" + (incident.evidence.count > 1 ? " (and \(incident.evidence.count - 1) more)." : ".") }
+        if !rule.advice.isEmpty { text += " " + rule.advice }
+        text += " Decision: \(incident.decision.text)."
+        return text
+    }
+
+    /// `12`, `99.94`: two decimals at most (a percentage from statvfs has fifteen).
+    public func number(_ value: Double) -> String {
+        guard value.isFinite, abs(value) < 1e15 else { return String(value) }
+        let hundredths = (value * 100).rounded()
+        return hundredths.truncatingRemainder(dividingBy: 100) == 0 ? String(Int64(hundredths / 100)) : String(hundredths / 100)
+    }
+}
+
+/// An incident as one JSON object (one line of /run/log/sentinel.jsonl and
+/// of `spiritctl sentinel --json`), and read back.
+public enum IncidentJSON {
+    public static func encode(_ incident: Incident) -> String {
+        var fields = [
+            "\"id\":\(incident.id)", "\"rule\":\(jsonString(incident.rule))", "\"severity\":\(jsonString(incident.severity.rawValue))",
+            "\"service\":\(incident.service.map(jsonString) ?? "null")", "\"state\":\(jsonString(incident.state))",
+            "\"condition\":\(jsonString(incident.condition))",
+            "\"pending_ms\":\(incident.pendingAt)", "\"firing_ms\":\(incident.firingAt)",
+            "\"resolved_ms\":\(incident.resolvedAt.map { String($0) } ?? "null")",
+            "\"value\":\(TemplateExplainer().number(incident.value))", "\"peak\":\(TemplateExplainer().number(incident.peak))",
+            "\"evidence\":[" + incident.evidence.map(jsonString).joined(separator: ",") + "]",
+        ]
+        switch incident.decision {
+        case .advise: fields.append("\"decision\":\"advise\"")
+        case .restart(let service): fields.append("\"decision\":\"restart\",\"target\":\(jsonString(service))")
+        case .suppressed(let service, let reason):
+            fields.append("\"decision\":\"suppressed\",\"target\":\(service.map(jsonString) ?? "null"),\"reason\":\(jsonString(reason.rawValue))")
+        }
+        fields.append("\"explanation\":\(jsonString(incident.explanation))")
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+
+    /// `ID  STATE  SEVERITY  RULE  SERVICE  SINCE  DECISION`, one incident a row.
+    public static func table(_ incidents: [Incident], now: Int64) -> String {
+        var rows = [["ID", "STATE", "SEVERITY", "RULE", "SERVICE", "FIRED", "DECISION"]]
+        for incident in incidents {
+            rows.append([String(incident.id), incident.state, incident.severity.rawValue, incident.rule, incident.service ?? "-",
+                         "\(max(0, now - incident.firingAt) / 1000) s ago", incident.decision.text])
+        }
+        let widths = rows[0].indices.map { column in rows.map { $0[column].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { column, cell in
+                column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count + 2)
+            }.joined()
+        }.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,139 @@
+import SpiritCore
+
+/// One `some` or `full` line of a pressure file: the share of time (in
+/// percent) some or all tasks were stalled, over 10 s, 60 s and 300 s, and
+/// the total stall time in microseconds.
+public struct PressureLine: Sendable, Equatable {
+    public var avg10: Double
+    public var avg60: Double
+    public var avg300: Double
+    public var total: UInt64
+
+    public init(avg10: Double, avg60: Double, avg300: Double, total: UInt64) {
+        self.avg10 = avg10
+        self.avg60 = avg60
+        self.avg300 = avg300
+        self.total = total
+    }
+}
+
+/// /proc/pressure/{cpu,memory,io} and a cgroup's memory.pressure:
+/// `some avg10=1.53 avg60=0.87 avg300=0.22 total=4315227` and a `full` line
+/// (/proc/pressure/cpu has a `full` line of zeros since Linux 5.13).
+public struct Pressure: Sendable, Equatable {
+    public var some: PressureLine
+    public var full: PressureLine?
+
+    public init(some: PressureLine, full: PressureLine? = nil) {
+        self.some = some
+        self.full = full
+    }
+
+    public static func parse(_ text: String, source: String) throws(SampleError) -> Pressure {
+        var some: PressureLine?
+        var full: PressureLine?
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            guard let kind = words.first, kind == "some" || kind == "full" else {
+                throw SampleError(source, "'\(line)' is not a some or full line")
+            }
+            var values: [Substring: Substring] = [:]
+            for word in words.dropFirst() {
+                guard let equals = word.firstIndex(of: "=") else { throw SampleError(source, "'\(word)' is not key=value") }
+                values[word[..<equals]] = word[word.index(after: equals)...]
+            }
+            guard let avg10 = values["avg10"].flatMap({ Double($0) }), let avg60 = values["avg60"].flatMap({ Double($0) }),
+                  let avg300 = values["avg300"].flatMap({ Double($0) }), let total = values["total"].flatMap({ UInt64($0) }),
+                  [avg10, avg60, avg300].allSatisfy({ $0 >= 0 && $0 <= 100 })
+            else { throw SampleError(source, "'\(line)' needs avg10, avg60, avg300 (0–100) and total") }
+            let parsed = PressureLine(avg10: avg10, avg60: avg60, avg300: avg300, total: total)
+            if kind == "some" { some = parsed } else { full = parsed }
+        }
+        guard let some else { throw SampleError(source, "no 'some' line") }
+        return Pressure(some: some, full: full)
+    }
+}
+
+/// A cgroup's memory.events: `low 0`, `high 0`, `max 12`, `oom 1`,
+/// `oom_kill 1`, `oom_group_kill 0`: counters since the cgroup was made.
+public enum MemoryEvents {
+    public static func parse(_ text: String, source: String) throws(SampleError) -> [String: UInt64] {
+        var counters: [String: UInt64] = [:]
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            guard words.count == 2, let value = UInt64(words[1]) else { throw SampleError(source, "'\(line)' is not 'name count'") }
+            counters[String(words[0])] = value
+        }
+        return counters
+    }
+}
+
+/// /sys/block/zram0/mm_stat: `orig_data_size compr_data_size mem_used_total
+/// mem_limit mem_used_max same_pages pages_compacted huge_pages
+/// huge_pages_since` (the last two on newer kernels), in bytes and pages.
+public struct ZramStats: Sendable, Equatable {
+    public var originalBytes: UInt64
+    public var compressedBytes: UInt64
+    public var memoryUsedBytes: UInt64
+    /// 0: no limit.
+    public var memoryLimitBytes: UInt64
+
+    public init(originalBytes: UInt64, compressedBytes: UInt64, memoryUsedBytes: UInt64, memoryLimitBytes: UInt64) {
+        self.originalBytes = originalBytes
+        self.compressedBytes = compressedBytes
+        self.memoryUsedBytes = memoryUsedBytes
+        self.memoryLimitBytes = memoryLimitBytes
+    }
+
+    /// How many times smaller the data is in RAM (1 when empty).
+    public var ratio: Double { memoryUsedBytes == 0 ? 1 : Double(originalBytes) / Double(memoryUsedBytes) }
+
+    public static func parse(_ text: String) throws(SampleError) -> ZramStats {
+        let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map { UInt64($0) }
+        guard numbers.count >= 7, numbers.allSatisfy({ $0 != nil }) else {
+            throw SampleError("/sys/block/zram0/mm_stat", "'\(text.trimmed)' is not 7 or more numbers")
+        }
+        return ZramStats(originalBytes: numbers[0]!, compressedBytes: numbers[1]!, memoryUsedBytes: numbers[2]!, memoryLimitBytes: numbers[3]!)
+    }
+}
+
+/// One /sys/class/thermal/thermal_zoneN: its temperature and trip points,
+/// in millidegrees Celsius as the files hold them.
+public struct ThermalZone: Sendable, Equatable {
+    public var name: String
+    public var milliCelsius: Int
+    /// `trip_point_N_type` (`passive`, `active`, `hot`, `critical`) and `trip_point_N_temp`.
+    public var trips: [(type: String, milliCelsius: Int)]
+
+    public init(name: String, milliCelsius: Int, trips: [(type: String, milliCelsius: Int)] = []) {
+        self.name = name
+        self.milliCelsius = milliCelsius
+        self.trips = trips
+    }
+
+    public static func == (a: ThermalZone, b: ThermalZone) -> Bool {
+        a.name == b.name && a.milliCelsius == b.milliCelsius && a.trips.map(\.type) == b.trips.map(\.type)
+            && a.trips.map(\.milliCelsius) == b.trips.map(\.milliCelsius)
+    }
+
+    /// A `temp` or `trip_point_N_temp` file: one integer.
+    public static func milliCelsius(_ text: String, source: String) throws(SampleError) -> Int {
+        guard let value = Int(text.trimmed) else { throw SampleError(source, "'\(text.trimmed)' is not millidegrees") }
+        return value
+    }
+
+    /// The highest trip level reached: 2 at a `critical` or `hot` trip, 1 at
+    /// a `passive` or `active` one, else 0 (what the `thermal.trip` signal holds).
+    public var tripLevel: Int {
+        trips.filter { $0.milliCelsius > 0 && milliCelsius >= $0.milliCelsius }
+            .map { $0.type == "critical" || $0.type == "hot" ? 2 : 1 }.max() ?? 0
+    }
+}
+
+/// The RAM root's fill from statvfs numbers: the share of the blocks that
+/// a non-root writer cannot have (what `df` shows as Use%).
+public func usedPercent(blocks: UInt64, free: UInt64, available: UInt64) -> Double {
+    let used = blocks >= free ? blocks - free : 0
+    let whole = used + available
+    return whole == 0 ? 0 : Double(used) * 100 / Double(whole)
+}

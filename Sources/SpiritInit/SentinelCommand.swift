@@ -1,0 +1,42 @@
+import Glibc
+import Sentinel
+import SpiritCore
+
+/// `spirit sentinel [--root DIR]`: the Sentinel daemon (its service).
+/// `--root DIR` (or SPIRIT_SENTINEL_ROOT) puts every path under DIR —
+/// /proc/pressure, /sys, /dev/kmsg, the rules, /run —: host tests run it
+/// that way beside `spirit supervise --root DIR`. `spiritctl sentinel`
+/// asks the running one.
+enum SentinelCommand {
+    static let usage = "sentinel [--root DIR] | sentinel [--root DIR] signals"
+
+    static func run(_ arguments: [String]) -> Int32 {
+        var words = arguments
+        let root = rootOption(&words, variable: "SPIRIT_SENTINEL_ROOT")
+        switch words {
+        case []:
+            let console = Console(debug: BootConfig.current().debug, kmsgPath: nil)
+            return SentinelDaemon.run(paths: SentinelPaths(root: root), console: console)
+        case ["signals"]:
+            // What a rule's `signal` may name.
+            for signal in SignalKind.allCases.sorted() { print(signal.rawValue + (signal.isEvent ? "  (event: counted within-seconds)" : "")) }
+            return 0
+        case ["help"], ["--help"]:
+            print("usage: spirit \(usage)")
+            return 0
+        default:
+            return Usage.fail("usage: spirit \(usage)")
+        }
+    }
+
+    /// `spiritctl sentinel [--json]` and `spiritctl sentinel explain ID`.
+    static func control(_ operands: [String], json: Bool, root: String) -> Int32 {
+        let request: String
+        switch operands {
+        case []: request = json ? "list json" : "list"
+        case let words where words.count == 2 && words[0] == "explain" && !json: request = "explain " + words[1]
+        default: return ControlCommand.fail("sentinel takes nothing, or explain ID")
+        }
+        return ControlCommand.send(request, to: SentinelPaths(root: root).control, server: "sentinel")
+    }
+}
