@@ -69,3 +69,47 @@ public enum IncidentJSON {
         }.joined(separator: "\n")
     }
 }
+
+/// The explanation written by the AI runtime's model when it answers in
+/// time: the incident's facts (TemplateExplainer's text, always kept, so the
+/// service and the evidence are always named) and, after them, one sentence
+/// of the model's under a JSON schema. The model never chooses an action:
+/// policy did that before it is asked. Anything else — no runtime, a 503, a
+/// late answer, an answer off the schema — leaves the template's text.
+public struct ModelExplainer: Explainer, Sendable {
+    /// POSTs a /completion body within `deadlineMillis`; the answer's status
+    /// and body, or nil when none came in time.
+    public typealias Transport = @Sendable (_ body: String, _ deadlineMillis: Int) -> (status: Int, body: [UInt8])?
+
+    public static let deadlineMillis = 500
+    let transport: Transport
+    let template = TemplateExplainer()
+
+    public init(transport: @escaping Transport) {
+        self.transport = transport
+    }
+
+    public static let schema = "{\"type\":\"object\",\"properties\":{\"summary\":{\"type\":\"string\",\"minLength\":10,\"maxLength\":160}},"
+        + "\"required\":[\"summary\"],\"additionalProperties\":false}"
+
+    public static func request(facts: String) -> String {
+        let prompt = "A monitor found a problem on a computer. The facts: \(facts)\n"
+            + "Explain to the computer's user, in one short sentence, what went wrong. Answer as JSON.\n"
+        return "{\"prompt\":\(jsonString(prompt)),\"temperature\":0,\"n_predict\":48,\"cache_prompt\":true,\"json_schema\":\(schema)}"
+    }
+
+    /// The model's sentence from a /completion answer, or nil.
+    public static func summary(from body: [UInt8]) -> String? {
+        guard let content = (try? JSONReader.parse(body))?["content"]?.string,
+              let summary = (try? JSONReader.parse(content))?["summary"]?.string?.trimmed,
+              (10...160).contains(summary.count), !summary.contains("\n") else { return nil }
+        return summary
+    }
+
+    public func explain(_ incident: Incident, rule: Rule) -> String {
+        let facts = template.explain(incident, rule: rule)
+        guard let answer = transport(Self.request(facts: facts), Self.deadlineMillis), answer.status == 200,
+              let summary = Self.summary(from: answer.body) else { return facts }
+        return facts + " The model says: " + summary
+    }
+}

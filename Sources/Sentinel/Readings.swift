@@ -68,35 +68,6 @@ public enum MemoryEvents {
     }
 }
 
-/// /sys/block/zram0/mm_stat: `orig_data_size compr_data_size mem_used_total
-/// mem_limit mem_used_max same_pages pages_compacted huge_pages
-/// huge_pages_since` (the last two on newer kernels), in bytes and pages.
-public struct ZramStats: Sendable, Equatable {
-    public var originalBytes: UInt64
-    public var compressedBytes: UInt64
-    public var memoryUsedBytes: UInt64
-    /// 0: no limit.
-    public var memoryLimitBytes: UInt64
-
-    public init(originalBytes: UInt64, compressedBytes: UInt64, memoryUsedBytes: UInt64, memoryLimitBytes: UInt64) {
-        self.originalBytes = originalBytes
-        self.compressedBytes = compressedBytes
-        self.memoryUsedBytes = memoryUsedBytes
-        self.memoryLimitBytes = memoryLimitBytes
-    }
-
-    /// How many times smaller the data is in RAM (1 when empty).
-    public var ratio: Double { memoryUsedBytes == 0 ? 1 : Double(originalBytes) / Double(memoryUsedBytes) }
-
-    public static func parse(_ text: String) throws(SampleError) -> ZramStats {
-        let numbers = text.split(whereSeparator: { $0 == " " || $0 == "\n" }).map { UInt64($0) }
-        guard numbers.count >= 7, numbers.allSatisfy({ $0 != nil }) else {
-            throw SampleError("/sys/block/zram0/mm_stat", "'\(text.trimmed)' is not 7 or more numbers")
-        }
-        return ZramStats(originalBytes: numbers[0]!, compressedBytes: numbers[1]!, memoryUsedBytes: numbers[2]!, memoryLimitBytes: numbers[3]!)
-    }
-}
-
 /// One /sys/class/thermal/thermal_zoneN: its temperature and trip points,
 /// in millidegrees Celsius as the files hold them.
 public struct ThermalZone: Sendable, Equatable {

@@ -10,6 +10,18 @@ import SpiritCore
 enum AIAPI {
     static var address: String { getenv("SPIRIT_AI_LISTEN").map { String(cString: $0) } ?? AIDaemon.defaultListen }
 
+    /// One POST that must be over within `deadlineMillis` (the Sentinel's
+    /// explanations): its status and body, or nil when it was not.
+    static func post(_ path: String, body: String, deadlineMillis: Int) -> (status: Int, body: [UInt8])? {
+        let started = Kernel.bootTimeMicros()
+        guard let url = try? HTTPURL.parse("http://\(address)\(path)"),
+              let socket = try? Socket.connectTCP(try SocketAddress.parse(address, defaultPort: 11434), timeoutMilliseconds: deadlineMillis),
+              let connection = try? HTTPConnection(socket: socket, url: url, method: "POST", body: Array(body.utf8), idleMillis: deadlineMillis),
+              let answer = try? connection.readAll(limit: 1 << 20),
+              Kernel.bootTimeMicros() - started <= Int64(deadlineMillis) * 1000 else { return nil }
+        return (connection.head.status, answer)
+    }
+
     static func post(_ path: String, body: String, idleMillis: Int = 300_000) throws -> JSONValue {
         let url = try HTTPURL.parse("http://\(address)\(path)")
         let answer: [UInt8]

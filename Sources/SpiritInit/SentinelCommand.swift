@@ -16,7 +16,10 @@ enum SentinelCommand {
         switch words {
         case []:
             let console = Console(debug: BootConfig.current().debug, kmsgPath: nil)
-            return SentinelDaemon.run(paths: SentinelPaths(root: root), console: console)
+            // Explanations by the AI runtime's model when it answers within
+            // 500 ms, else from the template.
+            let explainer = ModelExplainer { body, deadline in AIAPI.post("/completion", body: body, deadlineMillis: deadline) }
+            return SentinelDaemon.run(paths: SentinelPaths(root: root), console: console, explainer: explainer)
         case ["signals"]:
             // What a rule's `signal` may name.
             for signal in SignalKind.allCases.sorted() { print(signal.rawValue + (signal.isEvent ? "  (event: counted within-seconds)" : "")) }
