@@ -157,7 +157,7 @@ let package = Package(
         // actions. A pure core and its I/O shell (`spirit sentinel`).
         .target(
             name: "Sentinel",
-            dependencies: ["SpiritCore", .product(name: "SystemPackage", package: "swift-system")],
+            dependencies: ["SpiritCore", "Net", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
         .executableTarget(

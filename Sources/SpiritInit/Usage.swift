@@ -65,9 +65,12 @@ enum Usage {
       vm define FILE | list [--json] | start NAME [--fresh] | stop NAME [--save] [--force] [--timeout S]
          | save NAME | restore NAME | pause NAME | resume NAME | exec NAME [--timeout S] [--stdin] -- CMD... | console NAME | daemon
                       VMs over QEMU (the vm service); @NAME CMD... runs CMD in NAME's guest
-      sentinel [--root DIR] | sentinel signals
+      sentinel [--root DIR] [--metrics ADDR:PORT|off] | sentinel signals
                       the Sentinel (its service): watches the kernel log, pressure, the RAM root, temperatures and
                       the services against /etc/spirit/sentinel/rules.toml; spiritctl sentinel lists its incidents
+      metrics [--root DIR]
+                      the machine and its services in Prometheus' text format (the Sentinel serves it on
+                      http://127.0.0.1:9100/metrics)
     \(GPUCommand.commands)
       ai serve [--listen ADDR:PORT] [--keep-alive S|never] [--context N] [--threads N] [--preload NAME] [--load-timeout S]
                       the AI runtime (the ai service): llama-server from the ai layer, a model loaded when a request asks,

@@ -42,6 +42,7 @@ let commands: [String: ([String]) -> Int32] = [
     "ai": AICommand.run,
     "ask": AskCommand.run,
     "sentinel": SentinelCommand.run,
+    "metrics": MetricsCommand.run,
     "gpu": GPUCommand.run,
     "time": TimeCommand.run,
     "timeline": TimelineCommand.run,

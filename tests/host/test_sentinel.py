@@ -28,7 +28,7 @@ def boottime_ms() -> int:
 
 
 class Tree:
-    def __init__(self, root: Path, services: dict[str, str], pressure_for: int, extra_rules: str = ""):
+    def __init__(self, root: Path, services: dict[str, str], pressure_for: int, extra_rules: str = "", sentinel_args: tuple = ()):
         self.root = root
         (root / "etc/spirit/services").mkdir(parents=True)
         for name, text in services.items():
@@ -48,11 +48,11 @@ class Tree:
         self.processes: list[subprocess.Popen] = []
         self.supervisor = self.start("supervise", root / "supervisor.out")
         self.wait_for(lambda: (root / "run/spirit/control.sock").exists(), "the supervisor's socket")
-        self.sentinel = self.start("sentinel", root / "sentinel.out")
+        self.sentinel = self.start("sentinel", root / "sentinel.out", *sentinel_args)
         self.wait_for(lambda: (root / "run/spirit/sentinel.sock").exists(), "the sentinel's socket")
 
-    def start(self, command: str, output: Path) -> subprocess.Popen:
-        process = subprocess.Popen([str(SPIRIT), command, "--root", str(self.root)], stdout=open(output, "wb"), stderr=subprocess.STDOUT)
+    def start(self, command: str, output: Path, *args: str) -> subprocess.Popen:
+        process = subprocess.Popen([str(SPIRIT), command, "--root", str(self.root), *args], stdout=open(output, "wb"), stderr=subprocess.STDOUT)
         self.processes.append(process)
         return process
 
@@ -98,8 +98,8 @@ def tree():
     base = Path(tempfile.mkdtemp(prefix="spirit-sentinel-"))
     trees: list[Tree] = []
 
-    def start(services: dict[str, str], pressure_for: int = 3, extra_rules: str = "") -> Tree:
-        trees.append(Tree(base / f"root{len(trees)}", services, pressure_for, extra_rules))
+    def start(services: dict[str, str], pressure_for: int = 3, extra_rules: str = "", sentinel_args: tuple = ()) -> Tree:
+        trees.append(Tree(base / f"root{len(trees)}", services, pressure_for, extra_rules, sentinel_args))
         return trees[-1]
 
     yield start
@@ -241,3 +241,37 @@ def test_a_firing_rule_restarts_only_an_opted_in_service_once(tree):
     asked = (t.root / "run/log/spirit.log").read_text().count("service flappy: restart asked through the control socket")
     assert asked == 1, asked
     assert "service other: restart asked" not in (t.root / "run/log/spirit.log").read_text()
+
+
+def test_metrics_in_prometheus_text_pass_promtool(tree):
+    """GET /metrics from the Sentinel and `spirit metrics` print the
+    machine's and the services' figures in Prometheus' text format, which
+    Debian's promtool checks."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    t = tree({"steady": 'command = ["/bin/sleep", "1000"]\n', "crashy": 'command = ["/bin/false"]\nrestart = "always"\n'},
+             sentinel_args=("--metrics", f"127.0.0.1:{port}"))
+    t.wait_for(lambda: "crashy" in t.ctl("status").stdout, "the services")
+    (t.root / "proc/stat").write_text("cpu  100 0 50 1000 10 0 5 0 0 0\ncpu0 100 0 50 1000 10 0 5 0 0 0\n")
+    (t.root / "proc/meminfo").write_text("MemTotal: 1024000 kB\nMemFree: 500000 kB\nMemAvailable: 600000 kB\nShmem: 1000 kB\n")
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/metrics")
+    response = connection.getresponse()
+    text = response.read().decode()
+    assert response.status == 200 and response.getheader("Content-Type").startswith("text/plain; version=0.0.4"), (response.status, text)
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert 'spirit_service_up{service="steady"} 1' in text, text
+    assert re.search(r'spirit_service_state\{service="steady",state="running"\} 1', text), text
+    assert re.search(r'spirit_service_restarts_total\{service="crashy"\} \d+', text), text
+    assert re.search(r'spirit_pressure_stalled_seconds_total\{resource="memory",kind="some"\} 0.001', text), text
+    assert 'spirit_cpu_seconds_total{mode="idle"} 10' in text and 'spirit_memory_bytes{kind="available"} 614400000' in text, text
+    printed = subprocess.run([str(SPIRIT), "metrics", "--root", str(t.root)], capture_output=True, text=True, timeout=30)
+    assert printed.returncode == 0 and 'spirit_service_up{service="steady"} 1' in printed.stdout, printed
+    assert subprocess.run(["promtool", "check", "metrics"], input=printed.stdout, capture_output=True, text=True).returncode == 0
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    connection.request("GET", "/")
+    assert connection.getresponse().status == 404
+
