@@ -173,7 +173,7 @@ host-test: $(OUT)/spirit $(KERNEL_DIR)/release $(OUT)/llama-server $(OUT)/models
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) SPIRIT_LLAMA_SERVER=$(OUT)/llama-server \
 	SPIRIT_MODEL=$(OUT)/models/$(MODEL_GGUF) python3 -m pytest -v -rA tests/host
 
-vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(OUT)/layers/ai.squashfs $(PACKS)/models/$(MODEL_PACK).json $(STICK)
+vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(OUT)/layers/ai.squashfs $(OUT)/layers/voice.squashfs $(PACKS)/models/$(MODEL_PACK).json $(STICK)
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) SPIRIT_STICK=$(STICK) \
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers SPIRIT_MODELS=$(PACKS)/models \
 	    python3 -m pytest -v -rA tests/vm

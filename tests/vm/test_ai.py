@@ -1,8 +1,9 @@
 """The AI runtime on a real kernel: a CROM_SPIRIT disk with the system image,
-the ai layer (llama-server, from `make layer NAME=ai`) and the SmolLM2 model
-pack (`make model-pack`). The layer is stacked at boot and the pack copied
-into RAM before the disk is let go; the ai service runs; `spirit ai run`
-answers (under TCG, so a few tokens); `spirit ask` answers from live data
+the ai layer (llama-server, from `make layer NAME=ai`), the voice layer
+(espeak-ng, PocketSphinx) and the SmolLM2 model pack (`make model-pack`).
+The layers are stacked at boot and the pack copied into RAM before the disk
+is let go; the ai service runs; `spirit ai run` answers (under TCG, so a few
+tokens); `spirit ask` answers from live data, hears a spoken request
 and asks before it restarts a service; a tampered pack is left out with the
 reason while the boot goes on; with crom.ai=off the pack stays on the disk
 and the service says why it does not run."""
@@ -29,6 +30,7 @@ def ai_media(tmp_path_factory, system_image) -> Path:
     models = Path(os.environ.get("SPIRIT_MODELS", ROOT / "out" / "packs" / "models"))
     files = {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"],
              "layers/ai.squashfs": layers / "ai.squashfs", "layers/ai.json": layers / "ai.json",
+             "layers/voice.squashfs": layers / "voice.squashfs", "layers/voice.json": layers / "voice.json",
              f"models/{MODEL}.gguf": models / f"{MODEL}.gguf", f"models/{MODEL}.json": models / f"{MODEL}.json"}
     missing = [str(path) for path in files.values() if not Path(path).exists()]
     if missing:
@@ -84,6 +86,13 @@ def test_the_ai_layer_and_pack_from_the_medium_answer_and_ask_confirms(boot, ai_
     log = [json.loads(line) for line in vm.check("cat /run/log/ask.jsonl").splitlines()]
     assert [(e["prompt"], e["tool"], e["service"], e["confirmed"]) for e in log] == [
         ("restart nodus", "restart", "nodus", False), ("restart nodus", "restart", "nodus", True)], log
+
+    # The voice layer: a request spoken by espeak-ng, heard by PocketSphinx.
+    vm.check("espeak-ng -s 140 -w /tmp/request.wav 'show the logs of modules'", timeout=120)
+    out = vm.check("spirit ask --listen /tmp/request.wav --dry-run 2>&1", timeout=300)
+    assert "heard: show the logs of modules" in out and '"tool":"logs","service":"modules"' in out, out
+    out = vm.check("spirit ask 'is nexus running?' --speak-to /tmp/answer.wav && echo $(head -c 4 /tmp/answer.wav)", timeout=120)
+    assert out.startswith("nexus is running") and out.endswith("RIFF"), out
 
 
 def test_a_tampered_pack_is_left_out_and_crom_ai_off_leaves_it(boot, ai_media, tmp_path):
