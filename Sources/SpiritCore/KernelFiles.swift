@@ -176,6 +176,23 @@ extension Kernel {
         }
     }
 
+    /// The first `count` bytes of a file (fewer when it is shorter): a
+    /// file's magic (GGUF), a WAV head.
+    public static func readHead(_ path: String, count: Int) throws(SystemError) -> [UInt8] {
+        let fd = try open(path, O_RDONLY | O_CLOEXEC)
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + done, count - done) }
+            if n < 0, spirit_errno() == EINTR { continue }
+            if n < 0 { throw failure("read \(path)", Errno(rawValue: spirit_errno()), nil) }
+            if n == 0 { break }
+            done += n
+        }
+        return Array(bytes.prefix(done))
+    }
+
     /// lseek(2) to the end: for /dev/kmsg, the next read is the next new
     /// record (the ring's old records are skipped).
     public static func seekToEnd(_ fd: CInt, _ name: @autoclosure () -> String) throws(SystemError) {

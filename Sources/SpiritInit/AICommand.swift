@@ -166,11 +166,7 @@ enum AICommand {
         guard options.words.isEmpty else { throw UsageError(message: "usage: spirit \(usage)") }
         let gguf = try options.required("gguf"), name = try options.required("name"), out = try options.required("out")
         try ModelManifest.checkName(name)
-        let fd = try Kernel.open(gguf, O_RDONLY | O_CLOEXEC)
-        var magic = [UInt8](repeating: 0, count: 4)
-        let got = magic.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 4) }
-        Kernel.close(fd)
-        guard got == 4, magic == Array("GGUF".utf8) else { throw SpiritError("--gguf \(gguf) is not a GGUF file (it does not start with GGUF)") }
+        guard try Kernel.readHead(gguf, count: 4) == Array("GGUF".utf8) else { throw SpiritError("--gguf \(gguf) is not a GGUF file (it does not start with GGUF)") }
         let key = try SigningKey.read(try options.required("key"))
         // Reproducible: the build's SOURCE_DATE_EPOCH when make gives one.
         let epoch = options.named["build-time"] ?? getenv("SOURCE_DATE_EPOCH").map { String(cString: $0) }

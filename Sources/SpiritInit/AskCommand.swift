@@ -86,11 +86,7 @@ enum AskCommand {
         }
         let format: WAVFormat
         do {
-            let fd = try Kernel.open(file, O_RDONLY | O_CLOEXEC)
-            var head = [UInt8](repeating: 0, count: 256)
-            let got = head.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, 256) }
-            Kernel.close(fd)
-            format = try WAVFormat.parse(Array(head.prefix(max(0, got))))
+            format = try WAVFormat.parse(try Kernel.readHead(file, count: 256))
         } catch {
             throw SpiritError("--listen \(file): \(error)")
         }
@@ -123,8 +119,10 @@ enum AskCommand {
     static func confirm(_ question: String) -> Bool {
         FileHandleless.writeError(question)
         var line = [UInt8]()
-        var byte: UInt8 = 0
-        while Glibc.read(0, &byte, 1) == 1, byte != 10 { line.append(byte) }
+        var byte: [UInt8] = [0]
+        while (try? byte.withUnsafeMutableBytes { raw throws(SystemError) in try Kernel.read(0, into: raw, "the answer") }) == 1, byte[0] != 10 {
+            line.append(byte[0])
+        }
         return ["y", "yes"].contains(String(decoding: line, as: UTF8.self).trimmed.lowercased())
     }
 

@@ -53,7 +53,7 @@ def make_root(spirit: Path, llama: Path, gguf: Path, work: Path) -> Path:
     for name in SERVICES:
         (root / f"etc/spirit/services/{name}.toml").write_text('command = ["/bin/sleep", "3600"]\n')
     (root / "usr/libexec/spirit").mkdir(parents=True)
-    os.symlink(llama, root / "usr/libexec/spirit/llama-server")
+    os.symlink(Path(llama).resolve(), root / "usr/libexec/spirit/llama-server")
     (root / "proc").mkdir()
     shutil.copyfile("/proc/cpuinfo", root / "proc/cpuinfo")
     subprocess.run([str(spirit), "ai", "pack", "--gguf", str(gguf), "--name", "smollm2-135m", "--key", str(key), "--license", "Apache-2.0",
