@@ -12,7 +12,11 @@ supervisor with stand-in services, as tests/host/test_ai_llama.py runs it.
   reads and for one the model routes, against `spiritctl status` (one
   control-socket round trip, the floor of any command that asks the
   supervisor);
-- the resident memory of the daemon and of llama-server."""
+- the resident memory of the daemon and of llama-server;
+- the Sentinel: from a record written to this machine's real /dev/kmsg
+  (`SQUASHFS error: spirit-bench probe N`, the kernel's format) to the
+  incident it fires (a fresh Sentinel each run, so each record is a first
+  incident), and its resident memory."""
 
 import http.client
 import json
@@ -28,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "host"))
 from test_ai_llama import make_root  # noqa: E402
+from test_sentinel import Tree  # noqa: E402
 
 PROMPT = "Write one sentence about the sea."
 
@@ -159,7 +164,37 @@ def measure(spirit: Path, llama: Path, gguf: Path, runs: int, work: Path) -> dic
         daemon.wait(timeout=30)
         supervisor.wait(timeout=30)
         log.close()
+    result["sentinel"] = sentinel(spirit, runs, work)
     return result
+
+
+def sentinel(spirit: Path, runs: int, work: Path) -> dict:
+    """The kmsg path natively: `spirit sentinel --root DIR` whose dev/kmsg is
+    this machine's /dev/kmsg (root may write records into it)."""
+    latencies, rss = [], []
+    for run in range(runs):
+        root = work / f"sentinel-{run}"
+        if root.exists():
+            shutil.rmtree(root)
+        tree = Tree(root, {"idle": 'command = ["/bin/sleep", "1000"]\n'}, 30)
+        try:
+            tree.sentinel.send_signal(15)
+            tree.sentinel.wait(timeout=30)
+            tree.processes.remove(tree.sentinel)
+            (root / "dev/kmsg").unlink()
+            os.symlink("/dev/kmsg", root / "dev/kmsg")
+            tree.sentinel = tree.start("sentinel", root / "sentinel.out")
+            tree.wait_for(lambda: "watching with" in (root / "sentinel.out").read_text(), "the Sentinel on /dev/kmsg")
+            time.sleep(0.3)
+            written = time.clock_gettime(time.CLOCK_BOOTTIME) * 1000
+            with open("/dev/kmsg", "w") as kmsg:
+                kmsg.write(f"<3>SQUASHFS error: spirit-bench probe {run} (not a real error)\n")
+            incident = tree.wait_for(lambda: tree.find("squashfs-error"), "the squashfs-error incident", timeout=10)
+            latencies.append(incident["firing_ms"] - written)
+            rss.append(rss_kib(tree.sentinel.pid))
+        finally:
+            tree.stop()
+    return {"kmsg_to_incident_ms": median(latencies), "all_ms": latencies, "rss_kib": median(rss), "target_ms": 1000}
 
 
 def markdown(result: dict) -> str:
@@ -176,7 +211,9 @@ answer ({rate['answer_tokens']} tokens). `spirit ask` end to end: **{ask['parser
 parser reads ({ask['parser_routing']:.2f} ms of it routing; target < 50 ms), {ask['model_end_to_end']:.0f} ms for one the model
 routes ({ask['model_routing']:.0f} ms routing), against {ask['spiritctl_status']:.0f} ms for `spiritctl status`. Resident
 memory: the daemon {rss['spirit_ai'] / 1024:.1f} MiB, llama-server {(rss['llama_server'] or 0) / 1024:.0f} MiB (the weights are
-tmpfs pages mapped, counted once).
+tmpfs pages mapped, counted once). The Sentinel, on this machine's own `/dev/kmsg`: a `SQUASHFS error` record to its
+incident in **{result['sentinel']['kmsg_to_incident_ms']:.1f} ms** (target < 1 s); its resident memory
+{result['sentinel']['rss_kib'] / 1024:.1f} MiB.
 """
 
 
