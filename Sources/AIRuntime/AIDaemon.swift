@@ -199,8 +199,8 @@ public final class AIDaemon: @unchecked Sendable {
                     console.info("ai: loading \(model): \(binary) \(arguments.joined(separator: " "))")
                 } catch {
                     console.error("ai: unable to start llama-server for \(model): \(error)")
-                    let more = scheduler.loadFailed("\(error)")
-                    _ = more  // its stop has no process to stop: the keeper sees no child and settles
+                    // Its stop has no process to stop: the keeper sees no child and settles.
+                    _ = scheduler.loadFailed("\(error)")
                 }
             case .stop(let model, let why):
                 guard let pid = child else { continue }
