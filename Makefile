@@ -30,6 +30,9 @@ MIN_VERSION ?=
 BASE ?= debian
 # The AI runtime's model (make model-gguf), in $(OUT)/models/.
 MODEL_GGUF := SmolLM2-135M-Instruct.Q4_1.gguf
+# ...and signed as a pack (make model-pack), in $(PACKS)/models/.
+PACKS = $(OUT)/packs
+MODEL_PACK := smollm2-135m
 
 .PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
 .PHONY: kernel test-kernel test-nested iso iso-check netboot layer stick
@@ -291,8 +294,6 @@ $(OUT)/models/$(MODEL_GGUF): FORCE | deps
 	scripts/fetch-model.sh $@
 # The model as a pack signed with the image's key: what a medium carries in
 # models/ (copied into RAM at boot) and `spirit ai pull` takes.
-PACKS := $(OUT)/packs
-MODEL_PACK := smollm2-135m
 model-pack: $(PACKS)/models/$(MODEL_PACK).json
 $(PACKS)/models/$(MODEL_PACK).json: $(OUT)/models/$(MODEL_GGUF) $(EPOCH) $(KEY) | $(OUT)/spirit
 	$(OUT)/spirit ai pack --gguf $< --name $(MODEL_PACK) --key "$(SIGNING_KEY)" --license Apache-2.0 \
