@@ -73,16 +73,19 @@ def machine(tmp_path_factory):
     daemon = subprocess.Popen([str(SPIRIT), "ai", "--root", str(root), "serve", "--listen", f"127.0.0.1:{port}", "--keep-alive", "600"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     env = dict(os.environ, SPIRIT_AI_ROOT=str(root), SPIRIT_AI_LISTEN=f"127.0.0.1:{port}")
-    deadline = time.monotonic() + 20
-    while not (root / "run/spirit/control.sock").exists() or not (root / "run/spirit/ai.sock").exists():
-        assert time.monotonic() < deadline, "the supervisor or the AI runtime did not start"
-        time.sleep(0.1)
-    yield {"root": root, "env": env, "port": port}
-    daemon.terminate()
-    supervisor.terminate()
-    out, _ = daemon.communicate(timeout=30)
-    supervisor.wait(timeout=30)
-    print(out)
+    try:
+        deadline = time.monotonic() + 20
+        while not (root / "run/spirit/control.sock").exists() or not (root / "run/spirit/ai.sock").exists():
+            assert time.monotonic() < deadline and daemon.poll() is None, "the supervisor or the AI runtime did not start"
+            time.sleep(0.1)
+        yield {"root": root, "env": env, "port": port}
+    finally:
+        # Stopped even when the fixture itself failed: no process outlives the test.
+        daemon.terminate()
+        supervisor.terminate()
+        out, _ = daemon.communicate(timeout=30)
+        supervisor.wait(timeout=30)
+        print(out)
 
 
 def spirit(machine, *args, timeout=300, stdin=""):
