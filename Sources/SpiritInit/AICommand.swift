@@ -133,10 +133,7 @@ enum AICommand {
 
     /// One request to the daemon; its body line by line to `line`.
     static func control(_ request: String, paths: AIPaths, line: (String) -> Void) throws {
-        var text: [UInt8] = []
-        let head = ControlChannel.send(request, to: paths.controlSocket, server: "AI runtime (the ai service)") { text += $0; return true }
-        if case .error(_, let message) = head { throw SpiritError(message) }
-        String(decoding: text, as: UTF8.self).split(separator: "\n").forEach { line(String($0)) }
+        try controlRequest(request, to: paths.controlSocket, server: "AI runtime (the ai service)").split(separator: "\n").forEach { line(String($0)) }
     }
 
     /// `--from`: an http:// URL (the base of the media files or its models/

@@ -150,10 +150,10 @@ enum AskCommand {
         case .memory:
             answer = memoryAnswer(services: services.map(\.name))
         case .logs:
-            answer = try controlBody("logs \(intent.service!) \(intent.lines ?? 20)", socket: supervisor)
+            answer = try controlRequest("logs \(intent.service!) \(intent.lines ?? 20)", to: supervisor, server: "supervisor").trimmed
         case .start, .stop, .restart:
             let name = intent.service!
-            _ = try controlBody("\(intent.tool.rawValue) \(name)", socket: supervisor)
+            _ = try controlRequest("\(intent.tool.rawValue) \(name)", to: supervisor, server: "supervisor")
             // Said once it has settled (running, stopped, failed), within 10 s.
             let deadline = Kernel.bootTimeMicros() + 10_000_000
             var after = (try? supervisedServices(socket: supervisor))?.first { $0.name == name }
@@ -176,13 +176,6 @@ enum AskCommand {
         }
         print(answer)
         return answer
-    }
-
-    static func controlBody(_ request: String, socket: String) throws -> String {
-        var body: [UInt8] = []
-        let head = ControlChannel.send(request, to: socket, server: "supervisor") { body += $0; return true }
-        if case .error(_, let message) = head { throw SpiritError(message) }
-        return String(decoding: body, as: UTF8.self).trimmed
     }
 
     static func memoryAnswer(services: [String]) -> String {

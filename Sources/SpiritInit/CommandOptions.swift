@@ -54,6 +54,15 @@ func exitStatus(_ body: () throws -> Void) -> Int32 {
     }
 }
 
+/// One request to a daemon's control socket: its body, or its error as
+/// thrown (`spirit ai status|load|unload`, `spirit ask`'s actions).
+func controlRequest(_ request: String, to socket: String, server: String) throws -> String {
+    var body: [UInt8] = []
+    let head = ControlChannel.send(request, to: socket, server: server) { body += $0; return true }
+    if case .error(_, let message) = head { throw SpiritError(message) }
+    return String(decoding: body, as: UTF8.self)
+}
+
 /// The supervisor's services (`status json` on its control socket), for the
 /// commands that act on them: `spirit layer add` restarts the ones that were
 /// not applicable, the upgrade service's health check counts them.
