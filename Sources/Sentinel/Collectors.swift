@@ -14,10 +14,12 @@ struct Collectors {
     /// Each service's memory.current, for `restart-largest`.
     var memory: [String: UInt64] = [:]
     var warned: Set<String> = []
+    var logs: ServiceLogTail
 
     init(paths: SentinelPaths, console: Console) {
         self.paths = paths
         self.console = console
+        logs = ServiceLogTail(directory: paths.serviceLogs)
     }
 
     mutating func warnOnce(_ error: some Error) {
@@ -130,6 +132,25 @@ struct Collectors {
         return zones == 0 ? [] : [Observation(signal: .thermalTrip, subject: nil, value: Double(level), evidence: evidence)]
     }
 
+    /// The zram device's RAM against MemTotal, with its ratio as evidence.
+    mutating func zram() -> [Observation] {
+        guard let text = try? Kernel.readText(paths.zramStats) else { return [] }
+        do {
+            let zram = try ZramStats.parse(text)
+            let memory = try MemoryInfo.parse(try Kernel.readText(paths.meminfo))
+            let percent = zramRAMPercent(zram, memoryTotal: memory.total)
+            let ratio = zram.ratio == 0 ? "" : ", ratio \(Double(Int(zram.ratio * 10)) / 10)"
+            return [Observation(signal: .zramRAMPercent, subject: nil, value: percent,
+                                evidence: ["zram0: \(zram.original >> 20) MiB stored in \(zram.memoryUsed >> 20) MiB of RAM\(ratio), "
+                                    + "\(Int(percent))% of \(memory.total >> 20) MiB"])]
+        } catch {
+            warnOnce(error)
+            return []
+        }
+    }
+
+    mutating func serviceLogs() -> [Observation] { logs.read() }
+
     /// The supervisor's `status json`; nil when it does not answer.
     mutating func services() -> [ServiceSummary]? {
         var body: [UInt8] = []
@@ -198,5 +219,74 @@ final class KernelLogReader {
             }
         }
         return messages
+    }
+}
+
+/// New error lines in the services' logs (`LogErrors`), a tick at a time.
+public struct ServiceLogTail {
+    let directory: String
+    /// Where each service's log was read up to (its inode, the offset of
+    /// the first byte not read).
+    var cursors: [String: (inode: UInt64, offset: Int64)] = [:]
+    var started = false
+
+    public init(directory: String) { self.directory = directory }
+
+    /// New error lines in the services' logs (/run/log/NAME.log), read from
+    /// where the last tick stopped: the logs as they were when the Sentinel
+    /// started are history, a log that appears later is read from its
+    /// start, and a rotated log's rest is read from NAME.log.1. The
+    /// supervisor's own log and the Sentinel's are not read (its incidents
+    /// would count themselves).
+    public mutating func read() -> [Observation] {
+        var out: [Observation] = []
+        var seen: [String: (inode: UInt64, offset: Int64)] = [:]
+        for entry in Kernel.listDirectory(directory) where entry.hasSuffix(".log") {
+            let service = String(entry.dropLast(4))
+            guard service != "spirit", service != "sentinel",
+                  let status = try? Kernel.status(directory + "/" + entry), status.isRegularFile else { continue }
+            let path = directory + "/" + entry
+            var cursor = cursors[service] ?? (status.inode, started ? 0 : status.size)
+            var lines: [String] = []
+            if cursor.inode != status.inode {
+                if let rotated = try? Kernel.status(path + ".1"), rotated.inode == cursor.inode {
+                    lines += readLines(path + ".1", from: cursor.offset, to: rotated.size).lines
+                }
+                cursor = (status.inode, 0)
+            }
+            if status.size < cursor.offset { cursor.offset = 0 }
+            let (more, end) = readLines(path, from: cursor.offset, to: status.size)
+            lines += more
+            cursor.offset = end
+            seen[service] = cursor
+            for line in lines {
+                if let error = LogErrors.error(in: line) {
+                    out.append(Observation(signal: .serviceLogError, subject: service, evidence: ["\(entry): \(error)"]))
+                }
+            }
+        }
+        cursors = seen
+        started = true
+        return out
+    }
+
+    /// The whole lines of a file between two offsets (at most 256 KiB; the
+    /// rest waits for the next tick), and the offset after the last one.
+    func readLines(_ path: String, from start: Int64, to end: Int64) -> (lines: [String], end: Int64) {
+        let count = Int(min(end - start, 256 << 10))
+        guard count > 0, let fd = try? Kernel.open(path, O_RDONLY | O_CLOEXEC) else { return ([], start) }
+        defer { Kernel.close(fd) }
+        var bytes = [UInt8](repeating: 0, count: count)
+        do {
+            try bytes.withMutableBytes { raw throws(SystemError) in try Kernel.read(fd, into: raw, at: start, path) }
+        } catch {
+            return ([], start)
+        }
+        guard let last = bytes.lastIndex(of: 0x0A) else {
+            // One line longer than the buffer: skip it rather than stall.
+            return count == 256 << 10 ? ([], start + Int64(count)) : ([], start)
+        }
+        let lines = bytes[...last].split(separator: 0x0A).map { String(decoding: $0, as: UTF8.self) }
+        return (lines, start + Int64(last) + 1)
     }
 }

@@ -120,7 +120,7 @@ public enum NodeMetrics {
         var readings = Readings()
         readings.cpu = (try? Kernel.readText(proc + "/stat")).flatMap { try? CPUSample.parse($0) }
         readings.memory = (try? Kernel.readText(proc + "/meminfo")).flatMap { try? MemoryInfo.parse($0) }
-        readings.zram = (try? Kernel.readText(paths.root + "/sys/block/zram0/mm_stat")).flatMap { try? ZramStats.parse($0) }
+        readings.zram = (try? Kernel.readText(paths.zramStats)).flatMap { try? ZramStats.parse($0) }
         if let stats = try? Kernel.fileSystemStats(paths.filesystem) {
             readings.root = (UInt64(max(0, stats.totalBytes)), UInt64(max(0, stats.totalBytes - stats.freeBytes)))
         }

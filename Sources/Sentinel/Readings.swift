@@ -108,3 +108,37 @@ public func usedPercent(blocks: UInt64, free: UInt64, available: UInt64) -> Doub
     let whole = used + available
     return whole == 0 ? 0 : Double(used) * 100 / Double(whole)
 }
+
+/// A service's log line (`12345.678 text`, as the supervisor writes
+/// /run/log/NAME.log) that reports an error: a word such as `error`,
+/// `fatal`, `panic` or `traceback` in any case, not negated (`no errors`,
+/// `0 errors`). The supervisor's own notes (`spirit: exited with status 1`)
+/// are not the service's words: the supervisor's events count those.
+public enum LogErrors {
+    static let words: Set<String> = ["error", "errors", "err", "fatal", "panic", "panicked", "critical", "crit", "traceback",
+                                     "exception", "segfault", "emerg", "alert"]
+    static let negations: Set<String> = ["no", "0", "zero", "without", "ignoring", "ignored"]
+
+    /// The text after the stamp, when the line reports an error.
+    public static func error(in line: String) -> String? {
+        var text = Substring(line)
+        if let space = text.firstIndex(of: " "), text[..<space].allSatisfy({ $0.isNumber || $0 == "." }) {
+            text = text[text.index(after: space)...]
+        }
+        if text.hasPrefix("spirit: ") { return nil }
+        let tokens = text.lowercased().split(whereSeparator: { !($0.isLetter || $0.isNumber) })
+        for (index, token) in tokens.enumerated() where words.contains(String(token)) {
+            if index > 0, negations.contains(String(tokens[index - 1])) { continue }
+            return String(text.prefix(240))
+        }
+        if text.lowercased().contains("segmentation fault") || text.lowercased().contains("assertion failed") { return String(text.prefix(240)) }
+        return nil
+    }
+}
+
+/// How much of the machine's RAM the zram device under the RAM root's
+/// writable layer takes (mm_stat's mem_used_total against MemTotal): the
+/// `zram.ram-percent` signal, with the compression ratio as evidence.
+public func zramRAMPercent(_ zram: ZramStats, memoryTotal: UInt64) -> Double {
+    memoryTotal == 0 ? 0 : Double(zram.memoryUsed) * 100 / Double(memoryTotal)
+}

@@ -27,16 +27,20 @@ public enum SignalKind: String, Sendable, CaseIterable, Comparable {
     case serviceMemoryFullAvg10 = "service.memory.full.avg10"
     /// A service's memory.events `oom_kill` going up.
     case serviceOOMKill = "service.oom-kill"
+    /// A line in a service's log that reports an error (`LogErrors`).
+    case serviceLogError = "service.log-error"
     /// How full `/` (the RAM root) is, in percent.
     case rootUsedPercent = "root.used-percent"
     /// The highest trip level any thermal zone reached: 0, 1 (passive or
     /// active), 2 (hot or critical).
     case thermalTrip = "thermal.trip"
+    /// The RAM the RAM root's zram device takes, in percent of MemTotal.
+    case zramRAMPercent = "zram.ram-percent"
 
     public var isEvent: Bool {
         switch self {
         case .serviceRestart, .kmsgOOMKill, .kmsgSegfault, .kmsgIOError, .kmsgExt4Error, .kmsgSquashfsError, .kmsgHungTask,
-             .kmsgThermalThrottle, .serviceOOMKill: true
+             .kmsgThermalThrottle, .serviceOOMKill, .serviceLogError: true
         default: false
         }
     }
@@ -177,7 +181,7 @@ public enum RuleFile {
             }
             let window = try file.integer(key("within-seconds"), in: 1...86_400)
             if window != nil, !signal.isEvent {
-                throw file.error(file[key("within-seconds")]!, "only event signals (kmsg.*, service.restart, service.oom-kill) are counted within a window")
+                throw file.error(file[key("within-seconds")]!, "only event signals (kmsg.*, service.restart, service.oom-kill, service.log-error) are counted within a window")
             }
             let severity: Severity
             if let (name, entry) = try file.string(key("severity")) {

@@ -153,6 +153,7 @@ public final class SentinelDaemon {
     func tick(kernelLog: KernelLogReader?, at time: Int64) {
         if let kernelLog, !kernelLog.device { kernel(kernelLog.read(), at: time) }
         var observations = collectors.pressure() + collectors.cgroups() + collectors.rootFill() + collectors.thermal()
+            + collectors.zram() + collectors.serviceLogs()
         if follower == nil { follow() }
         if !followerAnswered, let services = collectors.services() { observations += watch.update(services) }
         for observation in observations { engine.observe(observation, at: time) }

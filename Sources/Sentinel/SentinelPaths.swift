@@ -16,6 +16,11 @@ public struct SentinelPaths: Sendable, Equatable {
     public var serviceCgroups: String { root + "/sys/fs/cgroup/spirit" }
     public var thermal: String { root + "/sys/class/thermal" }
     public var kmsg: String { root + "/dev/kmsg" }
+    public var meminfo: String { root + "/proc/meminfo" }
+    /// The zram device under the RAM root's writable layer.
+    public var zramStats: String { root + "/sys/block/zram0/mm_stat" }
+    /// The services' logs, NAME.log (and NAME.log.1, the rotated one).
+    public var serviceLogs: String { root + "/run/log" }
     /// What `/` is: the RAM root (its statvfs gives `root.used-percent`).
     public var filesystem: String { root.isEmpty ? "/" : root }
     /// The supervisor's control socket (its `status json`, its `restart`).

@@ -207,6 +207,17 @@ def test_an_oom_kill_in_the_kernel_log_names_the_service(tree):
     assert incident["decision"] == "advise"
 
 
+def test_a_burst_of_errors_in_a_service_log_is_an_incident_naming_it(tree):
+    t = tree({
+        "grumpy": """command = ["/bin/sh", "-c", "sleep 1; for i in 1 2 3 4 5 6; do echo \\"ERROR: cannot reach the database ($i)\\"; done; exec sleep 1000"]\n""",
+        "calm": """command = ["/bin/sh", "-c", "echo finished with 0 errors; echo no error here; exec sleep 1000"]\n""",
+    })
+    incident = t.wait_for(lambda: t.find("log-errors", "grumpy"), "a log-errors incident", timeout=10)
+    assert incident["severity"] == "warning" and incident["state"] == "firing", incident
+    assert "grumpy.log: ERROR: cannot reach the database (1)" in incident["evidence"], incident
+    assert t.find("log-errors", "calm") is None, t.incidents()
+
+
 FLAPPY = """
     command = ["/bin/sh", "-c", "sleep 0.4; exit 1"]
     [backoff]
