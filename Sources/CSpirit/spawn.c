@@ -7,7 +7,12 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <grp.h>
+#include <linux/capability.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +22,39 @@ static void child_fail(int report_fd, int err) {
     ssize_t unused = write(report_fd, &err, sizeof err);
     (void)unused;
     _exit(127);
+}
+
+// The sandbox, in the child: only syscalls, no allocation. Returns 0 or an errno.
+static int apply_sandbox(const spirit_spawn_options *o) {
+    if (o->new_mount_ns) {
+        if (unshare(CLONE_NEWNS) != 0) return errno;
+        // Nothing this child mounts may reach the rest of the system.
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return errno;
+        for (char *const *p = o->writable_paths; p && *p; p++) {
+            if (mount(*p, *p, NULL, MS_BIND | MS_REC, NULL) != 0) return errno;
+        }
+        if (o->private_tmp && mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") != 0) return errno;
+        for (char *const *p = o->read_only_paths; p && *p; p++) {
+            if (mount(*p, *p, NULL, MS_BIND | MS_REC, NULL) != 0) return errno;
+            if (mount(NULL, *p, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0) return errno;
+        }
+        if (o->read_only_root && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0) return errno;
+    }
+    if (o->drop_capabilities) {
+        for (int cap = 0; cap < 64; cap++) {
+            if (o->keep_capabilities & (1ULL << cap)) continue;
+            // EINVAL: a number past this kernel's last capability.
+            if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+        }
+        if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0 && errno != EINVAL) return errno;
+        struct __user_cap_header_struct header = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+        struct __user_cap_data_struct data[2];
+        if (syscall(SYS_capget, &header, data) != 0) return errno;
+        data[0].inheritable &= (uint32_t)o->keep_capabilities;
+        data[1].inheritable &= (uint32_t)(o->keep_capabilities >> 32);
+        if (syscall(SYS_capset, &header, data) != 0) return errno;
+    }
+    return 0;
 }
 
 int spirit_spawn(const char *path, char *const argv[], char *const envp[],
@@ -67,12 +105,17 @@ int spirit_spawn(const char *path, char *const argv[], char *const envp[],
         if (options && options->cgroup_procs_fd >= 0) {
             if (write(options->cgroup_procs_fd, "0", 1) != 1) child_fail(report[1], errno);
         }
+        if (options) {
+            int err = apply_sandbox(options);
+            if (err != 0) child_fail(report[1], err);
+        }
         if (options && options->set_ids) {
             gid_t groups[1] = { options->gid };
             if (setgroups(1, groups) != 0) child_fail(report[1], errno);
             if (setgid(options->gid) != 0) child_fail(report[1], errno);
             if (setuid(options->uid) != 0) child_fail(report[1], errno);
         }
+        if (options && options->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report[1], errno);
         execve(path, argv, envp);
         child_fail(report[1], errno);
     }

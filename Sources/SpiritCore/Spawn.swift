@@ -31,6 +31,7 @@ public enum Spawn {
         public var ids: (uid: uid_t, gid: gid_t)? = nil
         /// An open cgroup.procs the child moves itself into before exec.
         public var cgroupProcsFD: CInt = -1
+        public var sandbox = Sandbox()
         public init(newSession: Bool = false, tty: String? = nil, outputFD: CInt = -1, nullStdin: Bool = false,
                     ids: (uid: uid_t, gid: gid_t)? = nil, cgroupProcsFD: CInt = -1) {
             self.newSession = newSession
@@ -58,12 +59,27 @@ public enum Spawn {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
+        let sandbox = options.sandbox
+        let writable = sandbox.writablePaths.map { strdup($0) } + [nil]
+        let readOnly = sandbox.readOnlyPaths.map { strdup($0) } + [nil]
+        defer {
+            writable.forEach { free($0) }
+            readOnly.forEach { free($0) }
+        }
         let rc: CInt = options.tty.withOptionalCString { tty in
-            var cOptions = spirit_spawn_options(new_session: options.newSession ? 1 : 0, tty: tty, output_fd: options.outputFD,
-                                                null_stdin: options.nullStdin ? 1 : 0, set_ids: options.ids == nil ? 0 : 1,
-                                                uid: options.ids?.uid ?? 0, gid: options.ids?.gid ?? 0,
-                                                cgroup_procs_fd: options.cgroupProcsFD)
-            return spirit_spawn(path, argv, envp, &cOptions, &pid)
+            writable.withUnsafeBufferPointer { writablePaths in
+                readOnly.withUnsafeBufferPointer { readOnlyPaths in
+                    var cOptions = spirit_spawn_options(
+                        new_session: options.newSession ? 1 : 0, tty: tty, output_fd: options.outputFD,
+                        null_stdin: options.nullStdin ? 1 : 0, set_ids: options.ids == nil ? 0 : 1,
+                        uid: options.ids?.uid ?? 0, gid: options.ids?.gid ?? 0, cgroup_procs_fd: options.cgroupProcsFD,
+                        new_mount_ns: sandbox.needsMountNamespace ? 1 : 0, private_tmp: sandbox.privateTmp ? 1 : 0,
+                        read_only_root: sandbox.readOnlyRoot ? 1 : 0, writable_paths: writablePaths.baseAddress,
+                        read_only_paths: readOnlyPaths.baseAddress, drop_capabilities: sandbox.capabilities == nil ? 0 : 1,
+                        keep_capabilities: sandbox.capabilityMask, no_new_privileges: sandbox.noNewPrivileges ? 1 : 0)
+                    return spirit_spawn(path, argv, envp, &cOptions, &pid)
+                }
+            }
         }
         if rc != 0 { throw SystemError("start \(path)", Errno(rawValue: rc)) }
         return pid

@@ -45,6 +45,11 @@ public final class ProcessSpawner: ServiceSpawner {
         if service.readiness == .notify { environment.append("NOTIFY_SOCKET=" + notifySocket(service.name)) }
         var options = Spawn.Options(newSession: true, nullStdin: true)
         if let user = service.user { options.ids = try Self.ids(of: user, passwd: paths.passwd) }
+        let missing = service.sandbox.missingPaths(exists: { Kernel.exists($0) })
+        guard missing.isEmpty else {
+            throw SpiritError("its sandbox names \(missing.joined(separator: ", ")), which \(missing.count == 1 ? "does" : "do") not exist")
+        }
+        options.sandbox = service.sandbox
         let pipe: (read: CInt, write: CInt)
         do {
             pipe = try Kernel.outputPipe()
@@ -81,6 +86,7 @@ public final class ProcessSpawner: ServiceSpawner {
     public func probe(_ service: ServiceDefinition) throws -> Int32 {
         var options = Spawn.Options(nullStdin: true)
         if let user = service.user { options.ids = try Self.ids(of: user, passwd: paths.passwd) }
+        options.sandbox = service.sandbox
         let null = try Kernel.open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { Kernel.close(null) }
         options.outputFD = null
@@ -91,8 +97,26 @@ public final class ProcessSpawner: ServiceSpawner {
     public func signal(_ pid: Int32, _ signal: CInt, service: ServiceDefinition) {
         // The whole process group: `sh -c` and what it started.
         if (try? Kernel.kill(-pid, signal)) == nil { try? Kernel.kill(pid, signal) }
+        // And every other process in its cgroup: a child that left the
+        // group (setsid, a double fork) is still in the cgroup.
+        if let directory = cgroupDirectory(service), let procs = try? Kernel.readText(directory + "/cgroup.procs") {
+            for line in procs.split(separator: "\n") { if let other = Int32(line), other != pid { try? Kernel.kill(other, signal) } }
+        }
         if signal == SIGKILL, let directory = cgroupDirectory(service), Kernel.exists(directory + "/cgroup.kill") {
             try? Kernel.writeFile(directory + "/cgroup.kill", "1")
+        }
+    }
+
+    /// The service's main process ended: what it left in its cgroup is
+    /// killed (systemd's KillMode=control-group), so that a restart starts
+    /// clean and a stopped service leaves nothing running.
+    public func ended(_ service: ServiceDefinition) {
+        guard let directory = cgroupDirectory(service), let procs = try? Kernel.readText(directory + "/cgroup.procs"),
+              !procs.trimmed.isEmpty else { return }
+        if Kernel.exists(directory + "/cgroup.kill") {
+            try? Kernel.writeFile(directory + "/cgroup.kill", "1")
+        } else {
+            for line in procs.split(separator: "\n") { if let pid = Int32(line) { try? Kernel.kill(pid, SIGKILL) } }
         }
     }
 
@@ -106,6 +130,7 @@ public final class ProcessSpawner: ServiceSpawner {
         try Kernel.makeDirectory(directory, parents: true)
         if let memory = service.memoryMax { try Kernel.writeFile(directory + "/memory.max", memory) }
         if let weight = service.cpuWeight { try Kernel.writeFile(directory + "/cpu.weight", String(weight)) }
+        if let count = service.pidsMax { try Kernel.writeFile(directory + "/pids.max", String(count)) }
         do {
             return try FileDescriptor.open(directory + "/cgroup.procs", .writeOnly, options: [.closeOnExec])
         } catch {
@@ -116,8 +141,11 @@ public final class ProcessSpawner: ServiceSpawner {
     /// Turns on the memory and cpu controllers for /sys/fs/cgroup/spirit/*.
     public static func enableControllers(cgroupRoot: String) throws(SystemError) {
         try Kernel.makeDirectory(cgroupRoot + "/spirit")
-        try Kernel.writeFile(cgroupRoot + "/cgroup.subtree_control", "+memory +cpu")
-        try Kernel.writeFile(cgroupRoot + "/spirit/cgroup.subtree_control", "+memory +cpu")
+        // pids where the kernel has it (pids-max needs it).
+        let controllers = (try? Kernel.readText(cgroupRoot + "/cgroup.controllers"))?.split(separator: " ").map { $0.trimmed } ?? []
+        let wanted = "+memory +cpu" + (controllers.contains("pids") ? " +pids" : "")
+        try Kernel.writeFile(cgroupRoot + "/cgroup.subtree_control", wanted)
+        try Kernel.writeFile(cgroupRoot + "/spirit/cgroup.subtree_control", wanted)
     }
 
     /// A user's uid and gid from /etc/passwd (or a number, with gid = uid).

@@ -56,6 +56,10 @@ public struct ServiceDefinition: Sendable, Equatable {
     public var memoryMax: String? = nil
     /// cgroup v2 cpu.weight (1–10000).
     public var cpuWeight: Int? = nil
+    /// cgroup v2 pids.max: how many tasks it may have (a fork bomb stops there).
+    public var pidsMax: Int? = nil
+    /// What it may not do (its `[sandbox]` table).
+    public var sandbox = Sandbox()
     /// The exit status by which the service says it has nothing to do on
     /// this machine (the HUD with no display): it is settled, not failed,
     /// and not restarted, with its last line of output as the reason —
@@ -88,7 +92,9 @@ public struct ServiceDefinition: Sendable, Equatable {
         "crash-loop.restarts", "crash-loop.within-seconds",
         "stop.signal", "stop.timeout-ms",
         "log.max-bytes", "log.ring-lines",
-        "cgroup.memory-max", "cgroup.cpu-weight", "exit.not-applicable",
+        "cgroup.memory-max", "cgroup.cpu-weight", "cgroup.pids-max", "exit.not-applicable",
+        "sandbox.no-new-privileges", "sandbox.capabilities", "sandbox.read-only-root", "sandbox.writable-paths", "sandbox.read-only-paths",
+        "sandbox.private-tmp",
     ]).union(ServicePolicy.fields)
 
     /// The definition in `file`, for the service `name`.
@@ -203,6 +209,37 @@ public struct ServiceDefinition: Sendable, Equatable {
             }
         }
         if let weight = try integer("cgroup.cpu-weight", 1...10_000) { cpuWeight = Int(weight) }
+        if let count = try integer("cgroup.pids-max", 1...4_194_304) { pidsMax = Int(count) }
+        func flag(_ key: String) throws(DefinitionError) -> Bool {
+            guard let entry = file[key] else { return false }
+            guard case .bool(let value) = entry.value else { throw fail(entry, "expected true or false, found \(entry.value.kind)") }
+            return value
+        }
+        func paths(_ key: String) throws(DefinitionError) -> [String] {
+            let items = try strings(key) ?? []
+            for item in items where !item.hasPrefix("/") || item.split(separator: "/").contains("..") {
+                throw fail(file[key]!, "'\(item)' is not an absolute path without '..'")
+            }
+            return items
+        }
+        sandbox.noNewPrivileges = try flag("sandbox.no-new-privileges")
+        sandbox.readOnlyRoot = try flag("sandbox.read-only-root")
+        sandbox.privateTmp = try flag("sandbox.private-tmp")
+        sandbox.writablePaths = try paths("sandbox.writable-paths")
+        sandbox.readOnlyPaths = try paths("sandbox.read-only-paths")
+        if !sandbox.writablePaths.isEmpty, !sandbox.readOnlyRoot {
+            throw fail(file["sandbox.writable-paths"]!, "writable-paths are the exceptions to read-only-root = true")
+        }
+        if let names = try strings("sandbox.capabilities") {
+            var kept: Set<Capability> = []
+            for name in names {
+                guard let capability = Capability(name: name) else {
+                    throw fail(file["sandbox.capabilities"]!, "'\(name)' is not a capability (capabilities(7): net_admin, sys_admin, …)")
+                }
+                kept.insert(capability)
+            }
+            sandbox.capabilities = kept
+        }
         sentinel = try ServicePolicy(file: file)
     }
 

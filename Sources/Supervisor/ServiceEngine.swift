@@ -10,6 +10,8 @@ public protocol ServiceSpawner: AnyObject {
     func signal(_ pid: Int32, _ signal: CInt, service: ServiceDefinition)
     /// Starts the service's readiness probe (`ready-command`); returns its pid.
     func probe(_ service: ServiceDefinition) throws -> Int32
+    /// Its main process ended: what it left behind goes too.
+    func ended(_ service: ServiceDefinition)
 }
 
 /// Microseconds of a monotonic clock (CLOCK_BOOTTIME in Spirit).
@@ -171,6 +173,7 @@ public final class ServiceEngine {
         }
         guard let i = services.firstIndex(where: { $0.pid == pid }) else { return }
         let now = clock.nowMicros
+        spawner.ended(services[i].definition)
         services[i].pid = nil
         services[i].lastExit = status
         services[i].ready = false

@@ -105,6 +105,50 @@ import Testing
         #expect(error("command = [\"/bin/web\"]\n[sentinel]\nauto-restrat = []\n").hasPrefix("/etc/spirit/services/web.toml:3: sentinel.auto-restrat: unknown field"))
     }
 
+    /// The `[sandbox]` table and `pids-max`: what they become for the
+    /// spawned child, and a mistake named like any other.
+    @Test func theSandboxTable() throws {
+        let file = """
+            command = ["/bin/ai"]
+            [cgroup]
+            pids-max = 64
+            [sandbox]
+            no-new-privileges = true
+            capabilities = ["CAP_NET_BIND_SERVICE", "syslog"]
+            read-only-root = true
+            writable-paths = ["/run/spirit", "/run/log"]
+            read-only-paths = ["/etc"]
+            private-tmp = true
+            """
+        let definition = try ServiceDefinition(name: "ai", file: try ServiceFile.parse(file, path: "ai.toml"))
+        #expect(definition.pidsMax == 64)
+        let sandbox = definition.sandbox
+        #expect(sandbox.noNewPrivileges && sandbox.readOnlyRoot && sandbox.privateTmp && sandbox.needsMountNamespace)
+        #expect(sandbox.capabilities == [.netBindService, .syslog])
+        #expect(sandbox.capabilityMask == (1 << 10) | (1 << 34))
+        #expect(sandbox.writablePaths == ["/run/spirit", "/run/log"] && sandbox.readOnlyPaths == ["/etc"])
+        #expect(sandbox.summary == "no-new-privileges, keeps net_bind_service syslog, read-only / but /run/spirit /run/log, read-only /etc, private /tmp")
+        #expect(sandbox.missingPaths(exists: { $0 != "/run/log" }) == ["/run/log"])
+
+        let none = try ServiceDefinition(name: "web", file: try ServiceFile.parse("command = [\"/bin/web\"]\n[sandbox]\ncapabilities = []\n", path: "web.toml"))
+        #expect(none.sandbox.capabilities == [] && none.sandbox.capabilityMask == 0 && !none.sandbox.needsMountNamespace)
+        #expect(none.sandbox.summary == "no capabilities")
+        let plain = try ServiceDefinition(name: "web", file: try ServiceFile.parse("command = [\"/bin/web\"]\n", path: "web.toml"))
+        #expect(plain.sandbox == Sandbox() && plain.sandbox.capabilities == nil && plain.sandbox.summary == "none")
+
+        #expect(error("command = [\"/bin/web\"]\n[sandbox]\ncapabilities = [\"net_admn\"]\n")
+                == "/etc/spirit/services/web.toml:3: sandbox.capabilities: 'net_admn' is not a capability (capabilities(7): net_admin, sys_admin, …)")
+        #expect(error("command = [\"/bin/web\"]\n[sandbox]\nread-only-paths = [\"etc\"]\n")
+                == "/etc/spirit/services/web.toml:3: sandbox.read-only-paths: 'etc' is not an absolute path without '..'")
+        #expect(error("command = [\"/bin/web\"]\n[sandbox]\nwritable-paths = [\"/run\"]\n")
+                == "/etc/spirit/services/web.toml:3: sandbox.writable-paths: writable-paths are the exceptions to read-only-root = true")
+        #expect(error("command = [\"/bin/web\"]\n[sandbox]\nprivate-tmp = 1\n")
+                == "/etc/spirit/services/web.toml:3: sandbox.private-tmp: expected true or false, found an integer")
+        #expect(error("command = [\"/bin/web\"]\n[cgroup]\npids-max = 0\n")
+                == "/etc/spirit/services/web.toml:3: cgroup.pids-max: 0 is out of range (1–4194304)")
+        #expect(Capability.allCases.count == 41 && Capability(name: "CHECKPOINT_RESTORE") == .checkpointRestore)
+    }
+
     @Test func cyclesAreLeftOutWithAnError() {
         var a = ServiceDefinition(name: "a", command: ["/bin/a"])
         a.after = ["b"]

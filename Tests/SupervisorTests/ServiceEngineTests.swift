@@ -32,6 +32,9 @@ final class FakeSpawner: ServiceSpawner {
         signals.append((pid, signal))
     }
 
+    var ended: [String] = []
+    func ended(_ service: ServiceDefinition) { ended.append(service.name) }
+
     func pid(of name: String) -> Int32? { started.last { $0.name == name }?.pid }
     func starts(of name: String) -> [Int64] { started.filter { $0.name == name }.map(\.at) }
 }
@@ -132,6 +135,19 @@ struct Rig {
         #expect(rig.spawner.pid(of: "ask") != nil)
         rig.run(ms: 1000)
         #expect(rig.spawner.probes.count == 2, "no probe once ready")
+    }
+
+    /// Whatever way the main process ends, the spawner is told, so that
+    /// what it left in its cgroup goes with it.
+    @Test func theSpawnerHearsEveryEndOfAMainProcess() {
+        let rig = Rig([service("web"), service("db") { $0.restart = .never }])
+        rig.engine.startEnabled()
+        rig.engine.childExited(pid: rig.spawner.pid(of: "db")!, status: .exited(0))
+        try? rig.engine.stop("web")
+        rig.engine.childExited(pid: rig.spawner.pid(of: "web")!, status: .signaled(SIGTERM))
+        #expect(rig.spawner.ended == ["db", "web"])
+        rig.engine.childExited(pid: 9999, status: .exited(0))
+        #expect(rig.spawner.ended == ["db", "web"], "a pid of no service is nobody's end")
     }
 
     @Test func aServiceThatEndsWhileProbedIsNotMadeReadyByALateProbe() {

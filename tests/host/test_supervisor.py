@@ -245,3 +245,56 @@ def test_an_exec_probe_holds_back_what_comes_after_until_it_exits_0(supervise, t
     assert s.text().index("service probed: ready") < s.text().index("service after-probed: ready")
     steps = {step["step"]: step for step in json.loads((s.root / "run/spirit/timeline.json").read_text())["steps"]}
     assert steps["service:probed"]["duration_ms"] >= 1500, steps["service:probed"]
+
+
+REPORT = ("grep -E '^(CapBnd|CapEff|NoNewPrivs)' /proc/self/status; "
+          "if mount -t tmpfs none {scratch}/mnt 2>/dev/null; then echo mount allowed; umount {scratch}/mnt; else echo mount refused; fi; "
+          "if touch /etc/.spirit-sandbox-{name} 2>/dev/null; then echo etc writable; rm -f /etc/.spirit-sandbox-{name}; else echo etc read-only; fi; "
+          "touch {scratch}/w/{name} && echo writable path ok; "
+          "echo tmp holds $(ls -A /tmp | wc -l); touch /tmp/.spirit-sandbox-{name}; echo done; exec sleep 1000")
+
+
+def test_a_sandboxed_service_keeps_only_what_its_file_grants(supervise):
+    """`[sandbox]`: no capabilities (mount refused, an empty bounding set),
+    no-new-privileges, / read-only but for its writable path, its own empty
+    /tmp; a service without the table keeps root's powers; a sandbox naming
+    a path that is not there is refused with the path named."""
+    scratch = Path(tempfile.mkdtemp(prefix="spirit-sandbox-", dir="/var/tmp"))
+    try:
+        (scratch / "mnt").mkdir()
+        (scratch / "w").mkdir()
+
+        def command(name: str) -> str:
+            return json.dumps(["/bin/sh", "-c", REPORT.format(scratch=scratch, name=name)])
+        s = supervise({
+            "locked": f"command = {command('locked')}\n[sandbox]\nno-new-privileges = true\ncapabilities = []\nread-only-root = true\n"
+                      f'writable-paths = ["{scratch}/w"]\nprivate-tmp = true\n',
+            "admin": f'command = {command("admin")}\n[sandbox]\ncapabilities = ["CAP_SYS_ADMIN"]\nread-only-paths = ["/etc"]\n',
+            "open": f"command = {command('open')}\n",
+            "missing": 'command = ["/bin/sleep", "1000"]\n[sandbox]\nread-only-root = true\nwritable-paths = ["/nonexistent/spirit"]\n',
+        })
+        for name in ["locked", "admin", "open"]:
+            s.wait_for(lambda: any(text == "done" for _, text in s.log(name)), f"{name}'s report")
+        report = {name: [text for _, text in s.log(name) if not text.startswith("spirit: ")] for name in ["locked", "admin", "open"]}
+        host_bounding = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("CapBnd"))
+
+        locked = report["locked"]
+        assert "CapBnd:\t0000000000000000" in locked and "CapEff:\t0000000000000000" in locked, locked
+        assert "NoNewPrivs:\t1" in locked and "mount refused" in locked and "etc read-only" in locked, locked
+        assert "writable path ok" in locked and "tmp holds 0" in locked, locked
+        assert not Path("/tmp/.spirit-sandbox-locked").exists(), "its /tmp is its own"
+
+        admin = report["admin"]
+        assert "CapBnd:\t0000000000200000" in admin and "NoNewPrivs:\t0" in admin, admin
+        assert "mount allowed" in admin and "etc read-only" in admin, admin
+
+        opened = report["open"]
+        assert host_bounding in opened and "NoNewPrivs:\t0" in opened and "mount allowed" in opened and "etc writable" in opened, opened
+        Path("/tmp/.spirit-sandbox-open").unlink(missing_ok=True)
+        Path("/tmp/.spirit-sandbox-admin").unlink(missing_ok=True)
+
+        s.wait_for(lambda: "/nonexistent/spirit" in s.text(), "the missing path named")
+        line = next(line for line in s.text().splitlines() if "/nonexistent/spirit" in line)
+        assert "service missing" in line and "its sandbox names /nonexistent/spirit, which does not exist" in line, line
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

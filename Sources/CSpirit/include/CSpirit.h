@@ -38,6 +38,25 @@ typedef struct {
     /// If >= 0: an open cgroup.procs of a cgroup v2 directory; the child
     /// writes "0" to it (moving itself) before exec.
     int cgroup_procs_fd;
+    /// The sandbox (a service file's [sandbox] table), applied in this order
+    /// after the cgroup move and before the user change:
+    /// If new_mount_ns: a private mount namespace (unshare CLONE_NEWNS, /
+    /// made recursively private); each of writable_paths bound on itself
+    /// (so that it stays writable); a fresh tmpfs on /tmp if private_tmp;
+    /// each of read_only_paths bound on itself and made read-only; / made
+    /// read-only if read_only_root. The lists end with NULL.
+    int new_mount_ns;
+    int private_tmp;
+    int read_only_root;
+    char *const *writable_paths;
+    char *const *read_only_paths;
+    /// If drop_capabilities: every capability not in keep_capabilities (bit
+    /// N = capability N) leaves the bounding set, the inheritable set and
+    /// the ambient set, so that the program never holds it after exec.
+    int drop_capabilities;
+    uint64_t keep_capabilities;
+    /// prctl(PR_SET_NO_NEW_PRIVS): setuid bits and file capabilities give nothing.
+    int no_new_privileges;
 } spirit_spawn_options;
 
 /// fork + execve with a child that runs only async-signal-safe code: it
