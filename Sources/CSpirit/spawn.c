@@ -28,8 +28,9 @@ static void child_fail(int report_fd, int err) {
 static int apply_sandbox(const spirit_spawn_options *o) {
     if (o->new_mount_ns) {
         if (unshare(CLONE_NEWNS) != 0) return errno;
-        // Nothing this child mounts may reach the rest of the system.
-        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) return errno;
+        // Nothing this child mounts reaches the rest of the system; what the
+        // system mounts later (a layer added) still reaches the child.
+        if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0) return errno;
         for (char *const *p = o->writable_paths; p && *p; p++) {
             if (mount(*p, *p, NULL, MS_BIND | MS_REC, NULL) != 0) return errno;
         }

@@ -40,8 +40,8 @@ typedef struct {
     int cgroup_procs_fd;
     /// The sandbox (a service file's [sandbox] table), applied in this order
     /// after the cgroup move and before the user change:
-    /// If new_mount_ns: a private mount namespace (unshare CLONE_NEWNS, /
-    /// made recursively private); each of writable_paths bound on itself
+    /// If new_mount_ns: a mount namespace of its own (unshare CLONE_NEWNS, /
+    /// made a recursive slave); each of writable_paths bound on itself
     /// (so that it stays writable); a fresh tmpfs on /tmp if private_tmp;
     /// each of read_only_paths bound on itself and made read-only; / made
     /// read-only if read_only_root. The lists end with NULL.
