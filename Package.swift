@@ -222,7 +222,7 @@ let package = Package(
         ),
         .testTarget(
             name: "BootCascadeTests",
-            dependencies: ["BootCascade", "SpiritCore"],
+            dependencies: ["BootCascade", "SpiritCore", "Nodus", "Overlay", "Net"],
             swiftSettings: strict
         ),
         .testTarget(

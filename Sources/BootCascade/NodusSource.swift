@@ -11,7 +11,9 @@ import SpiritCore
 /// against the initramfs's minimum), so that a rogue, broken or replayed
 /// old peer is refused and the next one tried; the image is
 /// then copied into RAM over NBD (NBDExportStream) and the connection
-/// closed, so that nothing depends on the network after the boot.
+/// closed, so that nothing depends on the network after the boot. The
+/// layers `crom.layers=` asks for and the model packs (crom.ai=) come from
+/// the same peer's `layers` and `models` exports (NodusShelf.swift).
 public struct NodusSource: BootSource {
     public let name: SourceName = .nodus
     public let timeoutMicros: Int64
@@ -88,7 +90,7 @@ public struct NodusSource: BootSource {
         let idle = idleMillis
         return FoundImage(source: name, origin: "nodus peer \(address)", manifest: manifest,
                           openImage: { try Self.stream(address, export: manifest.sha256, size: manifest.size, idleMillis: idle) },
-                          release: {}, layers: Self.shelf(address, idleMillis: idle))
+                          release: {}, layers: .nodus(address, idleMillis: idle), models: .nodus(address, idleMillis: idle))
     }
 }
 
@@ -100,18 +102,8 @@ public struct NBDExportStream: ImageStream {
     public func close() { reader.close() }
 }
 
-/// The names Nodus exports besides the image's SHA-256 and "".
-public enum NodusExports {
-    public static let manifest = "manifest"
-    /// The names of the layers a peer serves, one a line.
-    public static let layers = "layers"
-    /// A layer's squashfs, and its manifest under `layer/NAME.json`.
-    public static func layer(_ name: String) -> String { "layer/" + name }
-    public static func layerManifest(_ name: String) -> String { "layer/" + LayerManifest.manifestFile(name) }
-}
-
 extension NodusSource {
-    /// A small export (a manifest, the layer list) read whole.
+    /// A small export (a manifest, a list of layers or models) read whole.
     static func readSmallExport(_ address: SocketAddress, _ export: String, idleMillis: Int) throws -> [UInt8] {
         let client = try NBDClient.connect(address, export: export, timeoutMilliseconds: idleMillis)
         defer { client.disconnect() }
@@ -137,37 +129,5 @@ extension NodusSource {
             throw SpiritError("the peer's export \(export.isEmpty ? "(default)" : export) is \(client.size) bytes; the manifest says \(size)")
         }
         return NBDExportStream(reader: NBDSequentialReader(client: client))
-    }
-
-    /// The layers a peer serves (`spirit nodus serve --layers`): the list
-    /// from its `layers` export (a peer without one has none), each layer
-    /// and its manifest from their own exports.
-    public static func shelf(_ address: SocketAddress, idleMillis: Int) -> LayerShelf {
-        LayerShelf(
-            origin: "nodus peer \(address)",
-            names: {
-                let bytes: [UInt8]
-                do {
-                    bytes = try readSmallExport(address, NodusExports.layers, idleMillis: idleMillis)
-                } catch is NBDUnknownExport {
-                    return []
-                }
-                return String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).map { String($0).trimmed }.filter { !$0.isEmpty }
-            },
-            manifest: { name in
-                try LayerManifest.checkName(name)
-                let bytes: [UInt8]
-                do {
-                    bytes = try readSmallExport(address, NodusExports.layerManifest(name), idleMillis: idleMillis)
-                } catch is NBDUnknownExport {
-                    throw SpiritError("the nodus peer \(address) serves no layer \(name)")
-                }
-                do {
-                    return try LayerManifest.parse(bytes)
-                } catch {
-                    throw SpiritError("nodus peer \(address), layer \(name): \(error)")
-                }
-            },
-            open: { layer in try stream(address, export: NodusExports.layer(layer.name), size: layer.size, idleMillis: idleMillis) })
     }
 }

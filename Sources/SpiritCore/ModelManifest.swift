@@ -94,6 +94,8 @@ public protocol ShelfItem: Sendable {
     /// For messages: `layer`, `model`.
     static var kind: String { get }
     static func checkName(_ name: String) throws(ManifestError)
+    /// The data file's name for an item's name: `NAME.squashfs`, `NAME.gguf`.
+    static func file(_ name: String) -> String
     static func manifestFile(_ name: String) -> String
     static func parse(_ bytes: [UInt8]) throws(ManifestError) -> Self
     var name: String { get }
@@ -109,6 +111,7 @@ extension LayerManifest: ShelfItem {
     public static var directory: String { "layers" }
     public static var kind: String { "layer" }
     public var file: String { image }
+    public static func file(_ name: String) -> String { imageFile(name) }
     public func verifyFile(size: Int64, sha256: String) throws(ManifestError) { try verifyImage(size: size, sha256: sha256) }
 }
 

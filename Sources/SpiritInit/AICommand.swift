@@ -12,7 +12,7 @@ import SpiritCore
 /// SPIRIT_AI_ROOT) puts every path under DIR, for host tests.
 enum AICommand {
     static let usage = "ai [--root DIR] serve [--listen ADDR:PORT] [--keep-alive S|never] [--context N] [--threads N] [--preload NAME] [--load-timeout S] | "
-        + "status | health | models [--json] | pull [NAME] --from DIR|URL | load NAME | unload | remove NAME | "
+        + "status | health | models [--json] | pull [NAME] [--from URL|DIR|peer|nodus://ADDR] | load NAME | unload | remove NAME | "
         + "run \"PROMPT\" [--model NAME] [--max-tokens N] | "
         + "pack --gguf F --name NAME --key K --license SPDX --source TEXT --out DIR"
 
@@ -64,15 +64,14 @@ enum AICommand {
                     print("[" + models.map { "{\"name\":\(jsonString($0.name)),\"size\":\($0.size),\"sha256\":\(jsonString($0.sha256)),"
                         + "\"license\":\(jsonString($0.license)),\"source\":\(jsonString($0.source))}" }.joined(separator: ",") + "]")
                 } else if models.isEmpty {
-                    print("no models (spirit ai pull NAME --from DIR|URL adds one)")
+                    print("no models (spirit ai pull NAME --from URL|DIR|peer|nodus://ADDR adds one)")
                 } else {
                     for model in models {
                         print("\(model.name)  \(model.size >> 20) MiB  \(model.license)  SHA-256 \(model.sha256.prefix(12))  \(model.source)")
                     }
                 }
             case "pull" where options.words.count <= 1:
-                let from = try options.required("from")
-                try store.pull(options.words.first, from: try shelf(from, console: console))
+                try store.pull(options.words.first, from: try shelf(from: options.named["from"], for: "ai pull", console: console))
                 LayerCommand.restartInapplicableServices(console: console)
             case "remove" where options.words.count == 1 && options.named.isEmpty:
                 try store.remove(options.words[0])
@@ -134,28 +133,6 @@ enum AICommand {
     /// One request to the daemon; its body line by line to `line`.
     static func control(_ request: String, paths: AIPaths, line: (String) -> Void) throws {
         try controlRequest(request, to: paths.controlSocket, server: "AI runtime (the ai service)").split(separator: "\n").forEach { line(String($0)) }
-    }
-
-    /// `--from`: an http:// URL (the base of the media files or its models/
-    /// folder), or a directory holding models/ (or the models/ folder itself).
-    static func shelf(_ from: String, console: Console) throws -> ModelShelf {
-        let folder = ModelShelf.directory
-        if from.hasPrefix("http://") {
-            var url = try HTTPURL.parse(from)
-            let path = url.target.prefix { $0 != "?" }
-            for suffix in ["/" + folder, "/" + folder + "/"] where path.hasSuffix(suffix) {
-                url.target = String(path.dropLast(suffix.count)) + "/"
-            }
-            return .http(url, idleMillis: 10_000, console: console)
-        }
-        guard Kernel.exists(from) else { throw SpiritError("--from \(from): no such directory (expected a URL or a directory)") }
-        let trimmed = from.hasSuffix("/") && from.count > 1 ? String(from.dropLast()) : from
-        if Kernel.exists(trimmed + "/" + folder) { return .folder(trimmed, origin: trimmed) }
-        if trimmed.hasSuffix("/" + folder) {
-            let parent = String(trimmed.dropLast(folder.count + 1))
-            return .folder(parent.isEmpty ? "/" : parent, origin: parent)
-        }
-        throw SpiritError("--from \(from): no \(folder)/ folder in it")
     }
 
     /// Signs a GGUF as a pack: OUT/NAME.gguf (a copy) beside OUT/NAME.json.

@@ -23,7 +23,7 @@ enum LayerCommand {
             case "add":
                 let options = try Options(rest)
                 guard options.words.count == 1 else { throw UsageError(message: "layer add takes one NAME") }
-                try RuntimeLayers(console: console).add(options.words[0], from: try shelf(options.named["from"], console: console))
+                try RuntimeLayers(console: console).add(options.words[0], from: try shelf(from: options.named["from"], for: "layer add", console: console))
                 restartInapplicableServices(console: console)
             case "remove" where rest.count == 1:
                 try RuntimeLayers(console: console).remove(rest[0])
@@ -55,54 +55,6 @@ enum LayerCommand {
             let how = row.entry.stacking == .boot ? "stacked at boot" : "merged over /usr"
             print("\(row.entry.name)  \(row.entry.version)  \(row.entry.size >> 20) MiB  \(how)\(row.mounted ? "" : " (not mounted!)")  from \(row.entry.origin)")
         }
-    }
-
-    /// `--from`: an http:// URL (the base of the media files, or its
-    /// layers/ folder), a directory (holding layers/ or the layer's files),
-    /// `peer` (the best Nodus peer that answers discovery) or
-    /// `nodus://ADDR[:PORT]`; without it, the HTTP server this Spirit booted from.
-    static func shelf(_ from: String?, console: Console) throws -> LayerShelf {
-        if from == "peer" {
-            let targets = DiscoverySeeker.broadcastTargets()
-            guard !targets.isEmpty else { throw SpiritError("--from peer: no network interface with a broadcast address to look for peers on") }
-            let offers = try DiscoverySeeker.seek(targets: targets.map(\.address), windowMilliseconds: NodusSource.discoveryWindowMillis)
-            guard let best = Discovery.ranked(offers).first else {
-                throw SpiritError("--from peer: no Nodus peer answered within \(NodusSource.discoveryWindowMillis) ms")
-            }
-            return NodusSource.shelf(try SocketAddress(host: best.host, port: best.port), idleMillis: 10_000)
-        }
-        if let from, from.hasPrefix("nodus://") {
-            let address = try SocketAddress.parse(String(from.dropFirst("nodus://".count)), defaultPort: BootConfig.defaultNBDPort)
-            return NodusSource.shelf(address, idleMillis: 10_000)
-        }
-        guard let from else {
-            guard let booted = bootSourceURL() else {
-                throw UsageError(message: "layer add needs --from URL|DIR: this Spirit did not boot over HTTP")
-            }
-            return .http(try HTTPURL.parse(booted), idleMillis: 10_000, console: console)
-        }
-        if from.hasPrefix("http://") || from.hasPrefix("https://") {
-            var url = try HTTPURL.parse(from)
-            let path = url.target.prefix { $0 != "?" }
-            if path.hasSuffix("/" + LayerShelf.directory) || path.hasSuffix("/" + LayerShelf.directory + "/") {
-                url.target = String(path.dropLast(path.hasSuffix("/") ? LayerShelf.directory.count + 1 : LayerShelf.directory.count))
-            }
-            return .http(url, idleMillis: 10_000, console: console)
-        }
-        guard Kernel.exists(from) else { throw SpiritError("--from \(from): no such directory (expected a URL or a directory)") }
-        let trimmed = from.hasSuffix("/") ? String(from.dropLast()) : from
-        if Kernel.exists(trimmed + "/" + LayerShelf.directory) { return .folder(trimmed, origin: trimmed) }
-        if trimmed.hasSuffix("/" + LayerShelf.directory) {
-            let parent = String(trimmed.dropLast(LayerShelf.directory.count + 1))
-            return .folder(parent.isEmpty ? "/" : parent, origin: parent)
-        }
-        throw SpiritError("--from \(from): no \(LayerShelf.directory)/ folder in it")
-    }
-
-    /// The base URL of an HTTP boot (RunFiles.bootMedium).
-    static func bootSourceURL() -> String? {
-        guard let bytes = try? Kernel.readFile(RunFiles.bootMedium), let medium = try? BootMedium(json: bytes) else { return nil }
-        return medium.source == SourceName.http.rawValue ? medium.origin : nil
     }
 
     /// A layer may bring what a service lacked (the vm layer: QEMU, for the

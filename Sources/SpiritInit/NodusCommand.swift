@@ -83,12 +83,14 @@ enum NodusCommand {
         let listenAddress = try SocketAddress(host: listen, port: nbdPort)
 
         let description = "Crom-OS Spirit \(manifest.version) system image"
-        let layers = try options.named["layers"].map { try layerExports($0, console: console) } ?? []
+        // The layers and model packs in RAM (the service file names them).
+        let layers = shelfExports(LayerManifest.self, options.named["layers"], console: console)
+        let models = shelfExports(ModelManifest.self, options.named["models"], console: console)
         let exports = NBDExports([
             try NBDExport(path: imagePath, names: [manifest.sha256, ""], description: description),
             try NBDExport(path: manifestPath, names: [NodusExports.manifest, manifest.sha256 + ".manifest"],
                           description: "the signed manifest of \(manifest.sha256)"),
-        ] + layers)
+        ] + (layers?.exports ?? []) + (models?.exports ?? []))
         let listener = try Socket.listenTCP(listenAddress)
         let server = NBDServer(listener: listener, exports: exports, console: console)
 
@@ -107,44 +109,34 @@ enum NodusCommand {
             }
             discovery = "discovery on UDP \(discoveryPort)"
         }
-        let served = layers.filter { $0.name.hasPrefix("layer/") && !$0.name.hasSuffix(".json") }.map { String($0.name.dropFirst(6)) }
+        let served = [("layers", layers), ("models", models)].compactMap { kind, shelf in
+            shelf.flatMap { $0.names.isEmpty ? nil : ", \(kind) " + $0.names.joined(separator: ", ") }
+        }.joined()
         console.info("nodus: serving \(manifest.image) \(manifest.version) (sha256 \(manifest.sha256.prefix(12)), "
-            + "\(manifest.size >> 20) MiB) and its manifest" + (served.isEmpty ? "" : ", layers \(served.joined(separator: ", "))")
+            + "\(manifest.size >> 20) MiB) and its manifest" + served
             + " over NBD on \(listenAddress); \(discovery)")
         ServiceNotify.ready()
         let error = server.serve()
         throw SpiritError("nodus: the NBD server stopped: \(error)")
     }
 
-    /// The layers in `directory` (NAME.squashfs + NAME.json, as the boot
-    /// and `spirit layer add` leave them in RAM), each checked against its
-    /// manifest like the image, as exports `layer/NAME` and
-    /// `layer/NAME.json`, with their list as `layers` (written beside them).
-    /// A layer that does not match is not served, and said.
-    static func layerExports(_ directory: String, console: Console) throws -> [NBDExport] {
-        var exports: [NBDExport] = []
-        var names: [String] = []
-        let files = Kernel.directoryEntries(directory).map(\.name).filter { $0.hasSuffix(".json") }.sorted()
-        for file in files {
-            let name = String(file.dropLast(".json".count))
-            do {
-                let layer = try LayerManifest.parse(try Kernel.readFile(directory + "/" + file))
-                guard layer.name == name else { throw SpiritError("its manifest names the layer \(layer.name)") }
-                let measured = try ImageCopy.measure(directory + "/" + layer.image, expectedSize: layer.size)
-                try layer.verifyImage(size: measured.size, sha256: measured.sha256)
-                exports.append(try NBDExport(path: directory + "/" + layer.image, names: [NodusExports.layer(name)],
-                                             description: "the layer \(name) \(layer.version)"))
-                exports.append(try NBDExport(path: directory + "/" + file, names: [NodusExports.layerManifest(name)],
-                                             description: "the signed manifest of the layer \(name)"))
-                names.append(name)
-            } catch {
-                console.warning("nodus: not serving the layer \(name) in \(directory): \(error)")
-            }
+    /// A folder of layers (`--layers`) or model packs (`--models`), each
+    /// checked against its manifest; what is left out is said by name. A
+    /// folder that cannot be served at all (its list unwritable) is said
+    /// too, and the image is served without it.
+    static func shelfExports<Item: ShelfItem>(_: Item.Type, _ directory: String?, console: Console) -> NodusServedShelf? {
+        guard let directory else { return nil }
+        let shelf: NodusServedShelf
+        do {
+            shelf = try NodusServedShelf(Item.self, directory: directory)
+        } catch {
+            console.warning("nodus: not serving the \(Item.directory) in \(directory): \(error)")
+            return nil
         }
-        guard !names.isEmpty else { return [] }
-        let index = directory + "/index"
-        try Kernel.writeFileAtomically(index, names.map { $0 + "\n" }.joined())
-        return exports + [try NBDExport(path: index, names: [NodusExports.layers], description: "the layers served here")]
+        for (name, reason) in shelf.refused {
+            console.warning("nodus: not serving the \(Item.kind) \(name) in \(directory): \(reason)")
+        }
+        return shelf
     }
 
     // MARK: the client by hand

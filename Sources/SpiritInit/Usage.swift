@@ -46,8 +46,9 @@ enum Usage {
                       copy the media into TARGET/CromSpirit (a mounted NTFS partition) with a GRUB entry and a bcdedit script
     \(ModulesCommand.commands)
       nodus serve --image FILE --manifest FILE [--listen ADDR] [--nbd-port N] [--discovery-port N]
-                  [--advertise IP] [--public-key FILE]
-                      serve a system image and its manifest over NBD and answer discovery (UDP 7331; port 0: off)
+                  [--advertise IP] [--public-key FILE] [--layers DIR] [--models DIR]
+                      serve a system image and its manifest over NBD and answer discovery (UDP 7331; port 0: off),
+                      and the layers and model packs in DIR (each checked; a bad one is left out and said)
       nodus info --server ADDR[:PORT] [--export NAME]
                       an export's size and flags
       nodus fetch --server ADDR[:PORT] [--export NAME] [--out FILE]
@@ -75,8 +76,9 @@ enum Usage {
       ai serve [--listen ADDR:PORT] [--keep-alive S|never] [--context N] [--threads N] [--preload NAME] [--load-timeout S]
                       the AI runtime (the ai service): llama-server from the ai layer, a model loaded when a request asks,
                       OpenAI's /v1/chat/completions and ollama's /api/tags on http://127.0.0.1:11434
-      ai status | models [--json] | pull [NAME] --from DIR|URL | load NAME | unload | remove NAME
-                      the model packs in RAM (pulled as layers are: signature, then SHA-256 while copied) and the loaded one
+      ai status | models [--json] | pull [NAME] [--from URL|DIR|peer|nodus://ADDR] | load NAME | unload | remove NAME
+                      the model packs in RAM (pulled as layers are, from the HTTP server this Spirit booted from without
+                      --from: signature, then SHA-256 while copied) and the loaded one
       ai pack --gguf F --name NAME --key K --license SPDX --source TEXT --out DIR
                       sign a GGUF as a model pack (make model-pack)
       ask "QUESTION OR REQUEST" [--yes] [--json]

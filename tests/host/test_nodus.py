@@ -3,6 +3,7 @@ nbdinfo and nbdcopy and by qemu-img; our client reading from nbdkit and
 qemu-nbd; the server under malformed, hostile and abrupt clients; discovery
 in the seed format and the extended one. Everything on loopback."""
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -382,6 +383,29 @@ def test_serve_refuses_an_image_its_manifest_does_not_describe(image, tmp_path):
     assert f"refusing to serve {tampered}" in result.stderr and "SHA-256" in result.stderr, result.stderr
 
 
+@contextlib.contextmanager
+def serving(image, tmp_path, *shelves):
+    """`spirit nodus serve` on loopback with `shelves` (--layers DIR,
+    --models DIR), discovery off: its port and log, killed at the end."""
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with open(log, "w") as out:
+        process = subprocess.Popen([SPIRIT, "nodus", "serve", "--image", image["path"], "--manifest", image["manifest"],
+                                    "--listen", "127.0.0.1", "--nbd-port", str(port), "--discovery-port", "0", *shelves],
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(port)
+        yield port, log, process
+    finally:
+        process.kill()
+        process.wait()
+
+
+def export_list(port: int) -> str:
+    return subprocess.run(["nbdinfo", "--list", f"nbd://127.0.0.1:{port}"], check=True, capture_output=True,
+                          text=True, timeout=60).stdout
+
+
 def test_layers_are_served_beside_the_image_and_a_bad_one_is_not(image, tmp_path):
     layers = tmp_path / "layers"
     layers.mkdir()
@@ -392,16 +416,8 @@ def test_layers_are_served_beside_the_image_and_a_bad_one_is_not(image, tmp_path
                         "--bases", "*", "--out", layers / f"{name}.json"], check=True)
     with open(layers / "broken.squashfs", "r+b") as f:
         f.write(b"tampered")
-    port = free_port()
-    log = tmp_path / "serve.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([SPIRIT, "nodus", "serve", "--image", image["path"], "--manifest", image["manifest"],
-                                    "--listen", "127.0.0.1", "--nbd-port", str(port), "--discovery-port", "0",
-                                    "--layers", layers], stdout=out, stderr=subprocess.STDOUT)
-    try:
-        wait_for_port(port)
-        listing = subprocess.run(["nbdinfo", "--list", f"nbd://127.0.0.1:{port}"], check=True, capture_output=True,
-                                 text=True, timeout=60).stdout
+    with serving(image, tmp_path, "--layers", layers) as (port, log, _):
+        listing = export_list(port)
         assert 'export="layer/extra"' in listing and 'export="layer/extra.json"' in listing and 'export="layers"' in listing
         assert "broken" not in listing
         copied = tmp_path / "copy"
@@ -412,6 +428,70 @@ def test_layers_are_served_beside_the_image_and_a_bad_one_is_not(image, tmp_path
         text = log.read_text()
         assert "not serving the layer broken" in text and "SHA-256" in text, text
         assert "layers extra over NBD" in text, text
-    finally:
-        process.kill()
-        process.wait()
+
+
+def test_model_packs_are_served_pulled_byte_exact_and_a_tampered_one_is_refused(image, tmp_path):
+    """`spirit nodus serve --models` on loopback: each pack checked before it
+    is served (a tampered one and a GGUF without its manifest are left out,
+    by name); `spirit ai pull --from nodus://` copies a pack byte-exact and
+    checks its signature and SHA-256, and refuses what fails either."""
+    models = tmp_path / "models"
+    key = image["path"].parent / "test-only.key"
+    other = tmp_path / "other.key"
+    subprocess.run([SPIRIT, "image", "keygen", other], check=True, capture_output=True)
+    weights = {}
+    for name, signer in [("tiny", key), ("broken", key), ("stranger", other)]:
+        gguf = tmp_path / f"{name}.gguf"
+        weights[name] = b"GGUF" + os.urandom(1 << 20)
+        gguf.write_bytes(weights[name])
+        subprocess.run([SPIRIT, "ai", "pack", "--gguf", gguf, "--name", name, "--key", signer, "--license", "MIT",
+                        "--source", "a test", "--out", models], check=True, capture_output=True)
+    with open(models / "broken.gguf", "r+b") as f:
+        f.write(b"GGUFtampered")
+    (models / "orphan.gguf").write_bytes(b"GGUF")
+    with serving(image, tmp_path, "--models", models) as (port, log, process):
+        listing = export_list(port)
+        for export in ["model/tiny", "model/tiny.json", "models"]:
+            assert f'export="{export}"' in listing, listing
+        assert "broken" not in listing and "orphan" not in listing
+        text = log.read_text()
+        assert f"not serving the model broken in {models}" in text and "SHA-256" in text, text
+        assert f"not serving the model orphan in {models}: orphan.gguf has no manifest (orphan.json)" in text, text
+        assert "models stranger, tiny over NBD" in text, text
+        assert process.poll() is None
+
+        def machine(name):
+            root = tmp_path / name
+            (root / "etc/spirit").mkdir(parents=True)
+            (root / "etc/spirit/signing.pub").write_bytes(image["public_key"].read_bytes())
+            return root
+
+        def pull(root, name):
+            return subprocess.run([SPIRIT, "ai", "--root", root, "pull", name, "--from", f"nodus://127.0.0.1:{port}"],
+                                  capture_output=True, text=True, timeout=60)
+
+        root = machine("client")
+        result = pull(root, "tiny")
+        assert result.returncode == 0, result.stderr
+        assert f"model tiny pulled from nodus peer 127.0.0.1:{port}" in result.stderr, result.stderr
+        assert (root / "run/spirit/models/tiny.gguf").read_bytes() == weights["tiny"]
+        assert (root / "run/spirit/models/tiny.json").read_bytes() == (models / "tiny.json").read_bytes()
+        listed = subprocess.run([SPIRIT, "ai", "--root", root, "models"], check=True, capture_output=True, text=True).stdout
+        assert listed.startswith("tiny  1 MiB  MIT"), listed
+        # Served (the peer does not judge keys), refused by the client: another key.
+        result = pull(root, "stranger")
+        assert result.returncode == 111 and "the model stranger" in result.stderr and "signature" in result.stderr, result.stderr
+        assert "nothing was kept" in result.stderr and not (root / "run/spirit/models/stranger.json").exists()
+        # Not served: the peer left it out, and the client says which.
+        result = pull(root, "broken")
+        assert result.returncode == 111 and f"the nodus peer 127.0.0.1:{port} serves no model broken" in result.stderr, result.stderr
+        # The served GGUF changed after the peer checked it: the copy is refused.
+        with open(models / "tiny.gguf", "r+b") as f:
+            f.seek(1000)
+            f.write(b"X")
+        fresh = machine("second")
+        result = pull(fresh, "tiny")
+        assert result.returncode == 111 and f"the model tiny from nodus peer 127.0.0.1:{port} is refused" in result.stderr, result.stderr
+        assert "SHA-256" in result.stderr and "nothing was kept" in result.stderr, result.stderr
+        assert not list((fresh / "run/spirit/models").iterdir())
+        assert process.poll() is None, log.read_text()
