@@ -5,12 +5,14 @@ key and claims to be newer. The guest finds both by broadcast, refuses the
 rogue, boots from the peer into RAM, and after the boot no NBD device is in
 use: nothing depends on the network."""
 
+import json
 import os
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from conftest import _artifact
 
 ROOT = Path(__file__).resolve().parents[2]
 SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out/spirit"))
@@ -60,8 +62,11 @@ def lan(tmp_path, system_image):
                           f"pidfile {tmp_path}/udhcpd.pid\nopt subnet 255.255.255.0\nopt router 10.77.0.1\n")
         start(ns, ["busybox", "udhcpd", "-f", config], "udhcpd.log")
 
-        peer_log = start(ns, [SPIRIT, "nodus", "serve", "--image", system_image["image"], "--manifest", system_image["manifest"]],
-                         "peer.log")
+        # The good peer also serves the model pack (`make model-pack`): a
+        # boot from it copies the pack into RAM as a boot from a medium does.
+        models = _artifact("SPIRIT_MODELS", "out/packs/models")
+        peer_log = start(ns, [SPIRIT, "nodus", "serve", "--image", system_image["image"], "--manifest", system_image["manifest"],
+                              "--models", models], "peer.log")
         # The rogue: the same bytes, a manifest signed with a key the
         # initramfs does not trust, and a newer build time to be chosen first.
         rogue_key = tmp_path / "rogue-test-only.key"
@@ -95,6 +100,10 @@ def test_boots_from_a_peer_found_by_broadcast_and_refuses_a_rogue(boot, lan, sys
     vm.expect(r"^spirit: copying rootfs.squashfs into RAM: 100%")
     vm.expect(r"^spirit: ready$", timeout=180)
     vm.expect(r"spirit:/# ", partial=True)
+    # The peer's model pack came with the image, checked, before the network was let go.
+    models = json.loads(vm.check("spirit ai models --json"))
+    assert [m["name"] for m in models] == ["smollm2-135m"], models
+    assert "smollm2-135m" in vm.check("cat /run/spirit/models/models 2>/dev/null; ls /run/spirit/models")
     # After the boot no NBD device is in use and no mount is on the network.
     assert vm.check("cat /sys/block/nbd0/size 2>/dev/null || echo 0") == "0"
     assert "nbd" not in vm.check("cat /proc/mounts")
