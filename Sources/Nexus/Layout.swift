@@ -12,7 +12,7 @@ public enum Mode: String, Sendable, CaseIterable {
 
 /// What a widget shows; the dashboard's grid says where.
 public enum WidgetKind: String, Sendable, CaseIterable {
-    case cpu, memory, network, services, timeline, nodus, terminal, clock, vms
+    case cpu, memory, network, services, timeline, nodus, terminal, clock, vms, sentinel
     case kernelLog = "kernel-log"
     /// A JavaScript file's `widget()` lines (`script = "name.js"`, in
     /// /etc/spirit/nexus/widgets/).
@@ -27,6 +27,7 @@ public enum WidgetKind: String, Sendable, CaseIterable {
         case .timeline: "BOOT"
         case .nodus: "NODUS PEERS"
         case .vms: "VMS"
+        case .sentinel: "SENTINEL"
         case .terminal: "TERMINAL"
         case .clock: "CLOCK"
         case .kernelLog: "KERNEL LOG"
@@ -39,7 +40,7 @@ public enum WidgetKind: String, Sendable, CaseIterable {
     public var defaultRefreshMillis: Int {
         switch self {
         case .cpu, .network, .clock: 1000
-        case .memory, .services, .kernelLog, .nodus, .script, .vms: 2000
+        case .memory, .services, .kernelLog, .nodus, .script, .vms, .sentinel: 2000
         case .timeline: 5000
         case .terminal: 0
         }
@@ -166,7 +167,14 @@ public struct Layout: Sendable, Equatable {
         widget = "terminal"
         column = 0
         row = 4
-        width = 8
+        width = 4
+        height = 2
+
+        [sentinel]
+        widget = "sentinel"
+        column = 4
+        row = 4
+        width = 4
         height = 2
 
         [kernel-log]

@@ -246,7 +246,7 @@ public final class NexusDaemon {
             guard all || now >= due[index] else { continue }
             due[index] = now + Int64(max(250, placement.refreshMillis)) * 1000
             // Readings that cost a process or a socket are skipped while unseen.
-            if !all, screen.mode != .dashboard, [.nodus, .services, .script].contains(placement.kind) { continue }
+            if !all, screen.mode != .dashboard, [.nodus, .services, .script, .sentinel].contains(placement.kind) { continue }
             let lines = screen.geometry.textCapacity(of: frames[index]).lines
             if let index = screen.update(widget: placement.name, readings.read(placement, lines: lines)) { changed.append(index) }
         }
@@ -257,6 +257,15 @@ public final class NexusDaemon {
             screen.bubble = BubbleContent(clock: Readings.clock(), cpu: readings.cpuFraction, memory: readings.memoryFraction,
                                           alerts: readings.alerts)
             if !all, screen.mode == .bubble { draw(partial: true) { [renderer.renderBubble(screen, into: &frame)] } }
+            // The status bar's badge is on screen in every mode: the Sentinel
+            // is asked here unless its widget was just read.
+            if screen.mode != .dashboard || !screen.layout.widgets.contains(where: { $0.kind == .sentinel }) {
+                _ = readings.read(.sentinel, lines: 1)
+            }
+            if screen.badge != readings.incidentBadge {
+                screen.badge = readings.incidentBadge
+                if !all { draw(partial: true) { [renderer.renderStatusBar(screen, into: &frame)] } }
+            }
         }
         guard !all, screen.mode == .dashboard, !changed.isEmpty else { return }
         draw(partial: true) { changed.map { renderer.renderWidget($0, of: screen, into: &frame) } }

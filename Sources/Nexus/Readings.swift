@@ -12,6 +12,8 @@ public struct ReadingPaths: Sendable {
     public var control = RunFiles.controlSocket
     /// The VM manager's control socket (`spirit vm daemon`).
     public var vmControl = RunFiles.directory + "/vm.sock"
+    /// The Sentinel's control socket (`spiritctl sentinel` asks the same).
+    public var sentinelControl = RunFiles.directory + "/sentinel.sock"
     public var kmsg = "/dev/kmsg"
     public var spirit = "/bin/spirit"
     /// The RAM root's writable layer (RootLayout.readWrite).
@@ -33,6 +35,8 @@ public final class Readings {
     public private(set) var cpuFraction = 0.0
     public private(set) var memoryFraction = 0.0
     public private(set) var alerts = 0
+    /// The status bar's badge, kept from the last Sentinel reading.
+    public private(set) var incidentBadge: IncidentBadge?
     var peers: [String] = []
     var peersScannedAt: Int64 = -1
 
@@ -55,6 +59,7 @@ public final class Readings {
             case .kernelLog: return readKernelLog(lines: lines)
             case .nodus: return readPeers()
             case .vms: return readVMs()
+            case .sentinel: return readSentinel(lines: lines)
             case .clock: return Widgets.clock(Self.clock(), date: Self.date())
             case .terminal, .script: return .waiting
             }
@@ -201,6 +206,30 @@ public final class Readings {
         }
         if case .error(_, let message) = head { return WidgetContent(lines: [TextLine(message, .warning)]) }
         return Widgets.vms(VMSummary.parse(body))
+    }
+
+    /// The Sentinel's incidents, asked of its control socket (`list json`,
+    /// as `spiritctl sentinel --json` does). No socket, or one nobody
+    /// answers on (a Sentinel that died), is a Sentinel not running; an
+    /// answer that does not parse is its reason.
+    func readSentinel(lines: Int) -> WidgetContent {
+        incidentBadge = nil
+        let socket = paths.sentinelControl
+        guard Kernel.exists(socket) else { return Widgets.sentinel(.notRunning("no \(socket)"), lines: lines) }
+        var body: [UInt8] = []
+        let head = ControlChannel.send("list json", to: socket, server: "sentinel") { chunk in
+            body += chunk
+            return true
+        }
+        if case .error(_, let message) = head { return Widgets.sentinel(.notRunning(message), lines: lines) }
+        let report: SentinelReport
+        do {
+            report = try SentinelReport.parse(body)
+        } catch {
+            return .problem(error)
+        }
+        incidentBadge = report.badge
+        return Widgets.sentinel(.answered(report), lines: lines)
     }
 
     static func clock() -> String {

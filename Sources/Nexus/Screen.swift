@@ -26,6 +26,8 @@ public struct Screen: Sendable {
     public let geometry: ScreenGeometry
     /// Left and right of the status bar.
     public var status: (left: String, right: String) = ("SPIRIT", "")
+    /// The Sentinel's firing incidents on the status bar; nil: none (or no Sentinel).
+    public var badge: IncidentBadge?
     /// One for each of `layout.widgets`, in its order.
     public private(set) var widgets: [WidgetContent]
     public var bubble = BubbleContent()
@@ -195,12 +197,13 @@ public struct Screen: Sendable {
     // MARK: The dump
 
     /// What is on screen as text, for `spirit nexus dump` and the tests:
-    /// the mode, the status bar, then each widget's title and lines (in the
+    /// the mode, the status bar (and its badge), then each widget's title and lines (in the
     /// dashboard), the bubble (in bubble mode), and each visible terminal's
     /// rows up to its last non-empty one.
     public func dump() -> String {
         var out = ["mode \(mode.rawValue) \(geometry.width)x\(geometry.height)",
                    "status \(status.left) | \(status.right)"]
+        if let badge { out.append("badge \(badge.count) \(badge.worst.rawValue)") }
         if mode == .dashboard {
             for (index, placement) in layout.widgets.enumerated() where placement.kind != .terminal {
                 out.append("widget \(placement.name) \"\(placement.title)\"")

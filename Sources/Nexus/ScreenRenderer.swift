@@ -47,10 +47,28 @@ public struct ScreenRenderer: Sendable {
         let y = bar.y + (bar.height - geometry.lineHeight) / 2
         let columns = geometry.width / geometry.unit - 2
         let right = truncated(screen.status.right, columns / 2)
-        let left = truncated(screen.status.left, columns - right.unicodeScalars.count - 2)
+        let rightColumn = geometry.width / geometry.unit - 1 - right.unicodeScalars.count
+        // The badge sits left of the right text, two cells apart: its count
+        // with a cell of colour either side.
+        let badgeColumns = screen.badge.map { $0.text.count + 2 } ?? 0
+        let left = truncated(screen.status.left, columns - right.unicodeScalars.count - 2 - (badgeColumns > 0 ? badgeColumns + 2 : 0))
         buffer.drawText(left, x: geometry.unit, y: y, palette.accent, font: font)
-        buffer.drawText(right, x: (geometry.width / geometry.unit - 1 - right.unicodeScalars.count) * geometry.unit, y: y, palette.dimText, font: font)
+        buffer.drawText(right, x: rightColumn * geometry.unit, y: y, palette.dimText, font: font)
+        if let badge = screen.badge, let frame = badgeFrame(badgeColumns, rightColumn: rightColumn, geometry: geometry) {
+            buffer.fill(frame, color(badge.worst.tone))
+            buffer.drawText(badge.text, x: frame.x + geometry.unit, y: y, palette.background, font: font)
+        }
         return bar
+    }
+
+    /// Where a badge of `columns` cells goes on the status bar, two cells
+    /// left of the right text; nil when the bar is too narrow for it.
+    func badgeFrame(_ columns: Int, rightColumn: Int, geometry: ScreenGeometry) -> Rect? {
+        let column = rightColumn - 2 - columns
+        guard columns > 0, column >= 1 else { return nil }
+        let bar = geometry.statusBar
+        return Rect(x: column * geometry.unit, y: bar.y + (bar.height - geometry.lineHeight) / 2,
+                    width: columns * geometry.unit, height: geometry.lineHeight)
     }
 
     /// One dashboard widget: its panel, title, lines and graph (the

@@ -189,6 +189,35 @@ public enum Widgets {
         })
     }
 
+    /// The Sentinel widget: each firing incident, newest first, as two
+    /// lines (severity, rule, service and age in the severity's colour,
+    /// then the explanation's first line), as many as fit in `lines`; the
+    /// rest counted on the last line.
+    public static func sentinel(_ state: SentinelState, lines: Int) -> WidgetContent {
+        let report: SentinelReport
+        switch state {
+        case .notRunning(let why):
+            return WidgetContent(lines: [TextLine("sentinel not running", .warning), TextLine(why, .dim)])
+        case .answered(let answer):
+            report = answer
+        }
+        let open = report.firing
+        guard !open.isEmpty else {
+            let resolved = report.incidents.count
+            return WidgetContent(lines: [TextLine("no incidents", .dim)] + (resolved > 0 ? [TextLine("\(resolved) resolved", .dim)] : []))
+        }
+        // Two lines an incident; when they do not all fit, the last line says how many more.
+        let fitting = open.count * 2 <= lines ? open.count : max(1, (lines - 1) / 2)
+        var out: [TextLine] = []
+        for incident in open.prefix(fitting) {
+            out.append(TextLine(padded(incident.severity.rawValue, 9) + incident.rule + "  " + (incident.service ?? "system") + "  "
+                                + formatAge(milliseconds: report.nowMillis - incident.firingMillis), incident.severity.tone))
+            out.append(TextLine("  " + incident.summary, .dim))
+        }
+        if fitting < open.count { out.append(TextLine("+\(open.count - fitting) more (spiritctl sentinel)", .dim)) }
+        return WidgetContent(lines: out)
+    }
+
     public static func clock(_ time: String, date: String) -> WidgetContent {
         WidgetContent(lines: [TextLine(time, .accent), TextLine(date, .dim)])
     }

@@ -8,8 +8,8 @@ let screens = [(800, 600), (1024, 768), (1280, 720), (1280, 800), (1366, 768), (
     @Test func theDefaultLayoutIsAValidFile() {
         let layout = Layout.standard
         #expect(layout.mode == .dashboard && layout.columns == 12 && layout.rows == 6)
-        #expect(layout.widgets.map(\.name) == ["cpu", "memory", "network", "services", "timeline", "nodus", "terminal", "kernel-log"])
-        #expect(Set(layout.widgets.map(\.kind)).count == 8)
+        #expect(layout.widgets.map(\.name) == ["cpu", "memory", "network", "services", "timeline", "nodus", "terminal", "sentinel", "kernel-log"])
+        #expect(Set(layout.widgets.map(\.kind)).count == 9)
         #expect(layout.widgets[0].title == "CPU" && layout.widgets[0].refreshMillis == 1000)
         // Every cell of the grid is used exactly once.
         #expect(layout.widgets.map(\.cells.area).reduce(0, +) == 12 * 6)
@@ -45,7 +45,7 @@ let screens = [(800, 600), (1024, 768), (1280, 720), (1280, 800), (1366, 768), (
         #expect(error("columns = 0\n") == "/etc/spirit/nexus.toml:1: columns: 0 is out of range (1–48)")
         #expect(error("rows = \"six\"\n") == "/etc/spirit/nexus.toml:1: rows: expected an integer, found a string")
         #expect(error(cpu + "colour = \"red\"\n").hasPrefix("/etc/spirit/nexus.toml:7: cpu.colour: unknown field (known in a widget: column, height,"))
-        #expect(error("[cpu]\ncolumn = 0\n") == "/etc/spirit/nexus.toml:1: cpu.widget: missing: every widget needs widget = \"cpu\" (one of cpu, memory, network, services, timeline, nodus, terminal, clock, vms, kernel-log, script)")
+        #expect(error("[cpu]\ncolumn = 0\n") == "/etc/spirit/nexus.toml:1: cpu.widget: missing: every widget needs widget = \"cpu\" (one of cpu, memory, network, services, timeline, nodus, terminal, clock, vms, sentinel, kernel-log, script)")
         #expect(error("\n[gpu]\nwidget = \"gpu\"\n").hasPrefix("/etc/spirit/nexus.toml:3: gpu.widget: 'gpu' is not one of cpu, memory"))
         #expect(error("[cpu]\nwidget = \"cpu\"\ncolumn = 0\nrow = 0\nwidth = 4\n") == "/etc/spirit/nexus.toml:1: cpu.height: missing: every widget needs height = a number of grid cells")
         #expect(error("[cpu]\nwidget = \"cpu\"\ncolumn = 12\n") == "/etc/spirit/nexus.toml:3: cpu.column: 12 is out of range (0–11)")
@@ -72,7 +72,7 @@ let screens = [(800, 600), (1024, 768), (1280, 720), (1280, 800), (1366, 768), (
         let geometry = ScreenGeometry(width: width, height: height)
         let screen = Rect(x: 0, y: 0, width: width, height: height)
         let frames = geometry.frames(.standard)
-        #expect(frames.count == 8)
+        #expect(frames.count == 9)
         for (index, frame) in frames.enumerated() {
             #expect(screen.contains(frame) && geometry.content.contains(frame), "\(frame) at \(width)x\(height)")
             #expect(!frame.intersects(geometry.statusBar))

@@ -24,6 +24,7 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
         TimelineStep(step: "modules", process: "init", pid: 1, startMicros: 3_000_000, endMicros: 4_000_000, ok: true),
     ], limit: 6))
     screen.update(widget: "nodus", Widgets.nodus(peers: []))
+    screen.update(widget: "sentinel", Widgets.sentinel(.answered(SentinelReport(nowMillis: 0, incidents: [])), lines: 8))
     var tail = KernelLogTail(capacity: 4)
     tail.append(KernelLogLine(level: 6, sequence: 1, micros: 5_140_900, message: "NET: Registered PF_INET6 protocol family"))
     screen.update(widget: "kernel-log", Widgets.kernelLog(tail))
@@ -82,7 +83,7 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
         #expect(screen.mode == .dashboard && screen.terminals.count == 1 && screen.focus == 0)
         // 1024×768: content 1008×720 at (8, 40); less a unit each side: 124 columns, 44 rows.
         #expect(screen.terminals[0].columns == 124 && screen.terminals[0].rows == 44)
-        #expect(screen.widgets.count == 8 && screen.widgets.allSatisfy { $0 == .waiting })
+        #expect(screen.widgets.count == 9 && screen.widgets.allSatisfy { $0 == .waiting })
     }
 
     @Test func theBubbleGivesTheFocusedTerminalTheWholeScreen() {
@@ -161,6 +162,8 @@ func sampleScreen(width: Int = 1024, height: Int = 768) throws -> Screen {
               ready at 4000 ms
             widget nodus "NODUS PEERS"
               no peers seen
+            widget sentinel "SENTINEL"
+              no incidents
             widget kernel-log "KERNEL LOG"
               [    5.140900] NET: Registered PF_INET6 protocol family
             terminal 1 "terminal 1" 124x44 focused

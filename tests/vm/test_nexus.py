@@ -1,8 +1,10 @@
 """Nexus, the HUD, on a real boot: its first frame on the screen (QEMU's
 screendump, decoded here), each mode by its key chord (QMP send-key),
-keys typed into a terminal and read back from `spirit nexus dump`, a HUD
-killed and back on screen within 2 s; the same on virtio-gpu. The
-screenshots are kept in out/screenshots/ (the README's come from there)."""
+keys typed into a terminal and read back from `spirit nexus dump`, the
+Sentinel's widget and its badge on the status bar (no Sentinel, none
+firing, a crash loop's incidents), a HUD killed and back on screen within
+2 s; the same on virtio-gpu. The screenshots are kept in out/screenshots/
+(the README's come from there)."""
 
 import json
 import re
@@ -11,6 +13,7 @@ import time
 from pathlib import Path
 
 from harness import Disk
+from test_supervisor import CRASHY, answer, wait_status, write_file as write_service
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "out" / "screenshots"
@@ -94,6 +97,20 @@ def type_text(vm, text: str) -> None:
         key(vm, *(code if isinstance(code, tuple) else (code,)))
 
 
+# The failure colour (Palette.failure): the badge of a critical incident.
+FAILURE = bytes.fromhex("e76f51")
+
+
+def status_bar_has(pixels: bytes, width: int, colour: bytes) -> bool:
+    """Whether the status bar (the top 32 rows at 8x16) shows `colour`."""
+    bar = pixels[:width * 32 * 3]
+    return any(bar[i:i + 3] == colour for i in range(0, len(bar), 3))
+
+
+def firing(vm) -> list[dict]:
+    return [i for i in json.loads(answer(vm, "spiritctl --json sentinel"))["incidents"] if i["state"] == "firing"]
+
+
 def dump(vm) -> str:
     return vm.check("spirit nexus dump")
 
@@ -142,6 +159,34 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     assert re.search(r"^  all\s+\d+%", text, re.M), text  # the CPU widget has a second reading
     assert re.search(r"^  \|spirit:/# ?$", text, re.M), text  # the terminal's shell prompt
     keep_png(vm, "nexus-dashboard")
+    assert not status_bar_has(dashboard, width, FAILURE), "a badge on a clean boot"
+
+    # The Sentinel widget: no Sentinel, then nothing firing; no badge either way.
+    answer(vm, "spiritctl stop sentinel")
+    text = wait_for_dump(vm, r'^widget sentinel "SENTINEL"\n  sentinel not running\n')
+    assert not re.search(r"^badge ", text, re.M), text
+    answer(vm, "spiritctl start sentinel")
+    wait_status(vm, "sentinel", lambda s: s["state"] == "running" and s["ready"], "the sentinel's start")
+    text = wait_for_dump(vm, r'^widget sentinel "SENTINEL"\n  no incidents$')
+    assert not re.search(r"^badge ", text, re.M), text
+    # A service in a crash loop: the Sentinel's incidents (service-failed,
+    # critical) in the widget, newest first, and their count on the badge,
+    # in the failure colour.
+    write_service(vm, "/etc/spirit/services/crashy.toml", CRASHY)
+    answer(vm, "spiritctl start crashy")
+    text = wait_for_dump(vm, r"^  critical service-failed  crashy  \d+ s$")
+    assert re.search(r'^widget sentinel "SENTINEL"\n  (critical|warning) ', text, re.M), text
+    deadline = time.monotonic() + 20
+    while True:  # the badge is read each second: wait for it to agree with the Sentinel
+        count = len(firing(vm))
+        status, text = vm.run("spirit nexus dump 2>&1")
+        if re.search(rf"^badge {count} critical$", text, re.M):
+            break
+        assert time.monotonic() < deadline, f"the badge does not say {count} critical:\n{text}"
+        time.sleep(0.5)
+    _, _, incident = screen(vm, tmp_path, "sentinel")
+    assert status_bar_has(incident, width, FAILURE), "no badge in the failure colour on the status bar"
+    keep_png(vm, "nexus-sentinel")
 
     # Each mode by its chord: the screen changes, and the dump says which.
     key(vm, "meta_l", "t")
@@ -210,6 +255,7 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     else:
         raise AssertionError(f"no new HUD after kill -9; log: {vm.log_path}")
     wait_for_dump(vm, r"^mode dashboard ")
+    wait_for_dump(vm, r"^badge \d+ critical$")  # the new HUD asks the Sentinel too
     frames = [step for step in vm.timeline()["steps"] if step["step"] == "nexus:first-frame"]
     assert len(frames) >= 2, frames
     back_ms = frames[-1]["end_ms"] - killed_ms
