@@ -8,9 +8,8 @@ public protocol NBDTransport {
     func write(_ bytes: [UInt8], more: Bool) throws
     /// A read's reply: `header`, then `length` bytes of `export` at `offset`.
     func writeExport(header: [UInt8], export: NBDExport, offset: Int64, length: Int) throws
-    /// The next request's bytes: waits as long as it takes for them to
-    /// start arriving (an idle client is normal: a kernel nbd device may be
-    /// idle for hours), then no longer than a stall allows.
+    /// The next request's bytes: waits up to the server's idle limit for
+    /// them to start arriving, then no longer than a stall allows.
     func readRequest() throws -> [UInt8]
 }
 

@@ -276,6 +276,29 @@ public struct Socket: Sendable {
         return Array(buffer)
     }
 
+    /// Exactly `count` bytes by `deadline` (CLOCK_BOOTTIME µs) in all: a
+    /// peer that sends a byte a second cannot stretch a read past it, as
+    /// it can a per-call timeout (SO_RCVTIMEO restarts with every byte).
+    /// `what` names the read in the error (`the handshake`).
+    public func read(exactly count: Int, by deadline: Int64, _ what: @autoclosure () -> String) throws(SystemError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let left = deadline - Kernel.bootTimeMicros()
+            guard left > 0, try waitReadable(milliseconds: Int((left + 999) / 1000)) else {
+                throw SystemError("read \(what()) from \(name)", .timedOut, hint: "\(done) of \(count) bytes came before the deadline")
+            }
+            let n = try bytes.withMutableBytes { raw throws(SystemError) in
+                try readIfReady(into: UnsafeMutableRawBufferPointer(rebasing: raw[done...])) ?? -1
+            }
+            if n == 0 {
+                throw SystemError("read \(what()) from \(name)", .connectionReset, hint: "the peer closed the connection after \(done) of \(count) bytes")
+            }
+            if n > 0 { done += n }
+        }
+        return bytes
+    }
+
     /// Writes every byte (MSG_NOSIGNAL: a closed peer is an error, not a
     /// SIGPIPE); `more` says that more follows at once (MSG_MORE).
     public func write(_ bytes: UnsafeRawBufferPointer, more: Bool = false) throws(SystemError) {

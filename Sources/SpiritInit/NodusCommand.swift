@@ -92,7 +92,12 @@ enum NodusCommand {
                           description: "the signed manifest of \(manifest.sha256)"),
         ] + (layers?.exports ?? []) + (models?.exports ?? []))
         let listener = try Socket.listenTCP(listenAddress)
-        let server = NBDServer(listener: listener, exports: exports, console: console)
+        let server = NBDServer(listener: listener, exports: exports, console: console,
+                               maxClients: try number(options, "max-clients", default: 256, in: 1...4096),
+                               maxClientsPerAddress: try number(options, "max-per-address", default: 32, in: 1...4096),
+                               stallMilliseconds: try number(options, "stall-ms", default: 30_000, in: 100...600_000),
+                               handshakeMilliseconds: try number(options, "handshake-ms", default: 10_000, in: 100...600_000),
+                               idleMilliseconds: try number(options, "idle-seconds", default: 600, in: 1...86_400) * 1000)
 
         var discovery = "discovery off"
         if discoveryPort != 0 {

@@ -47,6 +47,8 @@ enum Usage {
     \(ModulesCommand.commands)
       nodus serve --image FILE --manifest FILE [--listen ADDR] [--nbd-port N] [--discovery-port N]
                   [--advertise IP] [--public-key FILE] [--layers DIR] [--models DIR]
+                  [--max-clients N (256)] [--max-per-address N (32)] [--handshake-ms N (10000)]
+                  [--stall-ms N (30000)] [--idle-seconds N (600)]
                       serve a system image and its manifest over NBD and answer discovery (UDP 7331; port 0: off),
                       and the layers and model packs in DIR (each checked; a bad one is left out and said)
       nodus info --server ADDR[:PORT] [--export NAME]

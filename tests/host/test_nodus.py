@@ -3,7 +3,9 @@ nbdinfo and nbdcopy and by qemu-img; our client reading from nbdkit and
 qemu-nbd; the server under malformed, hostile and abrupt clients; discovery
 in the seed format and the extended one. Everything on loopback."""
 
+import concurrent.futures
 import contextlib
+import re
 import hashlib
 import os
 import socket
@@ -495,3 +497,104 @@ def test_model_packs_are_served_pulled_byte_exact_and_a_tampered_one_is_refused(
         assert "SHA-256" in result.stderr and "nothing was kept" in result.stderr, result.stderr
         assert not list((fresh / "run/spirit/models").iterdir())
         assert process.poll() is None, log.read_text()
+
+
+def connect_from(port: int, source: str) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(30)
+    s.bind((source, 0))
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def test_100_fast_clients_read_exact_bytes_while_100_slow_ones_hang_on(image, tmp_path):
+    """Hostile peers: 100 slow clients (silent after connecting, a byte of
+    the handshake every second, a request trickled a byte a second after a
+    good handshake, idle after one) hold on while 100 fast ones each read
+    the whole image; every slow one is cut at its deadline, the fast ones
+    are all byte-exact, the server's memory stays bounded, and one address
+    is held to its cap with a single warning."""
+    data = image["data"]
+    deadlines = ["--handshake-ms", "3000", "--stall-ms", "3000", "--idle-seconds", "3", "--max-per-address", "8"]
+    with serving(image, tmp_path, *deadlines) as (port, log, process):
+        def slow(i: int) -> float:
+            """Seconds until the server cut this client."""
+            s = connect_from(port, f"127.0.2.{i + 1}")
+            started = time.monotonic()
+            try:
+                kind = i % 4
+                if kind == 1:
+                    read_exact(s, 18)
+                    for byte in struct.pack(">I", 3):
+                        s.sendall(bytes([byte]))
+                        time.sleep(1)
+                    while True:
+                        s.sendall(b"\0")
+                        time.sleep(1)
+                elif kind in (2, 3):
+                    read_exact(s, 18)
+                    s.sendall(struct.pack(">I", 3))
+                    encoded = image["sha256"].encode()
+                    send_option(s, OPT_GO, struct.pack(">I", len(encoded)) + encoded + struct.pack(">H", 0))
+                    while option_reply(s)[1] != REP_ACK:
+                        pass
+                    if kind == 2:
+                        for byte in struct.pack(">IHHQQI", REQUEST_MAGIC, 0, CMD_READ, 1, 0, 4096):
+                            s.sendall(bytes([byte]))
+                            time.sleep(1)
+                while s.recv(65536):
+                    pass
+            except (ConnectionError, BrokenPipeError):
+                pass
+            finally:
+                s.close()
+            return time.monotonic() - started
+
+        def fast(i: int) -> bool:
+            with connect_from(port, f"127.0.1.{i % 50 + 1}") as s:
+                read_exact(s, 18)
+                s.sendall(struct.pack(">I", 3))
+                assert go(s, image["sha256"]) == len(data)
+                chunk = 2 << 20
+                for n, offset in enumerate(range(0, len(data), chunk)):
+                    request(s, CMD_READ, n, offset, chunk)
+                    if simple_reply(s, chunk) != (0, n, data[offset:offset + chunk]):
+                        return False
+            return True
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=200) as pool:
+            slow_ones = [pool.submit(slow, i) for i in range(100)]
+            time.sleep(0.5)
+            started = time.monotonic()
+            fast_ones = [pool.submit(fast, i) for i in range(100)]
+            assert all(f.result(timeout=120) for f in fast_ones), "every fast client read the exact bytes"
+            fast_seconds = time.monotonic() - started
+            rss = int(re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{process.pid}/status").read_text()).group(1)) // 1024
+            cut = [f.result(timeout=60) for f in slow_ones]
+        print(f"100 fast clients read 8 MiB each in {fast_seconds:.1f} s beside 100 slow ones; server VmRSS {rss} MiB; "
+              f"slow ones cut after {min(cut):.1f}-{max(cut):.1f} s")
+        # Silent or trickling in the handshake: its 3 s; a trickled request: 3 s
+        # once begun; idle after the handshake: 3 s.
+        assert max(cut) < 10, cut
+        assert rss < 128, rss
+
+        # One address: 8 connections, then turned away, said once.
+        held = [connect_from(port, "127.0.3.1") for _ in range(12)]
+        time.sleep(0.5)
+        closed = 0
+        for s in held:
+            s.settimeout(0.5)
+            try:
+                if s.recv(18, socket.MSG_PEEK) == b"":
+                    closed += 1
+            except ConnectionError:
+                closed += 1
+            except socket.timeout:
+                pass
+        for s in held:
+            s.close()
+        assert closed == 4, closed
+        text = log.read_text()
+        turned = [line for line in text.splitlines() if "127.0.3.1" in line and "turned away" in line]
+        assert len(turned) == 1 and turned[0].endswith("turned away: it has 8 connections open already"), text
+        assert process.poll() is None
