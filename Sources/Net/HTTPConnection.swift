@@ -18,13 +18,25 @@ public final class HTTPConnection {
     var chunkLeft: Int64 = 0
     var finished = false
     public private(set) var bodyRead: Int64 = 0
+    /// Fewer bytes a second than this, over any `idleMillis` window, is a
+    /// server too slow to wait for (curl's --speed-limit/--speed-time): a
+    /// byte a second would otherwise hold a boot for ever, each byte
+    /// restarting the idle timeout. 0: no floor (a model's tokens stream
+    /// slowly by nature).
+    let minimumBytesPerSecond: Int
+    var windowStart: Int64 = 0
+    var windowBytes = 0
 
     public static let maximumHeadBytes = 64 << 10
+    /// The floor for downloads (images, layers, manifests).
+    public static let downloadFloorBytesPerSecond = 1024
     public static let userAgent = "crom-spirit/\(SpiritVersion.string)"
 
     /// Connects (within `connectMillis`), sends the request and reads the head.
-    public convenience init(url: HTTPURL, rangeStart: Int64? = nil, connectMillis: Int = 5000, idleMillis: Int = 10_000) throws(HTTPError) {
-        try self.init(socket: try Self.connect(url, millis: connectMillis), url: url, rangeStart: rangeStart, idleMillis: idleMillis)
+    public convenience init(url: HTTPURL, rangeStart: Int64? = nil, connectMillis: Int = 5000, idleMillis: Int = 10_000,
+                            minimumBytesPerSecond: Int = HTTPConnection.downloadFloorBytesPerSecond) throws(HTTPError) {
+        try self.init(socket: try Self.connect(url, millis: connectMillis), url: url, rangeStart: rangeStart, idleMillis: idleMillis,
+                      minimumBytesPerSecond: minimumBytesPerSecond)
     }
 
     /// The exchange on a socket that is already connected (owned from here
@@ -32,9 +44,10 @@ public final class HTTPConnection {
     /// through which the fuzz target feeds the response parser. A `body`
     /// is sent with its length (a POST).
     public init(socket: Socket, url: HTTPURL, method: String = "GET", body: [UInt8]? = nil, contentType: String = "application/json",
-                rangeStart: Int64? = nil, idleMillis: Int) throws(HTTPError) {
+                rangeStart: Int64? = nil, idleMillis: Int, minimumBytesPerSecond: Int = 0) throws(HTTPError) {
         self.url = url
         self.idleMillis = idleMillis
+        self.minimumBytesPerSecond = minimumBytesPerSecond
         self.socket = socket
         var request = "\(method) \(url.target) HTTP/1.1\r\nHost: \(url.host)\(url.port == 80 ? "" : ":\(url.port)")\r\n"
         request += "User-Agent: \(Self.userAgent)\r\nAccept: */*\r\nConnection: close\r\n"
@@ -43,6 +56,7 @@ public final class HTTPConnection {
         request += "\r\n"
         do {
             try send(Array(request.utf8) + (body ?? []))
+            windowStart = Kernel.bootTimeMicros()
             try readHead()
         } catch {
             socket.close()
@@ -119,9 +133,27 @@ public final class HTTPConnection {
             } catch {
                 throw fail("the connection broke: \(error.errno)")
             }
-            if let received { return received }
+            if let received {
+                try checkRate(received)
+                return received
+            }
         }
         throw fail("timed out: no data for \(idleMillis / 1000) s")
+    }
+
+    /// The speed floor, checked once a window has passed.
+    func checkRate(_ received: Int) throws(HTTPError) {
+        guard minimumBytesPerSecond > 0 else { return }
+        windowBytes += received
+        let now = Kernel.bootTimeMicros()
+        let elapsed = now - windowStart
+        guard elapsed >= Int64(idleMillis) * 1000 else { return }
+        if Int64(windowBytes) * 1_000_000 / elapsed < Int64(minimumBytesPerSecond) {
+            throw fail("too slow: \(windowBytes) bytes in \(elapsed / 1_000_000) s, under \(minimumBytesPerSecond) bytes a second",
+                       transient: false)
+        }
+        windowStart = now
+        windowBytes = 0
     }
 
     func readHead() throws(HTTPError) {

@@ -86,6 +86,9 @@ public struct HTTPResponseHead: Sendable, Equatable {
     public var reason: String
     public var headers: [String: String]
 
+    /// More header lines than this is an answer not to read on.
+    public static let maximumHeaderLines = 100
+
     /// Parses the head (the bytes before the blank line).
     public static func parse(_ text: String) throws -> HTTPResponseHead {
         var lines = text.split(separator: "\r\n", omittingEmptySubsequences: false).map(String.init)
@@ -96,6 +99,9 @@ public struct HTTPResponseHead: Sendable, Equatable {
         let parts = statusLine.split(separator: " ", maxSplits: 2, omittingEmptySubsequences: true)
         guard parts.count >= 2, let status = Int(parts[1]), (100...999).contains(status) else {
             throw SpiritError("bad HTTP status line: \(statusLine.prefix(60))")
+        }
+        guard lines.count <= maximumHeaderLines + 1 else {
+            throw SpiritError("more than \(maximumHeaderLines) header lines (\(lines.count - 1))")
         }
         var headers: [String: String] = [:]
         for line in lines.dropFirst() where !line.isEmpty {

@@ -21,6 +21,13 @@ import Testing
         #expect(try base.resolving("http://b:81/y").description == "http://b:81/y")
     }
 
+    @Test func tooManyHeaderLinesAreRefused() {
+        let many = "HTTP/1.1 200 OK\r\n" + (0..<101).map { "X-\($0): y" }.joined(separator: "\r\n")
+        #expect(throws: (any Error).self) { try HTTPResponseHead.parse(many) }
+        let enough = "HTTP/1.1 200 OK\r\n" + (0..<100).map { "X-\($0): y" }.joined(separator: "\r\n")
+        #expect((try? HTTPResponseHead.parse(enough))?.headers.count == 100)
+    }
+
     @Test func responseHeads() throws {
         let head = try HTTPResponseHead.parse("HTTP/1.1 206 Partial Content\r\nContent-Length: 10\r\nContent-Range: bytes 90-99/100\r\n"
                                               + "Transfer-Encoding: chunked")

@@ -22,6 +22,35 @@ struct HTTPServerTests {
         }
     }
 
+    /// A server that trickles its body a byte at a time never trips the
+    /// idle timeout; the speed floor ends it, after one window, naming it.
+    @Test func aTricklingServerIsTooSlowToWaitFor() throws {
+        let (ours, theirs) = pair()
+        defer { theirs.close() }
+        try theirs.write(Array("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".utf8))
+        try Threads.start {
+            for _ in 0..<60 {
+                guard (try? theirs.write([0x41])) != nil else { return }
+                Kernel.sleep(milliseconds: 20)
+            }
+        }
+        let connection = try HTTPConnection(socket: ours, url: try HTTPURL.parse("http://peer/rootfs.squashfs"), idleMillis: 400,
+                                            minimumBytesPerSecond: 1024)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 1)
+        defer { buffer.deallocate() }
+        let started = Kernel.bootTimeMicros()
+        var failure: HTTPError?
+        do {
+            while try connection.read(into: buffer) > 0 {}
+        } catch {
+            failure = error
+        }
+        let message = "\(failure.map { "\($0)" } ?? "no error")"
+        #expect(message.contains("http://peer/rootfs.squashfs") && message.contains("too slow:") && message.contains("under 1024 bytes a second"), "\(message)")
+        #expect(failure?.transient == false, "a slow server is not retried")
+        #expect(Kernel.bootTimeMicros() - started < 1_200_000)
+    }
+
     @Test func aRequestWithABody() throws {
         let request = try read("POST /v1/chat/completions?x=1 HTTP/1.1\r\nHost: a\r\nContent-Length: 7\r\nX-A: 1\r\nx-a: 2\r\n\r\n{\"a\":1}").get()
         #expect(request.method == "POST" && request.path == "/v1/chat/completions" && request.target == "/v1/chat/completions?x=1")

@@ -72,7 +72,8 @@ class MediaServer:
     /cut/   the first image request cut at half (Range requests honoured);
     /e500/  500 for everything;
     /loop/  a redirect to itself;
-    /slow/  never answers (the client's idle timeout)."""
+    /slow/  never answers (the client's idle timeout);
+    /trickle/ answers, then sends a byte a second (the speed floor)."""
 
     def __init__(self, files: dict[str, Path]):
         self.files = {name: Path(path).read_bytes() for name, path in files.items()}
@@ -100,6 +101,18 @@ class MediaServer:
                     return
                 if kind == "slow":
                     time.sleep(40)
+                    return
+                if kind == "trickle":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "4096")
+                    self.end_headers()
+                    try:
+                        for _ in range(60):
+                            self.wfile.write(b"x")
+                            self.wfile.flush()
+                            time.sleep(1)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
                     return
                 body = server.files.get(name)
                 if kind not in ("ok", "cut") or body is None:
@@ -301,6 +314,9 @@ def test_http_failures_then_fetch_resumes(boot, system_image):
         assert status == 111 and "404" in out, out
         status, out = vm.run(f"spirit-fetch {server.url('slow')} 2>&1", timeout=120)
         assert status == 111 and "timed out: no data for 10 s" in out, out
+        # A byte a second never trips the idle timeout: the speed floor does, after one 10 s window.
+        status, out = vm.run(f"spirit-fetch {server.url('trickle')} 2>&1", timeout=120)
+        assert status == 111 and re.search(r"too slow: \d+ bytes in 1\d s, under 1024 bytes a second", out), out
         status, out = vm.run("spirit-fetch https://boot.crom.run/spirit/ 2>&1")
         assert status == 111 and "HTTPS is not supported" in out, out
 
