@@ -5,7 +5,7 @@ only; both with no-new-privileges and / read-only), a service that forks
 double-forked out of its process group."""
 
 from harness import Disk
-from test_supervisor import answer, status, wait_status, write_file
+from test_supervisor import answer, status, wait_status, wait_until, write_file
 
 FORKER = """
 command = ["/bin/sh", "-c", "(for i in $(seq 200); do sleep 1000 & done) 2>/dev/null; echo forked; exec sleep 1000"]
@@ -30,11 +30,7 @@ def root_mount_options(vm, pid: int) -> str:
 
 
 def wait_log(vm, name: str, text: str) -> None:
-    for _ in range(40):
-        if text in answer(vm, f"spiritctl logs {name}"):
-            return
-        vm.check("sleep 0.5")
-    raise AssertionError(f"{name} did not say {text!r}: {answer(vm, f'spiritctl logs {name}')}; log: {vm.log_path}")
+    wait_until(vm, lambda: text in answer(vm, f"spiritctl logs {name}"), f"{name} saying {text!r}")
 
 
 def test_daemons_are_confined_and_a_cgroup_holds_its_processes(boot, media_disk):
@@ -53,12 +49,7 @@ def test_daemons_are_confined_and_a_cgroup_holds_its_processes(boot, media_disk)
     # Confined, they still do their work: nodus answers its peers, the Sentinel reads the kernel's log.
     assert "nodus" in answer(vm, "spiritctl logs nodus") and status(vm)["nodus"]["restarts"] == 0
     vm.check("echo '<3>SQUASHFS error: sandbox probe' > /dev/kmsg")
-    for _ in range(20):
-        if '"squashfs-error"' in answer(vm, "spiritctl --json sentinel"):
-            break
-        vm.check("sleep 0.5")
-    else:
-        raise AssertionError(f"the confined Sentinel did not see a kernel record: {answer(vm, 'spiritctl --json sentinel')}")
+    wait_until(vm, lambda: '"squashfs-error"' in answer(vm, "spiritctl --json sentinel"), "the confined Sentinel seeing a kernel record")
 
     write_file(vm, "/etc/spirit/services/forker.toml", FORKER)
     answer(vm, "spiritctl start forker")

@@ -45,6 +45,16 @@ def status(vm) -> dict:
     return {s["name"]: s for s in json.loads(answer(vm, "spiritctl --json status"))["services"]}
 
 
+def wait_until(vm, probe, what: str, tries: int = 40):
+    """probe()'s first true value, asked every half second."""
+    for _ in range(tries):
+        value = probe()
+        if value:
+            return value
+        vm.check("sleep 0.5")
+    raise AssertionError(f"{what} did not happen; log: {vm.log_path}")
+
+
 def wait_status(vm, name: str, condition, what: str, tries: int = 60) -> dict:
     for _ in range(tries):
         services = status(vm)
