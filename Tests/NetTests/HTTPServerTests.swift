@@ -26,9 +26,11 @@ struct HTTPServerTests {
     /// idle timeout; the speed floor ends it, after one window, naming it.
     @Test func aTricklingServerIsTooSlowToWaitFor() throws {
         let (ours, theirs) = pair()
-        defer { theirs.close() }
         try theirs.write(Array("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".utf8))
+        // The server's end is the thread's to close: it writes until our
+        // end is closed (EPIPE) or it has trickled enough.
         try Threads.start {
+            defer { theirs.close() }
             for _ in 0..<60 {
                 guard (try? theirs.write([0x41])) != nil else { return }
                 Kernel.sleep(milliseconds: 20)
