@@ -146,6 +146,12 @@ extension Kernel {
         _ = Glibc.close(fd)
     }
 
+    /// flock(2) LOCK_EX: waits until this process holds the lock on `fd`'s
+    /// file; closing the descriptor releases it.
+    public static func lock(_ fd: CInt, _ name: @autoclosure () -> String) throws(SystemError) {
+        try call("lock \(name()) (flock)") { flock(fd, LOCK_EX) }
+    }
+
     /// Whether `fd` is an open descriptor of this process.
     public static func isOpen(_ fd: CInt) -> Bool { fcntl(fd, F_GETFD) >= 0 }
 
