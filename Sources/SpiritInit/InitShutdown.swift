@@ -77,6 +77,7 @@ extension InitProcess {
         // it must not share a line with the shutdown lines.
         if let shell { stopConsoleShell(shell) }
         console.info("shutdown: \(action.rawValue), asked by \(reason)")
+        journal.append("shutdown", [("action", action.rawValue), ("asked_by", reason)])
         let start = Kernel.bootTimeMicros()
         stopServices()
         stopEveryProcess(grace: 5)

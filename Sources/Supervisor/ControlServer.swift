@@ -70,6 +70,8 @@ extension SupervisorLoop {
                 return false
             }
             say(.debug, "service \(name): \(request.command.rawValue) asked through the control socket", service: name)
+            journalReasons[name] = "\(request.command.rawValue) asked through the control socket" + (request.reason.map { " because \($0)" } ?? "")
+            journal.append("service.\(request.command.rawValue)-asked", [("service", name)] + (request.reason.map { [("reason", $0)] } ?? []))
             let state = engine.services[engine.index(of: name)!].state.rawValue
             reply(fd, request.json ? "{\"service\":\(jsonString(name)),\"state\":\(jsonString(state))}" : "\(name): \(state)")
         case .events:
