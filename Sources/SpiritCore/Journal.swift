@@ -310,9 +310,13 @@ public struct JournalFile: Sendable {
         return check
     }
 
-    /// The hash of the last record, or nil when there is no journal.
+    /// The last record (its hash is the head), or nil when there is no
+    /// journal; read from the file's tail (`spiritctl status` asks often).
     public func head() -> JournalRecord? {
-        guard let bytes = try? Kernel.readFile(path) else { return nil }
-        return Journal.lastRecord(bytes)
+        guard let fd = try? Kernel.open(path, O_RDONLY) else { return nil }
+        defer { Kernel.close(fd) }
+        guard let size = try? Kernel.status(of: fd, path).size, size > 0,
+              let (tail, _) = try? Self.tail(fd, size: size, path) else { return nil }
+        return Journal.lastRecord(tail)
     }
 }

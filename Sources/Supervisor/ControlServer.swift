@@ -56,7 +56,8 @@ extension SupervisorLoop {
         case .status:
             var services = engine.services
             if let name = request.service { services = services.filter { $0.definition.name == name } }
-            reply(fd, request.json ? StatusReport.json(services, now: now) : StatusReport.text(services, now: now))
+            let head = journal.head()
+            reply(fd, request.json ? StatusReport.json(services, now: now, journal: head) : StatusReport.text(services, now: now, journal: head))
         case .start, .stop, .restart:
             let name = request.service!
             do {
