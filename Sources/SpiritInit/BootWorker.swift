@@ -120,6 +120,12 @@ struct BootWorker {
     /// has undone what it did.
     func build(from found: FoundImage) throws {
         try pause(before: .root)
+        // The last boot's journal, saved on this medium at its shutdown:
+        // its head goes into this boot's chain.
+        if let directory = found.mediaDirectory, let previous = JournalMedium.previous(mediaDirectory: directory) {
+            console.info(previous.line)
+            journal.append("boot.previous", previous.fields)
+        }
         let layers = chooseLayers(found)
         let meminfo = (try? Kernel.readText("/proc/meminfo")) ?? ""
         if let available = Zram.memAvailableKiB(meminfo: meminfo),

@@ -81,6 +81,10 @@ extension InitProcess {
         let start = Kernel.bootTimeMicros()
         stopServices()
         stopEveryProcess(grace: 5)
+        // Every writer has stopped: the journal is whole.
+        if let medium = try? BootMedium(json: Kernel.readFile(RunFiles.bootMedium)), let line = JournalMedium.save(journal, medium: medium) {
+            console.info("shutdown: " + line)
+        }
         Kernel.sync()
         Shutdown.swapOff(console: console)
         let summary = Shutdown.unmountAll(console: console)
