@@ -52,7 +52,7 @@ enum JournalCommand {
             let check = try journal.verify()
             if let problem = check.problem {
                 Console.tool.error("journal: \(problem)")
-                print("\(check.records) records check out before it; their head is \(check.head)")
+                print("records before it that check out: \(check.records); their head: \(check.head)")
                 return 1
             }
             print("journal: \(check.records) records, the chain is whole; head \(check.head)")

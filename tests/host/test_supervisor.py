@@ -312,9 +312,17 @@ def test_the_journal_chains_each_start_exit_and_stop_with_its_reason(supervise):
     s.wait_for(lambda: s.status()["sleeper"][3] == "1", "the restart")
     assert s.ctl("stop", "sleeper").returncode == 0
     s.wait_for(lambda: any(r["kind"] == "service.stopped" for r in journal(s.root)), "the stop")
+    # An action of `spirit ask` (the parser reads this one; no model).
+    env = dict(os.environ, SPIRIT_AI_ROOT=str(s.root))
+    asked = subprocess.run([str(SPIRIT), "ask", "start sleeper", "--yes"], capture_output=True, text=True, env=env, timeout=30)
+    assert asked.returncode == 0, asked
+    s.wait_for(lambda: [r["kind"] for r in journal(s.root)].count("service.start") == 3, "the start asked")
     records = journal(s.root)
+    action = next(r for r in records if r["kind"] == "ask.action")
+    assert action["process"] == "ask" and action["fields"]["tool"] == "start" and action["fields"]["prompt"] == "start sleeper", action
     starts = [r["fields"]["reason"] for r in records if r["kind"] == "service.start"]
     assert starts[0].startswith("wanted") and starts[1].startswith("restart after it was killed by SIGKILL"), starts
+    assert starts[2] == "start asked through the control socket", starts
     stop = next(r for r in records if r["kind"] == "service.stop")
     assert stop["fields"]["reason"] == "stop asked through the control socket", stop
     assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
@@ -328,7 +336,7 @@ def test_the_journal_chains_each_start_exit_and_stop_with_its_reason(supervise):
     answer = subprocess.run(verify, capture_output=True, text=True)
     assert answer.returncode == 0 and f"{len(records)} records, the chain is whole" in answer.stdout, answer
     shown = subprocess.run([str(SPIRIT), "journal", "-n", "2", "--dir", str(s.root / "run/log")], capture_output=True, text=True)
-    assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 2 and "service.stop" in shown.stdout, shown
+    assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 2 and "service.start" in shown.stdout, shown
     # One byte of the second record changed: verify names it.
     path = s.root / "run/log/journal.jsonl"
     lines = path.read_text().splitlines(keepends=True)
