@@ -252,7 +252,8 @@ public struct JournalFile: Sendable {
         try Kernel.makeDirectory(directory, parents: true)
         let lock = try Kernel.open(lockPath, O_RDWR | O_CREAT, mode: 0o644)
         defer { Kernel.close(lock) } // closing releases the lock
-        try Kernel.lock(lock, lockPath)
+        // A writer holds it for one append: two seconds is far more than enough.
+        try Kernel.lock(lock, lockPath, milliseconds: 2000)
         var fd = try Kernel.open(path, O_RDWR | O_CREAT | O_APPEND, mode: 0o644)
         defer { Kernel.close(fd) }
         var size = try Kernel.status(of: fd, path).size

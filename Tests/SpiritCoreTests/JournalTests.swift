@@ -153,6 +153,22 @@ import Testing
         let current = try Journal.verify(Kernel.readFile(worker.path)).records
         #expect(check.records == kept + current && kept > 1)
     }
+
+    @Test func aLockHeldTooLongIsAnErrorNotAHang() throws {
+        var template = Array("/tmp/spirit-journal-lock-XXXXXX".utf8CString)
+        let directory = String(cString: mkdtemp(&template)!)
+        defer { _ = system("rm -rf '\(directory)'") }
+        let path = directory + "/journal.lock"
+        let holder = try Kernel.open(path, O_RDWR | O_CREAT)
+        try Kernel.lock(holder, path, milliseconds: 50)
+        let waiter = try Kernel.open(path, O_RDWR)
+        defer { Kernel.close(waiter) }
+        let start = Kernel.bootTimeMicros()
+        #expect(throws: SystemError.self) { try Kernel.lock(waiter, path, milliseconds: 50) }
+        #expect(Kernel.bootTimeMicros() - start < 1_000_000)
+        Kernel.close(holder)
+        try Kernel.lock(waiter, path, milliseconds: 50)
+    }
 }
 
 extension JournalFile {
