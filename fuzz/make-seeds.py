@@ -7,6 +7,7 @@ when small; rerunning this script rewrites only the named seeds.
 
 Usage: fuzz/make-seeds.py [CORPUS_DIR]   (default: fuzz/corpus)
 """
+import hashlib
 import io
 import os
 import struct
@@ -268,3 +269,24 @@ seed("sentinel", "status", 'ok\n{"now_ms":1234.5,"services":[{"name":"crashy","s
      '"enabled":true,"since_ms":1000.0,"detail":"crash loop: 3 restarts within 60 s"}]}\n')
 seed("sentinel", "rules", '[oom-kill]\nsignal = "kmsg.oom-kill"\nat-least = 1\nwithin-seconds = 60\nseverity = "critical"\n'
      '[memory-pressure]\nsignal = "psi.memory.some.avg10"\nabove = 10\nfor-seconds = 30\nseverity = "warning"\naction = "restart-largest"\n')
+
+# journal: a whole chain of three records (canonical lines, as JournalRecord
+# writes them), the same with a record edited, and a line cut short.
+def journal_chain(count, prev="0" * 64):
+    lines = []
+    for seq in range(1, count + 1):
+        fields = {"service": f"svc{seq}", "reason": "restart after it exited with status 3"}
+        members = [f'"seq":{seq}', f'"time_ms":{seq * 1000}'] + ([f'"wall":{1795000000 + seq}'] if seq > 1 else []) + [
+            '"kind":"service.start"', '"process":"supervisor"',
+            '"fields":{' + ",".join(f'"{k}":"{v}"' for k, v in fields.items()) + "}", f'"prev":"{prev}"']
+        canonical = "{" + ",".join(members) + "}"
+        prev = hashlib.sha256(canonical.encode()).hexdigest()
+        lines.append(canonical[:-1] + f',"hash":"{prev}"' + "}\n")
+    return lines
+
+
+chain = journal_chain(3)
+seed("journal", "whole", "".join(chain))
+seed("journal", "edited", "".join(chain).replace("svc2", "svc9"))
+seed("journal", "cut", "".join(chain)[:-40])
+seed("journal", "reordered", chain[0] + chain[2] + chain[1])

@@ -18,6 +18,9 @@ public struct Cascade {
     public let console: Console
     public let devices: DeviceActivity
     public let timeline: Timeline
+    /// Where each source's result and the choice are recorded (the boot
+    /// worker's journal); none in tests.
+    public var journal: JournalFile?
 
     public init(sources: [any BootSource], mode: BootMode, trust: Result<ImageTrust, SpiritError>, console: Console,
                 devices: DeviceActivity, timeline: Timeline) {
@@ -68,11 +71,20 @@ public struct Cascade {
         let cancel = CancelFlag()
         let names = engine.namesToStart
         console.debug("cascade: " + (names.isEmpty ? "no source to start" : "starting " + names.map(\.rawValue).joined(separator: ", ")))
+        journal?.append("boot.cascade", [("mode", "\(mode)"), ("sources", names.map(\.rawValue).joined(separator: " "))])
+        let journal = journal
         for source in sources where names.contains(source.name) {
             let context = SourceContext(deadline: start + source.timeoutMicros, console: console, devices: devices, cancel: cancel)
             let trust = trust
             DispatchQueue.global().async {
                 let outcome = Self.locate(source, context, trust)
+                switch outcome {
+                case .success(let found):
+                    journal?.append("boot.source", [("source", source.name.rawValue), ("result", "found"), ("origin", found.origin)]
+                                    + Self.imageFields(found.manifest))
+                case .failure(let error):
+                    journal?.append("boot.source", [("source", source.name.rawValue), ("result", "gave up"), ("reason", "\(error)")])
+                }
                 let unwanted: FoundImage? = shared.monitor.withLock {
                     if shared.finished { return try? outcome.get() }
                     shared.engine.report(source.name, outcome)
@@ -98,15 +110,19 @@ public struct Cascade {
                 let reasons = finish(shared, cancel: cancel, keep: nil)
                 timeline.record(TimelineStep(step: "cascade", process: timeline.process, pid: Kernel.pid, startMicros: segmentStart,
                                              endMicros: Kernel.bootTimeMicros(), ok: false, detail: reason))
+                journal?.append("boot.rescue", [("reason", reason)])
                 throw Failure(reason: reason, sources: reasons)
             case .commit(let name, let found):
                 timeline.record(TimelineStep(step: "cascade", process: timeline.process, pid: Kernel.pid, startMicros: segmentStart,
                                              endMicros: Kernel.bootTimeMicros(), ok: true, detail: "\(name): \(found.origin)"))
                 console.info("boot source=\(name) image=\(found.manifest.sha256.prefix(12))")
+                journal?.append("boot.image", [("source", name.rawValue), ("origin", found.origin)] + Self.imageFields(found.manifest)
+                                + [("signature", "checked")])
                 do {
                     try use(found)
                 } catch let refusal as Refusal {
                     console.warning("\(name): \(found.origin): refused: \(refusal.reason); going on with the cascade")
+                    journal?.append("boot.refused", [("source", name.rawValue), ("origin", found.origin), ("reason", refusal.reason)])
                     shared.monitor.withLock { shared.engine.refuse(name, reason: "\(found.origin): \(refusal.reason)") }
                     segmentStart = Kernel.bootTimeMicros()
                     continue
@@ -118,6 +134,11 @@ public struct Cascade {
                 return found
             }
         }
+    }
+
+    /// How the journal names an image.
+    static func imageFields(_ manifest: Manifest) -> [(String, String)] {
+        [("image", manifest.image), ("version", manifest.version), ("sha256", manifest.sha256)]
     }
 
     /// Stops the sources still looking and lets go of every image found

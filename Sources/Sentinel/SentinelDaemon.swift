@@ -14,6 +14,8 @@ import SpiritCore
 public final class SentinelDaemon {
     let paths: SentinelPaths
     let console: Console
+    /// Each restart it asks for goes into the journal (/run/log/journal.jsonl).
+    var journal: JournalFile { JournalFile(directory: paths.serviceLogs, process: "sentinel") }
     let explainer: any Explainer
     var engine: RuleEngine
     var policy: ActionPolicy
@@ -229,16 +231,25 @@ public final class SentinelDaemon {
             var decided = incident
             decided.decision = decision
             engine.record(id, decision: decision, explanation: explainer.explain(decided, rule: rule))
-            if case .restart(let service) = decision { restart(service, at: time) }
+            if case .restart(let service) = decision { restart(service, at: time, incident: id, rule: "\(incident.rule)") }
             report(id)
         }
         for id in changes.resolved { report(id) }
     }
 
-    func restart(_ service: String, at time: Int64) {
+    func restart(_ service: String, at time: Int64, incident: Int, rule: String) {
         policy.took(service, at: time)
         let head = ControlChannel.send("restart \(service)", to: paths.supervisorControl, server: "supervisor") { _ in true }
-        if case .error(_, let message) = head { console.warning("sentinel: unable to restart \(service): \(message)") }
+        var result = "asked the supervisor"
+        if case .error(_, let message) = head {
+            console.warning("sentinel: unable to restart \(service): \(message)")
+            result = "unable: \(message)"
+        }
+        // The Sentinel's sandbox leaves /run/log writable for this.
+        if let problem = journal.append("sentinel.restart", [("service", service), ("rule", rule), ("incident", "\(incident)"),
+                                                             ("result", result)]) {
+            collectors.warnOnce(problem)
+        }
     }
 
     /// One line to the log and the console.

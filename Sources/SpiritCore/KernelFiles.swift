@@ -146,6 +146,22 @@ extension Kernel {
         _ = Glibc.close(fd)
     }
 
+    /// flock(2) LOCK_EX, waiting at most `milliseconds` for it: a holder
+    /// that hangs (a stopped process) must not hang the waiter, who may be
+    /// PID 1 at shutdown. Closing the descriptor releases the lock.
+    public static func lock(_ fd: CInt, _ name: @autoclosure () -> String, milliseconds: Int) throws(SystemError) {
+        let deadline = bootTimeMicros() + Int64(milliseconds) * 1000
+        while true {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return }
+            let errno = Errno(rawValue: spirit_errno())
+            guard errno == .resourceTemporarilyUnavailable || errno == .interrupted else { throw failure("lock \(name()) (flock)", errno, nil) }
+            guard bootTimeMicros() < deadline else {
+                throw SystemError("lock \(name()) (flock)", errno, hint: "another process held it for \(milliseconds) ms")
+            }
+            sleep(milliseconds: 2)
+        }
+    }
+
     /// Whether `fd` is an open descriptor of this process.
     public static func isOpen(_ fd: CInt) -> Bool { fcntl(fd, F_GETFD) >= 0 }
 

@@ -204,5 +204,10 @@ enum AskCommand {
             + "\"result\":\(jsonString(String(result.prefix(400))))}\n"
         if let slash = paths.askLog.lastIndex(of: "/") { try? Kernel.makeDirectory(String(paths.askLog[..<slash]), parents: true) }
         try? Kernel.writeFile(paths.askLog, line, append: true)
+        // The journal holds the actions (what changed the machine), not the questions.
+        guard intent.tool.changesState else { return }
+        JournalFile(directory: paths.root + "/run/log", process: "ask")
+            .append("ask.action", [("tool", intent.tool.rawValue), ("service", intent.service ?? ""), ("prompt", text),
+                                   ("routed_by", routedBy), ("confirmed", "\(confirmed)"), ("result", String(result.prefix(400)))])
     }
 }

@@ -15,6 +15,7 @@ struct BootWorker {
     let config: BootConfig
     let console: Console
     let timeline = Timeline(process: "worker")
+    let journal = JournalFile(process: "worker")
 
     static func main() -> Never {
         let start = Kernel.bootTimeMicros()
@@ -42,6 +43,10 @@ struct BootWorker {
         }
         let worker = BootWorker(config: config, console: Console(debug: config.debug))
         for warning in warnings { worker.console.warning("\(warning)") }
+        if let problem = worker.journal.append("boot.flags", [("flags", config.effectiveFlags.joined(separator: " ")),
+                                                              ("warnings", warnings.map { "\($0)" }.joined(separator: "; "))]) {
+            worker.console.warning("the journal cannot be written: \(problem)")
+        }
         worker.console.debug("flags: " + config.effectiveFlags.joined(separator: " "))
         worker.console.debug("other kernel parameters: " + config.otherParameters.map(\.description).joined(separator: " "))
         worker.timeline.record(TimelineStep(step: "flags", process: "worker", pid: Kernel.pid, startMicros: start,
@@ -62,8 +67,9 @@ struct BootWorker {
         loadModules(activity: devices)
         try pause(before: .cascade)
         let trust = imageTrust()
-        let cascade = Cascade(sources: sources(trust: try? trust.get()), mode: config.mode, trust: trust, console: console,
+        var cascade = Cascade(sources: sources(trust: try? trust.get()), mode: config.mode, trust: trust, console: console,
                               devices: devices, timeline: timeline)
+        cascade.journal = journal
         do {
             _ = try cascade.run { found in try build(from: found) }
         } catch let failure as Cascade.Failure {
@@ -114,6 +120,12 @@ struct BootWorker {
     /// has undone what it did.
     func build(from found: FoundImage) throws {
         try pause(before: .root)
+        // The last boot's journal, saved on this medium at its shutdown:
+        // its head goes into this boot's chain.
+        if let directory = found.mediaDirectory, let previous = JournalMedium.previous(mediaDirectory: directory) {
+            console.info(previous.line)
+            journal.append("boot.previous", previous.fields)
+        }
         let layers = chooseLayers(found)
         let meminfo = (try? Kernel.readText("/proc/meminfo")) ?? ""
         if let available = Zram.memAvailableKiB(meminfo: meminfo),
@@ -130,6 +142,11 @@ struct BootWorker {
                           releaseMedia: { copyModels(found); found.release() },
                           persist: restore.map { restore in (restore.archive, restore.read, { restore.apply(root: RootLayout().sysroot) }) })
             try? Kernel.writeFile(RunFiles.imageManifest, found.manifest.json)
+            // The copy was hashed as it was read (RootPlan's verify step):
+            // here it matched the signed manifest.
+            journal.append("boot.root", [("image", found.manifest.image), ("version", found.manifest.version),
+                                         ("sha256", found.manifest.sha256), ("verified", "image sha256 matches the signed manifest"),
+                                         ("layers", stacked.map { "\($0.name) \($0.version) \($0.sha256)" }.joined(separator: ", "))])
             try? Kernel.writeFile(RunFiles.bootMedium, (found.medium ?? BootMedium(source: found.source.rawValue, origin: found.origin)).json)
             if !stacked.isEmpty {
                 console.info("layers: " + stacked.map { "\($0.name) \($0.version)" }.joined(separator: ", ") + " stacked over the image")
@@ -206,8 +223,10 @@ struct BootWorker {
                 guard manifest.name == name else { throw SpiritError("its manifest names the layer \(manifest.name)") }
                 try manifest.check(publicKey: key, baseVersion: found.manifest.version)
                 chosen.append(.init(manifest: manifest, open: { try shelf.open(manifest) }))
+                journal.append("boot.layer", [("layer", name), ("result", "chosen"), ("version", manifest.version), ("sha256", manifest.sha256)])
             } catch {
                 console.info("layer \(name): left out: \(error)")
+                journal.append("boot.layer", [("layer", name), ("result", "left out"), ("reason", "\(error)")])
             }
         }
         return chosen
@@ -268,6 +287,7 @@ struct BootWorker {
     }
 
     func requestRescue(_ reason: String) -> Never {
+        journal.append("boot.rescue", [("reason", reason)])
         do {
             try Kernel.writeFile(RunFiles.rescueReason, reason + "\n")
         } catch {

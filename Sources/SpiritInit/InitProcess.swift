@@ -26,6 +26,7 @@ struct InitProcess {
     let config: BootConfig
     var console: Console
     let timeline = Timeline(process: "init")
+    let journal = JournalFile(process: "init")
     var worker: pid_t?
     var shell: pid_t?
     /// Beside the stage-1 rescue shell: announces media that appears.
@@ -113,6 +114,9 @@ struct InitProcess {
         } else {
             timeline.record(TimelineStep(step: "stage2", process: "init", pid: Kernel.pid, startMicros: started, endMicros: now,
                                          ok: mountProblems.isEmpty, detail: "from the exec of the root's init to its main"))
+            if let problem = journal.append("boot.stage2", [("root", "switched"), ("mount_problems", mountProblems.joined(separator: "; "))]) {
+                console.error("the journal cannot be written: \(problem)")
+            }
         }
         do {
             try Kernel.disableCtrlAltDel()

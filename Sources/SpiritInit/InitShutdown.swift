@@ -77,9 +77,14 @@ extension InitProcess {
         // it must not share a line with the shutdown lines.
         if let shell { stopConsoleShell(shell) }
         console.info("shutdown: \(action.rawValue), asked by \(reason)")
+        journal.append("shutdown", [("action", action.rawValue), ("asked_by", reason)])
         let start = Kernel.bootTimeMicros()
         stopServices()
         stopEveryProcess(grace: 5)
+        // Every writer has stopped: the journal is whole.
+        if let medium = try? BootMedium(json: Kernel.readFile(RunFiles.bootMedium)), let line = JournalMedium.save(journal, medium: medium) {
+            console.info("shutdown: " + line)
+        }
         Kernel.sync()
         Shutdown.swapOff(console: console)
         let summary = Shutdown.unmountAll(console: console)

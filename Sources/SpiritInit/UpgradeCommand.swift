@@ -14,6 +14,8 @@ enum UpgradeCommand {
     static let usage = "upgrade [--from URL|DIR] [--dry-run] [--allow-downgrade] | upgrade status | upgrade rollback [--dry-run] | upgrade confirm [--deadline S]"
     /// The service that runs `confirm` (rootfs/services/upgrade.toml).
     static let service = "upgrade"
+    /// Every upgrade written, rollback and verdict on a try goes here.
+    static let journal = JournalFile(process: "upgrade")
 
     static func run(_ arguments: [String]) -> Int32 {
         let verbs = ["status", "rollback", "confirm"]
@@ -44,7 +46,12 @@ enum UpgradeCommand {
                     try perform(UpgradePlan.tryFailed(tried: (context.booted, context.version), good: (good, view.version(good)), time: now,
                                                       reason: "given up by hand (spirit upgrade rollback)", medium: context.medium),
                                 dryRun: dryRun, console: console)
-                    if !dryRun { console.info("upgrade: the try of slot \(context.booted.rawValue) is given up; the next boot is slot \(good.rawValue) (\(view.version(good)))") }
+                    if !dryRun {
+                        console.info("upgrade: the try of slot \(context.booted.rawValue) is given up; the next boot is slot \(good.rawValue) (\(view.version(good)))")
+                        journal.append("upgrade.rollback", [("from_slot", context.booted.rawValue), ("from_version", context.version),
+                                                            ("to_slot", good.rawValue), ("to_version", view.version(good)),
+                                                            ("reason", "the try given up by hand")])
+                    }
                     return
                 }
                 // Otherwise the slot that is not the good one becomes it.
@@ -54,7 +61,12 @@ enum UpgradeCommand {
                 let steps = UpgradePlan.rollback(booted: (view.state.good, view.version(view.state.good)), to: (other, release.version),
                                                  release: view.releaseHashes[other] ?? "", time: now, medium: context.medium)
                 try perform(steps, dryRun: dryRun, console: console)
-                if !dryRun { console.info("upgrade: slot \(other.rawValue) (\(release.version)) is the good slot now; it boots next") }
+                if !dryRun {
+                    console.info("upgrade: slot \(other.rawValue) (\(release.version)) is the good slot now; it boots next")
+                    journal.append("upgrade.rollback", [("from_slot", view.state.good.rawValue), ("from_version", view.version(view.state.good)),
+                                                        ("to_slot", other.rawValue), ("to_version", release.version),
+                                                        ("release_sha256", view.releaseHashes[other] ?? ""), ("reason", "asked by hand")])
+                }
             default:
                 let started = Kernel.bootTimeMicros()
                 let source = try UpgradeSource.parse(options.named["from"] ?? BootConfig.current().httpURL)
@@ -73,6 +85,9 @@ enum UpgradeCommand {
                 if !dryRun { console.info("upgrade: \(context.version) to \(release.version) from \(source): \(release.files.count) files, \(release.totalSize >> 20) MiB into slot \(context.booted.other.rawValue)") }
                 try perform(steps, dryRun: dryRun, console: console)
                 if !dryRun {
+                    journal.append("upgrade.armed", [("from_version", context.version), ("to_version", release.version),
+                                                     ("slot", context.booted.other.rawValue), ("source", "\(source)"),
+                                                     ("release_sha256", Hex.encode(SHA256Digest.of(bytes))), ("signature", "checked")])
                     console.info("upgrade: slot \(context.booted.other.rawValue) holds \(release.version), armed for one try "
                                  + "(written in \(formatMilliseconds(Kernel.bootTimeMicros() - started)) ms); reboot to start it: it is kept "
                                  + "once its services are up, else the next boot is back on slot \(context.booted.rawValue) (\(context.version))")
@@ -116,6 +131,8 @@ enum UpgradeCommand {
             try UpgradeRunner(console: console).run(UpgradePlan.tryFailed(tried: (tried, view.version(tried)), good: good, time: now,
                                                                           reason: reason, medium: context.medium))
             announce(.warning, "upgrade: the try of slot \(tried.rawValue) (\(view.version(tried))) failed: \(reason); this is slot \(context.booted.rawValue) (\(context.version)) again")
+            journal.append("upgrade.try-failed", [("slot", tried.rawValue), ("version", view.version(tried)), ("reason", reason),
+                                                  ("now", "slot \(context.booted.rawValue) (\(context.version))")])
             return 0
         case .trial:
             let started = Kernel.bootTimeMicros()
@@ -131,11 +148,14 @@ enum UpgradeCommand {
                 try UpgradeRunner(console: console).run(UpgradePlan.markGood(booted: context.booted, version: context.version, previous: good,
                                                                               time: Int64(time(nil)), detail: detail, medium: context.medium))
                 announce(.info, "upgrade: slot \(context.booted.rawValue) (\(context.version)) marked good: \(detail)")
+                journal.append("upgrade.good", [("slot", context.booted.rawValue), ("version", context.version), ("detail", detail)])
                 return 0
             case .failed(let names), .waiting(let names):
                 let reason = (verdict == .failed(names) ? "failed: " : "not up within \(deadline) s: ") + names.joined(separator: ", ")
                 try UpgradeRunner(console: console).run(UpgradePlan.tryFailed(tried: tried, good: good, time: Int64(time(nil)),
                                                                               reason: reason, medium: context.medium))
+                journal.append("upgrade.try-failed", [("slot", context.booted.rawValue), ("version", context.version), ("reason", reason),
+                                                      ("next", "slot \(good.0.rawValue) (\(good.1))")])
                 announce(.error, "upgrade: the try of slot \(context.booted.rawValue) (\(context.version)) failed its health check: \(reason); "
                               + "the next boot is back on slot \(good.0.rawValue) (\(good.1))")
                 return 1

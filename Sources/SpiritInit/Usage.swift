@@ -96,6 +96,11 @@ enum Usage {
                       stick's other slot and arm it for one try; kept once its services are up (the upgrade service),
                       else the next boot is back on this slot; --dry-run prints every step as shell
       timeline [FILE] the boot timeline as a table (FILE: a timeline.json; default /run/spirit/timeline.json)
+      journal [--json] [--follow] [-n N] [--dir DIR]
+                      the journal of boot decisions, service starts and stops, upgrades, spirit ask's and the
+                      Sentinel's actions (/run/log/journal.jsonl, each record chained to the one before by SHA-256)
+      journal verify [--dir DIR]
+                      check the chain: exit 0 when whole, 1 naming the first record edited, removed, reordered or cut
       diag            (spirit-diag) hardware, modules, block devices, network, why each boot source gave up, timeline
       mount DEVICE    (spirit-mount) mount a device read-only on /mnt/<name> (NTFS with ntfs3 or ntfs-3g)
       fetch URL       (spirit-fetch) check the signed manifest under an http:// base URL and continue the boot from it

@@ -46,6 +46,7 @@ let commands: [String: ([String]) -> Int32] = [
     "gpu": GPUCommand.run,
     "time": TimeCommand.run,
     "timeline": TimelineCommand.run,
+    "journal": JournalCommand.run,
     "boot-plan": BootPlanCommand.run,
     "persist": PersistCommand.run,
     "upgrade": UpgradeCommand.run,

@@ -73,7 +73,9 @@ public enum StatusReport {
         return "\(tenths / 10).\(tenths % 10) s"
     }
 
-    public static func text(_ services: [ServiceStatus], now: Int64) -> String {
+    /// The table; with `journal`, a first line that names the journal's
+    /// head (seq and hash prefix), to compare with `spirit journal verify`.
+    public static func text(_ services: [ServiceStatus], now: Int64, journal: JournalRecord? = nil) -> String {
         let header = ["SERVICE", "STATE", "PID", "RESTARTS", "SINCE", "DETAIL"]
         var rows = [header]
         for service in services {
@@ -84,14 +86,15 @@ public enum StatusReport {
                          service.state == .stopped && service.since == 0 ? "-" : seconds(now - service.since) + " ago", detail])
         }
         let widths = (0..<header.count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        return rows.map { row in
+        let head = journal.map { "journal: seq \($0.seq), head \($0.hash.prefix(16))\n" } ?? ""
+        return head + rows.map { row in
             row.enumerated().map { column, cell in
                 column == row.count - 1 ? cell : cell + String(repeating: " ", count: widths[column] - cell.count + 2)
             }.joined().trimmed
         }.joined(separator: "\n")
     }
 
-    public static func json(_ services: [ServiceStatus], now: Int64) -> String {
+    public static func json(_ services: [ServiceStatus], now: Int64, journal: JournalRecord? = nil) -> String {
         let objects = services.map { service in
             var fields = [
                 "\"name\":\(jsonString(service.definition.name))",
@@ -106,6 +109,7 @@ public enum StatusReport {
             if let detail = service.detail { fields.append("\"detail\":\(jsonString(detail))") }
             return "{" + fields.joined(separator: ",") + "}"
         }
-        return "{\"now_ms\":\(formatMilliseconds(now)),\"services\":[" + objects.joined(separator: ",\n") + "]}"
+        let head = journal.map { ",\"journal\":{\"seq\":\($0.seq),\"head\":\(jsonString($0.hash))}" } ?? ""
+        return "{\"now_ms\":\(formatMilliseconds(now))\(head),\"services\":[" + objects.joined(separator: ",\n") + "]}"
     }
 }

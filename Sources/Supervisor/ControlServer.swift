@@ -56,7 +56,8 @@ extension SupervisorLoop {
         case .status:
             var services = engine.services
             if let name = request.service { services = services.filter { $0.definition.name == name } }
-            reply(fd, request.json ? StatusReport.json(services, now: now) : StatusReport.text(services, now: now))
+            let head = journal.head()
+            reply(fd, request.json ? StatusReport.json(services, now: now, journal: head) : StatusReport.text(services, now: now, journal: head))
         case .start, .stop, .restart:
             let name = request.service!
             do {
@@ -70,6 +71,8 @@ extension SupervisorLoop {
                 return false
             }
             say(.debug, "service \(name): \(request.command.rawValue) asked through the control socket", service: name)
+            journalReasons[name] = "\(request.command.rawValue) asked through the control socket" + (request.reason.map { " because \($0)" } ?? "")
+            journal.append("service.\(request.command.rawValue)-asked", [("service", name)] + (request.reason.map { [("reason", $0)] } ?? []))
             let state = engine.services[engine.index(of: name)!].state.rawValue
             reply(fd, request.json ? "{\"service\":\(jsonString(name)),\"state\":\(jsonString(state))}" : "\(name): \(state)")
         case .events:

@@ -37,12 +37,18 @@ public final class SupervisorLoop {
     /// Starts not yet in the timeline (a notify service before READY=1):
     /// if the process ends first, its start goes in as failed.
     var unreadyStarts: [String: (pid: Int32, at: Int64)] = [:]
+    /// Every start, stop and restart, with its reason (/run/log/journal.jsonl).
+    let journal: JournalFile
+    /// Why a service will next start or stop, when it is not the boot's
+    /// wish: asked over the control socket, or a restart after an exit.
+    var journalReasons: [String: String] = [:]
 
     public init(paths: SupervisorPaths, console: Console, systemMode: Bool) {
         self.paths = paths
         self.console = console
         self.systemMode = systemMode
         timeline = Timeline(directory: paths.run, process: "supervisor")
+        journal = JournalFile(directory: paths.logs, process: "supervisor")
         ownLog = ServiceLog(name: "spirit", directory: paths.logs, maxBytes: 1 << 20, ringLines: 1000)
     }
 

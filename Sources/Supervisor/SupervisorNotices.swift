@@ -17,6 +17,8 @@ extension SupervisorLoop {
                     spawner.startedPipes.removeAll { $0.fd == fd }
                 }
                 unreadyStarts[name] = (pid, clock.nowMicros)
+                journal.append("service.start", [("service", name), ("pid", "\(pid)"),
+                                                 ("reason", journalReasons.removeValue(forKey: name) ?? "wanted (enabled, or required by one started)")])
                 console.debug("service \(name): started, process \(pid)")
                 logs[name]?.note("started, process \(pid)", at: clock.nowMicros)
             case .ready(let name, let startedAt, let at):
@@ -38,9 +40,13 @@ extension SupervisorLoop {
                 }
                 let then = restartIn.map { "; restart in \(($0 + 500) / 1000) ms" } ?? ""
                 say(restartIn == nil ? .info : .warning, "service \(name): \(status)\(then)", service: name)
+                journal.append("service.exit", [("service", name), ("status", "\(status)"),
+                                                ("then", restartIn.map { "restart in \(($0 + 500) / 1000) ms" } ?? "not restarted")])
+                if restartIn != nil { journalReasons[name] = "restart after it \(status)" }
             case .startFailed(let name, let reason, let restartIn):
                 let then = restartIn.map { "; again in \(($0 + 500) / 1000) ms" } ?? ""
                 say(.error, "service \(name): \(reason)\(then)", service: name)
+                journal.append("service.start-failed", [("service", name), ("reason", reason)])
                 let now = clock.nowMicros
                 timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: 0, startMicros: now, endMicros: now,
                                              ok: false, detail: reason))
@@ -50,14 +56,21 @@ extension SupervisorLoop {
                 let why = said.map { $0.hasPrefix("spirit: ") ? String($0.dropFirst("spirit: ".count)) : $0 } ?? "exit status \(code)"
                 engine.explain(name, "not applicable here: \(why)")
                 say(.info, "service \(name): not applicable here (\(why)); not restarted", service: name)
+                journal.append("service.not-applicable", [("service", name), ("reason", why)])
             case .failed(let name, let reason):
                 say(.error, "service \(name): failed: \(reason); 'spiritctl start \(name)' tries again", service: name)
+                journal.append("service.failed", [("service", name), ("reason", reason)])
             case .stopping(let name, let signal):
                 console.debug("service \(name): sent \(Signal.name(signal))")
+                let why = shutdownStarted != nil ? "shutdown" : journalReasons[name] ?? "a service it requires stopped"
+                journal.append("service.stop", [("service", name), ("signal", Signal.name(signal)), ("reason", why)])
             case .killed(let name, let after):
                 say(.warning, "service \(name): still running \(formatMilliseconds(after)) ms after its stop signal; SIGKILL", service: name)
             case .stopped(let name, let took, let killed):
                 let how = killed ? "killed" : "stopped"
+                journal.append("service.stopped", [("service", name), ("how", how), ("took_ms", formatMilliseconds(took))])
+                // A restart asked keeps its reason for the start that follows.
+                if journalReasons[name]?.hasPrefix("stop ") == true { journalReasons[name] = nil }
                 say(.info, (shutdownStarted == nil ? "service \(name): " : "shutdown: \(name) ") + "\(how) in \(formatMilliseconds(took)) ms",
                     service: name)
             case .allReady:

@@ -13,7 +13,7 @@ extension FuzzTarget {
     /// Every target, in the order `make fuzz` runs them; fuzz/corpus/NAME
     /// holds each one's seeds.
     static let all: [FuzzTarget] = [
-        cmdline, manifest, config, nbdServer, nbdClient, discovery, http, uevent, qmp, grubenv, persist, sentinel,
+        cmdline, manifest, config, nbdServer, nbdClient, discovery, http, uevent, qmp, grubenv, persist, sentinel, journal,
     ]
 
     /// /proc/cmdline: the crom.* flags, and any other word a boot loader passes.
@@ -147,6 +147,23 @@ extension FuzzTarget {
             var engine = RuleEngine(rules: rules)
             engine.observe(Observation(signal: .kmsgOOMKill, subject: "fuzz"), at: 0)
             _ = engine.evaluate(at: 0)
+        }
+    }
+
+    /// The journal as `spirit journal verify` and the next writer read it
+    /// (it may have been edited by anyone with root): the chain's check, the
+    /// last record found in a tail, and each line's round trip.
+    static let journal = FuzzTarget(name: "journal") { bytes in
+        let lines = bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).count
+        let check = Journal.verify(bytes)
+        require(check.records <= lines, "verify counted \(check.records) records in \(lines) lines")
+        if check.problem == nil, bytes.last == UInt8(ascii: "\n") {
+            require(Journal.lastRecord(bytes)?.hash == check.head, "a whole chain's last record is not its head")
+        }
+        _ = Journal.lastRecord(bytes.suffix(100))
+        for line in bytes.split(separator: UInt8(ascii: "\n")) {
+            guard let record = try? JournalRecord.parse(line) else { continue }
+            require((try? JournalRecord.parse(Array(record.line.utf8))) == record, "a record does not read back as written")
         }
     }
 

@@ -252,6 +252,14 @@ def test_a_firing_rule_restarts_only_an_opted_in_service_once(tree):
     asked = (t.root / "run/log/spirit.log").read_text().count("service flappy: restart asked through the control socket")
     assert asked == 1, asked
     assert "service other: restart asked" not in (t.root / "run/log/spirit.log").read_text()
+    # The Sentinel's action and the supervisor's restart are both in the journal.
+    records = [json.loads(line) for line in (t.root / "run/log/journal.jsonl").read_text().splitlines()]
+    actions = [r for r in records if r["kind"] == "sentinel.restart"]
+    assert len(actions) == 1 and actions[0]["process"] == "sentinel", actions
+    assert actions[0]["fields"]["service"] == "flappy" and actions[0]["fields"]["rule"] == "restart-on-flap", actions
+    assert actions[0]["fields"]["result"] == "asked the supervisor", actions
+    assert any(r["kind"] == "service.restart-asked" and r["fields"]["service"] == "flappy" for r in records)
+    assert all(b["prev"] == a["hash"] for a, b in zip(records, records[1:]))
 
 
 def test_metrics_in_prometheus_text_pass_promtool(tree):

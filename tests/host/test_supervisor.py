@@ -298,3 +298,50 @@ def test_a_sandboxed_service_keeps_only_what_its_file_grants(supervise):
         assert "service missing" in line and "its sandbox names /nonexistent/spirit, which does not exist" in line, line
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def journal(root: Path) -> list[dict]:
+    return [json.loads(line) for line in (root / "run/log/journal.jsonl").read_text().splitlines()]
+
+
+def test_the_journal_chains_each_start_exit_and_stop_with_its_reason(supervise):
+    s = supervise({"sleeper": 'command = ["/bin/sleep", "1000"]\nready = "started"\n'})
+    s.wait_for(lambda: "spirit: ready" in s.text(), "ready")
+    pid = json.loads(s.ctl("--json", "status").stdout)["services"][0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    s.wait_for(lambda: s.status()["sleeper"][3] == "1", "the restart")
+    assert s.ctl("stop", "sleeper").returncode == 0
+    s.wait_for(lambda: any(r["kind"] == "service.stopped" for r in journal(s.root)), "the stop")
+    # An action of `spirit ask` (the parser reads this one; no model).
+    env = dict(os.environ, SPIRIT_AI_ROOT=str(s.root))
+    asked = subprocess.run([str(SPIRIT), "ask", "start sleeper", "--yes"], capture_output=True, text=True, env=env, timeout=30)
+    assert asked.returncode == 0, asked
+    s.wait_for(lambda: [r["kind"] for r in journal(s.root)].count("service.start") == 3, "the start asked")
+    records = journal(s.root)
+    action = next(r for r in records if r["kind"] == "ask.action")
+    assert action["process"] == "ask" and action["fields"]["tool"] == "start" and action["fields"]["prompt"] == "start sleeper", action
+    starts = [r["fields"]["reason"] for r in records if r["kind"] == "service.start"]
+    assert starts[0].startswith("wanted") and starts[1].startswith("restart after it was killed by SIGKILL"), starts
+    assert starts[2] == "start asked through the control socket", starts
+    stop = next(r for r in records if r["kind"] == "service.stop")
+    assert stop["fields"]["reason"] == "stop asked through the control socket", stop
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    assert all(b["prev"] == a["hash"] for a, b in zip(records, records[1:]))
+    # The head is in spiritctl status, as text and JSON.
+    head = json.loads(s.ctl("--json", "status").stdout)["journal"]
+    assert head == {"seq": records[-1]["seq"], "head": records[-1]["hash"]}
+    assert s.ctl("status").stdout.splitlines()[0] == f"journal: seq {head['seq']}, head {head['head'][:16]}"
+
+    verify = [str(SPIRIT), "journal", "verify", "--dir", str(s.root / "run/log")]
+    answer = subprocess.run(verify, capture_output=True, text=True)
+    assert answer.returncode == 0 and f"{len(records)} records, the chain is whole" in answer.stdout, answer
+    shown = subprocess.run([str(SPIRIT), "journal", "-n", "2", "--dir", str(s.root / "run/log")], capture_output=True, text=True)
+    assert shown.returncode == 0 and len(shown.stdout.splitlines()) == 2 and "service.start" in shown.stdout, shown
+    # One byte of the second record changed: verify names it.
+    path = s.root / "run/log/journal.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    lines[1] = lines[1].replace('"sleeper"', '"sleepex"', 1)
+    path.write_text("".join(lines))
+    answer = subprocess.run(verify, capture_output=True, text=True)
+    assert answer.returncode == 1, answer
+    assert f"journal.jsonl:2 (seq 2): edited" in answer.stderr, answer

@@ -3,9 +3,12 @@ from a writable CROM_SPIRIT disk keeps /root and /etc (a file written, one
 changed, one deleted) across a reboot (a second QEMU on the same disk
 file); QEMU killed while a commit writes leaves the previous archive in
 force; a damaged archive is ignored with the reason, nothing of it applied;
-a read-only medium (the ISO as a CD) says why it cannot take an archive."""
+a read-only medium (the ISO as a CD) says why it cannot take an archive;
+the journal of a boot from a vfat stick checks out, is saved at poweroff
+and linked by the next boot, and an edited record is named."""
 
 import hashlib
+import json
 import re
 import subprocess
 
@@ -153,12 +156,35 @@ def test_a_vfat_stick_with_a_tmpfs_upper(boot, tmp_path, system_image):
     vm.expect(r"spirit:/# ", partial=True)
     assert vm.check("cat /root/link && stat -c %a /root/dir/v") == "on-vfat\n600"
     assert vm.check("ls /etc/spirit/services") == "nodus.toml"
-    vm.kill()
+    # The journal: the boot's decisions and the services' starts, chained
+    # whole; no previous journal (the first boot was killed, not shut down).
+    assert re.search(r"^journal: \d+ records, the chain is whole; head [0-9a-f]{64}$", vm.check("spirit journal verify"), re.M)
+    records = [json.loads(line) for line in vm.check("spirit journal --json").splitlines()]
+    kinds = [r["kind"] for r in records]
+    for kind in ["boot.flags", "boot.cascade", "boot.source", "boot.image", "boot.root", "boot.stage2", "service.start"]:
+        assert kind in kinds, kinds
+    assert "boot.previous" not in kinds, kinds
+    image = next(r for r in records if r["kind"] == "boot.image")
+    assert image["fields"]["sha256"] == system_image["sha256"], image
+    # A clean poweroff saves the journal beside the archive.
+    vm.send("spirit poweroff\n")
+    saved = vm.expect(r"^spirit: shutdown: journal saved to /dev/vda \(vfat, CROM_SPIRIT, UUID [^)]+\) \((\d+) records, head ([0-9a-f]{16})\)$")
+    vm.wait_exit()
+    listing = subprocess.run(["mdir", "-b", "-i", str(disk), "::"], check=True, capture_output=True, text=True).stdout.split()
+    assert "::/spirit.journal" in listing and "::/spirit.journal.new" not in listing, listing
 
-    # crom.persist=off boots clean, without reading the archive.
+    # crom.persist=off boots clean, without reading the archive; the last
+    # boot's journal is read all the same, and this boot's chain holds its head.
     vm = boot("crom.upper=tmpfs crom.persist=off", disks=[Disk(str(disk))])
+    vm.expect(rf"^spirit: journal: the last boot's, {saved.group(1)} records with head {saved.group(2)}, checks out$")
     vm.expect(r"^spirit: ready$")
     vm.expect(r"spirit:/# ", partial=True)
+    previous = next(json.loads(line) for line in vm.check("spirit journal --json").splitlines() if '"boot.previous"' in line)
+    assert previous["fields"]["head"].startswith(saved.group(2)) and previous["fields"]["check"] == "whole", previous
+    # One byte of the third record changed in place: verify names it.
+    vm.check(r"sed -i '3s/boot\./bOot./' /run/log/journal.jsonl")
+    code, out = vm.run("spirit journal verify")
+    assert code == 1 and "journal: /run/log/journal.jsonl:3 (seq 3): edited" in out, out
     assert "spirit: persist:" not in vm.console
     # The image's own services, as rootfs/services has them.
     shipped = "\n".join(sorted(path.name for path in (ROOT / "rootfs/services").glob("*.toml")))
