@@ -26,9 +26,12 @@ struct HTTPServerTests {
     /// idle timeout; the speed floor ends it, after one window, naming it.
     @Test func aTricklingServerIsTooSlowToWaitFor() throws {
         let (ours, theirs) = pair()
-        defer { theirs.close() }
         try theirs.write(Array("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n".utf8))
         try Threads.start {
+            // The writer closes its end when it stops (our end closed: EPIPE):
+            // the test returns before it, and a close there would leave it
+            // writing to a descriptor another test may own by then.
+            defer { theirs.close() }
             for _ in 0..<60 {
                 guard (try? theirs.write([0x41])) != nil else { return }
                 Kernel.sleep(milliseconds: 20)
