@@ -26,6 +26,9 @@ SIGNING_KEY ?= $(HOME)/.config/crom-spirit/signing.key
 # below MIN_VERSION. Empty (the default): this build's own version (what
 # `out/spirit version` prints); `none`: no minimum. Checked by mkinitramfs.
 MIN_VERSION ?=
+# EXTRA_CA: a PEM file of CA certificates that HTTPS trusts besides
+# Debian's bundle (a private mirror's CA), in the initramfs and the rootfs.
+EXTRA_CA ?=
 # Base of the system image: debian (here) or alpine (needs ALPINE_MIRROR).
 BASE ?= debian
 # The AI runtime's model (make model-gguf), in $(OUT)/models/.
@@ -114,16 +117,17 @@ $(SIGNING_KEY): | $(OUT)/spirit
 EPOCH := $(call setting,SOURCE_DATE_EPOCH)
 
 initramfs: $(OUT)/initramfs.zst
-$(OUT)/initramfs.zst: $(OUT)/spirit $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(call setting,MIN_VERSION) \
-        $(wildcard initramfs/* initramfs/*/*) scripts/mkinitramfs.sh scripts/copy-exec.sh scripts/rescue-tools.sh scripts/udhcpc.script
-	MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
+$(OUT)/initramfs.zst: $(OUT)/spirit $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(call setting,MIN_VERSION) $(call setting,EXTRA_CA) $(EXTRA_CA) \
+        $(wildcard initramfs/* initramfs/*/*) scripts/mkinitramfs.sh scripts/copy-exec.sh scripts/rescue-tools.sh scripts/udhcpc.script \
+        scripts/ca-bundle.sh
+	EXTRA_CA="$(EXTRA_CA)" MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
 	@sha256sum $(OUT)/initramfs.zst
 
 rootfs: $(OUT)/rootfs.squashfs $(OUT)/manifest.json
 $(OUT)/rootfs.squashfs $(OUT)/manifest.json &: $(OUT)/spirit $(KERNEL) $(EPOCH) $(call setting,BASE) $(KEY) \
         $(wildcard rootfs/* rootfs/*/* initramfs/modules-load.d/*) scripts/mkrootfs.sh scripts/copy-exec.sh \
-        scripts/rescue-tools.sh
-	BASE=$(BASE) scripts/mkrootfs.sh $(OUT)/spirit $(KERNEL_DIR) "$(SIGNING_KEY)" $(OUT)
+        scripts/rescue-tools.sh scripts/ca-bundle.sh $(call setting,EXTRA_CA) $(EXTRA_CA)
+	EXTRA_CA="$(EXTRA_CA)" BASE=$(BASE) scripts/mkrootfs.sh $(OUT)/spirit $(KERNEL_DIR) "$(SIGNING_KEY)" $(OUT)
 	@sha256sum $(OUT)/rootfs.squashfs
 
 # Every side-effecting system call outside SpiritCore goes through its door
@@ -176,10 +180,22 @@ host-test: $(OUT)/spirit $(KERNEL_DIR)/release $(OUT)/llama-server $(OUT)/models
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) SPIRIT_LLAMA_SERVER=$(OUT)/llama-server \
 	SPIRIT_MODEL=$(OUT)/models/$(MODEL_GGUF) python3 -m pytest -v -rA tests/host
 
-vm-test: initramfs rootfs iso $(OUT)/layers/vm.squashfs $(OUT)/layers/ai.squashfs $(OUT)/layers/voice.squashfs $(PACKS)/models/$(MODEL_PACK).json $(STICK)
+# The HTTPS boot test's initramfs: this build's, trusting a test CA as well
+# (EXTRA_CA); the CA is made here by openssl and its key never leaves out/.
+TEST_CA := $(OUT)/test-ca
+$(TEST_CA)/ca.pem:
+	mkdir -p $(TEST_CA)
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout $(TEST_CA)/ca.key -out $@.new \
+	    -days 3650 -subj "/CN=Crom-OS Spirit test CA" 2>/dev/null
+	mv $@.new $@
+$(TEST_CA)/initramfs.zst: $(OUT)/initramfs.zst $(TEST_CA)/ca.pem
+	EXTRA_CA=$(TEST_CA)/ca.pem MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot \
+	    "$(SIGNING_KEY).pub" $@
+
+vm-test: $(TEST_CA)/initramfs.zst initramfs rootfs iso $(OUT)/layers/vm.squashfs $(OUT)/layers/ai.squashfs $(OUT)/layers/voice.squashfs $(PACKS)/models/$(MODEL_PACK).json $(STICK)
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_INITRAMFS=$(OUT)/initramfs.zst SPIRIT_ISO=$(ISO) SPIRIT_STICK=$(STICK) \
 	SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_MANIFEST=$(OUT)/manifest.json SPIRIT_LAYERS=$(OUT)/layers SPIRIT_MODELS=$(PACKS)/models \
-	    python3 -m pytest -v -rA tests/vm
+	SPIRIT_TEST_CA=$(TEST_CA) python3 -m pytest -v -rA tests/vm
 
 test: deps door-check unit-test asan-test fuzz-check host-test vm-test
 

@@ -30,6 +30,7 @@ let package = Package(
             name: "SpiritCore",
             dependencies: [
                 "CSpirit",
+                "CTLS",
                 "CDrm",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -58,8 +59,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // HTTP/1.1 over SpiritCore's Socket: the HTTP boot source, the
-        // rescue tools' fetch and `spirit image fetch`.
+        // TLS for Net's HTTPS: a small C shim over mbedTLS, which links
+        // statically from Debian's libmbedtls-dev (0.6 MB in `spirit`;
+        // OpenSSL's static libraries would add about 4 MB: README, http
+        // source). Only SpiritCore calls it (TLSSession, beside Socket).
+        .target(
+            name: "CTLS",
+            linkerSettings: [.linkedLibrary("mbedtls"), .linkedLibrary("mbedx509"), .linkedLibrary("mbedcrypto")]
+        ),
+        // HTTP/1.1 and HTTPS over SpiritCore's Socket: the HTTP boot source,
+        // the rescue tools' fetch and `spirit image fetch`.
         .target(
             name: "Net",
             dependencies: [

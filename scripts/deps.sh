@@ -15,6 +15,9 @@ packages=(
     libvterm-dev      # libvterm.a: the VT state machine of Nexus's terminals
     libdrm-dev        # libdrm.a for the static binary (the HUD's display)
     libmujs-dev       # libmujs.a: the JavaScript engine of the HUD's scripted widgets
+    libmbedtls-dev    # libmbedtls.a, libmbedx509.a, libmbedcrypto.a: HTTPS in the static binary
+    ca-certificates   # the CA bundle HTTPS trusts, copied into the initramfs and the rootfs
+    openssl           # the HTTPS tests' certificates (a test CA made at test time)
     e2fsprogs         # mke2fs: the zram upper layer; test media
     squashfs-tools    # mksquashfs: the system image
     dosfstools        # mkfs.vfat: test media

@@ -13,6 +13,10 @@
 # default) for the spirit binary's own version, `none` for no minimum. A
 # value that is not a version stops the build: the boot would refuse every
 # image over it.
+# EXTRA_CA (environment) names a PEM file of CA certificates appended to
+# the bundle HTTPS trusts (Debian's ca-certificates, at
+# /etc/ssl/certs/ca-certificates.crt): a private mirror's CA, or the test
+# CA of the HTTPS VM test.
 # KERNEL_DIR holds `release` and lib/modules/<release>/ (scripts/debian-kernel.sh
 # makes one; `make kernel` another).
 set -euo pipefail
@@ -64,6 +68,9 @@ install -m 644 "$public_key" "$stage/etc/spirit/signing.pub"
 if [[ $min_version != none ]]; then
     printf '%s\n' "$min_version" > "$stage/etc/spirit/minimum-version"
 fi
+# The CA bundle the HTTP source checks https:// servers against.
+source "$here/scripts/ca-bundle.sh"
+install_ca_bundle "$stage"
 # DHCP for the HTTP source: busybox's udhcpc runs this script on a lease.
 install -m 755 "$here/scripts/udhcpc.script" "$stage/etc/spirit/udhcpc.script"
 # NTFS for the parasite source where the kernel has no ntfs3 (Debian 12's

@@ -54,6 +54,9 @@ alpine)
     ;;
 esac
 
+# The CA bundle for HTTPS in stage 2 (spirit image fetch, upgrade, ai pull).
+source "$here/scripts/ca-bundle.sh"
+install_ca_bundle "$stage"
 # The key layers added at run time (spirit layer add) must be signed with.
 install -D -m 644 "$key.pub" "$stage/etc/spirit/signing.pub"
 install -m 755 "$spirit" "$stage/bin/spirit"

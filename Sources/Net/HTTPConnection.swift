@@ -3,9 +3,11 @@ import SpiritCore
 import SystemPackage
 
 /// One HTTP exchange on its own connection (`Connection: close`), its body
-/// read as it comes.
+/// read as it comes; over TLS for an https:// URL.
 public final class HTTPConnection {
     let socket: Socket
+    /// The TLS session of an https:// URL (nil over plain HTTP).
+    var tls: TLSSession?
     public let url: HTTPURL
     public private(set) var head = HTTPResponseHead(status: 0, reason: "", headers: [:])
     /// How long a read may wait for data before the exchange is a timeout.
@@ -49,22 +51,87 @@ public final class HTTPConnection {
         self.idleMillis = idleMillis
         self.minimumBytesPerSecond = minimumBytesPerSecond
         self.socket = socket
-        var request = "\(method) \(url.target) HTTP/1.1\r\nHost: \(url.host)\(url.port == 80 ? "" : ":\(url.port)")\r\n"
+        var request = "\(method) \(url.target) HTTP/1.1\r\nHost: \(url.host)\(url.port == url.defaultPort ? "" : ":\(url.port)")\r\n"
         request += "User-Agent: \(Self.userAgent)\r\nAccept: */*\r\nConnection: close\r\n"
         if let rangeStart { request += "Range: bytes=\(rangeStart)-\r\n" }
         if let body { request += "Content-Type: \(contentType)\r\nContent-Length: \(body.count)\r\n" }
         request += "\r\n"
+        // A throw from here runs deinit (every property is set), which
+        // closes the socket: closing it here too would close another
+        // thread's descriptor of the same number.
+        if url.secure { try startTLS() }
+        try send(Array(request.utf8) + (body ?? []))
+        windowStart = Kernel.bootTimeMicros()
+        try readHead()
+    }
+
+    deinit {
+        tls = nil  // close_notify before the socket closes
+        socket.close()
+    }
+
+    /// The TLS handshake, within `idleMillis` in all: a server that sends
+    /// its certificate a byte a second cannot hold the boot.
+    func startTLS() throws(HTTPError) {
+        let session: TLSSession
         do {
-            try send(Array(request.utf8) + (body ?? []))
-            windowStart = Kernel.bootTimeMicros()
-            try readHead()
+            session = try TLSSession(fd: socket.fd, host: url.host)
         } catch {
-            socket.close()
-            throw error
+            throw fail("\(error)", transient: false)
+        }
+        let deadline = Kernel.bootTimeMicros() + Int64(idleMillis) * 1000
+        while true {
+            let step: TLSSession.Step
+            do {
+                step = try session.handshake()
+            } catch {
+                throw fail(error.reason, transient: !error.untrusted)
+            }
+            let left = Int((deadline - Kernel.bootTimeMicros()) / 1000)
+            switch step {
+            case .done:
+                tls = session
+                return
+            case .wantRead:
+                guard left > 0, try wait(forWriting: false, milliseconds: left) else { throw fail("timed out in the TLS handshake (\(idleMillis / 1000) s)") }
+            case .wantWrite:
+                guard left > 0, try wait(forWriting: true, milliseconds: left) else { throw fail("timed out in the TLS handshake (\(idleMillis / 1000) s)") }
+            }
         }
     }
 
-    deinit { socket.close() }
+    /// Waits until the socket can be read (or written); false on timeout.
+    func wait(forWriting: Bool, milliseconds: Int) throws(HTTPError) -> Bool {
+        do {
+            return forWriting ? try socket.waitWritable(milliseconds: milliseconds) : try socket.waitReadable(milliseconds: milliseconds)
+        } catch {
+            throw fail("the connection broke: \(error.errno)")
+        }
+    }
+
+    /// One non-blocking write, through TLS for https://.
+    func writeStep(_ bytes: UnsafeRawBufferPointer) throws(HTTPError) -> TLSSession.Step {
+        if let tls {
+            do { return try tls.write(bytes) } catch { throw fail(error.reason) }
+        }
+        do {
+            return try socket.writeIfReady(bytes).map { .done($0) } ?? .wantWrite
+        } catch {
+            throw fail("unable to send the request: \(error.errno)")
+        }
+    }
+
+    /// One non-blocking read, through TLS for https://: `.done(0)` at the end.
+    func readStep(into out: UnsafeMutableRawBufferPointer) throws(HTTPError) -> TLSSession.Step {
+        if let tls {
+            do { return try tls.read(into: out) } catch { throw fail(error.reason) }
+        }
+        do {
+            return try socket.readIfReady(into: out).map { .done($0) } ?? .wantRead
+        } catch {
+            throw fail("the connection broke: \(error.errno)")
+        }
+    }
 
     func fail(_ message: String, transient: Bool = true) -> HTTPError {
         HTTPError(url: url, message: message, transient: transient)
@@ -95,16 +162,14 @@ public final class HTTPConnection {
     func send(_ bytes: [UInt8]) throws(HTTPError) {
         var offset = 0
         while offset < bytes.count {
-            let sent: Int?
-            var writable = true
-            do {
-                sent = try bytes.withBytes { raw throws(SystemError) in try socket.writeIfReady(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
-                if sent == nil { writable = try socket.waitWritable(milliseconds: idleMillis) }
-            } catch {
-                throw fail("unable to send the request: \(error.errno)")
+            let step = try bytes.withUnsafeBytes { raw in
+                Result { () throws(HTTPError) in try writeStep(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
+            }.get()
+            switch step {
+            case .done(let sent): offset += sent
+            case .wantRead: guard try wait(forWriting: false, milliseconds: idleMillis) else { throw fail("timed out sending the request") }
+            case .wantWrite: guard try wait(forWriting: true, milliseconds: idleMillis) else { throw fail("timed out sending the request") }
             }
-            if !writable { throw fail("timed out sending the request") }
-            offset += sent ?? 0
         }
     }
 
@@ -123,20 +188,19 @@ public final class HTTPConnection {
     }
 
     /// Up to `out.count` bytes from the socket, once some arrive within the
-    /// idle timeout; 0 at the end of the connection.
+    /// idle timeout; 0 at the end of the connection. Read first, then wait:
+    /// TLS may hold decrypted bytes that poll cannot see.
     func receive(into out: UnsafeMutableRawBufferPointer) throws(HTTPError) -> Int {
         while true {
-            let received: Int?
-            do {
-                guard try socket.waitReadable(milliseconds: idleMillis) else { break }
-                received = try socket.readIfReady(into: out)
-            } catch {
-                throw fail("the connection broke: \(error.errno)")
-            }
-            if let received {
+            let ready: Bool
+            switch try readStep(into: out) {
+            case .done(let received):
                 try checkRate(received)
                 return received
+            case .wantRead: ready = try wait(forWriting: false, milliseconds: idleMillis)
+            case .wantWrite: ready = try wait(forWriting: true, milliseconds: idleMillis)
             }
+            if !ready { break }
         }
         throw fail("timed out: no data for \(idleMillis / 1000) s")
     }

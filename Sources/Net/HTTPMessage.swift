@@ -7,40 +7,43 @@ import SystemPackage
 // binary from about 7 MB to about 58 MB), and swift-nio's HTTP client is
 // far more than a boot needs. It does GET with Content-Length or chunked
 // bodies, Range requests to resume, and up to `maximumRedirects`
-// redirects. It does not do HTTPS (no TLS library in the initramfs): an
-// https:// URL is refused with a reason.
+// redirects, over plain TCP or TLS (https://: CTLS over mbedTLS, checked
+// against the CA bundle; the signed manifest stays the trust anchor).
 
-/// An http:// URL, split.
+/// An http:// or https:// URL, split.
 public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
     public var host: String
     public var port: Int
     /// The path and query, starting with `/`.
     public var target: String
+    /// https://: the exchange goes over TLS.
+    public var secure: Bool
 
-    public init(host: String, port: Int, target: String) {
+    public init(host: String, port: Int, target: String, secure: Bool = false) {
         self.host = host
         self.port = port
         self.target = target
+        self.secure = secure
     }
+
+    public var defaultPort: Int { secure ? 443 : 80 }
 
     public var description: String {
-        "http://" + (host.contains(":") ? "[\(host)]" : host) + (port == 80 ? "" : ":\(port)") + target
+        (secure ? "https://" : "http://") + (host.contains(":") ? "[\(host)]" : host) + (port == defaultPort ? "" : ":\(port)") + target
     }
 
-    /// Parses `http://host[:port][/path]`; names what is wrong otherwise.
+    /// Parses `http[s]://host[:port][/path]`; names what is wrong otherwise.
     public static func parse(_ text: String) throws -> HTTPURL {
         let lower = text.lowercased()
-        if lower.hasPrefix("https://") {
-            throw SpiritError("\(text): HTTPS is not supported by Spirit's boot HTTP client (no TLS in the initramfs); give an http:// URL with crom.http=")
-        }
-        guard lower.hasPrefix("http://") else { throw SpiritError("\(text) is not an http:// URL") }
-        let rest = text.dropFirst("http://".count)
+        let secure = lower.hasPrefix("https://")
+        guard secure || lower.hasPrefix("http://") else { throw SpiritError("\(text) is not an http:// or https:// URL") }
+        let rest = text.dropFirst(secure ? "https://".count : "http://".count)
         let authority = rest.prefix { $0 != "/" && $0 != "?" && $0 != "#" }
         var target = String(rest.dropFirst(authority.count).prefix { $0 != "#" })
         if target.isEmpty || target.hasPrefix("?") { target = "/" + target }
         guard !authority.isEmpty, !authority.contains("@") else { throw SpiritError("\(text): no host (or a user name, which is not supported)") }
         var host = Substring(authority)
-        var port = 80
+        var port = secure ? 443 : 80
         if host.hasPrefix("[") {
             guard let close = host.firstIndex(of: "]") else { throw SpiritError("\(text): unclosed [ in the host") }
             let after = host[host.index(after: close)...]
@@ -55,7 +58,7 @@ public struct HTTPURL: Sendable, Equatable, CustomStringConvertible {
             host = host[..<colon]
         }
         guard (1...65535).contains(port), !host.isEmpty else { throw SpiritError("\(text): bad host or port") }
-        return HTTPURL(host: String(host), port: port, target: target)
+        return HTTPURL(host: String(host), port: port, target: target, secure: secure)
     }
 
     /// A Location header, absolute or relative to this URL.

@@ -40,9 +40,9 @@ public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
 /// A bad value is never fatal: it becomes a `BootConfig.Warning` naming the
 /// flag, what was wrong with it and what is used instead.
 public struct BootConfig: Sendable, Equatable {
-    /// The design's server over plain HTTP: this build's boot client has no
-    /// TLS, and the signed manifest, not the transport, guards the image.
-    public static let defaultHTTPURL = "http://boot.crom.run/spirit/"
+    /// The design's server, over TLS (checked against the initramfs's CA
+    /// bundle); the signed manifest, not the transport, guards the image.
+    public static let defaultHTTPURL = "https://boot.crom.run/spirit/"
     public static let defaultNBDPort = 10809
     public static let defaultNetworkTimeout = 10
 
@@ -166,12 +166,6 @@ public struct BootConfig: Sendable, Equatable {
             guard let value, Self.isHTTPURL(value) else {
                 httpURL = Self.defaultHTTPURL
                 return "expected an http:// or https:// URL; using \(Self.defaultHTTPURL)"
-            }
-            if value.lowercased().hasPrefix("https://") {
-                // Said now, not when the source fails: the boot goes on over
-                // HTTP, which the signed manifest makes safe for the image.
-                httpURL = "http://" + value.dropFirst("https://".count)
-                return "this build's HTTP client has no TLS; using \(httpURL) (the signed manifest still guards the image)"
             }
             httpURL = value
         case .gpu:

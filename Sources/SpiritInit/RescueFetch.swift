@@ -5,7 +5,7 @@ import Net
 import Overlay
 import SpiritCore
 
-// spirit-fetch: the next boot attempt from an http:// base URL.
+// spirit-fetch: the next boot attempt from an http:// or https:// base URL.
 extension RescueTools {
     /// Fetches the manifest under a base URL and checks it here (its
     /// signature and the initramfs's minimum version), then ends the rescue shell with the flags that make PID 1's
@@ -13,7 +13,7 @@ extension RescueTools {
     /// hashed by the boot worker, as every image).
     static func fetch(_ arguments: [String]) -> Int32 {
         guard arguments.count == 1, let text = arguments.first else {
-            return Usage.fail("usage: spirit-fetch URL (the base URL of the media files: http://HOST[:PORT]/PATH/)")
+            return Usage.fail("usage: spirit-fetch URL (the base URL of the media files: http[s]://HOST[:PORT]/PATH/)")
         }
         let console = Console.tool
         do {

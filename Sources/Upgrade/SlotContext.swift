@@ -125,18 +125,15 @@ public struct MediumView: Sendable {
 extension UpgradeSource {
     /// `--from`: an HTTP URL or a directory.
     public static func parse(_ text: String) throws -> UpgradeSource {
-        if text.hasPrefix("http://") {
+        if text.hasPrefix("http://") || text.hasPrefix("https://") {
             _ = try HTTPURL.parse(text)
             return .url(text)
-        }
-        if text.hasPrefix("https://") {
-            throw SpiritError("--from \(text): this build speaks plain HTTP only (the signed release, not the transport, guards what is written); use an http:// URL")
         }
         if text == "peer" || text.hasPrefix("nodus://") {
             throw SpiritError("--from \(text): Nodus peers serve the image and layers, not a kernel and an initramfs; serve a release folder (make netboot) over HTTP instead")
         }
         guard Kernel.exists(text + "/" + ReleaseManifest.fileName) else {
-            throw SpiritError("--from \(text): no \(ReleaseManifest.fileName) there (expected an http:// URL or a release folder, such as make netboot's)")
+            throw SpiritError("--from \(text): no \(ReleaseManifest.fileName) there (expected an http:// or https:// URL or a release folder, such as make netboot's)")
         }
         return .directory(text)
     }

@@ -9,7 +9,11 @@ import Testing
         #expect(url.appending("manifest.json").description == "http://10.0.2.2:8080/spirit/manifest.json")
         #expect(try HTTPURL.parse("http://boot.example").target == "/")
         #expect(try HTTPURL.parse("http://[fd00::1]:81/a/").host == "fd00::1")
-        #expect(throws: SpiritError.self) { try HTTPURL.parse("https://boot.crom.run/spirit/") }
+        let secure = try HTTPURL.parse("https://boot.crom.run/spirit/")
+        #expect(secure == HTTPURL(host: "boot.crom.run", port: 443, target: "/spirit/", secure: true))
+        #expect(secure.description == "https://boot.crom.run/spirit/")
+        #expect(try HTTPURL.parse("HTTPS://a:8443/").description == "https://a:8443/")
+        #expect(try HTTPURL.parse("https://a:80/").description == "https://a:80/")
         #expect(throws: SpiritError.self) { try HTTPURL.parse("ftp://x/") }
         #expect(throws: SpiritError.self) { try HTTPURL.parse("http://host:99999/") }
     }
@@ -19,6 +23,9 @@ import Testing
         #expect(try base.resolving("/other/x").description == "http://a/other/x")
         #expect(try base.resolving("mirror/manifest.json").description == "http://a/spirit/mirror/manifest.json")
         #expect(try base.resolving("http://b:81/y").description == "http://b:81/y")
+        #expect(try base.resolving("https://b/y") == HTTPURL(host: "b", port: 443, target: "/y", secure: true))
+        let secure = try HTTPURL.parse("https://a:8443/spirit/")
+        #expect(try secure.resolving("/x").description == "https://a:8443/x")
     }
 
     @Test func tooManyHeaderLinesAreRefused() {
@@ -41,5 +48,9 @@ import Testing
             + "Name:\tboot.example\nAddress: 2001:db8::7\n"
         #expect(HostResolver.parseNslookup(text) == ["192.0.2.7", "2001:db8::7"])
         #expect(HostResolver.parseNslookup("** server can't find x: NXDOMAIN\n").isEmpty)
+        let hosts = "# static\n::1 localhost ip6-localhost\n127.0.0.1\tlocalhost  # loopback\n10.0.2.2 boot.lan\n"
+        #expect(HostResolver.parseHosts(hosts, name: "LOCALHOST") == ["127.0.0.1", "::1"])
+        #expect(HostResolver.parseHosts(hosts, name: "boot.lan") == ["10.0.2.2"])
+        #expect(HostResolver.parseHosts(hosts, name: "static").isEmpty)
     }
 }

@@ -72,7 +72,7 @@ import Testing
         ("crom.nodus.server=10.0.0.1:70000", "expected IP[:PORT]"),
         ("crom.nodus.server=300.0.0.1", "expected IP[:PORT]"),
         ("crom.nodus.server=[fe80::1", "expected IP[:PORT]"),
-        ("crom.http=ftp://x/", "expected an http:// or https:// URL; using http://boot.crom.run/spirit/"),
+        ("crom.http=ftp://x/", "expected an http:// or https:// URL; using https://boot.crom.run/spirit/"),
         ("crom.http=http://", "expected an http:// or https:// URL"),
         ("crom.gpu=yes", "expected passthrough or off; using off"),
         ("crom.ram.limit=abc", "expected a whole number of MiB above 0; using no limit"),
@@ -169,17 +169,17 @@ import Testing
         #expect(again.effectiveFlags == config.effectiveFlags)
     }
 
-    @Test func anHTTPSURLIsSaidAtParseTimeAndUsedOverHTTP() {
+    @Test func anHTTPSURLIsKeptAndIsTheDefault() {
         let (config, warnings) = BootConfig.parse("crom.http=https://example.org/spirit/")
-        #expect(config.httpURL == "http://example.org/spirit/")
-        #expect(warnings.map(\.message) == ["this build's HTTP client has no TLS; using http://example.org/spirit/ (the signed manifest still guards the image)"])
-        #expect(BootConfig().httpURL.hasPrefix("http://"))
+        #expect(config.httpURL == "https://example.org/spirit/")
+        #expect(warnings.isEmpty)
+        #expect(BootConfig().httpURL == "https://boot.crom.run/spirit/")
     }
 
     @Test func theBootConfigFileCarriesTheFlagsWarningsAndKernelParameters() throws {
         let (config, warnings) = BootConfig.parse("crom.debug=1 crom.mode=floppy crom.http=https://a.example/s/ quiet console=ttyS0")
         let json = config.json(warnings: warnings)
-        #expect(json.contains("\"crom.http=http://a.example/s/\""))
+        #expect(json.contains("\"crom.http=https://a.example/s/\""))
         #expect(json.contains("crom.mode=floppy: expected one of"))
         let read = try BootConfig(json: Array(json.utf8))
         #expect(read == config)

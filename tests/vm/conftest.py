@@ -86,7 +86,8 @@ def boot(request, kernel, initramfs):
 
     def start(append: str = "", **config) -> VM:
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name) + (f"-{len(vms)}" if vms else "")
-        vm = VM(VMConfig(kernel=kernel, initrd=initramfs, append=f"console=ttyS0 quiet {append}".strip(), **config),
+        config = {"kernel": kernel, "initrd": initramfs, **config}
+        vm = VM(VMConfig(append=f"console=ttyS0 quiet {append}".strip(), **config),
                 LOGS / f"{name}.log")
         vms.append(vm)
         return vm.start()

@@ -1,13 +1,16 @@
 """The boot cascade on a real kernel: parasite (NTFS through ntfs-3g),
 usb (a stick attached late, found through uevents), http (a server on the
 host through QEMU user networking: 500, redirect loop, silence, a body cut
-short and resumed), the rescue shell and its tools, crom.mode= forcing a
-source. Each boot checks several things: a TCG boot costs seconds."""
+short and resumed; HTTPS with a test CA, and a certificate refused), the
+rescue shell and its tools, crom.mode= forcing a source. Each boot checks
+several things: a TCG boot costs seconds."""
 
 import http.server
 import json
+import os
 import re
 import shutil
+import ssl
 import subprocess
 import threading
 import time
@@ -75,7 +78,8 @@ class MediaServer:
     /slow/  never answers (the client's idle timeout);
     /trickle/ answers, then sends a byte a second (the speed floor)."""
 
-    def __init__(self, files: dict[str, Path]):
+    def __init__(self, files: dict[str, Path], tls: ssl.SSLContext | None = None):
+        self.tls = tls
         self.files = {name: Path(path).read_bytes() for name, path in files.items()}
         self.cuts = 0
         self.requests: list[str] = []
@@ -145,12 +149,14 @@ class MediaServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
+        if tls:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def url(self, kind: str) -> str:
         # QEMU user networking: the guest reaches the host's loopback as 10.0.2.2.
-        return f"http://10.0.2.2:{self.port}/{kind}/"
+        return f"{'https' if self.tls else 'http'}://10.0.2.2:{self.port}/{kind}/"
 
     def __enter__(self):
         self.thread.start()
@@ -159,6 +165,46 @@ class MediaServer:
     def __exit__(self, *exc):
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def built_test_ca() -> Path:
+    """make vm-test's test CA (out/test-ca): ca.pem, ca.key, and
+    initramfs.zst, this build's initramfs trusting it too (EXTRA_CA)."""
+    directory = Path(os.environ.get("SPIRIT_TEST_CA", "out/test-ca"))
+    if not (directory / "initramfs.zst").exists():
+        pytest.skip(f"no {directory}/initramfs.zst (make vm-test builds it)")
+    return directory
+
+
+def throwaway_ca(directory: Path) -> Path:
+    """A CA that no initramfs trusts: ca.pem and ca.key in `directory`."""
+    directory.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", directory / "ca.key", "-out", directory / "ca.pem", "-days", "2", "-subj", "/CN=Throwaway CA"],
+                   check=True, capture_output=True)
+    return directory
+
+
+def signed_server_context(directory: Path, ca: Path) -> ssl.SSLContext:
+    """A TLS server context with a certificate for 10.0.2.2 (the host, as
+    QEMU's guest sees it), signed now by the CA in `ca`, valid from
+    yesterday: a TCG guest's clock may run behind the host's."""
+    key, csr, cert = directory / "server.key", directory / "server.csr", directory / "server.pem"
+    subprocess.run(["openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", key, "-out", csr, "-subj", "/CN=10.0.2.2", "-addext", "subjectAltName=IP:10.0.2.2"],
+                   check=True, capture_output=True)
+    # `openssl ca`, not `openssl x509 -req`: OpenSSL 3.0 sets a start date only there.
+    (directory / "index.txt").write_text("")
+    (directory / "serial").write_text("1000\n")
+    (directory / "ca.cnf").write_text(f"[ca]\ndefault_ca = test\n[test]\ndatabase = {directory}/index.txt\n"
+                                      f"new_certs_dir = {directory}\nserial = {directory}/serial\ndefault_md = sha256\n"
+                                      "policy = anything\ncopy_extensions = copy\n[anything]\ncommonName = supplied\n")
+    yesterday = time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() - 86400))
+    subprocess.run(["openssl", "ca", "-batch", "-config", directory / "ca.cnf", "-cert", ca / "ca.pem", "-keyfile", ca / "ca.key",
+                    "-in", csr, "-out", cert, "-notext", "-startdate", yesterday, "-days", "2"], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def source_reasons(vm) -> dict[str, str]:
@@ -295,7 +341,7 @@ def test_rescue_without_media_or_network_then_forced_nodus(boot, tmp_path, syste
     vm.expect(r"^spirit: ready$")
 
 
-def test_http_failures_then_fetch_resumes(boot, system_image):
+def test_http_failures_then_fetch_resumes(boot, tmp_path, system_image):
     with MediaServer(media_files(system_image)) as server:
         vm = boot(f"crom.mode=http crom.http={server.url('e500')} crom.network.timeout=5", nics=["user,model=e1000"])
         # 500 is retried, then reported; crom.mode=http does not fall through.
@@ -317,8 +363,10 @@ def test_http_failures_then_fetch_resumes(boot, system_image):
         # A byte a second never trips the idle timeout: the speed floor does, after one 10 s window.
         status, out = vm.run(f"spirit-fetch {server.url('trickle')} 2>&1", timeout=120)
         assert status == 111 and re.search(r"too slow: \d+ bytes in 1\d s, under 1024 bytes a second", out), out
-        status, out = vm.run("spirit-fetch https://boot.crom.run/spirit/ 2>&1")
-        assert status == 111 and "HTTPS is not supported" in out, out
+        # HTTPS: this initramfs trusts Debian's bundle, not a CA made here.
+        with MediaServer(media_files(system_image), tls=signed_server_context(tmp_path, throwaway_ca(tmp_path / "ca"))) as secure:
+            status, out = vm.run(f"spirit-fetch {secure.url('ok')} 2>&1")
+        assert status == 111 and re.search(r"certificate verify failed for 10\.0\.2\.2: .*not signed by a known CA", out), out
 
         # spirit-fetch from a server that cuts the image short once: the
         # signature is checked here, the boot continues, the download resumes
@@ -331,3 +379,16 @@ def test_http_failures_then_fetch_resumes(boot, system_image):
         vm.expect(r"^spirit: http: \d+ of \d+ MiB \(100%\), \d+ KiB/s, done$")
         vm.expect(r"^spirit: ready$")
         assert any(request.startswith("/cut/rootfs.squashfs bytes=") for request in server.requests), server.requests
+
+
+def test_https_boot_with_the_test_ca(boot, tmp_path, system_image):
+    """crom.http=https://…: the initramfs built with EXTRA_CA=the test CA
+    checks the server's certificate, then boots the image over TLS."""
+    ca = built_test_ca()
+    with MediaServer(media_files(system_image), tls=signed_server_context(tmp_path, ca)) as server:
+        vm = boot(f"crom.mode=http crom.http={server.url('ok')} crom.network.timeout=5", nics=["user,model=e1000"],
+                  initrd=str(ca / "initramfs.zst"))
+        vm.expect(rf"^spirit: boot source=http image={system_image['sha256'][:12]}$")
+        vm.expect(r"^spirit: http: \d+ of \d+ MiB \(100%\), \d+ KiB/s, done$")
+        vm.expect(r"^spirit: ready$")
+        assert "/ok/rootfs.squashfs" in server.requests, server.requests
