@@ -368,6 +368,14 @@ def test_http_failures_then_fetch_resumes(boot, tmp_path, system_image):
             status, out = vm.run(f"spirit-fetch {secure.url('ok')} 2>&1")
         assert status == 111 and re.search(r"certificate verify failed for 10\.0\.2\.2: .*not signed by a known CA", out), out
 
+        # A boot from a trickling server: the attempt gives up after one
+        # speed window (crom.network.timeout's 5 s here), not retried, and says why.
+        vm.send(f"echo 'crom.mode=http crom.http={server.url('trickle')}' > /run/spirit/boot-flags; exit\n")
+        vm.expect(r"^spirit: the rescue shell ended; trying the boot again$")
+        vm.expect(r"^spirit: rescue: crom.mode=http allows only the http source, and it found no usable image: "
+                  r".*/trickle/manifest\.json: too slow: \d+ bytes in [56] s, under 1024 bytes a second$", timeout=90)
+        vm.expect(r"^spirit: rescue shell on ")
+
         # spirit-fetch from a server that cuts the image short once: the
         # signature is checked here, the boot continues, the download resumes
         # with Range and the image is verified.
