@@ -134,6 +134,7 @@ extension FuzzTarget {
         for line in text.split(separator: "\n") {
             if let record = try? KernelLogLine.parse(String(line)) { _ = joiner.add(record.message) }
             _ = joiner.add(String(line))
+            _ = LogErrors.error(in: String(line))
         }
         _ = try? Pressure.parse(text, source: "fuzz")
         _ = try? MemoryEvents.parse(text, source: "fuzz")
