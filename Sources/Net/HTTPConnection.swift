@@ -87,23 +87,24 @@ public final class HTTPConnection {
             } catch {
                 throw fail(error.reason, transient: !error.untrusted)
             }
-            let left = Int((deadline - Kernel.bootTimeMicros()) / 1000)
-            switch step {
-            case .done:
+            if case .done = step {
                 tls = session
                 return
-            case .wantRead:
-                guard left > 0, try wait(forWriting: false, milliseconds: left) else { throw fail("timed out in the TLS handshake (\(idleMillis / 1000) s)") }
-            case .wantWrite:
-                guard left > 0, try wait(forWriting: true, milliseconds: left) else { throw fail("timed out in the TLS handshake (\(idleMillis / 1000) s)") }
             }
+            let left = Int((deadline - Kernel.bootTimeMicros()) / 1000)
+            guard left > 0, try wait(for: step, milliseconds: left) else { throw fail("timed out in the TLS handshake (\(idleMillis / 1000) s)") }
         }
     }
 
-    /// Waits until the socket can be read (or written); false on timeout.
-    func wait(forWriting: Bool, milliseconds: Int) throws(HTTPError) -> Bool {
+    /// Waits until the socket can be read or written, as `step` asks;
+    /// false on timeout (a step that is done waits for nothing).
+    func wait(for step: TLSSession.Step, milliseconds: Int) throws(HTTPError) -> Bool {
         do {
-            return forWriting ? try socket.waitWritable(milliseconds: milliseconds) : try socket.waitReadable(milliseconds: milliseconds)
+            switch step {
+            case .done: return true
+            case .wantRead: return try socket.waitReadable(milliseconds: milliseconds)
+            case .wantWrite: return try socket.waitWritable(milliseconds: milliseconds)
+            }
         } catch {
             throw fail("the connection broke: \(error.errno)")
         }
@@ -165,10 +166,10 @@ public final class HTTPConnection {
             let step = try bytes.withUnsafeBytes { raw in
                 Result { () throws(HTTPError) in try writeStep(UnsafeRawBufferPointer(rebasing: raw[offset...])) }
             }.get()
-            switch step {
-            case .done(let sent): offset += sent
-            case .wantRead: guard try wait(forWriting: false, milliseconds: idleMillis) else { throw fail("timed out sending the request") }
-            case .wantWrite: guard try wait(forWriting: true, milliseconds: idleMillis) else { throw fail("timed out sending the request") }
+            if case .done(let sent) = step {
+                offset += sent
+            } else if try !wait(for: step, milliseconds: idleMillis) {
+                throw fail("timed out sending the request")
             }
         }
     }
@@ -192,15 +193,12 @@ public final class HTTPConnection {
     /// TLS may hold decrypted bytes that poll cannot see.
     func receive(into out: UnsafeMutableRawBufferPointer) throws(HTTPError) -> Int {
         while true {
-            let ready: Bool
-            switch try readStep(into: out) {
-            case .done(let received):
+            let step = try readStep(into: out)
+            if case .done(let received) = step {
                 try checkRate(received)
                 return received
-            case .wantRead: ready = try wait(forWriting: false, milliseconds: idleMillis)
-            case .wantWrite: ready = try wait(forWriting: true, milliseconds: idleMillis)
             }
-            if !ready { break }
+            guard try wait(for: step, milliseconds: idleMillis) else { break }
         }
         throw fail("timed out: no data for \(idleMillis / 1000) s")
     }
