@@ -74,28 +74,21 @@ public final class NBDServer: Sendable {
                 return error
             }
             let address = peer.host
-            let refusal = counters.withLock { state -> String?? in
+            let (admitted, warning) = counters.withLock { state -> (Bool, String?) in
                 let mine = state.perAddress[address, default: 0]
-                let reason: String? = state.active >= maxClients ? "\(maxClients) clients are connected already"
-                    : mine >= maxClientsPerAddress ? "it has \(maxClientsPerAddress) connections open already" : nil
-                guard let reason else {
+                let full = state.active >= maxClients
+                guard full || mine >= maxClientsPerAddress else {
                     state.active += 1
                     state.perAddress[address] = mine + 1
-                    return .some(nil)
+                    return (true, nil)
                 }
                 state.turnedAway += 1
                 // Said once while the cap stays reached: a flood is one line.
-                let key = state.active >= maxClients ? "" : address
-                return state.warned.insert(key).inserted ? .some(reason) : .none
+                guard state.warned.insert(full ? "" : address).inserted else { return (false, nil) }
+                return (false, full ? "\(maxClients) clients are connected already" : "it has \(maxClientsPerAddress) connections open already")
             }
-            switch refusal {
-            case .some(nil):
-                break
-            case .some(let reason?):
-                console.warning("nodus: \(peer) turned away: \(reason)")
-                client.close()
-                continue
-            case .none:
+            if let warning { console.warning("nodus: \(peer) turned away: \(warning)") }
+            guard admitted else {
                 client.close()
                 continue
             }
