@@ -43,13 +43,8 @@ public final class ProcessSpawner: ServiceSpawner {
     public func start(_ service: ServiceDefinition) throws -> Int32 {
         var environment = Spawn.baseEnvironment + service.environment
         if service.readiness == .notify { environment.append("NOTIFY_SOCKET=" + notifySocket(service.name)) }
-        var options = Spawn.Options(newSession: true, nullStdin: true)
-        if let user = service.user { options.ids = try Self.ids(of: user, passwd: paths.passwd) }
-        let missing = service.sandbox.missingPaths(exists: { Kernel.exists($0) })
-        guard missing.isEmpty else {
-            throw SpiritError("its sandbox names \(missing.joined(separator: ", ")), which \(missing.count == 1 ? "does" : "do") not exist")
-        }
-        options.sandbox = service.sandbox
+        var options = try spawnOptions(service)
+        options.newSession = true
         let pipe: (read: CInt, write: CInt)
         do {
             pipe = try Kernel.outputPipe()
@@ -81,12 +76,24 @@ public final class ProcessSpawner: ServiceSpawner {
         }
     }
 
+    /// What the service and its probe run as: its user and its sandbox
+    /// (a path the sandbox names that is missing is said here, by name:
+    /// the child could only say ENOENT).
+    func spawnOptions(_ service: ServiceDefinition) throws -> Spawn.Options {
+        var options = Spawn.Options(nullStdin: true)
+        if let user = service.user { options.ids = try Self.ids(of: user, passwd: paths.passwd) }
+        let missing = service.sandbox.missingPaths(exists: { Kernel.exists($0) })
+        guard missing.isEmpty else {
+            throw SpiritError("its sandbox names \(missing.joined(separator: ", ")), which \(missing.count == 1 ? "does" : "do") not exist")
+        }
+        options.sandbox = service.sandbox
+        return options
+    }
+
     /// The readiness probe: the service's environment and user, its output
     /// to /dev/null (it runs every interval; its exit status is what counts).
     public func probe(_ service: ServiceDefinition) throws -> Int32 {
-        var options = Spawn.Options(nullStdin: true)
-        if let user = service.user { options.ids = try Self.ids(of: user, passwd: paths.passwd) }
-        options.sandbox = service.sandbox
+        var options = try spawnOptions(service)
         let null = try Kernel.open("/dev/null", O_WRONLY | O_CLOEXEC)
         defer { Kernel.close(null) }
         options.outputFD = null
