@@ -243,9 +243,8 @@ public struct ServiceLogTail {
         var seen: [String: (inode: UInt64, offset: Int64)] = [:]
         for entry in Kernel.listDirectory(directory) where entry.hasSuffix(".log") {
             let service = String(entry.dropLast(4))
-            guard service != "spirit", service != "sentinel",
-                  let status = try? Kernel.status(directory + "/" + entry), status.isRegularFile else { continue }
             let path = directory + "/" + entry
+            guard service != "spirit", service != "sentinel", let status = try? Kernel.status(path), status.isRegularFile else { continue }
             var cursor = cursors[service] ?? (status.inode, started ? 0 : status.size)
             var lines: [String] = []
             if cursor.inode != status.inode {

@@ -126,13 +126,12 @@ public enum LogErrors {
             text = text[text.index(after: space)...]
         }
         if text.hasPrefix("spirit: ") { return nil }
-        let tokens = text.lowercased().split(whereSeparator: { !($0.isLetter || $0.isNumber) })
-        for (index, token) in tokens.enumerated() where words.contains(String(token)) {
-            if index > 0, negations.contains(String(tokens[index - 1])) { continue }
-            return String(text.prefix(240))
+        let lowered = text.lowercased()
+        let tokens = lowered.split(whereSeparator: { !($0.isLetter || $0.isNumber) })
+        let said = tokens.indices.contains { index in
+            words.contains(String(tokens[index])) && !(index > 0 && negations.contains(String(tokens[index - 1])))
         }
-        if text.lowercased().contains("segmentation fault") || text.lowercased().contains("assertion failed") { return String(text.prefix(240)) }
-        return nil
+        return said || lowered.contains("segmentation fault") || lowered.contains("assertion failed") ? String(text.prefix(240)) : nil
     }
 }
 
