@@ -7,8 +7,10 @@ import SpiritCore
 /// (`a/`, `b/`) on a stick made by `make stick`, which GRUB names with
 /// `crom.slot=`. A stick plugged in late is
 /// noticed through uevents: the source looks again at every uevent, and
-/// gives up once devices have settled and, where a USB controller could
-/// still bring one, the time for late devices has passed.
+/// gives up once devices have settled and, where a USB controller is
+/// there, its hubs have had the time to bring what was plugged in at
+/// power-on and every USB storage device has its disk (`USBBuses`). With
+/// `crom.mode=usb` it waits its whole time for a stick plugged in later.
 public struct USBSeedSource: BootSource {
     public static let label = "CROM_SPIRIT"
     /// libblkid's type → the kernel's filesystem name.
@@ -25,11 +27,15 @@ public struct USBSeedSource: BootSource {
     let dev: String
     /// `crom.slot=`: the folder of the media files; nil for the root.
     let slot: String?
+    /// `crom.mode=usb`: nothing else can boot, so a stick plugged in
+    /// during the boot is waited for until the deadline.
+    let waitsForLateStick: Bool
 
     public init(layout: RootLayout = RootLayout(), sys: String = "/sys", dev: String = "/dev",
-                timeoutMicros: Int64 = USBSeedSource.lateDeviceMicros, slot: String? = nil) {
+                timeoutMicros: Int64 = USBSeedSource.lateDeviceMicros, slot: String? = nil, waitsForLateStick: Bool = false) {
         self.layout = layout
         self.slot = slot
+        self.waitsForLateStick = waitsForLateStick
         self.sys = sys
         self.dev = dev
         self.timeoutMicros = timeoutMicros
@@ -41,6 +47,8 @@ public struct USBSeedSource: BootSource {
         var seen: [BlockDevice] = []
         var generation = context.devices.currentGeneration
         let usb = BlockDevices.hasUSBController(sys: sys)
+        let started = Kernel.bootTimeMicros()
+        var settledUSB = false
         while true {
             try context.cancel.check(name)
             seen = BlockDevices.scan(sys: sys, dev: dev)
@@ -50,12 +58,22 @@ public struct USBSeedSource: BootSource {
             let now = Kernel.bootTimeMicros()
             let settled = context.devices.isSettled(now: now)
             if now >= context.deadline || (settled && !usb) { break }
-            // Wake at the next uevent, when the devices would settle, or at the deadline.
-            let wake = settled ? context.deadline : min(context.deadline, context.devices.settlesAt() ?? context.deadline)
+            // Wake at the next uevent, when the devices would settle, when
+            // the USB hubs have had their time, or at the deadline.
+            var wake = settled ? context.deadline : min(context.deadline, context.devices.settlesAt() ?? context.deadline)
+            if settled && !waitsForLateStick, let givesUp = USBBuses.read(sys: sys, now: now, fallback: started).givesUpAt {
+                if now >= givesUp {
+                    settledUSB = true
+                    break
+                }
+                wake = min(wake, givesUp)
+            }
             generation = context.devices.waitForActivity(since: generation, until: max(wake, now + 1000))
         }
         let found = seen.isEmpty ? "no block device at all" : "only " + seen.map(\.description).joined(separator: ", ")
-        let waited = usb ? "within \(CascadeEngine<Never>.seconds(timeoutMicros)) s" : "once devices settled (no USB controller for a late one)"
+        let waited = !usb ? "once devices settled (no USB controller for a late one)"
+            : settledUSB ? "once the USB hubs had settled with no storage device left to come"
+            : "within \(CascadeEngine<Never>.seconds(timeoutMicros)) s"
         throw SpiritError("no block device labelled \(Self.label) appeared \(waited): \(found)")
     }
 

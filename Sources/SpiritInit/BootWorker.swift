@@ -91,8 +91,10 @@ struct BootWorker {
     func sources(trust: ImageTrust?) -> [any BootSource] {
         [
             ParasiteSource(),
-            // A stick plugged in late is waited for as long as the network.
-            USBSeedSource(timeoutMicros: Int64(max(config.networkTimeoutSeconds, 1)) * 1_000_000, slot: config.slot),
+            // A stick that is still to come (its disk not scanned yet, or
+            // plugged in late with crom.mode=usb) is waited for as long as the network.
+            USBSeedSource(timeoutMicros: Int64(max(config.networkTimeoutSeconds, 1)) * 1_000_000, slot: config.slot,
+                          waitsForLateStick: config.mode == .usb),
             HTTPSource(baseURL: config.httpURL, networkTimeoutSeconds: config.networkTimeoutSeconds),
             // Checks each peer's manifest itself, to try the next peer when one is refused.
             NodusSource(server: config.nodusServer, discovery: config.nodus == .discover, trust: trust,
