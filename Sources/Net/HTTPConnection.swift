@@ -143,7 +143,7 @@ public final class HTTPConnection {
         do {
             addresses = try HostResolver.addresses(of: url.host)
         } catch {
-            throw HTTPError(url: url, message: "\(error)", transient: true)
+            throw HTTPError(url: url, message: "\(error)", transient: !(error is HostResolver.NoSuchHost))
         }
         var lastError = "no address to connect to"
         for address in addresses {

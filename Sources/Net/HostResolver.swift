@@ -18,11 +18,27 @@ public enum HostResolver {
         defer { Kernel.remove(output) }
         let pid = try Spawn.spawn("/bin/sh", ["sh", "-c", "exec \"$0\" \"$1\" >\"$2\" 2>&1", nslookup, host, output])
         _ = try Spawn.wait(pid)
-        let found = parseNslookup((try? Kernel.readText(output)) ?? "")
+        return try addresses(answer: (try? Kernel.readText(output)) ?? "", host: host)
+    }
+
+    /// The addresses of nslookup's answer; NXDOMAIN, the DNS server's word
+    /// that the name does not exist, is `NoSuchHost`: asking again will not
+    /// change it. No answer at all may.
+    public static func addresses(answer: String, host: String) throws -> [String] {
+        let found = parseNslookup(answer)
+        if found.isEmpty && answer.contains("NXDOMAIN") { throw NoSuchHost(host: host) }
         guard !found.isEmpty else {
             throw SpiritError("unable to resolve \(host) — is there a DNS server (from DHCP) in /etc/resolv.conf? (or give an IP address in crom.http=)")
         }
         return found
+    }
+
+    /// The DNS server answered that `host` does not exist (NXDOMAIN).
+    public struct NoSuchHost: Error, CustomStringConvertible {
+        public var host: String
+        public var description: String {
+            "\(host) does not exist: the DNS server answered NXDOMAIN (give an IP address in crom.http=, or a name the LAN's DNS knows)"
+        }
     }
 
     /// The addresses an /etc/hosts text gives `name` (ADDRESS NAME ALIAS…

@@ -43,11 +43,19 @@ import Testing
         #expect(throws: SpiritError.self) { try HTTPResponseHead.parse("SSH-2.0-OpenSSH") }
     }
 
-    @Test func nslookupAnswers() {
+    @Test func nslookupAnswers() throws {
         let text = "Server:\t\t10.0.2.3\nAddress:\t10.0.2.3:53\n\nNon-authoritative answer:\nName:\tboot.example\nAddress: 192.0.2.7\n"
             + "Name:\tboot.example\nAddress: 2001:db8::7\n"
         #expect(HostResolver.parseNslookup(text) == ["192.0.2.7", "2001:db8::7"])
         #expect(HostResolver.parseNslookup("** server can't find x: NXDOMAIN\n").isEmpty)
+        // NXDOMAIN is final (not retried); a server that did not answer is not.
+        #expect(try HostResolver.addresses(answer: text, host: "boot.example") == ["192.0.2.7", "2001:db8::7"])
+        #expect(throws: HostResolver.NoSuchHost.self) {
+            try HostResolver.addresses(answer: "Server:\t\t10.0.2.3\n\n** server can't find x: NXDOMAIN\n", host: "x")
+        }
+        #expect(throws: SpiritError.self) {
+            try HostResolver.addresses(answer: ";; connection timed out; no servers could be reached\n", host: "x")
+        }
         let hosts = "# static\n::1 localhost ip6-localhost\n127.0.0.1\tlocalhost  # loopback\n10.0.2.2 boot.lan\n"
         #expect(HostResolver.parseHosts(hosts, name: "LOCALHOST") == ["127.0.0.1", "::1"])
         #expect(HostResolver.parseHosts(hosts, name: "boot.lan") == ["10.0.2.2"])
