@@ -88,6 +88,12 @@ public struct RootAssembler {
             RootPlan.Action.verify: {
                 guard let copied else { throw SpiritError("the image was not copied") }
                 try manifest.verifyImage(size: copied.size, sha256: copied.sha256)
+                // Nodus serves this copy later: it need not hash it again.
+                do {
+                    try VerifiedStamp.write(for: imagePath, sha256: manifest.sha256)
+                } catch {
+                    console.info("unable to note the image as checked (\(error)): Nodus will hash it again")
+                }
             },
             RootPlan.Action.readPersist: { persist?.read() },
             RootPlan.Action.applyPersist: { persist?.apply() },

@@ -14,6 +14,9 @@ public struct FileStatus: Sendable, Equatable {
     public var modificationTime: Int64 = 0
     /// st_rdev: the device a device node stands for (0/0 is an overlayfs whiteout).
     public var representedDevice: UInt64 = 0
+    /// st_ctime in nanoseconds: set to the present by every write, chmod or
+    /// rename, and by no call to any other time.
+    public var changeTimeNanos: Int64 = 0
 
     init(_ info: stat) {
         device = UInt64(info.st_dev)
@@ -24,6 +27,7 @@ public struct FileStatus: Sendable, Equatable {
         groupID = UInt32(info.st_gid)
         modificationTime = Int64(info.st_mtim.tv_sec)
         representedDevice = UInt64(info.st_rdev)
+        changeTimeNanos = Int64(info.st_ctim.tv_sec) * 1_000_000_000 + Int64(info.st_ctim.tv_nsec)
     }
 
     public var isDirectory: Bool { mode & UInt32(S_IFMT) == UInt32(S_IFDIR) }

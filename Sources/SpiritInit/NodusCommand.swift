@@ -71,11 +71,17 @@ enum NodusCommand {
         }
         // Peers check what they get, but a seeder that hands out an image
         // its manifest does not describe wastes every peer's boot: refuse.
-        let measured = try ImageCopy.measure(imagePath, expectedSize: manifest.size)
-        do {
-            try manifest.verifyImage(size: measured.size, sha256: measured.sha256)
-        } catch {
-            throw SpiritError("refusing to serve \(imagePath): \(error)")
+        // The boot's RAM copy was checked by stage 1, and is not hashed again
+        // unless it changed since.
+        if VerifiedStamp.holds(for: imagePath, sha256: manifest.sha256) {
+            console.info("nodus: \(imagePath) was checked against its manifest at boot and has not changed since")
+        } else {
+            let measured = try ImageCopy.measure(imagePath, expectedSize: manifest.size)
+            do {
+                try manifest.verifyImage(size: measured.size, sha256: measured.sha256)
+            } catch {
+                throw SpiritError("refusing to serve \(imagePath): \(error)")
+            }
         }
         let nbdPort = try number(options, "nbd-port", default: BootConfig.defaultNBDPort, in: 1...65535)
         let discoveryPort = try number(options, "discovery-port", default: Discovery.port, in: 0...65535)

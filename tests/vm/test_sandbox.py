@@ -48,6 +48,14 @@ def test_daemons_are_confined_and_a_cgroup_holds_its_processes(boot, media_disk)
     assert vm.check("cat /sys/fs/cgroup/spirit/nodus/pids.max") == "512"
     # Confined, they still do their work: nodus answers its peers, the Sentinel reads the kernel's log.
     assert "nodus" in answer(vm, "spiritctl logs nodus") and status(vm)["nodus"]["restarts"] == 0
+    # It did not hash the image stage 1 had checked; once the file changed
+    # (here only its times), a restart hashes it again.
+    checked = "was checked against its manifest at boot and has not changed since"
+    assert answer(vm, "spiritctl logs nodus").count(checked) == 1
+    vm.check("touch /run/spirit/image/rootfs.squashfs")
+    answer(vm, "spiritctl restart nodus")
+    wait_until(vm, lambda: answer(vm, "spiritctl logs nodus").count("nodus: serving") == 2, "nodus serving again")
+    assert answer(vm, "spiritctl logs nodus").count(checked) == 1
     vm.check("echo '<3>SQUASHFS error: sandbox probe' > /dev/kmsg")
     wait_until(vm, lambda: '"squashfs-error"' in answer(vm, "spiritctl --json sentinel"), "the confined Sentinel seeing a kernel record")
 
