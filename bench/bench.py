@@ -14,7 +14,9 @@ delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server, nbdkit and
 qemu-nbd on loopback; HTTP image delivery (bench/http_fetch.py): Spirit's
 boot client against busybox wget, from busybox httpd on loopback; and the
 VM manager (bench/vm_bridge.py): start to agent ready, exec, save, restore;
-GPU passthrough and return (bench/gpu_handover.py) on q35 + intel-iommu.
+GPU passthrough and return (bench/gpu_handover.py) on q35 + intel-iommu; a
+machine with no boot medium going to rescue, and a `crom.gpu=passthrough`
+boot (bench/edge_boots.py).
 """
 
 import json
@@ -33,6 +35,7 @@ from harness import VM, VMConfig  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "bench"))
 import ai  # noqa: E402
+import edge_boots  # noqa: E402
 import full_boot  # noqa: E402
 import gpu_handover  # noqa: E402
 import http_fetch as http_delivery  # noqa: E402
@@ -111,6 +114,7 @@ def main() -> None:
     stage = initramfs_stage.measure(Path(KERNEL), SPIRIT_INITRAMFS, SPIRIT_MEDIA, OUT / "peers", RUNS, OUT / "logs")
     # The full boot's figures come from the same Spirit boots.
     boot = full_boot.summarize(stage.pop("spirit_boots"), SPIRIT_INITRAMFS, ROOTFS, SPIRIT, ISO, OUT)
+    edges = edge_boots.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, RUNS, OUT / "logs")
     layer = layers.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, LAYERS, RUNS, OUT / "logs" / "layers.log")
     upgrades = upgrade.measure(KERNEL, str(SPIRIT_INITRAMFS), ROOTFS, ROOTFS.parent / "manifest.json", STICK, RUNS, OUT / "upgrade")
     gpu = gpu_handover.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, RUNS, OUT / "logs" / "gpu.log")
@@ -133,6 +137,7 @@ def main() -> None:
         "vm_bridge": bridge,
         "gpu_handover": gpu,
         "full_boot": boot,
+        "edge_boots": edges,
         "layers": layer,
         "upgrade": upgrades,
         "ai": runtime,
@@ -162,6 +167,7 @@ kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
 
 {initramfs_stage.markdown(stage)}
 {full_boot.markdown(boot)}
+{edge_boots.markdown(edges)}
 {layers.markdown(layer)}
 {upgrade.markdown(upgrades)}
 {nbd.markdown(delivery)}

@@ -5,8 +5,10 @@ VmRSS at ready, the sizes of what ships; and an SVG plot of the last run's
 timeline, like `systemd-analyze plot`."""
 
 import json
+import re
 import statistics
 import sys
+import time
 from html import escape
 from pathlib import Path
 
@@ -21,10 +23,15 @@ def one_boot(kernel: str, initramfs: str, disk: Path, log: Path) -> dict:
     # QEMU's VGA at 1024x768: the size the HUD's targets are set for.
     vm = VM(VMConfig(kernel=kernel, initrd=initramfs, append="console=ttyS0 quiet", disks=[Disk(str(disk), id="media")],
                      extra_args=["-vga", "none", "-device", "VGA,xres=1024,yres=768"]), log)
+    started = time.monotonic()
     with vm:
         vm.expect(r"^spirit: ready$", timeout=300)
+        # The host's wall clock from QEMU's start: the firmware, the kernel's
+        # load and QEMU's own start come on top of CLOCK_BOOTTIME.
+        wall_ms = (time.monotonic() - started) * 1000
         vm.expect(r"spirit:/# ", partial=True)
         timeline = vm.timeline()
+        unpack = unpack_window(vm.check("dmesg | grep -E 'Trying to unpack rootfs image|Freeing initrd memory'"))
         hud = measure_hud(vm)
         # PID 1, and whatever else runs the spirit binary (the supervisor,
         # the daemons).
@@ -37,7 +44,17 @@ def one_boot(kernel: str, initramfs: str, disk: Path, log: Path) -> dict:
             processes.append({"pid": int(pid), "vmrss_kib": int(rss), "command": " ".join(command)})
         vm.send("spirit poweroff\n")
         vm.wait_exit(120)
-    return {"timeline": timeline["steps"], "processes": processes, "hud": hud}
+    return {"timeline": timeline["steps"], "processes": processes, "hud": hud, "wall_ms": wall_ms, "unpack": unpack}
+
+
+def unpack_window(dmesg: str) -> dict | None:
+    """The kernel's initramfs unpack, from its log: when it began and how
+    long it took (ms of the kernel's clock), None if the lines are not there."""
+    begun = re.search(r"^\[\s*([\d.]+)\] Trying to unpack rootfs image", dmesg, re.M)
+    freed = re.search(r"^\[\s*([\d.]+)\] Freeing initrd memory", dmesg, re.M)
+    if not (begun and freed):
+        return None
+    return {"start_ms": float(begun.group(1)) * 1000, "duration_ms": (float(freed.group(1)) - float(begun.group(1))) * 1000}
 
 
 def hud_stats(vm) -> dict:
@@ -74,6 +91,8 @@ def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, 
     hud = [sample["hud"] for sample in samples]
     transitions = [ms for h in hud for ms in h["transitions_ms"]]
     nexus_rss = [p["vmrss_kib"] for sample in samples for p in sample["processes"] if p["command"].startswith("spirit nexus --serve")]
+    wall = [sample["wall_ms"] for sample in samples]
+    unpacks = [sample["unpack"] for sample in samples if sample["unpack"]]
     sizes = {name: path.stat().st_size for name, path in
              [("initramfs.zst", initramfs), ("rootfs.squashfs", rootfs), ("spirit binary", binary)]
              + ([("crom-spirit.iso", iso)] if iso and iso.exists() else [])}
@@ -82,6 +101,9 @@ def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, 
         "runs": len(samples),
         "ready_ms": {"min": min(ready), "median": statistics.median(ready), "all": ready},
         "steps_median_ms": {name: round(statistics.median(values), 1) for name, values in steps.items()},
+        "host_wall_to_ready_ms": {"min": min(wall), "median": statistics.median(wall)},
+        "initramfs_unpack_ms": {"start_median": statistics.median(u["start_ms"] for u in unpacks),
+                                "duration_median": statistics.median(u["duration_ms"] for u in unpacks)} if unpacks else None,
         "pid1_vmrss_kib": {"min": min(pid1), "median": statistics.median(pid1)},
         "other_spirit_processes_vmrss_kib": {name: statistics.median(values) for name, values in others.items()},
         "sizes_bytes": sizes,
@@ -143,7 +165,9 @@ def markdown(result: dict) -> str:
 Spirit boots its media disk (virtio, ext4 labelled CROM_SPIRIT) as a user's machine does: modules, the
 cascade, the image copied into RAM and hashed, zram, squashfs + overlay, switch_root, stage 2 and its
 services. {result['runs']} boots; `ready` at {result['ready_ms']['min']:.0f} ms at best, {result['ready_ms']['median']:.0f} ms
-at the median (CLOCK_BOOTTIME, from the kernel's start). Each step's median:
+at the median (CLOCK_BOOTTIME, from the kernel's start); on the host's wall clock from QEMU's start (the
+firmware, loading the kernel and the initramfs, and QEMU's own start on top),
+{result['host_wall_to_ready_ms']['median']:.0f} ms at the median. {unpack_line(result['initramfs_unpack_ms'])} Each step's median:
 
 | step | median ms |
 | --- | --- |
@@ -162,6 +186,13 @@ Memory at ready (VmRSS): PID 1 {result['pid1_vmrss_kib']['median'] / 1024:.1f} M
 The last run's timeline: `{result['plot']}`.
 
 {hud_markdown(result['hud'])}"""
+
+
+def unpack_line(unpack: dict | None) -> str:
+    if not unpack:
+        return "The kernel's log had no initramfs unpack lines."
+    return (f"The kernel unpacked the initramfs from {unpack['start_median']:.0f} ms for "
+            f"{unpack['duration_median']:.0f} ms (median, its log), inside the `kernel` step.")
 
 
 def hud_markdown(hud: dict) -> str:
