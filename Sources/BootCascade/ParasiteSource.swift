@@ -30,7 +30,9 @@ public struct ParasiteSource: BootSource {
     public func locate(_ context: SourceContext) throws -> FoundImage {
         // Internal disks are there when devices have settled; a late USB
         // stick is the USB source's business.
-        _ = context.devices.waitUntilSettled(deadline: context.deadline)
+        if context.devices.waitUntilSettled(deadline: context.deadline) {
+            context.console.debug("parasite: devices settled: \(context.devices.settledBy)")
+        }
         try context.cancel.check(name)
         let volumes = BlockDevices.scan(sys: sys, dev: dev).filter { $0.type == "ntfs" }
         guard !volumes.isEmpty else { throw SpiritError("no NTFS partition") }

@@ -158,6 +158,17 @@ public final class DeviceActivity: @unchecked Sendable {
         }
     }
 
+    /// What settles the devices, for the debug console: coldplug's fixed
+    /// point, or a quiet window (a USB storage device is there, or coldplug
+    /// has not finished).
+    public var settledBy: String {
+        monitor.withLock {
+            if !listening { return "no uevents to wait for" }
+            if coldplugged && !usbStorage { return "coldplug's fixed point" }
+            return "a quiet window of \(quietMicros / 1000) ms" + (usbStorage ? " (a USB storage device is there)" : "")
+        }
+    }
+
     public func isSettled(now: Int64 = Kernel.bootTimeMicros()) -> Bool {
         settlesAt().map { now >= $0 } ?? false
     }

@@ -245,6 +245,25 @@ def test_parasite_is_preferred_and_read_only(boot, tmp_path, system_image):
     assert status == 111 and "is the Windows partition, which Spirit only ever mounts read-only" in out, out
 
 
+@pytest.mark.parametrize("controller", ["ahci", "nvme"])
+def test_parasite_on_ahci_and_nvme_without_a_window(boot, tmp_path, system_image, controller):
+    # A PC's internal disk: complete once coldplug reaches its fixed point
+    # (the storage driver's load returns after its probe and partition
+    # scan), so the parasite source decides then, with no quiet window.
+    windows = make_ntfs_disk(tmp_path, media_files(system_image))
+    drive = ["-drive", f"file={windows},format=raw,if=none,id=windows"]
+    device = {"ahci": ["-device", "ahci,id=ahci", "-device", "ide-hd,drive=windows,bus=ahci.0"],
+              "nvme": ["-device", "nvme,drive=windows,serial=spirit-nvme"]}[controller]
+    vm = boot("crom.debug=1", extra_args=drive + device)
+    vm.expect(rf"^spirit: boot source=parasite image={system_image['sha256'][:12]}$")
+    vm.expect(r"^spirit: ready$")
+    steps = {step["step"]: step for step in vm.timeline()["steps"]}
+    name = {"ahci": r"/dev/sda1", "nvme": r"/dev/nvme0n1p1"}[controller]
+    assert re.match(rf"parasite: {name} \(ntfs, Windows, ntfs-3g, read-only\)", steps["cascade"]["detail"]), steps["cascade"]
+    # Coldplug's fixed point settled the devices: no wait for a quiet window.
+    assert re.search(r"^spirit: debug: parasite: devices settled: coldplug's fixed point$", vm.console, re.M), vm.log_path
+
+
 def test_forced_usb_takes_a_late_stick(boot, tmp_path, system_image):
     windows = make_ntfs_disk(tmp_path, media_files(system_image))
     stick = make_media(tmp_path, media_files(system_image), fstype="vfat")
