@@ -51,21 +51,23 @@ public enum Capability: Int, Sendable, CaseIterable, Comparable {
          sysNice, sysResource, sysTime, sysTtyConfig, mknod, lease, auditWrite, auditControl, setfcap, macOverride, macAdmin, syslog,
          wakeAlarm, blockSuspend, auditRead, perfmon, bpf, checkpointRestore
 
-    static let names = ["chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap",
-                        "linux_immutable", "net_bind_service", "net_broadcast", "net_admin", "net_raw", "ipc_lock", "ipc_owner",
-                        "sys_module", "sys_rawio", "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
-                        "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write", "audit_control", "setfcap",
-                        "mac_override", "mac_admin", "syslog", "wake_alarm", "block_suspend", "audit_read", "perfmon", "bpf",
-                        "checkpoint_restore"]
-
-    public var name: String { Self.names[rawValue] }
+    /// The kernel's name without `CAP_`, lower case: the case's own name
+    /// with an underscore before each word (`dacOverride` → `dac_override`).
+    public var name: String {
+        var text = ""
+        for character in String(describing: self) {
+            if character.isUppercase { text += "_" }
+            text += character.lowercased()
+        }
+        return text
+    }
 
     /// `net_admin`, `NET_ADMIN` or `CAP_NET_ADMIN`.
     public init?(name: String) {
         var text = name.lowercased()
         if text.hasPrefix("cap_") { text.removeFirst(4) }
-        guard let index = Self.names.firstIndex(of: text) else { return nil }
-        self.init(rawValue: index)
+        guard let found = Self.allCases.first(where: { $0.name == text }) else { return nil }
+        self = found
     }
 
     public static func < (a: Capability, b: Capability) -> Bool { a.rawValue < b.rawValue }

@@ -149,6 +149,22 @@ import Testing
         #expect(Capability.allCases.count == 41 && Capability(name: "CHECKPOINT_RESTORE") == .checkpointRestore)
     }
 
+    /// Each capability's name and number as the kernel's header defines them
+    /// (`#define CAP_DAC_READ_SEARCH 2`), where the build machine has it.
+    @Test func capabilityNamesAreTheKernels() throws {
+        #expect(Capability.sysTtyConfig.name == "sys_tty_config" && Capability(name: "cap_net_bind_service") == .netBindService)
+        guard let header = try? Kernel.readText("/usr/include/linux/capability.h") else { return }
+        var checked = 0
+        for line in header.split(separator: "\n") {
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard fields.count == 3, fields[0] == "#define", fields[1].hasPrefix("CAP_"), let number = Int(fields[2]),
+                  let capability = Capability(rawValue: number) else { continue }
+            #expect("CAP_" + capability.name.uppercased() == fields[1])
+            checked += 1
+        }
+        #expect(checked == Capability.allCases.count)
+    }
+
     @Test func cyclesAreLeftOutWithAnError() {
         var a = ServiceDefinition(name: "a", command: ["/bin/a"])
         a.after = ["b"]
