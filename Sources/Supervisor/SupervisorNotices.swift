@@ -38,10 +38,9 @@ extension SupervisorLoop {
                     timeline.record(TimelineStep(step: "service:" + name, process: "supervisor", pid: pid, startMicros: at,
                                                  endMicros: clock.nowMicros, ok: false, detail: "\(status) before it was ready"))
                 }
-                let then = restartIn.map { "; restart in \(($0 + 500) / 1000) ms" } ?? ""
-                say(restartIn == nil ? .info : .warning, "service \(name): \(status)\(then)", service: name)
-                journal.append("service.exit", [("service", name), ("status", "\(status)"),
-                                                ("then", restartIn.map { "restart in \(($0 + 500) / 1000) ms" } ?? "not restarted")])
+                let restart = restartIn.map { "restart in \(($0 + 500) / 1000) ms" }
+                say(restartIn == nil ? .info : .warning, "service \(name): \(status)" + (restart.map { "; " + $0 } ?? ""), service: name)
+                journal.append("service.exit", [("service", name), ("status", "\(status)"), ("then", restart ?? "not restarted")])
                 if restartIn != nil { journalReasons[name] = "restart after it \(status)" }
             case .startFailed(let name, let reason, let restartIn):
                 let then = restartIn.map { "; again in \(($0 + 500) / 1000) ms" } ?? ""
