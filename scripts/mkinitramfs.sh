@@ -96,7 +96,11 @@ fi
 # (the same resolver as at boot); depmod then indexes just this set.
 lists_dir=$(dirname "$module_list")
 mkdir -p "$stage/etc/modprobe.d"
-names=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list" "$lists_dir/modules.hardware" "$lists_dir/modules-load.d/spirit.conf")
+# Of the priority list's virtualization group, stage 1 needs vfio-pci alone
+# (with crom.gpu=passthrough it must claim the GPU before a graphics driver
+# can); kvm (3.7 MB of modules) loads in stage 2, from the image.
+names=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list" "$lists_dir/modules.hardware" "$lists_dir/modules-load.d/spirit.conf" \
+        | grep -v -E '^kvm(_[a-z]+)?$')
 # The boot list keeps only what this kernel has (the build warns of the rest).
 for name in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list"); do
     if "$spirit" modules plan --root "$kernel_dir" --kernel "$release" --config "$stage/etc/modprobe.d" --files "$name" >/dev/null 2>&1; then

@@ -120,6 +120,12 @@ def test_with_crom_gpu_passthrough_the_return_loads_the_graphics_driver(boot, me
     assert driver(vm, VGA) == "none"
     vm.check("test ! -d /sys/module/bochs")
     assert nexus(vm)["state"] != "running", nexus(vm)
+    # Stage 1 loaded vfio-pci first (the initramfs carries no kvm); stage
+    # 2's modules service loaded kvm, still before any graphics driver.
+    steps = [step["step"] for step in vm.timeline()["steps"]]
+    assert steps.index("modules:virtualization") < steps.index("modules:storage"), steps
+    assert "stage2-modules:virtualization" in steps and "stage2-modules:graphics" not in steps, steps
+    vm.check("test -d /sys/module/vfio_pci && test -d /sys/module/kvm")
     moved(vm, f"spirit gpu passthrough --device {VGA}")
     assert driver(vm, VGA) == "vfio-pci"
     plan = vm.check(f"spirit gpu plan return --device {VGA}")
