@@ -25,6 +25,9 @@ public struct ReadingPaths: Sendable {
 /// the pure parsers (SystemSamples, SpiritStatus) and builders (Widgets).
 /// Keeps what a rate or a history needs between two readings.
 public final class Readings {
+    /// How long a daemon may stay silent before its widget says so: a
+    /// widget refreshes every 2 s, and a stuck daemon must not stop it.
+    static let answerMillis = 2000
     let paths: ReadingPaths
     var cpu: CPUSample?
     var cpuHistory = History()
@@ -140,7 +143,7 @@ public final class Readings {
 
     func readServices() throws -> WidgetContent {
         var body: [UInt8] = []
-        let head = ControlChannel.send("status json", to: paths.control, server: "supervisor") { chunk in
+        let head = ControlChannel.send("status json", to: paths.control, server: "supervisor", idleMilliseconds: Self.answerMillis) { chunk in
             body += chunk
             return true
         }
@@ -200,7 +203,7 @@ public final class Readings {
     func readVMs() -> WidgetContent {
         guard Kernel.exists(paths.vmControl) else { return Widgets.vms(nil) }
         var body: [UInt8] = []
-        let head = ControlChannel.send("list", to: paths.vmControl, server: "VM manager") { chunk in
+        let head = ControlChannel.send("list", to: paths.vmControl, server: "VM manager", idleMilliseconds: Self.answerMillis) { chunk in
             body += chunk
             return true
         }
@@ -217,7 +220,7 @@ public final class Readings {
         let socket = paths.sentinelControl
         guard Kernel.exists(socket) else { return Widgets.sentinel(.notRunning("no \(socket)"), lines: lines) }
         var body: [UInt8] = []
-        let head = ControlChannel.send("list json", to: socket, server: "sentinel") { chunk in
+        let head = ControlChannel.send("list json", to: socket, server: "sentinel", idleMilliseconds: Self.answerMillis) { chunk in
             body += chunk
             return true
         }

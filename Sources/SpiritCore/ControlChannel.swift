@@ -1,3 +1,4 @@
+import SystemPackage
 /// The control channel every Spirit daemon speaks on its Unix socket, and
 /// `spiritctl` with it: the client sends one request line; the server
 /// answers `ok` or `error <exit code> <message>` on the first line, then the
@@ -51,8 +52,12 @@ public enum ControlChannel {
     /// to `body` as it comes (false from `body` stops), and returns the
     /// answer's head (`server` names it in messages: "the supervisor"). A
     /// server that cannot be reached or closes without an
-    /// answer is an `.error` with code 111 that says so.
-    public static func send(_ request: String, to path: String, server: String = "server", body: ([UInt8]) -> Bool) -> Head {
+    /// answer is an `.error` with code 111 that says so. With
+    /// `idleMilliseconds`, a server silent for that long is such an error
+    /// too: the HUD's widgets must not hang on a stuck daemon (a follower,
+    /// `spiritctl logs -f`, waits as long as it takes).
+    public static func send(_ request: String, to path: String, server: String = "server", idleMilliseconds: Int? = nil,
+                            body: ([UInt8]) -> Bool) -> Head {
         let connection: Socket
         do {
             connection = try Socket.connectUnix(path)
@@ -60,6 +65,13 @@ public enum ControlChannel {
             return .error(code: 111, message: "\(SystemError(error.operation, error.errno, hint: "is the \(server) running?"))")
         }
         defer { connection.close() }
+        if let idleMilliseconds {
+            do {
+                try connection.setTimeouts(milliseconds: idleMilliseconds)
+            } catch {
+                return .error(code: 111, message: "\(error)")
+            }
+        }
         do {
             try connection.write(Array((request + "\n").utf8))
         } catch {
@@ -69,7 +81,14 @@ public enum ControlChannel {
         var pending: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = (try? buffer.withMutableBytes { raw throws(SystemError) in try connection.read(into: raw) }) ?? 0
+            let n: Int
+            do {
+                n = try buffer.withMutableBytes { raw throws(SystemError) in try connection.read(into: raw) }
+            } catch where error.errno == .resourceTemporarilyUnavailable && idleMilliseconds != nil {
+                return .error(code: 111, message: "the \(server) at \(path) did not answer within \(idleMilliseconds ?? 0) ms")
+            } catch {
+                break
+            }
             if n <= 0 { break }
             var chunk = Array(buffer[0..<n])
             if head == nil {

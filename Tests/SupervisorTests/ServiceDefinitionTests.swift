@@ -1,4 +1,5 @@
 import CSpirit
+import Dispatch
 import SpiritCore
 import Supervisor
 import Testing
@@ -198,5 +199,24 @@ import Testing
         #expect(ControlRequest(line: "events json") == nil)
         #expect(ControlRequest(line: "events nodus follow json") == nil)
         #expect(ControlRequest(line: "stop nexus because the gpu went")?.reason == "the gpu went")
+    }
+
+    /// A daemon that takes the request and never answers: a client with an
+    /// idle limit (the HUD's widgets) gets an error instead of waiting for ever.
+    @Test func aSilentServerIsGivenUpOn() throws {
+        let path = "/tmp/spirit-control-silent-\(Kernel.pid)-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let listener = try Socket.listenUnix(path)
+        defer { listener.close(); Kernel.remove(path) }
+        let release = DispatchSemaphore(value: 0)
+        // The thread that takes the connection owns it: it closes it once
+        // the client has given up.
+        try Threads.start {
+            guard let (connection, _, _) = ControlChannel.accept(on: listener) else { return }
+            release.wait()
+            connection.close()
+        }
+        let head = ControlChannel.send("list json", to: path, server: "sentinel", idleMilliseconds: 200) { _ in true }
+        release.signal()
+        #expect(head == .error(code: 111, message: "the sentinel at \(path) did not answer within 200 ms"))
     }
 }
