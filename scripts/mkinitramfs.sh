@@ -120,6 +120,9 @@ for index in modules.builtin modules.builtin.modinfo modules.order; do
     [[ -e $modules/$index ]] && install -m 644 "$modules/$index" "$stage/lib/modules/$release/$index"
 done
 depmod -b "$stage" "$release"
+# The binary index the loader reads at boot instead of parsing depmod's
+# text files (modules.spirit; the text files stay, for kmod and old spirits).
+"$spirit" modules index "$stage/lib/modules/$release"
 
 cat > "$stage/etc/os-release" <<OS
 NAME="Crom-OS Spirit"
