@@ -90,6 +90,12 @@ if [[ ${KMOD:-0} == 1 ]]; then
     copy_exec /bin/kmod "$stage" /usr/local/sbin/kmod
     ln -s kmod "$stage/usr/local/sbin/modprobe"
 fi
+# SPIRIT_BASELINE names an older spirit binary, put in as /bin/spirit.baseline (a
+# spirit-* name would be a rescue tool):
+# the module benchmark's "before" (make bench-modules). Not in normal builds.
+if [[ -n ${SPIRIT_BASELINE:-} ]]; then
+    install -m 755 "$SPIRIT_BASELINE" "$stage/bin/spirit.baseline"
+fi
 
 # The boot modules, the hardware drivers and the priority list, and all
 # they need, as Spirit's own planner resolves them for the target kernel
