@@ -21,14 +21,6 @@ public struct ModuleLoading: Sendable {
         case failed(String)
     }
 
-    /// What loading a module costs, for the scheduler's longest chain
-    /// first: its file's size, plus a fixed part (the per-load work of a
-    /// small module under TCG: about 12 ms, the time of 60 KiB of module).
-    public func cost(_ module: PlannedModule) -> Int {
-        let size = (try? Kernel.status(root + "/lib/modules/" + release + "/" + module.path)).map { Int($0.size) } ?? 0
-        return size + (60 << 10)
-    }
-
     /// Loads one module file; a module that is already loaded is no error.
     public func load(_ module: PlannedModule, parameters: String = "") -> Outcome {
         let path = root + "/lib/modules/" + release + "/" + module.path

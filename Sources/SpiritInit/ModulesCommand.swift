@@ -11,8 +11,7 @@ enum ModulesCommand {
       modules lookup [--root DIR] [--kernel VERSION] [--all-aliases] NAME... | -
                       what a name or modalias resolves to, as kmod resolves it (- reads them from stdin)
       modules load [--root DIR] [--kernel VERSION] [--jobs N] NAME...
-                      load modules and what they need (like modprobe -a), each as soon as what it needs is in,
-                      the longest chain first; N at once (default: twice the CPUs)
+                      load modules and what they need, in parallel waves (like modprobe -a); N at once (default: CPUs)
       modules missing [--root DIR] [--kernel VERSION]
                       the devices no driver claimed and no module matches (what is missing to reach them);
                       ACPI, platform and CPU nodes and PCI host and ISA bridges, which need none, are only counted
@@ -153,7 +152,7 @@ enum ModulesCommand {
             return 0
         case .load:
             // Like modprobe -a: the names and what they need, in parallel
-            // over the dependency graph, blacklists and options applied.
+            // waves, blacklists and options applied.
             let plan = index.plan(names)
             for name in plan.missing { console.warning("module \(name): not found for kernel \(release)") }
             var failed = 0
