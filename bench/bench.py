@@ -77,6 +77,10 @@ CONTENDERS = {
 # bench initramfs as /bin/spirit.baseline: before and after in one run.
 if os.environ.get("SPIRIT_BASELINE"):
     CONTENDERS["spirit modules load (baseline)"] = "/bin/spirit.baseline modules load"
+# BENCH_MODULE_JOBS=N adds `spirit modules load --jobs N`, against the default (twice the vCPUs).
+if os.environ.get("BENCH_MODULE_JOBS"):
+    CONTENDERS[f"spirit modules load --jobs {int(os.environ['BENCH_MODULE_JOBS'])}"] = \
+        f"/bin/spirit modules load --jobs {int(os.environ['BENCH_MODULE_JOBS'])}"
 
 
 def busy_ticks(stat_line: str) -> int:
