@@ -37,7 +37,7 @@ MODEL_GGUF := SmolLM2-135M-Instruct.Q4_1.gguf
 PACKS = $(OUT)/packs
 MODEL_PACK := smollm2-135m
 
-.PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench run clean
+.PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench bench-modules run clean
 .PHONY: kernel test-kernel test-nested iso iso-check netboot layer stick
 .PHONY: fuzz fuzz-check fuzz-build sanitize-test asan-test tsan-test
 .PHONY: llama-server model-gguf model-pack
@@ -72,6 +72,7 @@ help:
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
 	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
 	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
+	@echo "make bench-modules  module loading alone, $(OUT)/bench/modules.md (SPIRIT_BASELINE=an older spirit: it too)"
 	@echo "make fuzz         every fuzz target for FUZZ_RUNS inputs (default $(FUZZ_RUNS)); prints execs/s (slow; not part of make test)"
 	@echo "make tsan-test    the unit tests under ThreadSanitizer (slow; not part of make test, which runs them under ASan)"
 	@echo "make kernel       $(OUT)/kernel from KERNEL_SRC + kernel-config/ (slow; cached), KERNEL_DIR=$(CACHE)/kernel/current"
@@ -157,7 +158,7 @@ sanitize-test: asan-test tsan-test
 # (fuzz/make-seeds.py) and every input that ever crashed it.
 FUZZ_SCRATCH := .build-fuzz
 FUZZ_BINARY := $(FUZZ_SCRATCH)/release/SpiritFuzz
-FUZZ_TARGETS := cmdline manifest config nbd-server nbd-client discovery http uevent qmp grubenv persist sentinel journal
+FUZZ_TARGETS := cmdline manifest config nbd-server nbd-client discovery http uevent qmp grubenv persist sentinel journal modindex
 FUZZ_RUNS ?= 1000000
 FUZZ_CHECK_SECONDS ?= 2
 fuzz-build: $(FUZZ_BINARY)
@@ -217,6 +218,15 @@ bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO) $(OUT)/layers/vm.squashfs $(
 	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
 	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) SPIRIT_LAYERS=$(OUT)/layers SPIRIT_STICK=$(STICK) \
 	    SPIRIT_LLAMA_SERVER=$(OUT)/llama-server SPIRIT_MODEL=$(OUT)/models/$(MODEL_GGUF) python3 bench/bench.py
+
+# Module loading alone (out/bench/modules.md): kmod against this spirit, and
+# against SPIRIT_BASELINE too (an older spirit binary) when it is given, in
+# the same boots' run. BENCH_RUNS= as for bench.
+bench-modules: $(OUT)/initramfs.zst
+	KMOD=1 SPIRIT_BASELINE="$(SPIRIT_BASELINE)" MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) \
+	    initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
+	BENCH_ONLY=modules SPIRIT_BASELINE="$(SPIRIT_BASELINE)" SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz \
+	    SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst python3 bench/bench.py
 
 # A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's
 # layout), made without mounting: what `make run` boots from until the ISO.

@@ -46,6 +46,9 @@ import upgrade  # noqa: E402
 import vm_bridge  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
+# BENCH_ONLY=modules: module loading alone (out/bench/modules.md and .json),
+# without the peers, disks and models the other parts need.
+ONLY = os.environ.get("BENCH_ONLY", "")
 OUT = ROOT / "out" / "bench"
 KERNEL = os.environ["SPIRIT_KERNEL"]
 INITRAMFS = os.environ["SPIRIT_BENCH_INITRAMFS"]
@@ -73,6 +76,23 @@ CONTENDERS = {
     "modprobe -a (kmod)": "/usr/local/sbin/modprobe -a",
     "spirit modules load": "/bin/spirit modules load",
 }
+# SPIRIT_BASELINE (make bench-modules) puts an older spirit binary in the
+# bench initramfs as /bin/spirit.baseline: before and after in one run.
+if os.environ.get("SPIRIT_BASELINE"):
+    CONTENDERS["spirit modules load (baseline)"] = "/bin/spirit.baseline modules load"
+# BENCH_MODULE_JOBS=N adds `spirit modules load --jobs N`, against the default (twice the vCPUs).
+if os.environ.get("BENCH_MODULE_JOBS"):
+    CONTENDERS[f"spirit modules load --jobs {int(os.environ['BENCH_MODULE_JOBS'])}"] = \
+        f"/bin/spirit modules load --jobs {int(os.environ['BENCH_MODULE_JOBS'])}"
+
+
+def busy_ticks(stat_line: str) -> int:
+    """The CPU time all vCPUs spent working, in USER_HZ ticks, from
+    /proc/stat's `cpu` line: user, nice, system, irq, softirq, steal (not
+    idle or iowait)."""
+    fields = [int(f) for f in stat_line.split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
+    return user + nice + system + irq + softirq + steal
 
 
 def one_boot(name: str, command: str, run: int) -> dict:
@@ -84,33 +104,79 @@ def one_boot(name: str, command: str, run: int) -> dict:
         vm.expect(r"/ # ", partial=True)
         before = int(vm.check("wc -l < /proc/modules"))
         names = vm.check("cat /etc/spirit/modules.boot").split() + HARDWARE
-        status, output = vm.run(f"/bin/spirit time {command} {' '.join(names)} 2>&1", timeout=300)
+        # The guest's CPU time across the load, from /proc/stat (USER_HZ = 100):
+        # with busy / (vCPUs x wall) near 1, only less work goes faster.
+        status, output = vm.run(f"s0=$(head -1 /proc/stat); /bin/spirit time {command} {' '.join(names)} 2>&1; rc=$?; "
+                                f"echo \"@@stat $s0\"; echo \"@@stat $(head -1 /proc/stat)\"; (exit $rc)", timeout=300)
         match = re.search(r"spirit: time: ([\d.]+) ms", output)
         assert match, f"{name}: no timing in {output!r}; log: {vm.log_path}"
+        stats = re.findall(r"^@@stat (cpu .*)$", output, re.MULTILINE)
+        assert len(stats) == 2, f"{name}: no /proc/stat readings in {output!r}; log: {vm.log_path}"
+        cpu_s = (busy_ticks(stats[1]) - busy_ticks(stats[0])) / 100
         after = int(vm.check("wc -l < /proc/modules"))
-        return {"ms": float(match.group(1)), "modules": after - before, "status": status}
+        return {"ms": float(match.group(1)), "cpu_s": cpu_s, "modules": after - before, "status": status}
 
 
 def summary(samples: list[dict]) -> dict:
     times = [s["ms"] for s in samples]
-    return {"runs": len(times), "min_ms": min(times), "median_ms": statistics.median(times), "all_ms": times,
+    cpu = statistics.median(s["cpu_s"] for s in samples)
+    median = statistics.median(times)
+    return {"runs": len(times), "min_ms": min(times), "median_ms": median, "all_ms": times,
+            "median_cpu_s": cpu, "all_cpu_s": [s["cpu_s"] for s in samples],
+            # The share of the vCPUs' capacity the load used (1.0: both busy throughout).
+            "cpu_use": round(cpu / (CPUS * median / 1000), 2),
             "modules_loaded": sorted({s["modules"] for s in samples})}
 
 
-def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    started = time.time()
-    delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
-    fetch = http_delivery.measure(SPIRIT, SIGNING_KEY, RUNS)
-    bridge = vm_bridge.measure(SPIRIT, RUNS)
+def measure_modules() -> dict:
     results = {name: [] for name in CONTENDERS}
     # Interleaved, so that a noisy minute on a shared machine hits both.
     for run in range(RUNS):
         for name, command in CONTENDERS.items():
             sample = one_boot(name, command, run)
-            print(f"bench: {name} run {run + 1}/{RUNS}: {sample['ms']:.1f} ms, {sample['modules']} modules", flush=True)
+            print(f"bench: {name} run {run + 1}/{RUNS}: {sample['ms']:.1f} ms, {sample['cpu_s']:.2f} CPU-s, "
+                  f"{sample['modules']} modules", flush=True)
             results[name].append(sample)
-    modules = {name: summary(samples) for name, samples in results.items()}
+    return {name: summary(samples) for name, samples in results.items()}
+
+
+def modules_markdown(modules: dict) -> str:
+    kmod = modules["modprobe -a (kmod)"]
+    rows = "\n".join(f"| {name} | {s['runs']} | {s['min_ms']:.1f} | {s['median_ms']:.1f} | {s['median_cpu_s']:.2f} | "
+                     f"{s['cpu_use']:.2f} | {kmod['median_ms'] / s['median_ms']:.2f}x | {', '.join(map(str, s['modules_loaded']))} |"
+                     for name, s in modules.items())
+    return f"""## Module loading
+
+The same {len(HARDWARE)} hardware drivers and the initramfs's boot list (and all they depend on), loaded at a
+`crom.break=modules` shell before anything else, one boot per run, the loaders interleaved. kmod's
+`modprobe -a` loads one module after another; `spirit modules load` resolves the same names with its own
+index and loads the dependency graph in parallel with `finit_module`. CPU-s: the guest's busy time across
+the load, all vCPUs (/proc/stat: user, nice, system, irq, softirq, steal); use: CPU-s / ({CPUS} vCPUs x wall),
+so 1.00 means both vCPUs worked throughout and only less work can go faster.
+
+| loader | runs | min ms | median ms | median CPU-s | use | kmod / it (median) | modules loaded |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+{rows}
+
+kmod / Spirit (median): **{kmod['median_ms'] / modules['spirit modules load']['median_ms']:.2f}x** (target: at least 2x).
+"""
+
+
+def main() -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    if ONLY == "modules":
+        modules = measure_modules()
+        report = {"date": time.strftime("%Y-%m-%d", time.gmtime(started)), "runs": RUNS, "cpus": CPUS,
+                  "module_loading": modules, "seconds": round(time.time() - started)}
+        (OUT / "modules.json").write_text(json.dumps(report, indent=2) + "\n")
+        (OUT / "modules.md").write_text(modules_markdown(modules))
+        print((OUT / "modules.md").read_text())
+        return
+    delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
+    fetch = http_delivery.measure(SPIRIT, SIGNING_KEY, RUNS)
+    bridge = vm_bridge.measure(SPIRIT, RUNS)
+    modules = measure_modules()
     stage = initramfs_stage.measure(Path(KERNEL), SPIRIT_INITRAMFS, SPIRIT_MEDIA, OUT / "peers", RUNS, OUT / "logs")
     # The full boot's figures come from the same Spirit boots.
     boot = full_boot.summarize(stage.pop("spirit_boots"), SPIRIT_INITRAMFS, ROOTFS, SPIRIT, ISO, OUT)
@@ -145,26 +211,12 @@ def main() -> None:
         "seconds": round(time.time() - started),
     }
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    rows = "\n".join(f"| {name} | {s['runs']} | {s['min_ms']:.1f} | {s['median_ms']:.1f} | {', '.join(map(str, s['modules_loaded']))} |"
-                     for name, s in modules.items())
     (OUT / "report.md").write_text(f"""# Crom-OS Spirit benchmark
 
 {report['date']}, {cpu}, {os.cpu_count()} cores; QEMU TCG (`-machine pc`, {CPUS} vCPUs, {MEMORY} MiB), {report['qemu']['version']};
 kernel {kernel_release} (Debian). Every figure is measured inside the guest in ms of CLOCK_BOOTTIME.
 
-## Module loading
-
-The same {len(HARDWARE)} hardware drivers and the initramfs's boot list (and all they depend on), loaded at a
-`crom.break=modules` shell before anything else, one boot per run, the two loaders interleaved. kmod's
-`modprobe -a` loads one module after another; `spirit modules load` resolves the same names with its own
-index and loads the dependency graph in parallel waves with `finit_module`.
-
-| loader | runs | min ms | median ms | modules loaded |
-| --- | --- | --- | --- | --- |
-{rows}
-
-kmod / Spirit (median): **{ratio:.2f}x** (target: at least 2x).
-
+{modules_markdown(modules)}
 {initramfs_stage.markdown(stage)}
 {full_boot.markdown(boot)}
 {edge_boots.markdown(edges)}

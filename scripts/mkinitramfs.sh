@@ -90,6 +90,12 @@ if [[ ${KMOD:-0} == 1 ]]; then
     copy_exec /bin/kmod "$stage" /usr/local/sbin/kmod
     ln -s kmod "$stage/usr/local/sbin/modprobe"
 fi
+# SPIRIT_BASELINE names an older spirit binary, put in as /bin/spirit.baseline (a
+# spirit-* name would be a rescue tool):
+# the module benchmark's "before" (make bench-modules). Not in normal builds.
+if [[ -n ${SPIRIT_BASELINE:-} ]]; then
+    install -m 755 "$SPIRIT_BASELINE" "$stage/bin/spirit.baseline"
+fi
 
 # The boot modules, the hardware drivers and the priority list, and all
 # they need, as Spirit's own planner resolves them for the target kernel
@@ -124,6 +130,9 @@ for index in modules.builtin modules.builtin.modinfo modules.order; do
     [[ -e $modules/$index ]] && install -m 644 "$modules/$index" "$stage/lib/modules/$release/$index"
 done
 depmod -b "$stage" "$release"
+# The binary index the loader reads at boot instead of parsing depmod's
+# text files (modules.spirit; the text files stay, for kmod and old spirits).
+"$spirit" modules index "$stage/lib/modules/$release"
 
 cat > "$stage/etc/os-release" <<OS
 NAME="Crom-OS Spirit"

@@ -119,6 +119,9 @@ for index in modules.builtin modules.builtin.modinfo modules.order; do
     [[ -e $modules/$index ]] && install -m 644 "$modules/$index" "$stage/lib/modules/$release/$index"
 done
 depmod -b "$stage" "$release"
+# The binary index the modules service reads instead of parsing depmod's
+# text files (modules.spirit; the text files stay, for kmod and old spirits).
+"$spirit" modules index "$stage/lib/modules/$release"
 
 find "$stage" -mindepth 1 -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 mkdir -p "$out"

@@ -1,4 +1,6 @@
+import Glibc
 import SpiritCore
+import SystemPackage
 
 /// A kernel module's name as the kernel knows it: the file's base name
 /// without `.ko` and its compression suffix, with `-` written `_`
@@ -44,28 +46,30 @@ func words(_ line: Substring) -> [Substring] {
 /// The module index depmod writes under /lib/modules/<release>: which file
 /// holds each module, what it depends on, its aliases and soft
 /// dependencies, and which modules are built in; plus modprobe.d.
-/// Read from the text files (modules.dep, .alias, .symbols, .softdep,
-/// .builtin): they are what depmod writes everywhere, and a parse of all of
-/// them takes milliseconds.
+/// Read from Spirit's precomputed binary index (modules.spirit, see
+/// BinaryModuleIndex) where the initramfs or the image has one, else from
+/// the text files (modules.dep, .alias, .symbols, .softdep, .builtin): they
+/// are what depmod writes everywhere, and a parse of all of them takes
+/// milliseconds natively, but hundreds under TCG.
 public struct ModuleIndex: Sendable {
     /// Module name → path relative to the release directory.
-    public private(set) var paths: [String: String] = [:]
+    public internal(set) var paths: [String: String] = [:]
     /// Module name → names of the modules it needs (depmod's order).
-    public private(set) var dependencies: [String: [String]] = [:]
+    public internal(set) var dependencies: [String: [String]] = [:]
     /// Names of modules built into the kernel: loading them is a no-op.
-    public private(set) var builtin: Set<String> = []
+    public internal(set) var builtin: Set<String> = []
     /// modules.alias, normalized as depmod writes its binary index. Exact
     /// keys (no glob character) apart, for a fast lookup.
-    public private(set) var exactAliases: [String: [String]] = [:]
-    public private(set) var globAliases: [(pattern: String, module: String)] = []
+    public internal(set) var exactAliases: [String: [String]] = [:]
+    public internal(set) var globAliases: [(pattern: String, module: String)] = []
     /// The glob aliases by their literal prefix (up to the first glob
     /// character): a pattern can only match a string that starts with its
     /// prefix, so a lookup tries the prefixes of the string, not all 22,000
     /// patterns of a distribution kernel.
     var globsByPrefix: [Substring: [Int]] = [:]
     /// modules.symbols: `symbol:name` → modules.
-    public private(set) var symbols: [String: [String]] = [:]
-    public private(set) var softdeps: [String: SoftDependencies] = [:]
+    public internal(set) var symbols: [String: [String]] = [:]
+    public internal(set) var softdeps: [String: SoftDependencies] = [:]
     public var config = ModuleConfig()
 
     public init(modulesDep: String, modulesBuiltin: String = "", modulesAlias: String = "", modulesSymbols: String = "",
@@ -81,8 +85,9 @@ public struct ModuleIndex: Sendable {
             builtin.insert(moduleName(line))
         }
         for (pattern, module) in Self.aliasLines(modulesAlias) {
-            if let wildcard = pattern.utf8.firstIndex(where: { $0 == 42 || $0 == 63 || $0 == 91 || $0 == 92 }) {  // * ? [ \
-                globsByPrefix[Substring(pattern.utf8[..<wildcard]), default: []].append(globAliases.count)
+            let prefix = Self.literalPrefixLength(pattern)
+            if prefix < pattern.utf8.count {
+                globsByPrefix[Substring(pattern.utf8.prefix(prefix)), default: []].append(globAliases.count)
                 globAliases.append((pattern, module))
             } else {
                 exactAliases[pattern, default: []].append(module)
@@ -98,6 +103,13 @@ public struct ModuleIndex: Sendable {
         }
     }
 
+    /// The bytes of a pattern before its first glob character (* ? [ \\):
+    /// its whole length for an exact alias.
+    static func literalPrefixLength(_ pattern: String) -> Int {
+        pattern.utf8.firstIndex(where: { $0 == 42 || $0 == 63 || $0 == 91 || $0 == 92 }).map { pattern.utf8.distance(from: pattern.utf8.startIndex, to: $0) }
+            ?? pattern.utf8.count
+    }
+
     /// `alias PATTERN MODULE` lines, patterns normalized.
     static func aliasLines(_ text: String) -> [(String, String)] {
         lines(text).compactMap { line in
@@ -107,15 +119,35 @@ public struct ModuleIndex: Sendable {
         }
     }
 
-    /// Reads the index of `root`/lib/modules/`release` and the modprobe.d
+    /// Why the binary index was not used: there is none (an image built
+    /// before it existed, or a kernel tree on the host), or it was refused.
+    public enum BinaryIndexProblem: Error, Sendable, CustomStringConvertible {
+        case missing(String)
+        case refused(String)
+
+        public var description: String {
+            switch self {
+            case .missing(let path): "no binary module index at \(path); reading the text files"
+            case .refused(let reason): reason + "; reading the text files"
+            }
+        }
+    }
+
+    /// Reads the index of `root`/lib/modules/`release` (modules.spirit, or
+    /// else the text files; `fallback` hears why, once) and the modprobe.d
     /// files under `root` (/lib/modprobe.d, then /etc/modprobe.d; a file
     /// name in /etc overrides the same name in /lib).
-    public static func load(root: String = "", release: String, configDirectories: [String]? = nil) throws(SystemError) -> ModuleIndex {
+    public static func load(root: String = "", release: String, configDirectories: [String]? = nil,
+                            fallback: (BinaryIndexProblem) -> Void = { _ in }) throws(SystemError) -> ModuleIndex {
         let directory = root + "/lib/modules/" + release
-        func optional(_ name: String) -> String { (try? Kernel.readText(directory + "/" + name)) ?? "" }
-        var index = ModuleIndex(modulesDep: try Kernel.readText(directory + "/modules.dep"), modulesBuiltin: optional("modules.builtin"),
-                                modulesAlias: optional("modules.alias"), modulesSymbols: optional("modules.symbols"),
-                                modulesSoftdep: optional("modules.softdep"))
+        var index: ModuleIndex
+        switch readBinary(directory) {
+        case .success(let binary):
+            index = binary
+        case .failure(let problem):
+            fallback(problem)
+            index = try readText(directory)
+        }
         var files: [String: String] = [:]
         for configDirectory in configDirectories ?? [root + "/lib/modprobe.d", root + "/etc/modprobe.d"] {
             for name in Kernel.listDirectory(configDirectory) where name.hasSuffix(".conf") {
@@ -126,6 +158,62 @@ public struct ModuleIndex: Sendable {
             if let text = try? Kernel.readText(files[name]!) { index.config.read(text, origin: files[name]!) }
         }
         return index
+    }
+
+    /// The text files depmod writes in `directory`.
+    static func readText(_ directory: String) throws(SystemError) -> ModuleIndex {
+        func optional(_ name: String) -> String { (try? Kernel.readText(directory + "/" + name)) ?? "" }
+        return ModuleIndex(modulesDep: try Kernel.readText(directory + "/modules.dep"), modulesBuiltin: optional("modules.builtin"),
+                           modulesAlias: optional("modules.alias"), modulesSymbols: optional("modules.symbols"),
+                           modulesSoftdep: optional("modules.softdep"))
+    }
+
+    /// The byte sizes of the text files in `directory`, in
+    /// BinaryModuleIndex.sourceFiles order; 0 for one that is absent.
+    static func sourceSizes(_ directory: String) -> [UInt64] {
+        BinaryModuleIndex.sourceFiles.map { name in (try? Kernel.status(directory + "/" + name)).map { UInt64($0.size) } ?? 0 }
+    }
+
+    /// modules.spirit in `directory`, when it is there, whole, and made
+    /// from the text files that are there now (a depmod run since changes
+    /// their sizes).
+    static func readBinary(_ directory: String) -> Result<ModuleIndex, BinaryIndexProblem> {
+        let path = directory + "/" + BinaryModuleIndex.fileName
+        var bytes: [UInt8] = []
+        do {
+            // One read of the whole file: its size from fstat.
+            let fd = try Kernel.open(path, O_RDONLY)
+            defer { Kernel.close(fd) }
+            let size = try Kernel.status(of: fd, path).size
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(size), alignment: 8)
+            defer { buffer.deallocate() }
+            try Kernel.read(fd, into: buffer, at: 0, path)
+            bytes = [UInt8](UnsafeRawBufferPointer(buffer))
+        } catch {
+            if error.errno == .noSuchFileOrDirectory { return .failure(.missing(path)) }
+            return .failure(.refused("\(error)"))
+        }
+        do {
+            let (index, madeFrom) = try BinaryModuleIndex.decode(bytes, file: path)
+            let now = sourceSizes(directory)
+            if let changed = BinaryModuleIndex.sourceFiles.indices.first(where: { now[$0] != madeFrom[$0] }) {
+                return .failure(.refused("the binary module index \(path) is stale: \(BinaryModuleIndex.sourceFiles[changed]) is "
+                                         + "\(now[changed]) bytes, it was made from \(madeFrom[changed]) (depmod ran since?)"))
+            }
+            return .success(index)
+        } catch {
+            return .failure(.refused(error.description))
+        }
+    }
+
+    /// Writes modules.spirit for the text files in `directory` (a
+    /// lib/modules/<release> directory); returns its path. For the build.
+    public static func writeBinary(_ directory: String) throws(SystemError) -> (path: String, bytes: Int) {
+        let sizes = sourceSizes(directory)
+        let bytes = BinaryModuleIndex.encode(try readText(directory), sourceSizes: sizes)
+        let path = directory + "/" + BinaryModuleIndex.fileName
+        try Kernel.writeFile(path, bytes: bytes)
+        return (path, bytes.count)
     }
 
     /// What a name or modalias stands for, in kmod's order: an alias from

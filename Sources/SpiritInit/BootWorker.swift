@@ -264,7 +264,11 @@ struct BootWorker {
         let release = Kernel.release()
         let index: ModuleIndex
         do {
-            index = try ModuleIndex.load(release: release)
+            // An initramfs built before modules.spirit, or a damaged one:
+            // said once, then the text files.
+            index = try ModuleIndex.load(release: release) { problem in
+                if case .missing = problem { console.info(problem.description) } else { console.warning(problem.description) }
+            }
         } catch {
             console.warning("\(error): the initramfs has no modules for kernel \(release); going on with the built-in drivers")
             activity.stopListening()

@@ -17,9 +17,14 @@ enum ModulesCommand {
                       ACPI, platform and CPU nodes and PCI host and ISA bridges, which need none, are only counted
       modules deps [--root DIR] [--kernel VERSION] [NAME...]
                       each module's dependencies from modules.dep
+      modules index DIR
+                      write DIR/modules.spirit, the binary index the loader reads at boot instead of the text files
+                      depmod wrote in DIR (a lib/modules/<release> directory); for make initramfs and make rootfs
       modules coldplug [--root DIR] [--kernel VERSION] [--watch]
                       stage 2's drivers: the priority groups and every present device's driver (graphics
                       held back with crom.gpu=passthrough); --watch: then devices that appear, until stopped
+    Every command but index reads modules.spirit where it is there and whole, else the text files;
+    --binary-index makes that an error instead (for tests).
     """
 
     /// What a usage error of `spirit modules` prints: its own commands, not
@@ -30,13 +35,13 @@ enum ModulesCommand {
     static func fail(_ message: String) -> Int32 { Usage.fail(message, usage: usage) }
 
     enum Verb: String {
-        case plan, lookup, load, missing, deps, coldplug
+        case plan, lookup, load, missing, deps, coldplug, index
     }
 
     static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard let word = arguments.first else {
-            return fail("modules needs plan, lookup, load, missing, deps or coldplug")
+            return fail("modules needs plan, lookup, load, missing, deps, coldplug or index")
         }
         if ["help", "--help", "-h"].contains(word) {
             print(usage)
@@ -54,6 +59,7 @@ enum ModulesCommand {
         var allAliases = false
         var jobs = 0
         var watch = false
+        var binaryOnly = false
         var names: [String] = []
         var rest = arguments.dropFirst()
         while let word = rest.popFirst() {
@@ -73,6 +79,7 @@ enum ModulesCommand {
             case "--files": filesOnly = true
             case "--all-aliases": allAliases = true
             case "--watch": watch = true
+            case "--binary-index": binaryOnly = true
             case "-":
                 // Names or modaliases on standard input, one a line.
                 while let line = readLine() { if !line.isEmpty { names.append(line) } }
@@ -83,12 +90,41 @@ enum ModulesCommand {
                 names.append(word)
             }
         }
+        if verb == .index {
+            guard names.count == 1 else { return fail("modules index takes one directory (lib/modules/<release>)") }
+            do {
+                let written = try ModuleIndex.writeBinary(names[0])
+                console.info("\(written.path): \(written.bytes) bytes")
+                return 0
+            } catch {
+                console.error("\(error)")
+                return 111
+            }
+        }
         let index: ModuleIndex
+        var binaryProblem: ModuleIndex.BinaryIndexProblem?
         do {
-            index = try ModuleIndex.load(root: root, release: release, configDirectories: configDirectories)
+            index = try ModuleIndex.load(root: root, release: release, configDirectories: configDirectories) { binaryProblem = $0 }
         } catch {
             console.error("\(error) — is there a kernel \(release) under \(root.isEmpty ? "/" : root)?")
             return 111
+        }
+        switch binaryProblem {
+        case .refused(let reason)?:
+            // A missing one is normal on the host (a kernel tree as depmod left it); a refused one is news.
+            if binaryOnly {
+                console.error(reason)
+                return 111
+            }
+            console.warning(binaryProblem!.description)
+        case .missing(let path)?:
+            if binaryOnly {
+                console.error("no binary module index at \(path) (spirit modules index DIR writes one)")
+                return 111
+            }
+            // Stage 2's modules service on an image built before the binary index: said once, in its log.
+            if verb == .coldplug { console.info(binaryProblem!.description) }
+        case nil: break
         }
         for problem in index.config.problems { console.warning(problem) }
         switch verb {
@@ -147,6 +183,8 @@ enum ModulesCommand {
                 print(name + "\t" + (index.dependencies[name] ?? []).joined(separator: " "))
             }
             return 0
+        case .index:
+            return 0  // written above, before any index is read
         case .coldplug:
             return coldplug(index: index, root: root, release: release, watch: watch, console: console)
         }

@@ -1,9 +1,12 @@
 """The oracle: the Swift module resolver against libkmod (kmod's own
 library, loaded here through ctypes, never into Spirit), on Debian's kernel:
-every alias of modules.alias and every module's dependencies."""
+every alias of modules.alias and every module's dependencies; each from the
+text files and again from Spirit's binary index (modules.spirit, written by
+`spirit modules index` into a copy of the kernel's index files)."""
 
 import ctypes
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -67,19 +70,32 @@ class Kmod:
         return names
 
 
-@pytest.fixture(scope="module")
-def kernel(tmp_path_factory):
+@pytest.fixture(scope="module", params=["text", "binary"])
+def kernel(request, tmp_path_factory):
     if not (KERNEL_DIR / "release").exists() or not SPIRIT.exists():
         pytest.fail(f"needs {KERNEL_DIR} and {SPIRIT}: run through 'make test'")
     release = (KERNEL_DIR / "release").read_text().strip()
     config = tmp_path_factory.mktemp("modprobe.d")
-    return {"release": release, "config": config,
+    root, options = KERNEL_DIR, []
+    if request.param == "binary":
+        # The kernel's index files copied (the cache is shared: nothing is
+        # written beside them), modules.spirit made from them, and every
+        # query told to refuse the text files.
+        root = tmp_path_factory.mktemp("binary-root")
+        directory = root / "lib/modules" / release
+        directory.mkdir(parents=True)
+        for path in (KERNEL_DIR / "lib/modules" / release).glob("modules.*"):
+            shutil.copyfile(path, directory / path.name)
+        subprocess.run([str(SPIRIT), "modules", "index", str(directory)], check=True, capture_output=True)
+        assert (directory / "modules.spirit").stat().st_size > 100_000
+        options = ["--binary-index"]
+    return {"release": release, "config": config, "root": root, "options": options,
             "kmod": Kmod(KERNEL_DIR / "lib/modules" / release, config)}
 
 
 def spirit_modules(kernel, *arguments, stdin: str | None = None) -> list[tuple[str, list[str]]]:
-    out = subprocess.run([str(SPIRIT), "modules", *arguments, "--root", str(KERNEL_DIR), "--kernel", kernel["release"],
-                          "--config", str(kernel["config"])], check=True, capture_output=True, text=True,
+    out = subprocess.run([str(SPIRIT), "modules", *arguments, "--root", str(kernel["root"]), "--kernel", kernel["release"],
+                          "--config", str(kernel["config"]), *kernel["options"]], check=True, capture_output=True, text=True,
                          input=stdin).stdout
     rows = []
     for line in out.splitlines():
@@ -150,3 +166,34 @@ def test_every_module_has_kmods_dependencies(kernel):
 def test_names_symbols_and_builtins(kernel, name):
     ours = dict(spirit_modules(kernel, "lookup", name))[name]
     assert set(ours) == set(kernel["kmod"].lookup(name)), (ours, kernel["kmod"].lookup(name))
+
+
+def test_the_binary_index_is_refused_when_damaged_or_stale(tmp_path):
+    """A cut modules.spirit, or one older than a depmod run, is said once
+    on stderr, and the text files answer; --binary-index makes it an error."""
+    release = (KERNEL_DIR / "release").read_text().strip()
+    directory = tmp_path / "lib/modules" / release
+    directory.mkdir(parents=True)
+    for path in (KERNEL_DIR / "lib/modules" / release).glob("modules.*"):
+        shutil.copyfile(path, directory / path.name)
+    subprocess.run([str(SPIRIT), "modules", "index", str(directory)], check=True, capture_output=True)
+    index = directory / "modules.spirit"
+
+    def lookup(*options):
+        return subprocess.run([str(SPIRIT), "modules", "lookup", "--root", str(tmp_path), "--kernel", release,
+                               "--config", str(tmp_path), *options, "ext4"], capture_output=True, text=True)
+
+    whole = lookup("--binary-index")
+    assert whole.returncode == 0 and whole.stdout.startswith("ext4\text4"), whole
+    assert whole.stderr == ""
+    index.write_bytes(index.read_bytes()[:-1])
+    cut = lookup()
+    assert cut.returncode == 0 and cut.stdout.startswith("ext4\text4"), cut
+    assert cut.stderr.count("\n") == 1 and f"binary module index {index}: truncated" in cut.stderr, cut.stderr
+    assert "reading the text files" in cut.stderr
+    assert lookup("--binary-index").returncode == 111
+    subprocess.run([str(SPIRIT), "modules", "index", str(directory)], check=True, capture_output=True)
+    with open(directory / "modules.dep", "a") as dep:
+        dep.write("kernel/extra/extra.ko:\n")
+    stale = lookup()
+    assert stale.returncode == 0 and "is stale: modules.dep is" in stale.stderr, stale.stderr

@@ -47,6 +47,11 @@ def test_break_shell_orphans_crash_and_poweroff(boot):
     modules = {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
     assert {"squashfs", "overlay", "zram", "loop", "ata_piix", "e1000"} <= modules, modules
     assert not {"virtio_pci", "r8169", "igb", "e1000e"} & modules, modules
+    # They came from the initramfs's binary index (modules.spirit): the
+    # worker said nothing of falling back to the text files, and `spirit
+    # modules` answers from it without them.
+    assert "binary module index" not in vm.console, vm.log_path
+    assert vm.check("spirit modules lookup --binary-index fs-squashfs 2>&1") == "fs-squashfs\tsquashfs"
 
     # Devices left without a driver are listed with their modalias: QEMU's
     # VGA (the initramfs carries no graphics driver), not the e1000 NIC
