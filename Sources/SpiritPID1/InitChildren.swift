@@ -104,6 +104,9 @@ extension Init {
     mutating func switchRoot() {
         stopEveryProcess(grace: 0)
         let initPath = Text("/sbin/init")
+        // The rest of the plan the worker printed (RootPlan.switchRoot).
+        console.debug { line(text("switch_root, PID 1's part:\ncd "), Init.newRoot,
+                             text("\nmount -o move . /\nchroot .\ncd /\n# exec\nexec "), initPath, text(" "), Init.switchedRootFlag) }
         do {
             try Sys.enterRoot(Init.newRoot)
         } catch {
