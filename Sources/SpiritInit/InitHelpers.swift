@@ -9,7 +9,7 @@ enum InitHelpers {
     /// (`boot.stage2`, `shutdown`) in the chained journal, as process "init".
     static func journal(_ arguments: [String]) -> Int32 {
         guard let kind = arguments.first, arguments.count % 2 == 1 else {
-            return Usage.fail("usage: spirit init-journal KIND [KEY VALUE]…")
+            return Usage.fail("usage: spirit init-journal KIND [KEY VALUE]...")
         }
         let rest = Array(arguments.dropFirst())
         let fields = stride(from: 0, to: rest.count, by: 2).map { (rest[$0], rest[$0 + 1]) }
