@@ -205,9 +205,8 @@ struct Init {
         return text
     }
 
-    /// The version /bin/spirit reports, stamped by the Makefile
-    /// (SPIRIT_VERSION in the swiftc command line's -D… is not possible for
-    /// a string, so a generated file holds it).
+    /// The version /bin/spirit reports: the Makefile copies SpiritVersion.string
+    /// into a generated Version.swift, so that the two cannot differ.
     static var version: Text { Text(spiritVersion) }
 }
 
