@@ -67,7 +67,7 @@ setting = $(shell f=$(OUT)/.settings/$(1) v='$($(1))'; \
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
 	@echo "make test         unit tests (also under ASan), the fuzz corpus, then the QEMU boot tests"
-	@echo "make spirit       $(OUT)/spirit, the static multi-call binary (PID 1 too)"
+	@echo "make spirit       $(OUT)/spirit, the static multi-call binary, and $(OUT)/spirit-init, PID 1"
 	@echo "make initramfs    $(OUT)/initramfs.zst for the kernel in KERNEL_DIR"
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
 	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
@@ -91,14 +91,36 @@ deps:
 
 # swift build takes seconds even to find that nothing changed, so it runs
 # only when a file of the package is newer than $(OUT)/spirit.
-SPIRIT_SOURCES := Package.swift $(wildcard Package.resolved) $(shell find Sources -type f)
-spirit: $(OUT)/spirit
+SPIRIT_SOURCES := Package.swift $(wildcard Package.resolved) $(shell find Sources -type f -not -path 'Sources/SpiritPID1/*')
+spirit: $(OUT)/spirit $(OUT)/spirit-init
 $(OUT)/spirit: $(SPIRIT_SOURCES) | deps
 	swift build $(SWIFT_RELEASE) --product spirit
 	@mkdir -p $(OUT)
 	strip -o $@.new .build/release/spirit
 	mv $@.new $@
 	@echo "spirit: $$(stat -c %s $@) bytes, $$(file -b $@ | cut -d, -f1-4)"
+
+# PID 1, spirit-init: Embedded Swift (InitCore's logic and Sources/SpiritPID1)
+# compiled against musl's headers and linked statically with musl-gcc, about
+# 100 KB. SwiftPM cannot mix Embedded and normal modules in one product, so
+# swiftc runs here. No build id, no debug info: two builds are byte-identical.
+INIT_BUILD := .build/spirit-init
+INIT_SWIFT := Sources/InitCore/InitCore.swift $(sort $(wildcard Sources/SpiritPID1/*.swift))
+INIT_ARCH := $(shell uname -m)
+$(OUT)/spirit-init: $(INIT_SWIFT) $(wildcard Sources/SpiritPID1/CPID1/*) Sources/SpiritCore/Paths.swift | deps
+	@mkdir -p $(INIT_BUILD) $(OUT)
+	@version=$$(sed -n 's/^ *public static let string = "\(.*\)"$$/\1/p' Sources/SpiritCore/Paths.swift); \
+	    [[ -n $$version ]] || { echo "no SpiritVersion.string in Sources/SpiritCore/Paths.swift"; exit 1; }; \
+	    printf '// Made by the Makefile from SpiritVersion.string.\nlet spiritVersion: StaticString = "%s"\n' "$$version" > $(INIT_BUILD)/Version.swift
+	swiftc -enable-experimental-feature Embedded -swift-version 6 -target $(INIT_ARCH)-unknown-linux-gnu -wmo -Osize -parse-as-library \
+	    -Xcc -nostdinc -Xcc -isystem -Xcc "$$(dirname "$$(realpath "$$(command -v swiftc)")")/../lib/swift/clang/include" \
+	    -Xcc -isystem -Xcc /usr/include/$(INIT_ARCH)-linux-musl -I Sources/SpiritPID1/CPID1 -module-name SpiritPID1 \
+	    -c $(INIT_SWIFT) $(INIT_BUILD)/Version.swift -o $(INIT_BUILD)/init.o 2>&1 | { grep -v "warning: libc not found for" || true; }
+	musl-gcc -static -Os -Wall -Werror -c Sources/SpiritPID1/CPID1/pid1.c -o $(INIT_BUILD)/pid1.o
+	musl-gcc -static -Wl,--build-id=none -o $(INIT_BUILD)/spirit-init $(INIT_BUILD)/init.o $(INIT_BUILD)/pid1.o
+	strip -o $@.new $(INIT_BUILD)/spirit-init
+	mv $@.new $@
+	@echo "spirit-init: $$(stat -c %s $@) bytes, $$(file -b $@ | cut -d, -f1-4)"
 
 # The kernel is represented by its release file: debian-kernel.sh and
 # mkkernel.sh write it when they put a kernel in place.
@@ -118,14 +140,14 @@ $(SIGNING_KEY): | $(OUT)/spirit
 EPOCH := $(call setting,SOURCE_DATE_EPOCH)
 
 initramfs: $(OUT)/initramfs.zst
-$(OUT)/initramfs.zst: $(OUT)/spirit $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(call setting,MIN_VERSION) $(call setting,EXTRA_CA) $(EXTRA_CA) \
+$(OUT)/initramfs.zst: $(OUT)/spirit $(OUT)/spirit-init $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(call setting,MIN_VERSION) $(call setting,EXTRA_CA) $(EXTRA_CA) \
         $(wildcard initramfs/* initramfs/*/*) scripts/mkinitramfs.sh scripts/copy-exec.sh scripts/rescue-tools.sh scripts/udhcpc.script \
         scripts/ca-bundle.sh
 	EXTRA_CA="$(EXTRA_CA)" MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
 	@sha256sum $(OUT)/initramfs.zst
 
 rootfs: $(OUT)/rootfs.squashfs $(OUT)/manifest.json
-$(OUT)/rootfs.squashfs $(OUT)/manifest.json &: $(OUT)/spirit $(KERNEL) $(EPOCH) $(call setting,BASE) $(KEY) \
+$(OUT)/rootfs.squashfs $(OUT)/manifest.json &: $(OUT)/spirit $(OUT)/spirit-init $(KERNEL) $(EPOCH) $(call setting,BASE) $(KEY) \
         $(wildcard rootfs/* rootfs/*/* initramfs/modules-load.d/*) scripts/mkrootfs.sh scripts/copy-exec.sh \
         scripts/rescue-tools.sh scripts/ca-bundle.sh $(call setting,EXTRA_CA) $(EXTRA_CA)
 	EXTRA_CA="$(EXTRA_CA)" BASE=$(BASE) scripts/mkrootfs.sh $(OUT)/spirit $(KERNEL_DIR) "$(SIGNING_KEY)" $(OUT)

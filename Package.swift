@@ -169,6 +169,12 @@ let package = Package(
             dependencies: ["SpiritCore", "Net", .product(name: "SystemPackage", package: "swift-system")],
             swiftSettings: strict
         ),
+        // PID 1's decisions (signal to action, the child table, restart
+        // pacing, console and timeline bytes), in the Embedded Swift subset:
+        // the same file is compiled into spirit-init (Sources/SpiritPID1,
+        // built by the Makefile with swiftc's Embedded mode and musl) and
+        // here, for its unit tests. No dependency, no import.
+        .target(name: "InitCore", swiftSettings: strict),
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
@@ -248,6 +254,11 @@ let package = Package(
         .testTarget(
             name: "VMManagerTests",
             dependencies: ["VMManager", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "InitCoreTests",
+            dependencies: ["InitCore", "SpiritCore"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -33,15 +33,19 @@ def one_boot(kernel: str, initramfs: str, disk: Path, log: Path) -> dict:
         timeline = vm.timeline()
         unpack = unpack_window(vm.check("dmesg | grep -E 'Trying to unpack rootfs image|Freeing initrd memory'"))
         hud = measure_hud(vm)
-        # PID 1, and whatever else runs the spirit binary (the supervisor,
-        # the daemons).
+        # PID 1 (spirit-init, /sbin/init), and whatever runs the spirit
+        # binary (the supervisor, the daemons): VmRSS, and beside it RssAnon
+        # (the process's own pages) and Pss (shared pages divided among
+        # their users), which say how much of VmRSS is really its own.
         table = vm.check("for p in /proc/[0-9]*; do exe=$(readlink $p/exe 2>/dev/null); "
-                         "case $exe in */spirit) echo \"${p#/proc/} $(awk '/^VmRSS/ {print $2}' $p/status) "
+                         "case $exe in */spirit|/sbin/init) echo \"${p#/proc/} $(awk '/^VmRSS/ {print $2}' $p/status) "
+                         "$(awk '/^RssAnon/ {print $2}' $p/status) $(awk '/^Pss:/ {print $2}' $p/smaps_rollup) "
                          "$(tr '\\0' ' ' < $p/cmdline)\";; esac; done")
         processes = []
         for line in table.splitlines():
-            pid, rss, *command = line.split()
-            processes.append({"pid": int(pid), "vmrss_kib": int(rss), "command": " ".join(command)})
+            pid, rss, anon, pss, *command = line.split()
+            processes.append({"pid": int(pid), "vmrss_kib": int(rss), "rssanon_kib": int(anon), "pss_kib": int(pss),
+                              "command": " ".join(command)})
         vm.send("spirit poweroff\n")
         vm.wait_exit(120)
     return {"timeline": timeline["steps"], "processes": processes, "hud": hud, "wall_ms": wall_ms, "unpack": unpack}
@@ -81,7 +85,8 @@ def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, 
         for step in sample["timeline"]:
             steps.setdefault(step["step"], []).append(step["duration_ms"])
     ready = [next(s["end_ms"] for s in sample["timeline"] if s["step"] == "ready") for sample in samples]
-    pid1 = [next(p["vmrss_kib"] for p in sample["processes"] if p["pid"] == 1) for sample in samples]
+    pid1s = [next(p for p in sample["processes"] if p["pid"] == 1) for sample in samples]
+    pid1 = [p["vmrss_kib"] for p in pid1s]
     others: dict[str, list[int]] = {}
     for sample in samples:
         for process in sample["processes"]:
@@ -105,6 +110,8 @@ def summarize(samples: list[dict], initramfs: Path, rootfs: Path, binary: Path, 
         "initramfs_unpack_ms": {"start_median": statistics.median(u["start_ms"] for u in unpacks),
                                 "duration_median": statistics.median(u["duration_ms"] for u in unpacks)} if unpacks else None,
         "pid1_vmrss_kib": {"min": min(pid1), "median": statistics.median(pid1)},
+        "pid1_rssanon_kib": {"median": statistics.median(p["rssanon_kib"] for p in pid1s)},
+        "pid1_pss_kib": {"median": statistics.median(p["pss_kib"] for p in pid1s)},
         "other_spirit_processes_vmrss_kib": {name: statistics.median(values) for name, values in others.items()},
         "sizes_bytes": sizes,
         "hud": {
@@ -173,7 +180,8 @@ firmware, loading the kernel and the initramfs, and QEMU's own start on top),
 | --- | --- |
 {steps}
 
-Memory at ready (VmRSS): PID 1 {result['pid1_vmrss_kib']['median'] / 1024:.1f} MiB at the median (target: under 1 MB);
+Memory at ready (VmRSS): PID 1 {result['pid1_vmrss_kib']['median']:.0f} KiB at the median (target: under 1 MB;
+RssAnon {result['pid1_rssanon_kib']['median']:.0f} KiB, Pss {result['pid1_pss_kib']['median']:.0f} KiB);
 
 | other Spirit process | VmRSS |
 | --- | --- |

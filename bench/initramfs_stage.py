@@ -84,6 +84,8 @@ def _spirit_boot(kernel: Path, initramfs: Path, media: Path, log: Path) -> dict:
             "steps_ms": {name: step["duration_ms"] for name, step in steps.items()
                          if name not in ("kernel", "stage2", "ready") and step["start_ms"] < exec_init},
             "pid1_vmrss_kib": next(p["vmrss_kib"] for p in boot["processes"] if p["pid"] == 1),
+            "pid1_rssanon_kib": next(p["rssanon_kib"] for p in boot["processes"] if p["pid"] == 1),
+            "pid1_pss_kib": next(p["pss_kib"] for p in boot["processes"] if p["pid"] == 1),
             "boot": boot}
 
 
@@ -113,7 +115,8 @@ def measure(kernel: Path, spirit_initramfs: Path, media: Path, peers_cache: Path
     spirit = samples[SPIRIT]
     contenders[SPIRIT]["steps_median_ms"] = {step: round(statistics.median(s["steps_ms"].get(step, 0) for s in spirit), 1)
                                              for step in spirit[-1]["steps_ms"]}
-    contenders[SPIRIT]["pid1_vmrss_kib"] = _summary(spirit, "pid1_vmrss_kib")
+    for key in ("pid1_vmrss_kib", "pid1_rssanon_kib", "pid1_pss_kib"):
+        contenders[SPIRIT][key] = _summary(spirit, key)
     contenders[SPIRIT]["media_bytes"] = media.stat().st_size
     ours = contenders[SPIRIT]["initramfs_ms"]["median"]
     ratios = {name: round(contenders[name]["initramfs_ms"]["median"] / ours, 2) for name in PEERS}
@@ -179,7 +182,8 @@ initramfs; Spirit's media disk ({mib(spirit['media_bytes'])}) holds the signed s
 copies into RAM and checks before switch_root: work the peers do not do.
 
 PID 1's VmRSS at `spirit: ready` (stage 2): min {spirit['pid1_vmrss_kib']['min']:.0f} KiB, median
-{spirit['pid1_vmrss_kib']['median']:.0f} KiB.
+{spirit['pid1_vmrss_kib']['median']:.0f} KiB (RssAnon {spirit['pid1_rssanon_kib']['median']:.0f} KiB, Pss
+{spirit['pid1_pss_kib']['median']:.0f} KiB at the median).
 """
 
 

@@ -10,6 +10,7 @@ packages=(
     zstd              # its compression
     kmod              # depmod/modprobe, for the initramfs's module set
     binutils          # strip
+    musl-tools        # musl-gcc: spirit-init, PID 1, links statically against musl (Embedded Swift)
     file              # `make spirit` reports the binary's kind
     libblkid-dev      # libblkid.a for the static binary
     libvterm-dev      # libvterm.a: the VT state machine of Nexus's terminals

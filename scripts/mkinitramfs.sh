@@ -26,8 +26,12 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 : "${SOURCE_DATE_EPOCH:=0}"
 busybox=${BUSYBOX:-/bin/busybox}
 
+# PID 1, spirit-init (Sources/SpiritPID1), is built beside spirit.
+init=${SPIRIT_INIT:-$(dirname "$spirit")/spirit-init}
+
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
 [[ -x $spirit ]] || die "no spirit binary at $spirit (run 'make spirit')"
+[[ -x $init ]] || die "no spirit-init binary at $init (run 'make spirit')"
 [[ -r $kernel_dir/release ]] || die "no kernel at $kernel_dir: it needs a 'release' file and lib/modules/<release>/"
 [[ -x $busybox ]] || die "no static busybox at $busybox (apt-get install busybox-static)"
 file -L "$busybox" | grep -q "statically linked" || die "$busybox is not statically linked (apt-get install busybox-static)"
@@ -54,7 +58,7 @@ chmod 0700 "$stage/root"
 mknod -m 600 "$stage/dev/console" c 5 1
 
 install -m 755 "$spirit" "$stage/bin/spirit"
-ln -s bin/spirit "$stage/init"
+install -m 755 "$init" "$stage/init"
 
 install -m 755 "$busybox" "$stage/bin/busybox"
 while read -r applet; do

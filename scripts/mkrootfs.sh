@@ -15,8 +15,12 @@ spirit=$1 kernel_dir=$2 key=$3 out=$4
 base=${BASE:-debian}
 here=$(cd "$(dirname "$0")/.." && pwd)
 
+# PID 1, spirit-init (Sources/SpiritPID1), is built beside spirit.
+init=${SPIRIT_INIT:-$(dirname "$spirit")/spirit-init}
+
 die() { echo "mkrootfs: $*" >&2; exit 1; }
 [[ -x $spirit ]] || die "no spirit binary at $spirit (run 'make spirit')"
+[[ -x $init ]] || die "no spirit-init binary at $init (run 'make spirit')"
 [[ -r $kernel_dir/release ]] || die "no kernel at $kernel_dir"
 [[ -r $key ]] || die "no signing key at $key"
 release=$(cat "$kernel_dir/release")
@@ -60,7 +64,7 @@ install_ca_bundle "$stage"
 # The key layers added at run time (spirit layer add) must be signed with.
 install -D -m 644 "$key.pub" "$stage/etc/spirit/signing.pub"
 install -m 755 "$spirit" "$stage/bin/spirit"
-ln -sf ../bin/spirit "$stage/sbin/init"
+install -m 755 "$init" "$stage/sbin/init"
 ln -sf spirit "$stage/bin/spiritctl"
 # The rescue tools of stage 1 (spirit-diag…), on stage 2's PATH too.
 source "$here/scripts/rescue-tools.sh"

@@ -172,7 +172,17 @@ public struct RootPlan: Sendable {
             + "this machine has \(availableMiB) MiB available\(limit): refused before the copy\(hint)"
     }
 
-    /// switch_root, for PID 1: the API filesystems moved into the new root,
+    /// switch_root's first part, which the boot worker runs once /sysroot is
+    /// built: the API filesystems moved into the new root and the
+    /// initramfs's files deleted. PID 1 (spirit-init) makes the rest of
+    /// `switchRoot`'s steps itself (cd, mount --move, chroot, cd, exec).
+    public static func prepareSwitchRoot(newRoot: String) -> BootPlan {
+        let whole = switchRoot(newRoot: newRoot, initPath: "/sbin/init", arguments: [])
+        let steps = whole.steps.prefix { $0.step != .changeDirectory(newRoot) }
+        return BootPlan(steps: Array(steps), details: ["switch_root": "into \(newRoot); PID 1 enters it and execs /sbin/init"])
+    }
+
+    /// switch_root, as a whole: the API filesystems moved into the new root,
     /// the initramfs's files deleted to free their RAM, the new root moved
     /// onto /, chroot, exec of its init. pivot_root(2) does not work from an
     /// initramfs, so busybox's switch_root and systemd do the same.

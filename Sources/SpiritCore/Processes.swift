@@ -109,12 +109,6 @@ extension Kernel {
     /// CLOCK_BOOTTIME in microseconds when the early constructor ran.
     public static var processStartMicros: Int64 { spirit_process_start_us() }
 
-    /// Why the early constructor could not mount /proc, if it could not.
-    public static var earlyProcProblem: Errno? {
-        let status = spirit_early_proc_status()
-        return status < 0 ? Errno(rawValue: -status) : nil
-    }
-
     /// execve(2): replaces this process. Returns only on failure, with it.
     public static func execute(_ path: String, _ arguments: [String], environment: [String]) -> SystemError {
         let argv = arguments.map { strdup($0) } + [nil]

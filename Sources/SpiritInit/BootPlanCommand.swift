@@ -36,10 +36,10 @@ enum BootPlanCommand {
                                          algorithmsOffered: options.named["algorithms"] ?? Zram.preferredAlgorithms.reversed().joined(separator: " "),
                                          upper: upper, ramLimitMiB: ramLimit, zramNumber: zram)
             let stageOne = try RootPlan().stageOne(inputs)
-            let switchRoot = RootPlan.switchRoot(newRoot: RootLayout().sysroot, initPath: "/sbin/init", arguments: [InitProcess.switchedRootFlag])
+            let switchRoot = RootPlan.switchRoot(newRoot: RootLayout().sysroot, initPath: "/sbin/init", arguments: ["--switched-root"])
             print("# Spirit's stage-1 plan for \(manifest.image) (\(manifest.version)), MemTotal \(memTotal >> 20) MiB")
             print(stageOne.shell)
-            print("# PID 1, once the worker is done")
+            print("# the worker, then PID 1 (from `cd /sysroot` on), once /sysroot is built")
             print(switchRoot.shell)
             print("# a failure undoes what was done, in this order:")
             print(stageOne.undoShell.split(separator: "\n").map { "#   " + $0 }.joined(separator: "\n"))

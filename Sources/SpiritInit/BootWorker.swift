@@ -8,7 +8,9 @@ import SpiritCore
 
 /// The stage-1 boot, in a child of PID 1: read the flags, load the boot
 /// modules, find a system image, check it and build the RAM root at
-/// /sysroot; then exit 0 and leave the switch to PID 1. Any failure ends the
+/// /sysroot, move /dev, /proc, /sys and /run into it and free the
+/// initramfs; then exit 0 and leave the last syscalls of the switch to
+/// PID 1 (spirit-init). Any failure ends the
 /// worker with a reason that PID 1 prints as `spirit: rescue: <reason>`; a
 /// crash ends only this process, and PID 1 reports it the same way.
 struct BootWorker {
@@ -54,7 +56,7 @@ struct BootWorker {
                                             detail: warnings.isEmpty ? nil : "\(warnings.count) flag(s) not used as given"))
         do {
             try worker.run()
-            try Kernel.writeFile(RunFiles.rootReady, "/sysroot\n")
+            try worker.prepareSwitchRoot()
             exit(0)
         } catch {
             worker.requestRescue("\(error)")
@@ -81,6 +83,26 @@ struct BootWorker {
             throw failure
         }
         try pause(before: .switchRoot)
+    }
+
+    /// Checks /sysroot, says so in root-ready (which moves with /run into
+    /// the new root, where PID 1 looks for it), then moves the API
+    /// filesystems into it and deletes the initramfs's files. A failure
+    /// before anything moved leaves stage 1 intact for the rescue shell.
+    func prepareSwitchRoot() throws {
+        let newRoot = RootLayout().sysroot
+        try SwitchRoot.check(newRoot: newRoot, initPath: "/sbin/init")
+        try Kernel.writeFile(RunFiles.rootReady, newRoot + "\n")
+        let plan = RootPlan.prepareSwitchRoot(newRoot: newRoot)
+        console.debug("switch_root plan:\n" + plan.shell)
+        // Its step is recorded where /run will be by then: in the new root.
+        let timeline = Timeline(directory: newRoot + RunFiles.directory, process: "worker")
+        do {
+            try PlanRunner(timeline: timeline, note: { [console] in console.debug("switch_root: \($0)") }).run(plan)
+        } catch {
+            Kernel.remove(RunFiles.rootReady)
+            throw SpiritError("switch_root failed: \(error)")
+        }
     }
 
     static let noImageMessage = "No Spirit found. Awaiting network or media..."

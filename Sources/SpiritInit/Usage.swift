@@ -12,14 +12,18 @@ enum Usage {
 
     static let text = """
     usage: spirit <command>
-      init            PID 1 (also when started as /init or /sbin/init)
-      boot-worker     the stage-1 boot, run by PID 1 in a child
+      boot-worker     the stage-1 boot, run by PID 1 (spirit-init) in a child
       supervise [--root DIR]
                       the service supervisor, run by PID 1 in stage 2 (DIR: a tree with etc/spirit/services, for tests)
       ctl COMMAND     spiritctl: status, start, stop, restart, logs, timeline, sentinel, poweroff, reboot ('spirit ctl help')
       poweroff        ask PID 1 to stop every process and power off
       reboot          ask PID 1 to stop every process and restart
       halt            ask PID 1 to stop every process and halt
+      init-journal KIND [KEY VALUE]...
+                      a record of PID 1's in the journal, as process init (run by PID 1)
+      shutdown-finish reboot|halt|poweroff STARTED_US
+                      the end of a shutdown once every process has stopped: the journal saved to the boot
+                      medium, swap off, unmount (run by PID 1, which then calls reboot(2))
       image keygen KEY
                       make an Ed25519 signing key (KEY, mode 0600) and its public half (KEY.pub)
       image manifest --image FILE --key KEY --version V [--build-time SECONDS] [--out FILE]

@@ -4,18 +4,12 @@ import SpiritCore
 // argv comes from the early constructor (see early.c).
 let arguments: [String] = Kernel.processArguments() ?? CommandLine.arguments
 
-// Process 1 is init, whatever its argv says: if PID 1 ever returned from
-// here, the kernel would panic.
-if Kernel.pid == 1 {
-    InitProcess.main(arguments: arguments)
-}
-
+// PID 1 is spirit-init (Sources/SpiritPID1), its own small binary; it
+// starts this one for everything else.
+//
 // The multi-call binary: what runs is chosen by the name it was started
-// under (/init is PID 1), or by the first argument (`spirit poweroff`).
+// under, or by the first argument (`spirit poweroff`).
 let invokedAs = String((arguments.first ?? "spirit").split(separator: "/").last ?? "spirit")
-if invokedAs == "init" {
-    InitProcess.main(arguments: arguments)
-}
 if invokedAs == "spiritctl" {
     exit(ControlCommand.run(Array(arguments.dropFirst())))
 }
@@ -25,7 +19,7 @@ if invokedAs.hasPrefix("spirit-") {
     exit(RescueTools.run(String(invokedAs.dropFirst("spirit-".count)), Array(arguments.dropFirst())))
 }
 
-/// Every command but the two that never return (`init`, `boot-worker`),
+/// Every command but the one that never returns (`boot-worker`),
 /// each with what runs it; the result is the exit status (0, 100 for a
 /// usage error, 111 for a system failure).
 let commands: [String: ([String]) -> Int32] = [
@@ -58,6 +52,10 @@ let commands: [String: ([String]) -> Int32] = [
     "fetch": { RescueTools.run("fetch", $0) },
     "usb": { RescueTools.run("usb", $0) },
     "rescue-watch": { _ in RescueTools.watch() },
+    // PID 1's helpers (spirit-init): the journal's chained records, and the
+    // end of the shutdown once every other process has stopped.
+    "init-journal": InitHelpers.journal,
+    "shutdown-finish": InitHelpers.shutdownFinish,
     "version": { _ in print("spirit \(SpiritVersion.string)"); return 0 },
     "--version": { _ in print("spirit \(SpiritVersion.string)"); return 0 },
     "help": { _ in print(Usage.text); return 0 },
@@ -68,8 +66,6 @@ let commands: [String: ([String]) -> Int32] = [
 let command = arguments.dropFirst().first ?? "help"
 let rest = Array(arguments.dropFirst(2))
 switch command {
-case "init":
-    InitProcess.main()
 case "boot-worker":
     BootWorker.main()
 default:

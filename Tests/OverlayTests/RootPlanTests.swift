@@ -164,6 +164,16 @@ final class RecordingKernel: BootKernel {
         #expect(kernel.calls.last == "exec /sbin/init --switched-root")
     }
 
+    @Test func theWorkersPartOfSwitchRootStopsWherePID1Begins() {
+        let plan = RootPlan.prepareSwitchRoot(newRoot: "/sysroot")
+        let whole = RootPlan.switchRoot(newRoot: "/sysroot", initPath: "/sbin/init", arguments: ["--switched-root"])
+        // Every step before `cd /sysroot`, which spirit-init makes itself, with the exec.
+        #expect(plan.steps == Array(whole.steps.prefix(plan.steps.count)))
+        #expect(plan.steps.count == whole.steps.count - 5)
+        #expect(plan.shell.split(separator: "\n").last == "find / -xdev -mindepth 1 -path /sysroot -prune -o -delete")
+        #expect(Set(plan.phases) == ["switch_root"])
+    }
+
     @Test func persistenceIsReadBeforeTheCopyAndAppliedAfterTheOverlay() throws {
         var withArchive = inputs()
         withArchive.persistArchive = "/run/spirit/media/usb/spirit.persist"

@@ -21,6 +21,12 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
     for step in ["kernel", "modules:storage", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2"]:
         assert re.search(rf"\b{step} \d+", summary), f"{step} is not in the timeline: {summary}"
     vm.expect(r"spirit:/# ", partial=True)
+    # PID 1 is the root's /sbin/init, spirit-init: under 1 MB at ready.
+    assert vm.check("readlink /proc/1/exe") == "/sbin/init"
+    memory = {key: int(value) for key, value in (line.split()[:2] for line in vm.check(
+        "grep -E '^(VmRSS|RssAnon):' /proc/1/status; grep '^Pss:' /proc/1/smaps_rollup").splitlines())}
+    print(f"PID 1 at ready: VmRSS {memory['VmRSS:']} kB, RssAnon {memory['RssAnon:']} kB, Pss {memory['Pss:']} kB")
+    assert memory["VmRSS:"] < 1000, memory
     table = vm.check("spirit timeline")
     assert re.search(r"^copy\s+worker\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+\d+ KiB into RAM$", table, re.M), table
 

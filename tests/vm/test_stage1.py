@@ -34,8 +34,9 @@ def test_break_shell_orphans_crash_and_poweroff(boot):
     vm.send("echo OK-$((6*7))\n")
     vm.expect(r"^OK-42$")
 
-    # PID 1 is the spirit binary, and the early mounts are there.
-    assert vm.check("readlink /proc/1/exe") == "/bin/spirit"
+    # PID 1 is spirit-init, under 1 MB, and the early mounts are there.
+    assert vm.check("readlink /proc/1/exe") == "/init"
+    assert int(vm.check("awk '/^VmRSS/ {print $2}' /proc/1/status")) < 1000
     mounts = {tuple(line.split()[1:3]) for line in vm.check("cat /proc/mounts").splitlines()}
     for target, fstype in [("/proc", "proc"), ("/sys", "sysfs"), ("/dev", "devtmpfs"), ("/dev/pts", "devpts"),
                            ("/dev/shm", "tmpfs"), ("/run", "tmpfs")]:

@@ -9,10 +9,6 @@
 /// (the first instruction of ours in the process), or 0 if it did not run.
 int64_t spirit_process_start_us(void);
 
-/// 1 if the early constructor mounted /proc (we are PID 1 and /proc was not
-/// there), 0 if it was not needed, -errno if the mount failed.
-int spirit_early_proc_status(void);
-
 /// argv as the process received it, kept by the early constructor; *count
 /// is 0 if the constructor did not get it.
 char **spirit_arguments(int *count);
