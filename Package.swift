@@ -106,6 +106,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The network boot server (`spirit serve netboot`): proxy DHCP,
+        // TFTP and HTTP with ranges, each a pure core and a thin I/O shell.
+        .target(
+            name: "Netboot",
+            dependencies: [
+                "SpiritCore",
+                "Net",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         // The service supervisor of stage 2: service files, the state
         // machine (pure, driven by events), logs, the control socket.
         .target(
@@ -180,6 +191,7 @@ let package = Package(
                 "BootCascade",
                 "Net",
                 "Nodus",
+                "Netboot",
                 "Nexus",
                 "VMManager",
                 "Persistence",
@@ -248,6 +260,12 @@ let package = Package(
         .testTarget(
             name: "VMManagerTests",
             dependencies: ["VMManager", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "NetbootTests",
+            dependencies: ["Netboot", "SpiritCore", "Net"],
+            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
         .testTarget(
