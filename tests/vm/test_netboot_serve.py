@@ -101,3 +101,8 @@ def test_a_diskless_pc_boots_from_a_running_spirit(boot_firmware, lan, system_im
     outcome = vm.expect(r"^spirit: boot source=(\S+) image=(\w+)$", 300)
     assert (outcome.group(1), outcome.group(2)) == ("nodus", system_image["sha256"][:12]), outcome.group(0)
     vm.expect(r"^spirit: ready$", 300)
+    vm.expect(r"spirit:/# ", partial=True)
+    # The booted PC has the netboot service too, read by its supervisor and
+    # off until someone turns it on.
+    status = vm.check("spiritctl status netboot")
+    assert re.search(r"netboot\s+stopped.*disabled", status), status
