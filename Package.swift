@@ -285,7 +285,7 @@ if Context.environment["SPIRIT_FUZZ"] != nil {
     package.targets.append(
         .executableTarget(
             name: "SpiritFuzz",
-            dependencies: ["SpiritCore", "Net", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence", "Sentinel"],
+            dependencies: ["SpiritCore", "Net", "Netboot", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence", "Sentinel"],
             path: "fuzz/SpiritFuzz",
             swiftSettings: strict
         )
