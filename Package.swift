@@ -106,6 +106,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The network boot server (`spirit serve netboot`): proxy DHCP,
+        // TFTP and HTTP with ranges, each a pure core and a thin I/O shell.
+        .target(
+            name: "Netboot",
+            dependencies: [
+                "SpiritCore",
+                "Net",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
         // The service supervisor of stage 2: service files, the state
         // machine (pure, driven by events), logs, the control socket.
         .target(
@@ -186,6 +197,7 @@ let package = Package(
                 "BootCascade",
                 "Net",
                 "Nodus",
+                "Netboot",
                 "Nexus",
                 "VMManager",
                 "Persistence",
@@ -262,6 +274,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "NetbootTests",
+            dependencies: ["Netboot", "SpiritCore", "Net"],
+            exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "NodusTests",
             dependencies: ["Nodus", "SpiritCore"],
             swiftSettings: strict
@@ -278,7 +296,7 @@ if Context.environment["SPIRIT_FUZZ"] != nil {
     package.targets.append(
         .executableTarget(
             name: "SpiritFuzz",
-            dependencies: ["SpiritCore", "Net", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence", "Sentinel"],
+            dependencies: ["SpiritCore", "Net", "Netboot", "Nodus", "ModuleLoader", "Supervisor", "VMManager", "Upgrade", "Persistence", "Sentinel"],
             path: "fuzz/SpiritFuzz",
             swiftSettings: strict
         )

@@ -38,6 +38,8 @@ packages=(
     ovmf              # the UEFI boot test of the ISO; the VM manager's uefi and uefi-secure firmware
     swtpm             # the VM manager's TPM 2.0 for UEFI guests (host test)
     ipxe-qemu         # the network boot test (iPXE ROMs for QEMU's NICs)
+    ipxe              # undionly.kpxe and ipxe.efi, which spirit serve netboot gives PXE clients (shipped in the image)
+    dnsmasq-base      # the netboot tests: the LAN's ordinary DHCP server beside Spirit's proxy DHCP
     fdisk             # make stick: sfdisk writes the stick image's partition table
     cmake             # make llama-server (llama.cpp's build)
     ninja-build       # make llama-server: ninja runs that build

@@ -76,6 +76,13 @@ mkdir -p "$stage/etc/spirit/services"
 for service in "$here"/rootfs/services/*.toml; do
     if [[ -e $service ]]; then install -m 644 "$service" "$stage/etc/spirit/services/"; fi
 done
+# iPXE for the netboot service's PXE clients, from Debian's ipxe package:
+# undionly.kpxe (BIOS, 73 KiB) and ipxe.efi (UEFI x64, 831 KiB), at the
+# path the package uses (`spirit serve netboot --loaders` names another).
+for loader in undionly.kpxe ipxe.efi; do
+    [[ -r /usr/lib/ipxe/$loader ]] || die "no /usr/lib/ipxe/$loader (apt-get install ipxe)"
+    install -D -m 644 "/usr/lib/ipxe/$loader" "$stage/usr/lib/ipxe/$loader"
+done
 # The Sentinel's rules (its service reads them at start).
 install -D -m 644 "$here/rootfs/sentinel/rules.toml" "$stage/etc/spirit/sentinel/rules.toml"
 

@@ -58,6 +58,36 @@ long spirit_recv_datagram(int fd, void *buffer, size_t size, void *from, unsigne
     return n;
 }
 
+long spirit_send_datagram_from(int fd, const void *buffer, size_t size, const void *to, unsigned int to_length,
+                               uint32_t local_address) {
+    struct iovec iov = { .iov_base = (void *)buffer, .iov_len = size };
+    union {
+        char space[CMSG_SPACE(sizeof(struct in_pktinfo))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr message = {
+        .msg_name = (void *)to,
+        .msg_namelen = to_length,
+        .msg_iov = &iov,
+        .msg_iovlen = 1,
+        .msg_control = control.space,
+        .msg_controllen = sizeof control.space,
+    };
+    struct cmsghdr *c = CMSG_FIRSTHDR(&message);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+    struct in_pktinfo info = { .ipi_ifindex = 0 };
+    info.ipi_spec_dst.s_addr = local_address;
+    memcpy(CMSG_DATA(c), &info, sizeof info);
+    ssize_t n;
+    do {
+        n = sendmsg(fd, &message, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : n;
+}
+
 int spirit_loopback_up(void) {
     int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (fd < 0) return -errno;

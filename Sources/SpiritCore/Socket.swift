@@ -336,6 +336,18 @@ public struct Socket: Sendable {
         }
     }
 
+    /// Sends one datagram from the local address `local` (network order,
+    /// as `receiveDatagram` gives it): an answer leaves by the interface
+    /// its question came in on, broadcasts included. The corresponding C
+    /// function is `sendmsg(2)` with IP_PKTINFO.
+    public func send(_ bytes: [UInt8], to address: SocketAddress, from local: UInt32) throws(SystemError) {
+        _ = try Kernel.shim("send a datagram to \(address)") {
+            bytes.withUnsafeBytes { raw in
+                withUnsafeBytes(of: address.storage) { spirit_send_datagram_from(fd, raw.baseAddress, raw.count, $0.baseAddress, CUnsignedInt(address.length), local) }
+            }
+        }
+    }
+
     /// Waits up to `milliseconds` (nil: as long as it takes) for something
     /// to read, or the end; false on timeout.
     public func waitReadable(milliseconds: Int?) throws(SystemError) -> Bool {

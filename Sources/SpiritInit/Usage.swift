@@ -65,6 +65,11 @@ enum Usage {
                       end the connection of /dev/nbdN
       net scan [--to ADDR,...] [--port N] [--timeout MS]
                       look for Nodus peers (broadcast on every interface that is up) and list them
+      serve netboot [--media DIR] [--loaders DIR] [--http-port N (80)] [--tftp-port N (69)] [--dhcp-port N (67)]
+                    [--pxe-port N (4011)] [--nodus ADDR[:PORT]] [--nodus-port N] [--append ARGS]
+                      be the LAN's boot server (the netboot service): proxy DHCP for PXE clients only (never an
+                      address), iPXE over TFTP, and over HTTP (with ranges) the media, boot.ipxe and ipxe.efi
+                      (UEFI HTTP boot); a booted PC takes its image from the Nodus peer (port 0: that server off)
       time COMMAND [ARGUMENT...]
                       run a command; print how long it took in ms of CLOCK_BOOTTIME on stderr
       nexus           the HUD on the screen (its service); with mode bubble|dashboard|terminals, dump,

@@ -30,6 +30,7 @@ let commands: [String: ([String]) -> Int32] = [
     "modules": ModulesCommand.run,
     "nodus": NodusCommand.run,
     "net": NodusCommand.net,
+    "serve": NetbootCommand.run,
     "nexus": NexusCommand.run,
     "layer": LayerCommand.run,
     "vm": VMCommand.run,

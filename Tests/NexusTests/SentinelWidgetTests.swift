@@ -98,6 +98,10 @@ let sentinelAnswer = """
         let listener = try Socket.listenUnix(paths.sentinelControl)
         defer { listener.close() }
         try Threads.start {
+            // The listener is non-blocking: an accept before the reading
+            // below connects would find no one and end this thread, and the
+            // reading would wait for an answer for ever.
+            _ = try? listener.waitReadable(milliseconds: 30_000)
             guard let (connection, request, _) = ControlChannel.accept(on: listener) else { return }
             let reply = request == "list json" ? ControlChannel.ok(sentinelAnswer.trimmed) : ControlChannel.error(code: 100, "unknown request")
             _ = try? Kernel.write(connection.fd, reply, socket: true, "a test connection")

@@ -1,6 +1,7 @@
 import Glibc
 @testable import ModuleLoader
 @testable import Net
+@testable import Netboot
 @testable import Nodus
 import Persistence
 import Sentinel
@@ -13,7 +14,7 @@ extension FuzzTarget {
     /// Every target, in the order `make fuzz` runs them; fuzz/corpus/NAME
     /// holds each one's seeds.
     static let all: [FuzzTarget] = [
-        cmdline, manifest, config, nbdServer, nbdClient, discovery, http, uevent, qmp, grubenv, persist, sentinel, journal, modindex,
+        cmdline, manifest, config, nbdServer, nbdClient, discovery, http, uevent, qmp, grubenv, persist, sentinel, journal, modindex, netboot,
     ]
 
     /// /proc/cmdline: the crom.* flags, and any other word a boot loader passes.
@@ -96,6 +97,33 @@ extension FuzzTarget {
         defer { close(peer) }
         guard let connection = try? HTTPConnection(socket: Socket(fd: mine, name: "fuzz"), url: base, idleMillis: 1000) else { return }
         _ = try? connection.readAll(limit: 1 << 20)
+    }
+
+    /// What the netboot service reads from the LAN: a DHCP datagram (the
+    /// proxy's decision, and an answer must never carry an address), a TFTP
+    /// request (a path it resolves must stay under the root), a Range header.
+    static let netboot = FuzzTarget(name: "netboot") { bytes in
+        if let packet = try? DHCPPacket.parse(bytes) {
+            // The options and the head's numbers read back as they were
+            // (sname and file are text, which invalid UTF-8 may not keep).
+            let again = try? DHCPPacket.parse(packet.encode())
+            require(again?.options.map(\.code) == packet.options.map(\.code) && again?.options.map(\.value) == packet.options.map(\.value)
+                    && again?.xid == packet.xid && again?.chaddr == packet.chaddr, "a parsed DHCP packet does not read back the same")
+            let offerings = ProxyDHCP.Offerings(biosFile: "undionly.kpxe", efiFile: "ipxe.efi", httpPort: 80)
+            for port in [ProxyDHCP.Port.dhcp, .pxe] {
+                if case .answer(let reply, _) = ProxyDHCP.decide(packet, port: port, server: [10, 0, 0, 1], offerings: offerings) {
+                    require(reply.yiaddr == [0, 0, 0, 0], "a proxy DHCP answer gave an address")
+                    _ = reply.encode()
+                }
+            }
+        }
+        if let request = try? TFTP.parseRequest(bytes), let path = try? TFTP.resolve(request.file, under: "/srv/tftp") {
+            require(path.hasPrefix("/srv/tftp/") && !path.split(separator: "/").contains(".."), "TFTP path \(path) left the root")
+        }
+        let text = String(decoding: bytes, as: UTF8.self)
+        if case .part(let first, let last) = HTTPRange.parse(text, size: 1000) {
+            require(0 <= first && first <= last && last < 1000, "range \(first)-\(last) outside a 1000-byte file")
+        }
     }
 
     /// A kernel uevent from the netlink socket (NUL-separated KEY=value).

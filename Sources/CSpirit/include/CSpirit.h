@@ -129,6 +129,12 @@ int spirit_enable_packet_info(int fd);
 /// (-EMSGSIZE for a datagram longer than `size`).
 long spirit_recv_datagram(int fd, void *buffer, size_t size, void *from, unsigned int *from_length,
                           uint32_t *local_address);
+/// sendto(2) with IP_PKTINFO's ipi_spec_dst set to `local_address` (network
+/// order): the answer leaves from that address, and a broadcast to
+/// 255.255.255.255 goes out of the interface that holds it (without it,
+/// a host with no default route cannot send a limited broadcast at all).
+long spirit_send_datagram_from(int fd, const void *buffer, size_t size, const void *to, unsigned int to_length,
+                               uint32_t local_address);
 
 /// prctl(PR_SET_CHILD_SUBREAPER, 1): orphans of our descendants come to us,
 /// not to PID 1. Returns 0 or -errno.
