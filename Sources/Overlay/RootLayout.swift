@@ -10,6 +10,9 @@ public struct RootLayout: Sendable, Equatable {
     public var lower = "/run/spirit/lower"
     /// The writable layer: ext4 on zram, or tmpfs.
     public var readWrite = "/run/spirit/rw"
+    /// The boot medium's kernel and initramfs, kept in RAM with
+    /// crom.netboot=on for `spirit serve netboot`.
+    public var bootFiles = "/run/spirit/boot"
     /// Where boot media are mounted (read-only) while the image is copied.
     public var media = "/run/spirit/media"
     /// The assembled root, before switch_root.

@@ -64,6 +64,10 @@ public struct BootConfig: Sendable, Equatable {
     /// Restore the persistence archive (`spirit persist commit`) found on
     /// the boot medium, as Alpine restores its apkovl when it finds one.
     public var persist = true
+    /// `crom.netboot=on`: stage 1 keeps the boot medium's kernel and
+    /// initramfs in RAM, so that this machine can serve them to the LAN
+    /// (`spirit serve netboot`, the netboot service).
+    public var netboot = false
     /// `crom.slot=a|b`: which slot folder of a stick made by `make stick`
     /// holds this boot's media files (GRUB's menu passes it); nil: the
     /// medium's root.
@@ -127,6 +131,7 @@ public struct BootConfig: Sendable, Equatable {
         case console = "crom.console"
         case layers = "crom.layers"
         case persist = "crom.persist"
+        case netboot = "crom.netboot"
         case slot = "crom.slot"
         case ai = "crom.ai"
     }
@@ -223,6 +228,9 @@ public struct BootConfig: Sendable, Equatable {
         case .persist:
             guard let on = Self.boolean(value) else { persist = true; return "expected on or off; using on" }
             persist = on
+        case .netboot:
+            guard let on = Self.boolean(value) else { netboot = false; return "expected on or off; using off" }
+            netboot = on
         case .slot:
             guard let value, value == "a" || value == "b" else { slot = nil; return "expected a or b; using the medium's root" }
             slot = value
@@ -257,6 +265,7 @@ public struct BootConfig: Sendable, Equatable {
             case .console: value = console ? "on" : "off"
             case .layers: value = layers.description
             case .persist: value = persist ? "on" : "off"
+            case .netboot: value = netboot ? "on" : "off"
             case .slot: value = slot ?? "(none)"
             case .ai: value = ai
             }
@@ -349,6 +358,7 @@ extension BootConfig {
         if !extraModules.isEmpty { flags.append("crom.modules=" + extraModules.joined(separator: ",")) }
         flags += ["crom.upper=\(upper.rawValue)", "crom.console=\(console ? "on" : "off")", "crom.layers=\(layers)"]
         flags.append("crom.persist=\(persist ? "on" : "off")")
+        if netboot { flags.append("crom.netboot=on") }
         if let slot { flags.append("crom.slot=\(slot)") }
         flags.append("crom.ai=\(ai)")
         return flags

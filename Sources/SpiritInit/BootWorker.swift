@@ -163,7 +163,7 @@ struct BootWorker {
         do {
             let stacked = try RootAssembler(config: config, console: console, timeline: timeline)
                 .assemble(manifest: found.manifest, layers: layers, openImage: found.openImage,
-                          releaseMedia: { copyModels(found); found.release() },
+                          releaseMedia: { copyModels(found); keepBootFiles(found); found.release() },
                           persist: restore.map { restore in (restore.archive, restore.read, { restore.apply(root: RootLayout().sysroot) }) })
             try? Kernel.writeFile(RunFiles.imageManifest, found.manifest.json)
             // The copy was hashed as it was read (RootPlan's verify step):
@@ -186,6 +186,31 @@ struct BootWorker {
             // The plan could not be made (no zram device): the media goes.
             found.release()
             throw error
+        }
+    }
+
+    /// crom.netboot=on: the medium's kernel and initramfs, copied into
+    /// /run/spirit/boot (carried over switch_root) while the medium is still
+    /// there, for `spirit serve netboot`; a medium without them, or a
+    /// network boot, is said and the boot goes on.
+    func keepBootFiles(_ found: FoundImage) {
+        guard config.netboot else { return }
+        guard let directory = found.mediaDirectory else {
+            console.info("netboot: a \(found.source) boot has no kernel or initramfs to keep; spirit serve netboot will need --media DIR")
+            return
+        }
+        let folder = (found.medium?.slot).map { directory + "/" + $0 } ?? directory
+        let kept = RootLayout().bootFiles
+        do {
+            try Kernel.makeDirectory(kept, parents: true)
+            for name in [MediaFiles.kernel, MediaFiles.initramfs] {
+                var stream = try FileImageStream(path: folder + "/" + name)
+                defer { stream.close() }
+                _ = try ImageCopy.copy(from: &stream, to: kept + "/" + name, expectedSize: .max)
+            }
+            console.info("netboot: kept \(MediaFiles.kernel) and \(MediaFiles.initramfs) of \(found.origin) in \(kept) (crom.netboot=on)")
+        } catch {
+            console.info("netboot: unable to keep the kernel and initramfs (\(error)); spirit serve netboot will need --media DIR")
         }
     }
 

@@ -22,9 +22,10 @@ enum NetbootCommand {
     static func serve(_ options: Options) throws {
         let console = Console.tool
         guard options.words.isEmpty else { throw UsageError(message: "unexpected '\(options.words[0])': \(usage)") }
-        // The running system's media: the image copied into RAM, then a boot
-        // medium still mounted (as `install parasite` looks for them).
-        let places = options.named["media"].map { [$0] } ?? InstallCommand.runningMedia
+        // The running system's media: the image copied into RAM, the kernel
+        // and initramfs stage 1 kept with crom.netboot=on, then a boot medium
+        // still mounted (as `install parasite` looks for them).
+        let places = options.named["media"].map { [$0] } ?? [RootLayout().imageDirectory, RootLayout().bootFiles, RootLayout().media]
         let manifestPath = places.map { $0 + "/" + NetbootMedia.manifest }.first { Kernel.fileSize($0) != nil }
         let imageName = try manifestPath.map { try Manifest.parse(try Kernel.readFile($0)).image }
         let loaderDirectory = options.named["loaders"] ?? loaders
@@ -33,7 +34,7 @@ enum NetbootCommand {
                                       list: { Kernel.listDirectory($0) })
         guard media.files[NetbootMedia.kernel] != nil, media.files[NetbootMedia.initramfs] != nil else {
             throw SpiritError("no \(media.missing.joined(separator: ", ")) in \(places.joined(separator: " or ")): nothing a PC could boot; "
-                + "--media DIR names a folder with the kernel and initramfs.zst (the ISO's root, make netboot's folder)")
+                + "boot with crom.netboot=on to keep them in RAM, or --media DIR names a folder with the kernel and initramfs.zst (the ISO's root, make netboot's folder)")
         }
         if !media.missing.isEmpty { console.warning("netboot: not serving \(media.missing.joined(separator: ", ")): not in \(places.joined(separator: " or ")) or \(loaderDirectory)") }
 

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from conftest import make_media
+from harness import Disk
+
 ROOT = Path(__file__).resolve().parents[2]
 SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out/spirit"))
 SERVER = "10.76.0.1"
@@ -106,3 +109,26 @@ def test_a_diskless_pc_boots_from_a_running_spirit(boot_firmware, lan, system_im
     # off until someone turns it on.
     status = vm.check("spiritctl status netboot")
     assert re.search(r"netboot\s+stopped.*disabled", status), status
+
+
+def test_a_spirit_booted_with_crom_netboot_serves_its_own_media(boot, tmp_path, kernel, initramfs, system_image):
+    # A stick with the kernel and initramfs beside the image: with
+    # crom.netboot=on stage 1 keeps both in RAM, and the netboot service,
+    # turned on for this boot, serves them without --media.
+    stick = make_media(tmp_path, {"rootfs.squashfs": system_image["image"], "manifest.json": system_image["manifest"],
+                                  "kernel": Path(kernel), "initramfs.zst": Path(initramfs)})
+    vm = boot("crom.netboot=on", disks=[Disk(str(stick))])
+    vm.expect(r"^spirit: netboot: kept kernel and initramfs\.zst of /dev/vda \(ext4, CROM_SPIRIT\) in /run/spirit/boot "
+              r"\(crom\.netboot=on\)$")
+    vm.expect(r"^spirit: ready$")
+    vm.expect(r"spirit:/# ", partial=True)
+    vm.check("! grep -q ' /run/spirit/media' /proc/mounts")  # the medium is let go as on any boot
+    vm.check("spiritctl start netboot")
+    deadline = time.monotonic() + 60
+    while not re.search(r"netboot\s+running", vm.check("spiritctl status netboot")):
+        assert time.monotonic() < deadline, vm.check("spiritctl status netboot; spiritctl logs netboot")
+        time.sleep(0.5)
+    script = vm.check("wget -q -O - http://127.0.0.1/boot.ipxe")
+    assert script.startswith("#!ipxe") and "crom.mode=nodus" in script, script
+    vm.check("wget -q -O /tmp/kernel http://127.0.0.1/kernel && cmp /tmp/kernel /run/spirit/boot/kernel")
+    vm.check("wget -q -O /tmp/initramfs http://127.0.0.1/initramfs.zst && cmp /tmp/initramfs /run/spirit/boot/initramfs.zst")
