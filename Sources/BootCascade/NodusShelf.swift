@@ -5,6 +5,8 @@ import SpiritCore
 /// The names Nodus exports besides the image's SHA-256 and "".
 public enum NodusExports {
     public static let manifest = "manifest"
+    /// The image's block list (BlockHashes.encoded).
+    public static let blocks = "blocks"
     /// The names of the layers a peer serves, one a line; `models` for its
     /// model packs.
     public static let layers = list(LayerManifest.self)
