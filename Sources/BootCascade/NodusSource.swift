@@ -66,8 +66,8 @@ public struct NodusSource: BootSource {
         }
         let (choice, skipped) = PeerSelection.choose(read, trust: trust)
         guard let choice else {
-            for (offer, reason) in skipped { context.console.warning("nodus: peer \(offer.description): \(reason)") }
-            throw SpiritError("no peer had an image this initramfs trusts ("
+            for (offer, reason) in skipped { context.console.warning("nodus: peer \(offer.description): \(reason); skipped") }
+            throw SpiritError("no peer had a usable image ("
                 + skipped.map { "\($0.offer.host):\($0.offer.port): \($0.reason)" }.joined(separator: "; ") + ")")
         }
         for (offer, reason) in choice.skipped { context.console.warning("nodus: peer \(offer.description): \(reason); skipped") }
