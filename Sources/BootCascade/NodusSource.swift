@@ -104,10 +104,11 @@ public struct NodusSource: BootSource {
 
     /// The chosen image, read from every peer that serves it.
     func found(_ choice: PeerSelection.Choice, console: Console) throws -> FoundImage {
-        let address = try SocketAddress(host: choice.peers[0].host, port: choice.peers[0].port)
+        let addresses = try choice.peers.map { try SocketAddress(host: $0.host, port: $0.port) }
         let open = try Self.imageReader(choice, idleMillis: idleMillis, stallMillis: Self.stallMillis, console: console)
-        return FoundImage(source: name, origin: "nodus peer \(address)", manifest: choice.manifest, openImage: open,
-                          release: {}, layers: .nodus(address, idleMillis: idleMillis), models: .nodus(address, idleMillis: idleMillis))
+        // The layers and model packs from the first of these peers that answers.
+        return FoundImage(source: name, origin: "nodus peer \(addresses[0])", manifest: choice.manifest, openImage: open,
+                          release: {}, layers: .nodus(addresses, idleMillis: idleMillis), models: .nodus(addresses, idleMillis: idleMillis))
     }
 
     /// How long a peer may take over one block before its blocks go to the others.

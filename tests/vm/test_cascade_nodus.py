@@ -169,7 +169,8 @@ def three_peers(tmp_path, system_image):
         corrupted.write_bytes(Path(system_image["image"]).read_bytes())
         for name, namespace, image in [("peer1", ns, system_image["image"]), ("peer2", others[2], system_image["image"]),
                                        ("peer3", others[3], corrupted)]:
-            start(name, namespace, [SPIRIT, "nodus", "serve", "--image", image, "--manifest", system_image["manifest"]])
+            start(name, namespace, [SPIRIT, "nodus", "serve", "--image", image, "--manifest", system_image["manifest"],
+                                    "--models", _artifact("SPIRIT_MODELS", "out/packs/models")])
         deadline = time.monotonic() + 60
         while not all("nodus: serving" in logs[p].read_text() for p in ["peer1", "peer2", "peer3"]):
             assert time.monotonic() < deadline, "".join(log.read_text() for log in logs.values())
@@ -218,3 +219,6 @@ def test_reads_from_several_peers_and_survives_a_killed_and_a_lying_one(boot, th
     vm.expect(r"^spirit: ready$", timeout=180)
     vm.expect(r"spirit:/# ", partial=True)
     assert vm.check("cat /sys/block/nbd0/size 2>/dev/null || echo 0") == "0"
+    # The model pack came from a peer still there, even when the killed one was the one chosen.
+    models = json.loads(vm.check("spirit ai models --json"))
+    assert [m["name"] for m in models] == ["smollm2-135m"], models
