@@ -218,7 +218,7 @@ enum NodusCommand {
         let micros = max(1, Kernel.bootTimeMicros() - start)
         try choice.manifest.verifyImage(size: copied.size, sha256: copied.sha256)
         console.info("fetched \(copied.size) bytes of \(choice.manifest.image) \(choice.manifest.version) in \(micros / 1000) ms "
-            + "(\(copied.size * 1_000_000 / micros >> 20) MiB/s): sha256 \(copied.sha256) matches the manifest")
+            + "(\((copied.size * 1_000_000 / micros) >> 20) MiB/s): sha256 \(copied.sha256) matches the manifest")
     }
 
     /// Serves /dev/nbdN from a peer until `detach` (or the peer goes).
