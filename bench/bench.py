@@ -11,7 +11,8 @@ the real init for Spirit, initramfs-tools, dracut and tiny-initramfs; the
 full boot to `spirit: ready` step by step with memory and sizes, and its SVG
 plot (bench/full_boot.py, from the same Spirit boots); and NBD image
 delivery (bench/nbd.py): nbdcopy from Spirit's Nodus server, nbdkit and
-qemu-nbd on loopback; HTTP image delivery (bench/http_fetch.py): Spirit's
+qemu-nbd on loopback, and a Nodus boot's copy from one and from two peers;
+HTTP image delivery (bench/http_fetch.py): Spirit's
 boot client against busybox wget, from busybox httpd on loopback; and the
 VM manager (bench/vm_bridge.py): start to agent ready, exec, save, restore;
 GPU passthrough and return (bench/gpu_handover.py) on q35 + intel-iommu; a
@@ -174,6 +175,7 @@ def main() -> None:
         print((OUT / "modules.md").read_text())
         return
     delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
+    peers = nbd.measure_peers(SPIRIT, SIGNING_KEY, RUNS)
     fetch = http_delivery.measure(SPIRIT, SIGNING_KEY, RUNS)
     bridge = vm_bridge.measure(SPIRIT, RUNS)
     modules = measure_modules()
@@ -199,6 +201,7 @@ def main() -> None:
         "kernel": kernel_release,
         "module_loading": {"contenders": modules, "kmod_over_spirit_median": round(ratio, 2), "target": ">= 2.0"},
         "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
+        "nodus_peers": {"image_bytes": nbd.SIZE, "peers": peers},
         "http": {"image_bytes": http_delivery.SIZE, "clients": fetch},
         "vm_bridge": bridge,
         "gpu_handover": gpu,
@@ -223,6 +226,7 @@ kernel {kernel_release} (Debian). Every figure is measured inside the guest in m
 {layers.markdown(layer)}
 {upgrade.markdown(upgrades)}
 {nbd.markdown(delivery)}
+{nbd.markdown_peers(peers)}
 {http_delivery.markdown(fetch)}
 {vm_bridge.markdown(bridge)}
 {gpu_handover.markdown(gpu)}

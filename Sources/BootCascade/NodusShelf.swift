@@ -5,6 +5,8 @@ import SpiritCore
 /// The names Nodus exports besides the image's SHA-256 and "".
 public enum NodusExports {
     public static let manifest = "manifest"
+    /// The image's block list (BlockHashes.encoded).
+    public static let blocks = "blocks"
     /// The names of the layers a peer serves, one a line; `models` for its
     /// model packs.
     public static let layers = list(LayerManifest.self)
@@ -48,6 +50,31 @@ public struct NodusPeerExports: Sendable {
             },
             open: { export, size in try NodusSource.stream(address, export: export, size: size, idleMillis: idleMillis) })
     }
+
+    /// The peers at `addresses` (serving the same image), each tried in
+    /// turn: a peer that went away during the image's copy does not take
+    /// the layers and model packs with it.
+    public static func nbd(_ addresses: [SocketAddress], idleMillis: Int) -> NodusPeerExports {
+        let peers = addresses.map { nbd($0, idleMillis: idleMillis) }
+        guard peers.count > 1 else { return peers[0] }
+        return NodusPeerExports(
+            origin: peers[0].origin,
+            readSmall: { export in try firstAnswer(peers) { try $0.readSmall(export) } },
+            open: { export, size in try firstAnswer(peers) { try $0.open(export, size) } })
+    }
+
+    /// What the first peer that answers gives; the first peer's error if none does.
+    public static func firstAnswer<T>(_ peers: [NodusPeerExports], _ body: (NodusPeerExports) throws -> T) throws -> T {
+        var firstError: (any Error)?
+        for peer in peers {
+            do {
+                return try body(peer)
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        throw firstError ?? SpiritError("no peer to read from")
+    }
 }
 
 extension Shelf {
@@ -57,6 +84,11 @@ extension Shelf {
     /// from their own exports.
     public static func nodus(_ address: SocketAddress, idleMillis: Int) -> Shelf {
         nodus(.nbd(address, idleMillis: idleMillis))
+    }
+
+    /// Several peers serving the same image, tried in turn.
+    public static func nodus(_ addresses: [SocketAddress], idleMillis: Int) -> Shelf {
+        nodus(.nbd(addresses, idleMillis: idleMillis))
     }
 
     public static func nodus(_ peer: NodusPeerExports) -> Shelf {

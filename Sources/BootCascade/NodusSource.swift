@@ -9,9 +9,13 @@ import SpiritCore
 /// does not, then the newest build). Each peer's manifest is read from its
 /// `manifest` export and checked here (its signature and its version
 /// against the initramfs's minimum), so that a rogue, broken or replayed
-/// old peer is refused and the next one tried; the image is
-/// then copied into RAM over NBD (NBDExportStream) and the connection
-/// closed, so that nothing depends on the network after the boot. The
+/// old peer is skipped; of the rest the newest image is chosen
+/// (PeerSelection) and said on the console, with why the others were not.
+/// The image is then copied into RAM from every peer serving it at once,
+/// each block checked against the signed block list (MultiPeerReader: a
+/// peer that stalls, vanishes or sends a bad block is dropped by name and
+/// its blocks go to the others), and the connections closed, so that
+/// nothing depends on the network after the boot. The
 /// layers `crom.layers=` asks for and the model packs (crom.ai=) come from
 /// the same peer's `layers` and `models` exports (NodusShelf.swift).
 public struct NodusSource: BootSource {
@@ -51,19 +55,28 @@ public struct NodusSource: BootSource {
         let lease = try network.up(context, idleMillis: idleMillis)
         context.console.debug("nodus: \(lease)")
         try context.cancel.check(name)
-        let peers = try candidates(context)
-        var reasons: [String] = []
-        for peer in peers {
+        let offers = try candidates(context)
+        // Each peer's manifest, read and checked (signature, minimum
+        // version) before one is chosen: a rogue, broken or replayed old
+        // peer is skipped with its reason, whatever it announced.
+        var read: [PeerSelection.Candidate] = []
+        for offer in offers.prefix(Self.maxPeers) {
             try context.cancel.check(name)
-            do {
-                return try offer(peer, context: context)
-            } catch {
-                context.console.warning("nodus: peer \(peer.description): \(error); trying the next one")
-                reasons.append("\(peer.host):\(peer.port): \(error)")
-            }
+            read.append(PeerSelection.Candidate(offer: offer, manifest: Self.manifest(of: offer, idleMillis: idleMillis)))
         }
-        throw SpiritError("no peer had a usable image (" + reasons.joined(separator: "; ") + ")")
+        let (choice, skipped) = PeerSelection.choose(read, trust: trust)
+        guard let choice else {
+            for (offer, reason) in skipped { context.console.warning("nodus: peer \(offer.description): \(reason); skipped") }
+            throw SpiritError("no peer had a usable image ("
+                + skipped.map { "\($0.offer.host):\($0.offer.port): \($0.reason)" }.joined(separator: "; ") + ")")
+        }
+        for (offer, reason) in choice.skipped { context.console.warning("nodus: peer \(offer.description): \(reason); skipped") }
+        context.console.info("nodus: " + choice.lines[0])
+        return try found(choice, console: context.console)
     }
+
+    /// At most this many peers' manifests are read (each a connection).
+    public static let maxPeers = 8
 
     /// The peer named on the command line, or those that answered.
     func candidates(_ context: SourceContext) throws -> [Discovery.Offer] {
@@ -79,18 +92,92 @@ public struct NodusSource: BootSource {
         return Discovery.ranked(offers)
     }
 
-    /// The peer's manifest, checked; an image stream on its SHA-256 export.
-    func offer(_ peer: Discovery.Offer, context: SourceContext) throws -> FoundImage {
-        let address = try SocketAddress(host: peer.host, port: peer.port)
-        let manifest = try Manifest.parse(try Self.readSmallExport(address, NodusExports.manifest, idleMillis: idleMillis))
-        try trust?.check(manifest)
-        if let offered = peer.sha256, offered != manifest.sha256 {
-            throw SpiritError("it announced image \(offered.prefix(12)) but its manifest is for \(manifest.sha256.prefix(12))")
+    /// A peer's manifest from its `manifest` export, parsed (not yet checked).
+    public static func manifest(of peer: Discovery.Offer, idleMillis: Int) -> Result<Manifest, SpiritError> {
+        do {
+            let address = try SocketAddress(host: peer.host, port: peer.port)
+            return .success(try Manifest.parse(try readSmallExport(address, NodusExports.manifest, idleMillis: idleMillis)))
+        } catch {
+            return .failure(SpiritError("\(error)"))
         }
-        let idle = idleMillis
-        return FoundImage(source: name, origin: "nodus peer \(address)", manifest: manifest,
-                          openImage: { try Self.stream(address, export: manifest.sha256, size: manifest.size, idleMillis: idle) },
-                          release: {}, layers: .nodus(address, idleMillis: idle), models: .nodus(address, idleMillis: idle))
+    }
+
+    /// The chosen image, read from every peer that serves it.
+    func found(_ choice: PeerSelection.Choice, console: Console) throws -> FoundImage {
+        let addresses = try choice.peers.map { try SocketAddress(host: $0.host, port: $0.port) }
+        let open = try Self.imageReader(choice, idleMillis: idleMillis, stallMillis: Self.stallMillis, console: console)
+        // The layers and model packs from the first of these peers that answers.
+        return FoundImage(source: name, origin: "nodus peer \(addresses[0])", manifest: choice.manifest, openImage: open,
+                          release: {}, layers: .nodus(addresses, idleMillis: idleMillis), models: .nodus(addresses, idleMillis: idleMillis))
+    }
+
+    /// How long a peer may take over one block before its blocks go to the others.
+    public static let stallMillis = 5000
+
+    /// How the chosen image is read: from every peer serving it at once,
+    /// each block checked against the signed block list (MultiPeerReader);
+    /// or, for a manifest without a block list (or when no peer serves a
+    /// list that matches it), from the first peer alone, in order, as
+    /// before block lists (the copy still checks the image's SHA-256).
+    public static func imageReader(_ choice: PeerSelection.Choice, idleMillis: Int, stallMillis: Int,
+                                   console: Console) throws -> @Sendable () throws -> any ImageStream {
+        let manifest = choice.manifest
+        let addresses = try choice.peers.map { try SocketAddress(host: $0.host, port: $0.port) }
+        let primary = addresses[0]
+        let single: @Sendable () throws -> any ImageStream = {
+            try stream(primary, export: manifest.sha256, size: manifest.size, idleMillis: idleMillis)
+        }
+        guard let blocks = manifest.blocks else {
+            if addresses.count > 1 { console.info("nodus: the manifest has no block list: reading the image from \(primary) alone") }
+            return single
+        }
+        var hashes: BlockHashes?
+        for address in addresses {
+            do {
+                let count = BlockHashes.blockCount(imageSize: manifest.size, blockSize: blocks.blockSize)
+                let bytes = try readSmallExport(address, NodusExports.blocks, idleMillis: idleMillis, limit: count * BlockHashes.digestSize)
+                hashes = try BlockHashes.parse(bytes, blocks: blocks, imageSize: manifest.size)
+                break
+            } catch {
+                console.warning("nodus: peer \(address): no usable block list: \(error)")
+            }
+        }
+        guard let hashes else {
+            console.info("nodus: no peer served a block list matching the manifest: reading the image from \(primary) alone")
+            return single
+        }
+        console.info("nodus: reading the image from \(addresses.count) peer(s) (" + addresses.map { "\($0)" }.joined(separator: ", ")
+            + "), each \(blocks.blockSize >> 10) KiB block checked against the signed block list")
+        return {
+            let peers = addresses.map { address in
+                BlockPeer(name: "\(address)") {
+                    let client = try NBDClient.connect(address, export: manifest.sha256, timeoutMilliseconds: stallMillis)
+                    guard client.size == manifest.size else {
+                        client.disconnect()
+                        throw SpiritError("its export is \(client.size) bytes; the manifest says \(manifest.size)")
+                    }
+                    return NBDBlockFetcher(client: client)
+                }
+            }
+            let reader = MultiPeerReader(hashes: hashes, peers: peers, stallMicros: Int64(stallMillis) * 1000) { console.warning("nodus: " + $0) }
+            try reader.start()
+            return MultiPeerImageStream(reader: reader, console: console)
+        }
+    }
+}
+
+/// The image read from several peers at once (MultiPeerReader).
+public struct MultiPeerImageStream: ImageStream {
+    public let reader: MultiPeerReader
+    let console: Console
+    public init(reader: MultiPeerReader, console: Console) {
+        self.reader = reader
+        self.console = console
+    }
+    public mutating func read(into buffer: UnsafeMutableRawBufferPointer) throws -> Int { try reader.read(into: buffer) }
+    public func close() {
+        reader.close()
+        console.info("nodus: read the image from " + reader.summary)
     }
 }
 
@@ -104,11 +191,12 @@ public struct NBDExportStream: ImageStream {
 
 extension NodusSource {
     /// A small export (a manifest, a list of layers or models) read whole.
-    static func readSmallExport(_ address: SocketAddress, _ export: String, idleMillis: Int) throws -> [UInt8] {
+    static func readSmallExport(_ address: SocketAddress, _ export: String, idleMillis: Int,
+                                limit: Int = MediaFiles.manifestLimit) throws -> [UInt8] {
         let client = try NBDClient.connect(address, export: export, timeoutMilliseconds: idleMillis)
         defer { client.disconnect() }
-        guard client.size <= MediaFiles.manifestLimit else {
-            throw SpiritError("its \(export) export is \(client.size) bytes, more than a manifest can be")
+        guard client.size <= limit else {
+            throw SpiritError("its \(export) export is \(client.size) bytes, more than the \(limit) it can be")
         }
         var reader = NBDSequentialReader(client: client)
         var bytes: [UInt8] = []

@@ -9,6 +9,7 @@
 #include <linux/netlink.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -231,3 +232,5 @@ int spirit_output_pipe(int fds[2]) {
 int spirit_swapoff(const char *device) {
     return swapoff(device) == 0 ? 0 : -errno;
 }
+
+int spirit_memfd_create(const char *name) { return (int)syscall(SYS_memfd_create, name, MFD_CLOEXEC); }

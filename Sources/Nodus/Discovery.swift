@@ -7,8 +7,10 @@
 ///   first line, then `v=1` and padding up to `extendedSeekSize` bytes.
 /// - A peer answers a bare seek with the bare answer, and an extended seek
 ///   with the same first line followed by `key=value` lines: `v` (protocol
-///   version), `sha256`, `version`, `built` (the manifest's build time) and
-///   `size`. The extended answer is never longer than the seek that asked
+///   version), `sha256`, `version`, `built` (the manifest's build time),
+///   `size` and `layers` (the add-on layers it serves, comma-separated;
+///   left out when they would not fit). A seeker ignores keys it does not
+///   know, so new keys need no new version. The extended answer is never longer than the seek that asked
 ///   for it, so the responder cannot amplify a spoofed request; the bare
 ///   answer is bounded (at most 64 bytes) and rate-limited per source.
 /// - A seeker reads the first line of any answer as the seed format, so a
@@ -42,9 +44,12 @@ public enum Discovery {
         public var imageVersion: String?
         public var buildTime: Int64?
         public var size: Int64?
+        /// The layers it serves (nil: not said).
+        public var layers: [String]?
 
         public init(host: String, port: Int, protocolVersion: Int? = nil, sha256: String? = nil, imageVersion: String? = nil,
-                    buildTime: Int64? = nil, size: Int64? = nil) {
+                    buildTime: Int64? = nil, size: Int64? = nil, layers: [String]? = nil) {
+            self.layers = layers
             self.host = host
             self.port = port
             self.protocolVersion = protocolVersion
@@ -59,6 +64,7 @@ public enum Discovery {
             if let imageVersion { text += " version \(imageVersion)" }
             if let sha256 { text += " image \(sha256.prefix(12))" }
             if let size { text += " \(size >> 20) MiB" }
+            if let layers, !layers.isEmpty { text += " layers " + layers.joined(separator: ",") }
             if protocolVersion == nil { text += " (seed format: no image details)" }
             return text
         }
@@ -97,7 +103,14 @@ public enum Discovery {
             if let version = offer.imageVersion { lines.append("version=\(version)") }
             if let built = offer.buildTime { lines.append("built=\(built)") }
             if let bytes = offer.size { lines.append("size=\(bytes)") }
-            let text = Array((lines.joined(separator: "\n") + "\n").utf8)
+            func encoded(_ lines: [String]) -> [UInt8] { Array((lines.joined(separator: "\n") + "\n").utf8) }
+            // The layers are the detail a seeker can do without: left out
+            // rather than losing the image's details.
+            if let layers = offer.layers, !layers.isEmpty {
+                let text = encoded(lines + ["layers=" + layers.joined(separator: ",")])
+                if text.count <= size { return text }
+            }
+            let text = encoded(lines)
             if text.count <= size { return text }
             // Too short a seek for the details: the bare answer, as to a bare seek.
             return first.utf8.count <= maxBareAnswer ? Array(first.utf8) : nil
@@ -125,6 +138,7 @@ public enum Discovery {
             offer.imageVersion = fields["version"]
             offer.buildTime = fields["built"].flatMap { Int64($0) }
             offer.size = fields["size"].flatMap { Int64($0) }
+            offer.layers = fields["layers"].map { $0.split(separator: ",").map(String.init).filter { !$0.isEmpty } }
         }
         return offer
     }

@@ -125,6 +125,22 @@ public struct NBDClient: Sendable {
         try socket.write(NBDRequest(type: NBD.Command.read.rawValue, cookie: cookie, offset: UInt64(offset), length: UInt32(length)).encoded)
     }
 
+    /// One read, its reply awaited (a client with one request in flight).
+    public func readBlock(cookie: UInt64, offset: Int64, length: Int) throws -> [UInt8] {
+        try requestRead(cookie: cookie, offset: offset, length: length)
+        var header = ByteReader(try socket.read(exactly: NBDSimpleReply.size))
+        guard try header.u32() == NBD.simpleReplyMagic else {
+            throw SpiritError("\(server) sent a reply without the simple reply magic (structured replies were not asked for)")
+        }
+        let error = try header.u32()
+        guard try header.u64() == cookie else { throw SpiritError("\(server) answered a request that was not made") }
+        guard error == 0 else {
+            throw SpiritError("\(server) could not read \(length) bytes at \(offset) of '\(exportName)': "
+                + (NBD.Error(rawValue: error).map { "\($0)" } ?? "error \(error)"))
+        }
+        return try socket.read(exactly: length)
+    }
+
     /// NBD_CMD_DISC, then the socket is closed.
     public func disconnect() {
         try? socket.write(NBDRequest(type: NBD.Command.disconnect.rawValue, cookie: 0, offset: 0, length: 0).encoded)

@@ -27,6 +27,15 @@ public final class NBDExport: Sendable {
         self.size = status.size
     }
 
+    /// Bytes made at run time (a block list), in an anonymous file in RAM.
+    public init(bytes: [UInt8], names: [String], description: String) throws(SystemError) {
+        fd = try Kernel.memoryFile(names.first ?? "nodus-export", bytes)
+        path = "(memory: \(names.first ?? ""))"
+        self.names = names
+        self.description = description
+        size = Int64(bytes.count)
+    }
+
     deinit { Kernel.close(fd) }
 
     public var name: String { names.first ?? "" }

@@ -58,6 +58,21 @@ public enum ImageCopy {
         return try copy(from: &stream, to: "/dev/null", expectedSize: expectedSize)
     }
 
+    /// A file's block list (BlockHashes), read in 1 MiB pieces.
+    public static func blockHashes(_ path: String, blockSize: Int) throws -> BlockHashes {
+        var stream = try FileImageStream(path: path)
+        defer { stream.close() }
+        var builder = BlockHashBuilder(blockSize: blockSize)
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 4096)
+        defer { buffer.deallocate() }
+        while true {
+            let n = try stream.read(into: buffer)
+            if n == 0 { break }
+            builder.update(UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
+        }
+        return builder.finish()
+    }
+
     public static func copy(from source: inout some ImageStream, to destination: String, expectedSize: Int64,
                             progress: (Int64) -> Void = { _ in }) throws -> Result {
         let out: FileDescriptor

@@ -145,6 +145,19 @@ extension Kernel {
         return try call("open \(path)\(write ? " for writing" : "")", hint: hint) { Glibc.open(path, flags | O_CLOEXEC, mode) }
     }
 
+    /// An anonymous file in RAM holding `bytes` (memfd_create(2),
+    /// close-on-exec): data made at run time, served as a file is (a Nodus
+    /// peer's block list, over NBD with sendfile).
+    public static func memoryFile(_ name: String, _ bytes: [UInt8]) throws(SystemError) -> CInt {
+        let fd = try call("memfd_create \(name)") { spirit_memfd_create(name) }
+        let written = bytes.withUnsafeBytes { raw in Result { () throws(SystemError) in try write(fd, raw, name) } }
+        if case .failure(let error) = written {
+            close(fd)
+            throw error
+        }
+        return fd
+    }
+
     /// close(2), never retried: after EINTR the descriptor is gone already.
     public static func close(_ fd: CInt) {
         _ = Glibc.close(fd)

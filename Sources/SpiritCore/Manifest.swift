@@ -14,14 +14,48 @@ public struct Manifest: Sendable, Equatable {
     public var buildTime: Int64
     /// Ed25519 over `signedText`, hex.
     public var signature: String?
+    /// The SHA-256 of the image's block list (BlockHashes), signed on its
+    /// own; nil in a manifest built before block lists.
+    public var blocks: Blocks?
 
-    public init(image: String, size: Int64, sha256: String, version: String, buildTime: Int64, signature: String? = nil) {
+    /// The block list's size and hash, with a signature of their own
+    /// (`blocks_signature`) rather than in `signedText`: an initramfs that
+    /// predates block lists still checks the image's signature over the
+    /// same text as before, and ignores these members.
+    public struct Blocks: Sendable, Equatable {
+        public static let format = "crom-spirit-blocks/1"
+        public var blockSize: Int
+        /// SHA-256 of the digests back to back, hex.
+        public var sha256: String
+        public var signature: String?
+
+        public init(blockSize: Int, sha256: String, signature: String? = nil) {
+            self.blockSize = blockSize
+            self.sha256 = sha256
+            self.signature = signature
+        }
+
+        /// 4 KiB to 16 MiB, a power of two.
+        public static func isValid(blockSize: Int) -> Bool {
+            blockSize >= 4096 && blockSize <= 16 << 20 && blockSize & (blockSize - 1) == 0
+        }
+    }
+
+    public init(image: String, size: Int64, sha256: String, version: String, buildTime: Int64, signature: String? = nil,
+                blocks: Blocks? = nil) {
         self.image = image
         self.size = size
         self.sha256 = sha256
         self.version = version
         self.buildTime = buildTime
         self.signature = signature
+        self.blocks = blocks
+    }
+
+    /// What `blocks_signature` covers: the list's hash bound to this image.
+    public var blocksSignedText: String? {
+        guard let blocks else { return nil }
+        return "\(Blocks.format)\nimage_sha256 \(sha256)\nsize \(size)\nblock_size \(blocks.blockSize)\nblocks_sha256 \(blocks.sha256)\n"
     }
 
     /// The exact bytes the signature covers: one field a line, in a fixed
@@ -41,6 +75,11 @@ public struct Manifest: Sendable, Equatable {
             "  \"build_time\": \(buildTime)",
         ]
         if let signature { members.append("  \"signature\": \(jsonString(signature))") }
+        if let blocks {
+            members.append("  \"block_size\": \(blocks.blockSize)")
+            members.append("  \"blocks_sha256\": \(jsonString(blocks.sha256))")
+            if let signature = blocks.signature { members.append("  \"blocks_signature\": \(jsonString(signature))") }
+        }
         return "{\n" + members.joined(separator: ",\n") + "\n}\n"
     }
 
@@ -52,20 +91,39 @@ public struct Manifest: Sendable, Equatable {
             throw .malformed("the image name \"\(image)\" is not a plain file name")
         }
         let sha = try fields.sha256()
+        var blocks: Blocks?
+        if fields.document["block_size"] != nil || fields.document["blocks_sha256"] != nil {
+            let blockSize = try fields.integer("block_size")
+            guard blockSize <= Int64(Int.max), Blocks.isValid(blockSize: Int(blockSize)) else {
+                throw .malformed("the field \"block_size\" is not a power of two from 4096 to 16 MiB")
+            }
+            blocks = Blocks(blockSize: Int(blockSize), sha256: try fields.sha256("blocks_sha256"),
+                            signature: fields.document["blocks_signature"]?.string)
+        }
         return Manifest(image: image, size: try fields.integer("size"), sha256: sha, version: try fields.text("version"),
-                        buildTime: try fields.integer("build_time"), signature: fields.document["signature"]?.string)
+                        buildTime: try fields.integer("build_time"), signature: fields.document["signature"]?.string, blocks: blocks)
     }
 
     /// Signs the manifest with a raw 32-byte Ed25519 private key.
     public func signed(privateKey: [UInt8]) throws(ManifestError) -> Manifest {
         var copy = self
         copy.signature = try ManifestSignature.sign(signedText, privateKey: privateKey)
+        if let text = blocksSignedText { copy.blocks?.signature = try ManifestSignature.sign(text, privateKey: privateKey) }
         return copy
     }
 
-    /// Checks the signature with a raw 32-byte Ed25519 public key.
+    /// Checks the signature with a raw 32-byte Ed25519 public key, and the
+    /// block list's when there is one: a manifest whose block members were
+    /// changed is refused whole, not used without them.
     public func verifySignature(publicKey: [UInt8]) throws(ManifestError) {
         try ManifestSignature.verify(signedText, signature: signature, publicKey: publicKey)
+        if let text = blocksSignedText {
+            do {
+                try ManifestSignature.verify(text, signature: blocks?.signature, publicKey: publicKey)
+            } catch {
+                throw .badSignature("its block list (blocks_signature): \(error)")
+            }
+        }
     }
 
     /// Anti-rollback: the image's version must be at least the minimum
@@ -160,10 +218,10 @@ struct ManifestFields {
         return value
     }
 
-    func sha256() throws(ManifestError) -> String {
-        let sha = try text("sha256")
+    func sha256(_ name: String = "sha256") throws(ManifestError) -> String {
+        let sha = try text(name)
         guard sha.utf8.count == 64, Hex.decode(sha) != nil, sha == sha.lowercased() else {
-            throw .malformed("the field \"sha256\" is not 64 lower-case hex digits")
+            throw .malformed("the field \"\(name)\" is not 64 lower-case hex digits")
         }
         return sha
     }

@@ -40,10 +40,20 @@ enum ImageCommand {
         let key = try SigningKey.read(try options.required("key"))
         let buildTime = options.named["build-time"].map { Int64($0) } ?? Int64(time(nil))
         guard let buildTime, buildTime >= 0 else { throw UsageError(message: "--build-time takes whole seconds since 1970") }
+        // The block list lets a boot from several Nodus peers check each
+        // block and name a peer that sends a bad one (BlockHashes).
+        let blockSize = options.named["block-size"].map { Int($0) } ?? BlockHashes.defaultBlockSize
+        guard let blockSize, blockSize == 0 || Manifest.Blocks.isValid(blockSize: blockSize) else {
+            throw UsageError(message: "--block-size takes 0 (no block list) or a power of two from 4096 to 16777216")
+        }
         let measured = try ImageCopy.measure(imagePath)
         let name = String(imagePath.split(separator: "/").last ?? "")
+        var blocks: Manifest.Blocks?
+        if blockSize > 0 {
+            blocks = Manifest.Blocks(blockSize: blockSize, sha256: try ImageCopy.blockHashes(imagePath, blockSize: blockSize).listSHA256)
+        }
         let manifest = try Manifest(image: name, size: measured.size, sha256: measured.sha256,
-                                    version: try version(options), buildTime: buildTime).signed(privateKey: key)
+                                    version: try version(options), buildTime: buildTime, blocks: blocks).signed(privateKey: key)
         if let out = options.named["out"] {
             try Kernel.writeFileAtomically(out, manifest.json)
         } else {

@@ -92,11 +92,12 @@ enum NodusCommand {
         // The layers and model packs in RAM (the service file names them).
         let layers = shelfExports(LayerManifest.self, options.named["layers"], console: console)
         let models = shelfExports(ModelManifest.self, options.named["models"], console: console)
+        let blocks = try blockListExport(manifest, imagePath: imagePath, console: console)
         let exports = NBDExports([
             try NBDExport(path: imagePath, names: [manifest.sha256, ""], description: description),
             try NBDExport(path: manifestPath, names: [NodusExports.manifest, manifest.sha256 + ".manifest"],
                           description: "the signed manifest of \(manifest.sha256)"),
-        ] + (layers?.exports ?? []) + (models?.exports ?? []))
+        ] + (blocks.map { [$0] } ?? []) + (layers?.exports ?? []) + (models?.exports ?? []))
         let listener = try Socket.listenTCP(listenAddress)
         let server = NBDServer(listener: listener, exports: exports, console: console,
                                maxClients: try number(options, "max-clients", default: 256, in: 1...4096),
@@ -112,7 +113,7 @@ enum NodusCommand {
             let advertised = options.named["advertise"] ?? (listen == "0.0.0.0" || listen == "::" ? "" : listen)
             let offer = Discovery.Offer(host: advertised, port: nbdPort, protocolVersion: Discovery.protocolVersion,
                                         sha256: manifest.sha256, imageVersion: manifest.version, buildTime: manifest.buildTime,
-                                        size: manifest.size)
+                                        size: manifest.size, layers: layers?.names)
             let responder = try DiscoveryResponder(port: discoveryPort, offer: offer, console: console)
             try Threads.start {
                 let error = responder.serve()
@@ -124,11 +125,31 @@ enum NodusCommand {
             shelf.flatMap { $0.names.isEmpty ? nil : ", \(kind) " + $0.names.joined(separator: ", ") }
         }.joined()
         console.info("nodus: serving \(manifest.image) \(manifest.version) (sha256 \(manifest.sha256.prefix(12)), "
-            + "\(manifest.size >> 20) MiB) and its manifest" + served
+            + "\(manifest.size >> 20) MiB) and its manifest" + (blocks == nil ? "" : ", block list") + served
             + " over NBD on \(listenAddress); \(discovery)")
         ServiceNotify.ready()
         let error = server.serve()
         throw SpiritError("nodus: the NBD server stopped: \(error)")
+    }
+
+    /// The image's block list as the `blocks` export, made from the image
+    /// here (a peer reading several peers checks each block against it,
+    /// and the list against the signed manifest's `blocks_sha256`). nil for
+    /// a manifest without one; a list that does not match the manifest is
+    /// said and not served, the image still is (checked whole by SHA-256).
+    static func blockListExport(_ manifest: Manifest, imagePath: String, console: Console) throws -> NBDExport? {
+        guard let blocks = manifest.blocks else {
+            console.info("nodus: \(manifest.image)'s manifest has no block list: peers will read it from one peer at a time")
+            return nil
+        }
+        let list = try ImageCopy.blockHashes(imagePath, blockSize: blocks.blockSize)
+        guard list.listSHA256 == blocks.sha256 else {
+            console.warning("nodus: not serving a block list: the image's is \(list.listSHA256.prefix(12)), "
+                + "the manifest says \(blocks.sha256.prefix(12))")
+            return nil
+        }
+        return try NBDExport(bytes: list.encoded, names: [NodusExports.blocks],
+                             description: "the SHA-256 of each \(blocks.blockSize >> 10) KiB block of \(manifest.sha256)")
     }
 
     /// A folder of layers (`--layers`) or model packs (`--models`), each
@@ -164,8 +185,11 @@ enum NodusCommand {
             + (client.flags.contains(.readOnly) ? " (read-only)" : ""))
     }
 
-    /// Copies an export into a file (or stdout) while hashing it.
+    /// Copies an export into a file (or stdout) while hashing it; with
+    /// `--peers`, the image as a boot copies it (PeerSelection, then
+    /// MultiPeerReader over every peer serving the chosen image).
     static func fetch(_ options: Options) throws {
+        if let peers = options.named["peers"] { return try fetchFromPeers(peers, options) }
         let client = try connect(options)
         var stream = NBDExportStream(reader: NBDSequentialReader(client: client))
         defer { stream.close() }
@@ -174,6 +198,33 @@ enum NodusCommand {
         let copied = try ImageCopy.copy(from: &stream, to: out, expectedSize: client.size)
         Console.tool.info("fetched \(copied.size) bytes of '\(client.exportName)' from \(client.server) into \(options.named["out"] ?? "stdout"): "
             + "sha256 \(copied.sha256)")
+    }
+
+    static func fetchFromPeers(_ list: String, _ options: Options) throws {
+        let console = Console.tool
+        let stallMillis = try number(options, "stall-ms", default: NodusSource.stallMillis, in: 100...600_000)
+        let trust = try options.named["public-key"].map { ImageTrust(publicKey: try SigningKey.read($0), minimumVersion: nil) }
+        var candidates: [PeerSelection.Candidate] = []
+        for text in list.split(separator: ",") {
+            let address = try SocketAddress.parse(String(text), defaultPort: BootConfig.defaultNBDPort)
+            let offer = Discovery.Offer(host: address.host, port: address.port)
+            candidates.append(PeerSelection.Candidate(offer: offer, manifest: NodusSource.manifest(of: offer, idleMillis: 10_000)))
+        }
+        let (choice, skipped) = PeerSelection.choose(candidates, trust: trust)
+        guard let choice else {
+            throw SpiritError("no peer has a usable image: " + skipped.map { "\($0.offer.host):\($0.offer.port): \($0.reason)" }.joined(separator: "; "))
+        }
+        for line in choice.lines { console.info("nodus: " + line) }
+        let openImage = try NodusSource.imageReader(choice, idleMillis: 10_000, stallMillis: stallMillis, console: console)
+        let out = options.named["out"] ?? "/proc/self/fd/1"
+        let start = Kernel.bootTimeMicros()
+        var stream = try openImage()
+        defer { stream.close() }
+        let copied = try ImageCopy.copy(from: &stream, to: out, expectedSize: choice.manifest.size)
+        let micros = max(1, Kernel.bootTimeMicros() - start)
+        try choice.manifest.verifyImage(size: copied.size, sha256: copied.sha256)
+        console.info("fetched \(copied.size) bytes of \(choice.manifest.image) \(choice.manifest.version) in \(micros / 1000) ms "
+            + "(\((copied.size * 1_000_000 / micros) >> 20) MiB/s): sha256 \(copied.sha256) matches the manifest")
     }
 
     /// Serves /dev/nbdN from a peer until `detach` (or the peer goes).

@@ -26,7 +26,7 @@ enum Usage {
                       medium, swap off, unmount (run by PID 1, which then calls reboot(2))
       image keygen KEY
                       make an Ed25519 signing key (KEY, mode 0600) and its public half (KEY.pub)
-      image manifest --image FILE --key KEY --version V [--build-time SECONDS] [--out FILE]
+      image manifest --image FILE --key KEY --version V [--build-time SECONDS] [--block-size BYTES] [--out FILE]
                       write the signed manifest of a system image (stdout without --out)
       image verify --image FILE --manifest FILE --public-key FILE
                       check an image against its manifest and the manifest's signature
@@ -59,6 +59,9 @@ enum Usage {
                       an export's size and flags
       nodus fetch --server ADDR[:PORT] [--export NAME] [--out FILE]
                       copy an export into FILE (default stdout), printing its SHA-256 on stderr
+      nodus fetch --peers ADDR[:PORT],ADDR[:PORT]… [--public-key FILE] [--stall-ms N (5000)] [--out FILE]
+                      copy the newest image the peers serve as a boot does: from all of them at once, each block
+                      checked against the signed block list (a peer that stalls, vanishes or sends a bad block is dropped)
       nodus attach --server ADDR[:PORT] [--export NAME] [--device /dev/nbdN]
                       make /dev/nbdN (default /dev/nbd0) the export, until detach
       nodus detach DEVICE

@@ -182,3 +182,18 @@ struct NodusShelfTests {
                     == .http(HTTPURL(host: "boot.lan", port: 80, target: "/")))
     }
 }
+
+/// A shelf over several peers serving the same image: the first that
+/// answers gives the item, so a peer gone during the copy takes nothing with it.
+@Suite struct NodusShelfPeersTests {
+    @Test func theFirstPeerThatAnswersGivesTheItemAndNoneAnsweringIsTheFirstError() throws {
+        let gone = NodusPeerExports(origin: "gone", readSmall: { _ in throw SpiritError("connection refused") },
+                                   open: { _, _ in throw SpiritError("connection refused") })
+        let here = NodusPeerExports(origin: "here", readSmall: { name in name == "models" ? Array("a\n".utf8) : nil },
+                                    open: { _, _ in throw SpiritError("not in this test") })
+        #expect(try NodusPeerExports.firstAnswer([gone, here]) { try $0.readSmall("models") } == Array("a\n".utf8))
+        // "No such export" from a peer that answers is an answer.
+        #expect(try NodusPeerExports.firstAnswer([gone, here]) { try $0.readSmall("layers") } == nil)
+        #expect(throws: SpiritError.self) { try NodusPeerExports.firstAnswer([gone, gone]) { try $0.readSmall("models") } }
+    }
+}

@@ -243,7 +243,7 @@ def test_options_errors_and_limits(server, image):
                 break
             assert kind == REP_SERVER
             names.append(data[4:4 + struct.unpack(">I", data[:4])[0]].decode())
-        assert names == [image["sha256"], "manifest"]
+        assert names == [image["sha256"], "manifest", "blocks"]
         send_option(s, OPT_ABORT)
         assert option_reply(s)[1] == REP_ACK
         assert_closed(s)

@@ -89,7 +89,7 @@ def test_an_image_below_the_minimum_is_refused_on_every_source(boot, tmp_path, i
         # sources found the image), with both versions.
         for source in ["parasite", "usb", "http"]:
             assert re.search(rf"^spirit: warning: {source}: .*: refused: {refusal}$", vm.console, re.M), vm.log_path
-        assert re.search(rf"^spirit: warning: nodus: peer 10\.0\.2\.2:{old_peer}.*: {refusal}; trying the next one$",
+        assert re.search(rf"^spirit: warning: nodus: peer 10\.0\.2\.2:{old_peer}.*: {refusal}; skipped$",
                          vm.console, re.M), vm.log_path
         vm.expect(r"^spirit: rescue: no system image found \(tried parasite, usb, http, nodus\)$")
         reasons = source_reasons(vm)

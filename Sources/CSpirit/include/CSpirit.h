@@ -174,6 +174,8 @@ int spirit_chroot(const char *path);
 
 /// The C errno of the calling thread.
 int spirit_errno(void);
+/// memfd_create(2) with MFD_CLOEXEC: -1 and errno on failure.
+int spirit_memfd_create(const char *name);
 
 /// statfs(2)'s f_type (the filesystem's magic number) of `path`; 0 or
 /// -errno. Swift's Glibc module does not export <sys/vfs.h>.
