@@ -13,6 +13,7 @@ import Testing
         #expect(config.mode == .auto && config.nodus == .discover && config.upper == .zram && config.console)
         // A persistence archive on the medium is restored unless crom.persist=off (Alpine's apkovl rule).
         #expect(config.persist)
+        #expect(!config.netboot)
         #expect(config.httpURL == BootConfig.defaultHTTPURL)
         #expect(config.networkTimeoutSeconds == 10)
     }
@@ -21,7 +22,8 @@ import Testing
         let (config, warnings) = BootConfig.parse("""
             crom.debug=1 crom.mode=http crom.nodus=off crom.nodus.server=10.0.2.2:10900 crom.nodus.stream=1 \
             crom.http="http://10.0.2.2:8000/spirit/" crom.gpu=passthrough crom.ram.limit=2048 crom.network.timeout=30 \
-            crom.break=modules,cascade crom.modules=e1000e,r8169 crom.upper=tmpfs crom.console=off crom.layers=vm,ai crom.persist=off
+            crom.break=modules,cascade crom.modules=e1000e,r8169 crom.upper=tmpfs crom.console=off crom.layers=vm,ai crom.persist=off \
+            crom.netboot=on
             """)
         #expect(warnings.isEmpty, "\(warnings)")
         #expect(config.debug)
@@ -39,6 +41,7 @@ import Testing
         #expect(!config.console)
         #expect(config.layers == .named(["vm", "ai"]))
         #expect(!config.persist)
+        #expect(config.netboot)
         #expect(config.otherParameters.isEmpty)
     }
 
@@ -83,6 +86,7 @@ import Testing
         ("crom.upper=disk", "expected zram or tmpfs; using zram"),
         ("crom.console=loud", "expected on or off; using on"),
         ("crom.persist=sometimes", "expected on or off; using on"),
+        ("crom.netboot=maybe", "expected on or off; using off"),
         ("crom.break=nowhere", "unknown step nowhere"),
         ("crom.break", "expected a step"),
         ("crom.modules=", "none added"),
