@@ -613,7 +613,9 @@ public enum TimelineFormat {
         return nil
     }
 
-    /// `1234.567` (or `-1.5`, `12`) as microseconds.
+    /// `1234.567` (or `-1.5`, `12`) as microseconds; nil for more than 12
+    /// whole digits (31 years of ms), which a damaged file may hold and
+    /// which would overflow: PID 1 must not trap on it.
     static func millisecondsField(_ bytes: [UInt8], _ key: StaticString) -> Int64? {
         guard var index = find(bytes, key) else { return nil }
         var negative = false
@@ -624,6 +626,7 @@ public enum TimelineFormat {
         var whole: Int64 = 0
         var digits = 0
         while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 {
+            guard digits < 12 else { return nil }
             whole = whole * 10 + Int64(bytes[index] - 0x30)
             index += 1
             digits += 1

@@ -172,8 +172,10 @@ struct Init {
             do {
                 next = try Sys.nextSignal(signals)
             } catch {
+                // Reaping goes on by polling while the signalfd fails.
                 console.error(error.text)
                 Sys.sleep(milliseconds: 100)
+                reap()
                 continue
             }
             switch SignalAction.of(signal: next.signal, sender: next.sender, stage: stage, supervisor: children.supervisor) {

@@ -80,6 +80,11 @@ extension Init {
         console.info(line(text("rescue shell on "), tty,
                           text(": 'exit' tries the boot again, 'poweroff' or 'reboot' stops the machine")))
         console.info(text("rescue tools: spirit-diag, spirit-mount DEVICE, spirit-fetch URL, spirit-usb [DEVICE], spirit-net scan"))
+        // A shell that ends at once, before a worker that fails at once,
+        // must not spin: the same pause as the console shell's.
+        let delay = shellPacing.delayMillis(now: Sys.bootTimeMicros())
+        if delay > 0 { Sys.sleep(milliseconds: delay) }
+        shellPacing.started(at: Sys.bootTimeMicros())
         do {
             let shell = try Sys.spawn(Init.shellPath, [text("-sh")], environment: Init.environment, newSession: true, tty: tty)
             children.shell = shell
@@ -216,8 +221,10 @@ extension Init {
     }
 
     /// Runs /bin/spirit with `arguments` and waits for it, at most
-    /// `milliseconds` (then SIGKILL); what else ends meanwhile is reaped and
-    /// noted. nil when it could not start (said on the console).
+    /// `milliseconds` (then SIGKILL, and 5 s more for it to go); what else
+    /// ends meanwhile is reaped and noted. nil when it could not start, or
+    /// did not end even when killed (stuck in the kernel, say on a stick
+    /// pulled out: the shutdown goes on without it); said on the console.
     mutating func runHelper(_ arguments: [Text], milliseconds: Int) -> ChildExit? {
         let pid: Int32
         do {
@@ -247,6 +254,10 @@ extension Init {
                 console.error(message)
                 Sys.kill(pid, LinuxSignal.kill)
                 killed = true
+            }
+            if killed, Sys.bootTimeMicros() >= deadline + 5_000_000 {
+                console.error(Text("it did not end when killed (stuck in the kernel); going on without it"))
+                return nil
             }
             Sys.sleep(milliseconds: 10)
         }

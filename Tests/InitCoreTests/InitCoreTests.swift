@@ -166,6 +166,9 @@ import Testing
         #expect(parsed == steps)
         #expect(string(TimelineFormat.summary(journal: bytes(journal))) == TimelineStep.summary(parsed))
         #expect(string(TimelineFormat.summary(journal: [])) == TimelineStep.summary([]))
+        // A damaged line with a figure that would overflow is passed over, not a trap in PID 1.
+        let damaged = "{\"step\":\"x\",\"process\":\"init\",\"start_ms\":99999999999999999999,\"end_ms\":1.0}\n"
+        #expect(string(TimelineFormat.summary(journal: bytes(damaged + journal))) == TimelineStep.summary(parsed))
     }
 
     @Test func theEarlyMountsAreSpiritCoresTable() {
