@@ -41,6 +41,13 @@ public final class NetbootHTTPServer: Sendable {
                 (client, from) = try listener.accept()
             } catch {
                 if error.errno == .interrupted || error.errno == .connectionAbort { continue }
+                // Out of descriptors or memory for a moment (a flood): the
+                // clients that hold them will end; the server goes on.
+                if [.tooManyOpenFiles, .tooManyOpenFilesInSystem, .noBufferSpace, .noMemory].contains(error.errno) {
+                    console.warning("netboot: http: \(error); waiting 100 ms")
+                    Kernel.sleep(milliseconds: 100)
+                    continue
+                }
                 return error
             }
             let admitted = clients.withLock { count in
@@ -189,21 +196,27 @@ public final class ProxyDHCPResponder: Sendable {
 }
 
 /// The read-only TFTP server: RRQ on port 69, each transfer from its own
-/// port (its transfer ID) on its own thread; one transfer per client port.
+/// port (its transfer ID) on its own thread; one transfer per client port,
+/// and at most `maxTransfers` at once: each holds a thread, a file and a
+/// socket for seconds, and a flood of requests from forged ports must not
+/// use up the process's descriptors.
 public final class TFTPServer: Sendable {
     let socket: Socket
     let root: String
     let console: Console
     let timeoutMilliseconds: Int
     let maxRetries: Int
+    let maxTransfers: Int
     let active = Mutex(Set<String>())
 
-    public init(port: Int, root: String, console: Console, timeoutMilliseconds: Int = 1000, maxRetries: Int = 5) throws(SystemError) {
+    public init(port: Int, root: String, console: Console, timeoutMilliseconds: Int = 1000, maxRetries: Int = 5,
+                maxTransfers: Int = 32) throws(SystemError) {
         socket = try Socket.bindUDP(SocketAddress(ipv4: 0, port: port), reuse: true)
         self.root = root
         self.console = console
         self.timeoutMilliseconds = timeoutMilliseconds
         self.maxRetries = maxRetries
+        self.maxTransfers = maxTransfers
     }
 
     public var port: Int { (try? socket.localAddress())?.port ?? 0 }
@@ -221,6 +234,10 @@ public final class TFTPServer: Sendable {
             let client = received.from
             // A retransmitted RRQ while its transfer runs is not a second transfer.
             guard !active.withLock({ $0.contains(client.description) }) else { continue }
+            guard active.withLock({ $0.count }) < maxTransfers else {
+                try? socket.send(TFTP.errorPacket(.notDefined, "busy: \(maxTransfers) transfers already; try again"), to: client)
+                continue
+            }
             let request: TFTP.ReadRequest
             let path: String
             do throws(TFTP.Failure) {

@@ -29,8 +29,11 @@ public struct BlockHashes: Sendable, Equatable {
         self.digests = digests
     }
 
+    /// Without `imageSize + blockSize - 1`, which a hostile manifest's size
+    /// near Int64.max would overflow.
     public static func blockCount(imageSize: Int64, blockSize: Int) -> Int {
-        Int((imageSize + Int64(blockSize) - 1) / Int64(blockSize))
+        let size = Int64(blockSize)
+        return Int(imageSize / size + (imageSize % size == 0 ? 0 : 1))
     }
 
     public var count: Int { digests.count }

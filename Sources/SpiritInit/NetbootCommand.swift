@@ -19,6 +19,13 @@ enum NetbootCommand {
         return exitStatus { try serve(try Options(Array(arguments.dropFirst()))) }
     }
 
+    /// Says why a listener stopped and ends the process (the supervisor
+    /// restarts the service).
+    static func stopped(_ reason: String) -> Never {
+        Console.tool.error(reason)
+        exit(1)
+    }
+
     static func serve(_ options: Options) throws {
         let console = Console.tool
         guard options.words.isEmpty else { throw UsageError(message: "unexpected '\(options.words[0])': \(usage)") }
@@ -58,12 +65,14 @@ enum NetbootCommand {
         var listening = ["HTTP \(httpPort)"]
         if tftpPort != 0 {
             let tftp = try TFTPServer(port: tftpPort, root: loaderDirectory, console: console)
-            try Threads.start { console.error("netboot: tftp stopped: \(tftp.serve())") }
+            // A listener that stops ends the service, which the supervisor
+            // restarts: half a boot server would look healthy and boot nothing.
+            try Threads.start { stopped("netboot: tftp stopped: \(tftp.serve())") }
             listening.append("TFTP \(tftpPort)")
         }
         for (port, kind) in [(dhcpPort, ProxyDHCP.Port.dhcp), (pxePort, .pxe)] where port != 0 {
             let responder = try ProxyDHCPResponder(port: port, kind: kind, offerings: offerings, console: console)
-            try Threads.start { console.error("netboot: proxy DHCP on \(port) stopped: \(responder.serve())") }
+            try Threads.start { stopped("netboot: proxy DHCP on \(port) stopped: \(responder.serve())") }
             listening.append("proxy DHCP \(port)")
         }
         console.info("netboot: serving " + media.files.keys.sorted().joined(separator: ", ") + " and \(NetbootMedia.script) (booting from "
