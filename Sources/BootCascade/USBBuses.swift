@@ -17,7 +17,9 @@ public struct USBBuses: Sendable, Equatable {
     /// connected, in CLOCK_BOOTTIME microseconds.
     public var hubsConnectedAt: [Int64]
     /// Mass-storage interfaces (class 08) with no block device under them
-    /// yet: usb-storage scans one `delay_use` (1 s) after it appears.
+    /// yet (usb-storage scans one `delay_use`, 1 s, after it appears), and
+    /// devices still being configured (no interface yet: what they are is
+    /// not known, and a stick may be one).
     public var storageWithoutDisk: [String]
 
     public init(hubsConnectedAt: [Int64], storageWithoutDisk: [String]) {
@@ -41,7 +43,8 @@ public struct USBBuses: Sendable, Equatable {
         let root = sys + "/bus/usb/devices"
         var hubs: [Int64] = []
         var waiting: [String] = []
-        for name in Kernel.listDirectory(root).sorted() {
+        let names = Kernel.listDirectory(root).sorted()
+        for name in names {
             let path = root + "/" + name
             if name.contains(":") {
                 // An interface, `2-1:1.0`.
@@ -49,6 +52,9 @@ public struct USBBuses: Sendable, Equatable {
             } else if name.hasPrefix("usb") || field(path + "/bDeviceClass") == "09" {
                 let connected = field(path + "/power/connected_duration").flatMap { Int64($0) }.map { now - $0 * 1000 }
                 hubs.append(connected ?? fallback)
+            } else if !names.contains(where: { $0.hasPrefix(name + ":") }) {
+                // A device, `2-1`, whose interfaces are not there yet.
+                waiting.append(name)
             }
         }
         return USBBuses(hubsConnectedAt: hubs, storageWithoutDisk: waiting)

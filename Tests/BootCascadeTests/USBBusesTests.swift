@@ -59,6 +59,16 @@ import Testing
         #expect(buses.givesUpAt == nil)
     }
 
+    @Test func aDeviceStillBeingConfiguredKeepsTheSourceWaiting() throws {
+        let sys = FakeSys()
+        try sys.file("usb1/power/connected_duration", "7000")
+        try sys.file("1-1/bDeviceClass", "00")
+        #expect(USBBuses.read(sys: sys.path, now: 10_000_000, fallback: 0).storageWithoutDisk == ["1-1"])
+        // Once its interface is there, and it is not storage, it is not waited for.
+        try sys.file("1-1:1.0/bInterfaceClass", "03")
+        #expect(USBBuses.read(sys: sys.path, now: 10_000_000, fallback: 0).givesUpAt == 3_000_000 + USBBuses.hubSettleMicros)
+    }
+
     @Test func aHubWithoutItsConnectionTimeCountsFromTheFallback() throws {
         let sys = FakeSys()
         try sys.file("usb1/bDeviceClass", "09")
