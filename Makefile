@@ -199,7 +199,7 @@ fuzz-check: $(FUZZ_BINARY)
 
 # Tests on the host against real peers: the module resolver against libkmod,
 # llama-server with the SmolLM2 model (both cached: built once per machine).
-host-test: $(OUT)/spirit $(KERNEL_DIR)/release $(OUT)/llama-server $(OUT)/models/$(MODEL_GGUF)
+host-test: $(OUT)/spirit $(OUT)/spirit-init $(KERNEL_DIR)/release $(OUT)/llama-server $(OUT)/models/$(MODEL_GGUF)
 	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) SPIRIT_LLAMA_SERVER=$(OUT)/llama-server \
 	SPIRIT_MODEL=$(OUT)/models/$(MODEL_GGUF) python3 -m pytest -v -rA tests/host
 

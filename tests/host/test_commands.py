@@ -18,11 +18,11 @@ def run(*arguments, executable=SPIRIT):
 def test_modules_without_a_verb_prints_its_own_usage():
     result = run("modules")
     assert result.returncode == 100, result
-    assert "modules needs plan, lookup, load, missing, deps or coldplug" in result.stderr, result.stderr
+    assert "modules needs plan, lookup, load, missing, deps, coldplug or index" in result.stderr, result.stderr
     assert "usage: spirit modules COMMAND" in result.stderr and "  modules coldplug" in result.stderr, result.stderr
     assert "usage: spirit <command>" not in result.stderr and "nodus serve" not in result.stderr, result.stderr
     assert run("modules", "frobnicate").stderr == result.stderr.replace(
-        "modules needs plan, lookup, load, missing, deps or coldplug", "unknown modules command 'frobnicate'")
+        "modules needs plan, lookup, load, missing, deps, coldplug or index", "unknown modules command 'frobnicate'")
     assert run("modules", "help").stdout.startswith("usage: spirit modules COMMAND")
     # The program's usage still lists the modules commands, from the same text.
     assert "  modules plan [--root DIR]" in run("help").stdout
