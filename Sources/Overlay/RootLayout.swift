@@ -20,6 +20,12 @@ public struct RootLayout: Sendable, Equatable {
     /// Where each add-on layer's squashfs is mounted, read-only: NAME under it.
     public var layers = "/run/spirit/layers"
 
+    /// Where the running system keeps its media, in the order to look:
+    /// the image copied into RAM, the kernel and initramfs kept with
+    /// crom.netboot=on, and the boot medium while it is still mounted
+    /// (`install parasite` and `serve netboot` copy or serve from there).
+    public var runningMedia: [String] { [imageDirectory, bootFiles, media] }
+
     /// The layers' squashfs files and manifests in RAM, beside the image.
     public var layerImages: String { imageDirectory + "/layers" }
     public func layerMount(_ name: String) -> String { layers + "/" + name }

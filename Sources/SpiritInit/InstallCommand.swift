@@ -12,9 +12,6 @@ import SpiritCore
 /// anything is written.
 enum InstallCommand {
     static let usage = "install parasite TARGET [--media DIR] [--dry-run] [--force]"
-    /// Where the running system keeps its media: the image copied into RAM,
-    /// and the boot medium while it is still mounted.
-    static let runningMedia = [RootLayout().imageDirectory, RootLayout().media]
     static let directoryName = "CromSpirit"
     static let grubFile = "40_custom"
     static let bcdScript = "install-bcd.ps1"
@@ -92,7 +89,7 @@ struct ParasitePlan {
 
         // The media: the manifest names the image; the kernel and the
         // initramfs have fixed names (ARCHITECTURE.md, "Media layout").
-        let places = media.map { [$0] } ?? InstallCommand.runningMedia
+        let places = media.map { [$0] } ?? RootLayout().runningMedia
         func find(_ name: String, required: Bool = true) throws -> String? {
             if let found = places.map({ $0 + "/" + name }).first(where: { Kernel.fileSize($0) != nil }) { return found }
             guard required else { return nil }

@@ -29,10 +29,8 @@ enum NetbootCommand {
     static func serve(_ options: Options) throws {
         let console = Console.tool
         guard options.words.isEmpty else { throw UsageError(message: "unexpected '\(options.words[0])': \(usage)") }
-        // The running system's media: the image copied into RAM, the kernel
-        // and initramfs stage 1 kept with crom.netboot=on, then a boot medium
-        // still mounted (as `install parasite` looks for them).
-        let places = options.named["media"].map { [$0] } ?? [RootLayout().imageDirectory, RootLayout().bootFiles, RootLayout().media]
+        // The running system's media, where `install parasite` looks too.
+        let places = options.named["media"].map { [$0] } ?? RootLayout().runningMedia
         let manifestPath = places.map { $0 + "/" + NetbootMedia.manifest }.first { Kernel.fileSize($0) != nil }
         let imageName = try manifestPath.map { try Manifest.parse(try Kernel.readFile($0)).image }
         let loaderDirectory = options.named["loaders"] ?? loaders
