@@ -9,6 +9,7 @@ The service for the kill is nodus, the daemon the image ships."""
 import base64
 import json
 import re
+import time
 
 from harness import Disk
 
@@ -39,6 +40,17 @@ def answer(vm, command: str) -> str:
     """A command's output without the supervisor's console lines, which
     share the serial console with it."""
     return "\n".join(line for line in vm.check(command).splitlines() if not line.startswith("spirit: "))
+
+
+def wait_console(vm, pattern: str, timeout: float = 60) -> None:
+    """Waits for a supervisor line anywhere in the console without typing:
+    the console echoes typed characters as they arrive, and an echo can land
+    inside a line the supervisor writes at that moment (seen on a loaded CI
+    machine), so nothing is typed until the line is whole."""
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, vm.console, re.M):
+        assert time.monotonic() < deadline, f"{pattern!r} did not appear within {timeout:.0f} s; log: {vm.log_path}"
+        time.sleep(0.2)
 
 
 def status(vm) -> dict:
@@ -107,21 +119,21 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     # kill -9: restarted, and counted.
     before = status(vm)[target]
     vm.check(f"kill -9 {before['pid']}")
-    after = wait_status(vm, target, lambda s: s["restarts"] == before["restarts"] + 1 and s["state"] == "running", "the restart")
-    assert after["pid"] != before["pid"]
     # (Console lines, searched in the whole console: they come between the
     # commands' output, wherever the supervisor wrote them, even after a prompt.)
-    assert re.search(rf"spirit: warning: service {target}: was killed by SIGKILL \(Killed\); restart in \d+ ms$", vm.console, re.M)
+    wait_console(vm, rf"spirit: warning: service {target}: was killed by SIGKILL \(Killed\); restart in \d+ ms$")
+    after = wait_status(vm, target, lambda s: s["restarts"] == before["restarts"] + 1 and s["state"] == "running", "the restart")
+    assert after["pid"] != before["pid"]
     table = answer(vm, "spiritctl status")
     assert re.search(rf"^{target}\s+running\s+{after['pid']}\s+{after['restarts']}\s", table, re.M), table
 
     # A crash loop: failed, on the console and in the status.
     write_file(vm, "/etc/spirit/services/crashy.toml", CRASHY)
     answer(vm, "spiritctl start crashy")
+    wait_console(vm, r"spirit: error: service crashy: failed: crash loop: 3 restarts within 60 s, last exited with status 3; "
+                     r"'spiritctl start crashy' tries again$")
     crashy = wait_status(vm, "crashy", lambda s: s["state"] == "failed", "the crash loop")
     assert crashy["restarts"] == 3 and crashy["detail"] == "crash loop: 3 restarts within 60 s, last exited with status 3", crashy
-    assert re.search(r"spirit: error: service crashy: failed: crash loop: 3 restarts within 60 s, last exited with status 3; "
-                     r"'spiritctl start crashy' tries again$", vm.console, re.M)
     # Its log: its own lines and the supervisor's about it, each with its time.
     log = answer(vm, "spiritctl logs crashy -n 3").splitlines()
     assert len(log) == 3 and log[0].endswith(" crashing") and log[-1].endswith("'spiritctl start crashy' tries again"), log
