@@ -107,7 +107,7 @@ $(OUT)/spirit: $(SPIRIT_SOURCES) | deps
 INIT_BUILD := .build/spirit-init
 INIT_SWIFT := Sources/InitCore/InitCore.swift $(sort $(wildcard Sources/SpiritPID1/*.swift))
 INIT_ARCH := $(shell uname -m)
-$(OUT)/spirit-init: $(INIT_SWIFT) $(wildcard Sources/SpiritPID1/CPID1/*) Sources/SpiritCore/Paths.swift | deps
+$(OUT)/spirit-init: $(INIT_SWIFT) $(wildcard Sources/SpiritPID1/CPID1/*) Sources/CSpirit/shared/spirit_shared.h Sources/SpiritCore/Paths.swift | deps
 	@mkdir -p $(INIT_BUILD) $(OUT)
 	@version=$$(sed -n 's/^ *public static let string = "\(.*\)"$$/\1/p' Sources/SpiritCore/Paths.swift); \
 	    [[ -n $$version ]] || { echo "no SpiritVersion.string in Sources/SpiritCore/Paths.swift"; exit 1; }; \

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "CSpirit.h"
+#include "shared/spirit_shared.h"
 
 int spirit_ioctl_value(int fd, unsigned long request, unsigned long value) {
     int rc;
@@ -88,21 +89,7 @@ long spirit_send_datagram_from(int fd, const void *buffer, size_t size, const vo
     return n < 0 ? -errno : n;
 }
 
-int spirit_loopback_up(void) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    struct ifreq request;
-    memset(&request, 0, sizeof request);
-    strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
-    int rc = ioctl(fd, SIOCGIFFLAGS, &request);
-    if (rc == 0 && !(request.ifr_flags & IFF_UP)) {
-        request.ifr_flags |= IFF_UP;
-        rc = ioctl(fd, SIOCSIFFLAGS, &request);
-    }
-    int error = rc < 0 ? -errno : 0;
-    close(fd);
-    return error;
-}
+int spirit_loopback_up(void) { return spirit_shared_loopback_up(); }
 
 long spirit_send_with_fd(int fd, const void *bytes, size_t count, int passed) {
     struct iovec iov = { .iov_base = (void *)bytes, .iov_len = count };

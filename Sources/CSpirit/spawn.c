@@ -17,12 +17,7 @@
 #include <unistd.h>
 
 #include "CSpirit.h"
-
-static void child_fail(int report_fd, int err) {
-    ssize_t unused = write(report_fd, &err, sizeof err);
-    (void)unused;
-    _exit(127);
-}
+#include "shared/spirit_shared.h"
 
 // The sandbox, in the child: only syscalls, no allocation. Returns 0 or an errno.
 static int apply_sandbox(const spirit_spawn_options *o) {
@@ -80,61 +75,50 @@ int spirit_spawn(const char *path, char *const argv[], char *const envp[],
         }
         sigprocmask(SIG_SETMASK, &none, NULL);
 
-        if (options && options->new_session && setsid() < 0) child_fail(report[1], errno);
+        if (options && options->new_session && setsid() < 0) spirit_shared_child_fail(report[1], errno);
         if (options && options->tty) {
             int fd = open(options->tty, O_RDWR | O_NOCTTY);
-            if (fd < 0) child_fail(report[1], errno);
-            if (ioctl(fd, TIOCSCTTY, 1) < 0) child_fail(report[1], errno);
+            if (fd < 0) spirit_shared_child_fail(report[1], errno);
+            if (ioctl(fd, TIOCSCTTY, 1) < 0) spirit_shared_child_fail(report[1], errno);
             for (int target = 0; target < 3; target++) {
-                if (dup2(fd, target) < 0) child_fail(report[1], errno);
+                if (dup2(fd, target) < 0) spirit_shared_child_fail(report[1], errno);
             }
             if (fd > 2) close(fd);
         } else {
             if (options && options->null_stdin) {
                 int fd = open("/dev/null", O_RDONLY);
-                if (fd < 0) child_fail(report[1], errno);
+                if (fd < 0) spirit_shared_child_fail(report[1], errno);
                 if (fd != 0) {
-                    if (dup2(fd, 0) < 0) child_fail(report[1], errno);
+                    if (dup2(fd, 0) < 0) spirit_shared_child_fail(report[1], errno);
                     close(fd);
                 }
             }
             if (options && options->output_fd >= 0) {
                 if (dup2(options->output_fd, 1) < 0 || dup2(options->output_fd, 2) < 0)
-                    child_fail(report[1], errno);
+                    spirit_shared_child_fail(report[1], errno);
             }
         }
         if (options && options->cgroup_procs_fd >= 0) {
-            if (write(options->cgroup_procs_fd, "0", 1) != 1) child_fail(report[1], errno);
+            if (write(options->cgroup_procs_fd, "0", 1) != 1) spirit_shared_child_fail(report[1], errno);
         }
         if (options) {
             int err = apply_sandbox(options);
-            if (err != 0) child_fail(report[1], err);
+            if (err != 0) spirit_shared_child_fail(report[1], err);
         }
         if (options && options->set_ids) {
             gid_t groups[1] = { options->gid };
-            if (setgroups(1, groups) != 0) child_fail(report[1], errno);
-            if (setgid(options->gid) != 0) child_fail(report[1], errno);
-            if (setuid(options->uid) != 0) child_fail(report[1], errno);
+            if (setgroups(1, groups) != 0) spirit_shared_child_fail(report[1], errno);
+            if (setgid(options->gid) != 0) spirit_shared_child_fail(report[1], errno);
+            if (setuid(options->uid) != 0) spirit_shared_child_fail(report[1], errno);
         }
-        if (options && options->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) child_fail(report[1], errno);
+        if (options && options->no_new_privileges && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) spirit_shared_child_fail(report[1], errno);
         execve(path, argv, envp);
-        child_fail(report[1], errno);
+        spirit_shared_child_fail(report[1], errno);
     }
 
     close(report[1]);
-    int child_errno = 0;
-    ssize_t n;
-    do {
-        n = read(report[0], &child_errno, sizeof child_errno);
-    } while (n < 0 && errno == EINTR);
-    close(report[0]);
-    if (n == (ssize_t)sizeof child_errno) {
-        // The child failed before exec and has exited: collect it here so
-        // that no caller sees a pid that never ran.
-        int status;
-        while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
-        return child_errno;
-    }
+    int child_errno = spirit_shared_exec_report(report[0], child);
+    if (child_errno != 0) return child_errno;
     *pid = child;
     return 0;
 }

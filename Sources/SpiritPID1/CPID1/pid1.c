@@ -1,6 +1,7 @@
 // See pid1.h. Between fork and exec only async-signal-safe calls run.
 #define _GNU_SOURCE
 #include "pid1.h"
+#include "../../CSpirit/shared/spirit_shared.h"
 
 #include <errno.h>
 #include <net/if.h>
@@ -50,12 +51,6 @@ int pid1_next_signal(int fd, int *signo, int *sender) {
     return 1;
 }
 
-static void child_fail(int report_fd, int err) {
-    ssize_t unused = write(report_fd, &err, sizeof err);
-    (void)unused;
-    _exit(127);
-}
-
 int pid1_spawn(const char *path, char *const argv[], char *const envp[], int new_session, const char *tty, pid_t *pid) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -errno;
@@ -77,33 +72,22 @@ int pid1_spawn(const char *path, char *const argv[], char *const envp[], int new
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        if (new_session && setsid() < 0) child_fail(report[1], errno);
+        if (new_session && setsid() < 0) spirit_shared_child_fail(report[1], errno);
         if (tty) {
             int fd = open(tty, O_RDWR | O_NOCTTY);
-            if (fd < 0) child_fail(report[1], errno);
-            if (ioctl(fd, TIOCSCTTY, 1) < 0) child_fail(report[1], errno);
+            if (fd < 0) spirit_shared_child_fail(report[1], errno);
+            if (ioctl(fd, TIOCSCTTY, 1) < 0) spirit_shared_child_fail(report[1], errno);
             for (int target = 0; target < 3; target++) {
-                if (dup2(fd, target) < 0) child_fail(report[1], errno);
+                if (dup2(fd, target) < 0) spirit_shared_child_fail(report[1], errno);
             }
             if (fd > 2) close(fd);
         }
         execve(path, argv, envp);
-        child_fail(report[1], errno);
+        spirit_shared_child_fail(report[1], errno);
     }
     close(report[1]);
-    int child_errno = 0;
-    ssize_t n;
-    do {
-        n = read(report[0], &child_errno, sizeof child_errno);
-    } while (n < 0 && errno == EINTR);
-    close(report[0]);
-    if (n == (ssize_t)sizeof child_errno) {
-        // The child failed before exec and has exited: collect it here so
-        // that no caller sees a pid that never ran.
-        int status;
-        while (waitpid(child, &status, 0) < 0 && errno == EINTR) {}
-        return -child_errno;
-    }
+    int child_errno = spirit_shared_exec_report(report[0], child);
+    if (child_errno != 0) return -child_errno;
     *pid = child;
     return 0;
 }
@@ -116,21 +100,7 @@ int pid1_reap(pid_t pid, int *status) {
     return rc < 0 ? -errno : (int)rc;
 }
 
-int pid1_loopback_up(void) {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return -errno;
-    struct ifreq request;
-    memset(&request, 0, sizeof request);
-    strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
-    int rc = ioctl(fd, SIOCGIFFLAGS, &request);
-    if (rc == 0 && !(request.ifr_flags & IFF_UP)) {
-        request.ifr_flags |= IFF_UP;
-        rc = ioctl(fd, SIOCSIFFLAGS, &request);
-    }
-    int error = rc < 0 ? -errno : 0;
-    close(fd);
-    return error;
-}
+int pid1_loopback_up(void) { return spirit_shared_loopback_up(); }
 
 int pid1_reboot(unsigned int cmd) { return reboot((int)cmd) == 0 ? 0 : -errno; }
 
