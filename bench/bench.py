@@ -104,7 +104,7 @@ def one_boot(name: str, command: str, run: int) -> dict:
         vm.expect(r"^spirit: break before modules: shell on ")
         vm.expect(r"/ # ", partial=True)
         before = int(vm.check("wc -l < /proc/modules"))
-        names = vm.check("cat /etc/spirit/modules.boot").split() + HARDWARE
+        names = vm.check("cat /etc/spirit/modules.boot /etc/spirit/modules.mount").split() + HARDWARE
         # The guest's CPU time across the load, from /proc/stat (USER_HZ = 100):
         # with busy / (vCPUs x wall) near 1, only less work goes faster.
         status, output = vm.run(f"s0=$(head -1 /proc/stat); /bin/spirit time {command} {' '.join(names)} 2>&1; rc=$?; "

@@ -109,7 +109,8 @@ mkdir -p "$stage/etc/modprobe.d"
 # Of the priority list's virtualization group, stage 1 needs vfio-pci alone
 # (with crom.gpu=passthrough it must claim the GPU before a graphics driver
 # can); kvm (3.7 MB of modules) loads in stage 2, from the image.
-names=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list" "$lists_dir/modules.hardware" "$lists_dir/modules-load.d/spirit.conf" \
+names=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list" "$lists_dir/modules.mount" "$lists_dir/modules.hardware" \
+        "$lists_dir/modules-load.d/spirit.conf" \
         | grep -v -E '^kvm(_[a-z]+)?$')
 # The boot list keeps only what this kernel has (the build warns of the rest).
 for name in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list"); do
@@ -118,6 +119,8 @@ for name in $(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$module_list"); do
     fi
 done
 install -D -m 644 "$lists_dir/modules-load.d/spirit.conf" "$stage/etc/modules-load.d/spirit.conf"
+# What the boot loads when a mount needs it (listed for `spirit-diag` and the bench).
+sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$lists_dir/modules.mount" > "$stage/etc/spirit/modules.mount"
 # A module the kernel lacks is a warning (the plan exits 1 and names it).
 plan_warnings=$stage/.plan-warnings
 # shellcheck disable=SC2086

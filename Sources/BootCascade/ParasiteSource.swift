@@ -54,6 +54,8 @@ public struct ParasiteSource: BootSource {
     public static func mountNTFS(_ device: String, on mountPoint: String, sys: String = "/sys",
                                  ntfs3g: String = "/bin/ntfs-3g") throws -> (driver: String, warnings: [String]) {
         try Kernel.makeDirectory(mountPoint, parents: true)
+        // Its module is loaded at the first NTFS volume, not at every boot.
+        if !kernelHasNTFS3(sys: sys) { OnDemandModules.load(OnDemandModules.filesystem("ntfs3"), for: "the NTFS volume \(device)") }
         if kernelHasNTFS3(sys: sys) {
             // ntfs3 refuses a dirty volume read-write but mounts it
             // read-only, which is all this does.
@@ -64,6 +66,7 @@ public struct ParasiteSource: BootSource {
         guard Kernel.exists(ntfs3g) else {
             throw SpiritError("\(device): this kernel has no ntfs3 and the initramfs no ntfs-3g")
         }
+        if !Kernel.exists("/dev/fuse") { OnDemandModules.load(["fuse"], for: "ntfs-3g on \(device)") }
         return ("ntfs-3g", try mountWithNTFS3G(device, on: mountPoint, ntfs3g: ntfs3g))
     }
 

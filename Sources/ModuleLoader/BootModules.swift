@@ -42,6 +42,36 @@ public struct BootModules: Sendable {
         Set(index.globAliases.lazy.filter { $0.pattern.hasPrefix("cpu:") }.map(\.module))
     }
 
+    /// The modules whose aliases name devices on a bus (`pci:…`, `usb:…`):
+    /// drivers, wanted only where such a device is (or comes: uevents).
+    var deviceBound: Set<String> {
+        Set(index.globAliases.lazy.filter { $0.pattern.hasPrefix("pci:") || $0.pattern.hasPrefix("usb:") }.map(\.module))
+    }
+
+    /// Of a group's listed names, those this machine wants now. A module
+    /// made for a CPU feature (kvm_intel, kvm_amd) only where the CPU's
+    /// modalias matches it: on other machines the kernel refuses it with a
+    /// warning on the console at every try. A driver (nvme, ahci,
+    /// usb_storage) only for a device that is there; one that comes later
+    /// (a stick) gets it from its uevent (research/boot-performance.md:
+    /// storage drivers for absent hardware cost every boot). Anything else
+    /// listed (vfio-pci, kvm) always.
+    func wanted(_ names: [String], fitting: Set<String>, cpuBound: Set<String>, deviceBound: Set<String>) -> [String] {
+        names.filter { name in
+            let module = moduleName(name)
+            guard !fitting.contains(module) else { return true }
+            if cpuBound.contains(module) {
+                console.debug("module \(name): not for this CPU; skipped")
+                return false
+            }
+            if deviceBound.contains(module) {
+                console.debug("module \(name): no device for it yet; loaded when one appears")
+                return false
+            }
+            return true
+        }
+    }
+
     /// Drivers for these modaliases, by group; blacklisted ones left out.
     func drivers(for aliases: Set<String>) -> [ModuleGroup: [String]] {
         var groups: [ModuleGroup: [String]] = [:]
@@ -67,15 +97,9 @@ public struct BootModules: Sendable {
         let found = drivers(for: seen)
         let fitting = Set(found.values.joined())
         let cpuBound = self.cpuBound
+        let deviceBound = self.deviceBound
         for group in ModuleGroup.allCases where !held.contains(group) {
-            // A listed module made for a CPU feature (kvm_intel, kvm_amd)
-            // only where the CPU's modalias matches it: on other machines the
-            // kernel refuses it with a warning on the console at every try.
-            let listed = (priority.names[group] ?? []).filter { name in
-                guard cpuBound.contains(moduleName(name)), !fitting.contains(moduleName(name)) else { return true }
-                console.debug("module \(name): not for this CPU; skipped")
-                return false
-            }
+            let listed = wanted(priority.names[group] ?? [], fitting: fitting, cpuBound: cpuBound, deviceBound: deviceBound)
             let names = listed + (group == .storage ? required : []) + (found[group] ?? [])
             guard !names.isEmpty else { continue }
             timeline.measure("\(stepPrefix):\(group)", detail: { "\($0.loaded) loaded" }) { () -> Tally in

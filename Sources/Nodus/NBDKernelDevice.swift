@@ -21,6 +21,8 @@ public enum NBDKernelDevice {
     /// only when the connection ends (a `detach`, the peer gone, a
     /// timeout). `ready` runs once the device is usable.
     public static func attach(_ client: NBDClient, device: String, timeoutSeconds: Int = 30, ready: () -> Void) throws {
+        // nbd is carried, not loaded at boot: its devices appear when it is.
+        if !Kernel.exists(device) { OnDemandModules.load(["nbd"], for: device) }
         let fd = try Kernel.open(device, O_RDWR, hint: { $0 == .noSuchFileOrDirectory ? "is the nbd module loaded?" : nil })
         defer { Kernel.close(fd) }
         let blockSize: Int64 = client.size % 4096 == 0 ? 4096 : 512

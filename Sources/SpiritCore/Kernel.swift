@@ -47,9 +47,21 @@ public enum Kernel {
     }
 
     /// mount(2).
+    /// A filesystem the kernel does not know yet (ENODEV) has its modules
+    /// loaded, where a loader is installed (OnDemandModules), and the mount
+    /// is tried once more.
     public static func mount(_ spec: MountSpec) throws(SystemError) {
-        try call("mount \(spec.source) on \(spec.target) (\(spec.optionSummary))", hint: spec.hint) {
-            Glibc.mount(spec.source, spec.target, spec.fstype, spec.flags.rawValue, spec.data)
+        var loaded = false
+        while true {
+            if Glibc.mount(spec.source, spec.target, spec.fstype, spec.flags.rawValue, spec.data) == 0 { return }
+            let errno = Errno(rawValue: spirit_errno())
+            if errno == .interrupted { continue }
+            if errno == .operationNotSupportedByDevice, !loaded, !spec.fstype.isEmpty,
+               OnDemandModules.load(OnDemandModules.filesystem(spec.fstype), for: "a mount of \(spec.fstype)") {
+                loaded = true
+                continue
+            }
+            throw failure("mount \(spec.source) on \(spec.target) (\(spec.optionSummary))", errno, spec.hint)
         }
     }
 

@@ -44,6 +44,9 @@ struct BootWorker {
             Console().warning("\(error); stage 2 will read /proc/cmdline instead")
         }
         let worker = BootWorker(config: config, console: Console(debug: config.debug))
+        // The boot media's filesystems load at their first mount, nbd at its
+        // first use (modules.mount).
+        OnDemandLoading.install(console: worker.console)
         for warning in warnings { worker.console.warning("\(warning)") }
         if let problem = worker.journal.append("boot.flags", [("flags", config.effectiveFlags.joined(separator: " ")),
                                                               ("warnings", warnings.map { "\($0)" }.joined(separator: "; "))]) {

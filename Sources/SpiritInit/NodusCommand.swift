@@ -1,5 +1,6 @@
 import BootCascade
 import Glibc
+import ModuleLoader
 import Nodus
 import Overlay
 import SpiritCore
@@ -230,6 +231,7 @@ enum NodusCommand {
     /// Serves /dev/nbdN from a peer until `detach` (or the peer goes).
     static func attach(_ options: Options) throws {
         let device = options.named["device"] ?? "/dev/nbd0"
+        OnDemandLoading.install(console: Console.tool)
         let client = try connect(options)
         try NBDKernelDevice.attach(client, device: device) {
             Console.tool.info("\(device) is '\(client.exportName)' on \(client.server), \(client.size) bytes"

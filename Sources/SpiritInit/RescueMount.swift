@@ -11,6 +11,8 @@ extension RescueTools {
     static func mount(_ arguments: [String]) -> Int32 {
         guard arguments.count == 1, let path = arguments.first else { return Usage.fail("usage: spirit-mount DEVICE (e.g. /dev/sda2)") }
         let console = Console.tool
+        // In the initramfs, a filesystem's modules load at its first mount.
+        OnDemandLoading.install(console: console)
         let device = path.hasPrefix("/") ? path : "/dev/" + path
         let name = String(device.split(separator: "/").last ?? "disk")
         guard Kernel.exists(device) else {
@@ -28,7 +30,10 @@ extension RescueTools {
             case let type?:
                 try Kernel.makeDirectory(target, parents: true)
                 let fstype = ["ext2": "ext4", "ext3": "ext4"][type] ?? type
-                try Kernel.mount(MountSpec(source: device, target: target, fstype: fstype, flags: [.readOnly, .noSUID, .noDev]))
+                // vfat as the boot media are mounted: this kernel's default
+                // charset (ascii) is not in the initramfs.
+                try Kernel.mount(MountSpec(source: device, target: target, fstype: fstype, flags: [.readOnly, .noSUID, .noDev],
+                                           data: fstype == "vfat" ? "iocharset=utf8" : nil))
                 print("mounted \(found) read-only on \(target)")
             case nil:
                 console.error("\(device): libblkid finds no filesystem on it")

@@ -62,6 +62,19 @@ extension String {
         #expect(found == [.graphics: ["bochs"], .storage: ["nvme"]])
     }
 
+    @Test func listedDriversLoadOnlyForDevicesThatAreThere() throws {
+        let modules = try modules(holding: [])
+        let listed = ["vfio-pci", "kvm", "kvm_intel", "nvme", "usb_storage", "squashfs"]
+        let wanted = { (aliases: Set<String>) in
+            modules.wanted(listed, fitting: Set(modules.drivers(for: aliases).values.joined()),
+                           cpuBound: modules.cpuBound, deviceBound: modules.deviceBound)
+        }
+        // No NVMe disk, no USB stick, a CPU without VMX: what is not a driver stays.
+        #expect(wanted([Self.vga, Self.nic]) == ["vfio-pci", "kvm", "squashfs"])
+        // The NVMe disk and a CPU with VMX: their modules come with them.
+        #expect(wanted([Self.nvmeDisk, "cpu:type:x86,ven0000fam0006mod0055:feature:,00E8,"]) == ["vfio-pci", "kvm", "kvm_intel", "nvme", "squashfs"])
+    }
+
     @Test func cromGPUPassthroughHoldsTheGraphicsGroupBack() throws {
         let found = try modules(holding: [.graphics]).drivers(for: [Self.vga, Self.nvmeDisk, Self.nic])
         #expect(found == [.storage: ["nvme"]])

@@ -48,6 +48,20 @@ def test_break_shell_orphans_crash_and_poweroff(boot):
     modules = {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
     assert {"squashfs", "overlay", "zram", "loop", "ata_piix", "e1000"} <= modules, modules
     assert not {"virtio_pci", "r8169", "igb", "e1000e"} & modules, modules
+    # The boot media's filesystems and the listed storage drivers are
+    # carried, not loaded, on a machine without such media or devices.
+    assert not {"vfat", "isofs", "ntfs3", "fuse", "nvme", "ahci", "usb_storage"} & modules, modules
+    # They load at the first mount that needs them: the kernel asks
+    # busybox's modprobe for the filesystem and the character sets it is
+    # mounted with (code page 437, utf8), for spirit-mount and busybox's
+    # mount alike.
+    vm.check("dd if=/dev/zero of=/run/fat.img bs=1M count=8 2>/dev/null && mkdosfs /run/fat.img >/dev/null"
+             " && losetup /dev/loop7 /run/fat.img")
+    assert vm.check("spirit-mount /dev/loop7") == "mounted loop7 (vfat) read-only on /mnt/loop7"
+    modules = {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
+    assert {"vfat", "fat", "nls_cp437", "nls_utf8"} <= modules, modules
+    vm.check("umount /mnt/loop7 && rmmod vfat fat && mkdir -p /mnt/again && mount -t vfat -o ro,iocharset=utf8 /dev/loop7 /mnt/again"
+             " && grep -q ' /mnt/again vfat ' /proc/mounts && umount /mnt/again && losetup -d /dev/loop7")
     # They came from the initramfs's binary index (modules.spirit): the
     # worker said nothing of falling back to the text files, and `spirit
     # modules` answers from it without them.
