@@ -13,13 +13,13 @@ import Testing
     }
 
     @Test func theUsageListsEveryCommandOfBothBinaries() {
-        let text = Usage.text
         let heading = "The commands of a running system, in the system image's spirit only"
-        guard let split = text.range(of: heading) else {
+        let lines = Usage.text.split(separator: "\n", omittingEmptySubsequences: false)
+        guard let split = lines.firstIndex(where: { $0.hasPrefix(heading) }) else {
             Issue.record("no stage-2 heading in the usage")
             return
         }
-        let stageOne = text[..<split.lowerBound], stageTwo = text[split.upperBound...]
+        let stageOne = lines[..<split].joined(separator: "\n") + "\n", stageTwo = "\n" + lines[split...].joined(separator: "\n")
         let hidden: Set = ["--version", "--help", "-h", "help", "rescue-watch"]
         for command in MultiCall.commands.keys where !hidden.contains(command) {
             #expect(stageOne.contains("\n  \(command) ") || stageOne.contains("\n  \(command)\n"), "\(command) is not in the usage")
