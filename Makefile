@@ -67,7 +67,7 @@ setting = $(shell f=$(OUT)/.settings/$(1) v='$($(1))'; \
 help:
 	@echo "make run          build what is missing and boot Spirit in QEMU (serial console here; ctrl-a x quits)"
 	@echo "make test         unit tests (also under ASan), the fuzz corpus, then the QEMU boot tests"
-	@echo "make spirit       $(OUT)/spirit, the static multi-call binary, and $(OUT)/spirit-init, PID 1"
+	@echo "make spirit       $(OUT)/spirit, the static multi-call binary, $(OUT)/spirit-boot, its stage-1 part (the initramfs's), and $(OUT)/spirit-init, PID 1"
 	@echo "make initramfs    $(OUT)/initramfs.zst for the kernel in KERNEL_DIR"
 	@echo "make rootfs       $(OUT)/rootfs.squashfs and its signed $(OUT)/manifest.json (BASE=debian|alpine)"
 	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
@@ -92,13 +92,23 @@ deps:
 # swift build takes seconds even to find that nothing changed, so it runs
 # only when a file of the package is newer than $(OUT)/spirit.
 SPIRIT_SOURCES := Package.swift $(wildcard Package.resolved) $(shell find Sources -type f -not -path 'Sources/SpiritPID1/*')
-spirit: $(OUT)/spirit $(OUT)/spirit-init
+spirit: $(OUT)/spirit $(OUT)/spirit-boot $(OUT)/spirit-init
 $(OUT)/spirit: $(SPIRIT_SOURCES) | deps
 	swift build $(SWIFT_RELEASE) --product spirit
 	@mkdir -p $(OUT)
 	strip -o $@.new .build/release/spirit
 	mv $@.new $@
 	@echo "spirit: $$(stat -c %s $@) bytes, $$(file -b $@ | cut -d, -f1-4)"
+
+# The initramfs's /bin/spirit: the same dispatch and stage-1 commands
+# (Sources/SpiritCommands) without stage 2's daemons (Sources/SpiritBoot).
+# After $(OUT)/spirit, so that two swift builds never wait on each other.
+$(OUT)/spirit-boot: $(SPIRIT_SOURCES) | deps $(OUT)/spirit
+	swift build $(SWIFT_RELEASE) --product spirit-boot
+	@mkdir -p $(OUT)
+	strip -o $@.new .build/release/spirit-boot
+	mv $@.new $@
+	@echo "spirit-boot: $$(stat -c %s $@) bytes, $$(file -b $@ | cut -d, -f1-4)"
 
 # PID 1, spirit-init: Embedded Swift (InitCore's logic and Sources/SpiritPID1)
 # compiled against musl's headers and linked statically with musl-gcc, about
@@ -140,10 +150,10 @@ $(SIGNING_KEY): | $(OUT)/spirit
 EPOCH := $(call setting,SOURCE_DATE_EPOCH)
 
 initramfs: $(OUT)/initramfs.zst
-$(OUT)/initramfs.zst: $(OUT)/spirit $(OUT)/spirit-init $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(call setting,MIN_VERSION) $(call setting,EXTRA_CA) $(EXTRA_CA) \
+$(OUT)/initramfs.zst: $(OUT)/spirit-boot $(OUT)/spirit-init $(KERNEL) $(EPOCH) $(KEY) $(SIGNING_KEY).pub $(call setting,MIN_VERSION) $(call setting,EXTRA_CA) $(EXTRA_CA) \
         $(wildcard initramfs/* initramfs/*/*) scripts/mkinitramfs.sh scripts/copy-exec.sh scripts/rescue-tools.sh scripts/udhcpc.script \
         scripts/ca-bundle.sh
-	EXTRA_CA="$(EXTRA_CA)" MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
+	EXTRA_CA="$(EXTRA_CA)" MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit-boot $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/initramfs.zst
 	@sha256sum $(OUT)/initramfs.zst
 
 rootfs: $(OUT)/rootfs.squashfs $(OUT)/manifest.json
@@ -199,8 +209,8 @@ fuzz-check: $(FUZZ_BINARY)
 
 # Tests on the host against real peers: the module resolver against libkmod,
 # llama-server with the SmolLM2 model (both cached: built once per machine).
-host-test: $(OUT)/spirit $(OUT)/spirit-init $(KERNEL_DIR)/release $(OUT)/llama-server $(OUT)/models/$(MODEL_GGUF)
-	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_KERNEL_DIR=$(KERNEL_DIR) SPIRIT_LLAMA_SERVER=$(OUT)/llama-server \
+host-test: $(OUT)/spirit $(OUT)/spirit-boot $(OUT)/spirit-init $(KERNEL_DIR)/release $(OUT)/llama-server $(OUT)/models/$(MODEL_GGUF)
+	SPIRIT_BINARY=$(OUT)/spirit SPIRIT_BOOT_BINARY=$(OUT)/spirit-boot SPIRIT_KERNEL_DIR=$(KERNEL_DIR) SPIRIT_LLAMA_SERVER=$(OUT)/llama-server \
 	SPIRIT_MODEL=$(OUT)/models/$(MODEL_GGUF) python3 -m pytest -v -rA tests/host
 
 # The HTTPS boot test's initramfs: this build's, trusting a test CA as well
@@ -212,7 +222,7 @@ $(TEST_CA)/ca.pem:
 	    -days 3650 -subj "/CN=Crom-OS Spirit test CA" 2>/dev/null
 	mv $@.new $@
 $(TEST_CA)/initramfs.zst: $(OUT)/initramfs.zst $(TEST_CA)/ca.pem
-	EXTRA_CA=$(TEST_CA)/ca.pem MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot \
+	EXTRA_CA=$(TEST_CA)/ca.pem MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit-boot $(KERNEL_DIR) initramfs/modules.boot \
 	    "$(SIGNING_KEY).pub" $@
 
 vm-test: $(TEST_CA)/initramfs.zst initramfs rootfs iso $(OUT)/layers/vm.squashfs $(OUT)/layers/ai.squashfs $(OUT)/layers/voice.squashfs $(PACKS)/models/$(MODEL_PACK).json $(STICK)
@@ -235,7 +245,7 @@ test-nested: initramfs rootfs $(OUT)/layers/vm.squashfs
 # initramfs stage boots Spirit from its media disk; the peers' images are
 # built on the first run (scripts/bench-peers.sh) and cached in out/bench/peers.
 bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO) $(OUT)/layers/vm.squashfs $(STICK) $(OUT)/llama-server $(OUT)/models/$(MODEL_GGUF)
-	KMOD=1 MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
+	KMOD=1 MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit-boot $(KERNEL_DIR) initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst \
 	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
 	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) SPIRIT_LAYERS=$(OUT)/layers SPIRIT_STICK=$(STICK) \
@@ -245,7 +255,7 @@ bench: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO) $(OUT)/layers/vm.squashfs $(
 # against SPIRIT_BASELINE too (an older spirit binary) when it is given, in
 # the same boots' run. BENCH_RUNS= as for bench.
 bench-modules: $(OUT)/initramfs.zst
-	KMOD=1 SPIRIT_BASELINE="$(SPIRIT_BASELINE)" MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit $(KERNEL_DIR) \
+	KMOD=1 SPIRIT_BASELINE="$(SPIRIT_BASELINE)" MIN_VERSION="$(MIN_VERSION)" scripts/mkinitramfs.sh $(OUT)/spirit-boot $(KERNEL_DIR) \
 	    initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	BENCH_ONLY=modules SPIRIT_BASELINE="$(SPIRIT_BASELINE)" SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz \
 	    SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst python3 bench/bench.py

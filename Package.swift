@@ -12,6 +12,8 @@ let package = Package(
     name: "CromSpirit",
     products: [
         .executable(name: "spirit", targets: ["SpiritInit"]),
+        // The initramfs's /bin/spirit: stage 1's commands only (SpiritBoot).
+        .executable(name: "spirit-boot", targets: ["SpiritBoot"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
@@ -186,9 +188,37 @@ let package = Package(
         // built by the Makefile with swiftc's Embedded mode and musl) and
         // here, for its unit tests. No dependency, no import.
         .target(name: "InitCore", swiftSettings: strict),
+        // The commands both spirit binaries have and their one dispatch
+        // (MultiCall): the stage-1 boot worker, PID 1's helpers, the rescue
+        // tools and what works before the system image is up. Nothing of
+        // stage 2's daemons: the initramfs's binary is built from this.
+        .target(
+            name: "SpiritCommands",
+            dependencies: [
+                "SpiritCore",
+                "AIRuntime",
+                "ModuleLoader",
+                "Overlay",
+                "BootCascade",
+                "Net",
+                "Nodus",
+                "Persistence",
+                .product(name: "SystemPackage", package: "swift-system"),
+            ],
+            swiftSettings: strict
+        ),
+        // spirit-boot, the initramfs's /bin/spirit: SpiritCommands alone.
+        .executableTarget(
+            name: "SpiritBoot",
+            dependencies: ["SpiritCommands", "SpiritCore"],
+            swiftSettings: strict
+        ),
+        // spirit, the system image's /bin/spirit: SpiritCommands and the
+        // commands of a running system (StageTwoCommand).
         .executableTarget(
             name: "SpiritInit",
             dependencies: [
+                "SpiritCommands",
                 "SpiritCore",
                 "AIRuntime",
                 "Supervisor",
@@ -277,6 +307,11 @@ let package = Package(
             name: "NetbootTests",
             dependencies: ["Netboot", "SpiritCore", "Net"],
             exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "SpiritCommandsTests",
+            dependencies: ["SpiritCommands"],
             swiftSettings: strict
         ),
         .testTarget(

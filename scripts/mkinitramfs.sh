@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # Builds Spirit's initramfs: a cpio (newc) archive compressed with zstd, with
-# /init (Spirit's PID 1), the spirit binary, busybox and its applet links,
-# and the target kernel's boot modules closed over their dependencies.
+# /init (Spirit's PID 1), the boot binary as /bin/spirit, busybox and its
+# applet links, and the target kernel's boot modules closed over their
+# dependencies.
 # Reproducible: sorted entries, owner 0:0, every mtime SOURCE_DATE_EPOCH.
 #
 #   scripts/mkinitramfs.sh SPIRIT_BINARY KERNEL_DIR MODULE_LIST PUBLIC_KEY OUTPUT
 #
+# SPIRIT_BINARY is the /bin/spirit of stage 1: out/spirit-boot (make spirit),
+# the stage-1 commands without stage 2's daemons, which stay in the system
+# image's full spirit; the full binary works too, only bigger. It also runs
+# here (version, image check-version, modules plan and index).
 # PUBLIC_KEY is the Ed25519 key (hex) every image's manifest must be signed
 # with; it is baked in as /etc/spirit/signing.pub.
 # MIN_VERSION (environment) is the lowest image version the initramfs boots
@@ -30,7 +35,7 @@ busybox=${BUSYBOX:-/bin/busybox}
 init=${SPIRIT_INIT:-$(dirname "$spirit")/spirit-init}
 
 die() { echo "mkinitramfs: $*" >&2; exit 1; }
-[[ -x $spirit ]] || die "no spirit binary at $spirit (run 'make spirit')"
+[[ -x $spirit ]] || die "no spirit boot binary at $spirit (run 'make spirit')"
 [[ -x $init ]] || die "no spirit-init binary at $init (run 'make spirit')"
 [[ -r $kernel_dir/release ]] || die "no kernel at $kernel_dir: it needs a 'release' file and lib/modules/<release>/"
 [[ -x $busybox ]] || die "no static busybox at $busybox (apt-get install busybox-static)"

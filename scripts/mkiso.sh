@@ -96,7 +96,7 @@ GRUB
 # (C:\CromSpirit\, see `spirit install parasite`, which copies it there for
 # the Windows Boot Manager entry). Its config is built in, so it is one
 # file; the kernel line is the one of the install's GRUB entry
-# (ParasiteEntries.kernelArguments in Sources/SpiritInit/InstallCommand.swift).
+# (ParasiteEntries.kernelArguments in Sources/SpiritCommands/InstallCommand.swift).
 cat > "$work/parasite.cfg" <<'GRUB'
 search --no-floppy --file --set=root /CromSpirit/kernel
 echo "Loading Crom-OS Spirit..."

@@ -3,6 +3,7 @@ import BootCascade
 import Glibc
 import Net
 import Overlay
+import SpiritCommands
 import SpiritCore
 
 /// `spirit ai …`: the AI runtime. `serve` is the ai service (AIDaemon);

@@ -2,6 +2,7 @@ import AIRuntime
 import Glibc
 import Net
 import Nexus
+import SpiritCommands
 import SpiritCore
 
 /// `spirit ask "…" [--yes] [--json]`: a question or a request about this

@@ -1,5 +1,6 @@
 import Glibc
 import ModuleLoader
+import SpiritCommands
 import SpiritCore
 import Supervisor
 import VMManager
@@ -9,21 +10,8 @@ import VMManager
 /// ModuleLoader in this process: the command may import feature targets,
 /// the VM manager's core may not, so it sees them as a `ModuleLoad`.
 enum GPUCommand {
-    static let commands = """
-      gpu status [--root DIR]
-                      display controllers and devices on vfio-pci: IOMMU group, driver, who holds /dev/dri/card*
-      gpu plan passthrough|return VM|--device BDF… [--dry-run] [--root DIR]
-                      the plan as shell: whole IOMMU groups, the HUD stopped for a display, vfio-pci or the native driver
-      gpu passthrough VM
-                      the devices of VM's [gpu] section (their whole IOMMU groups) to vfio-pci, then VM started; when it
-                      ends, the VM manager gives them back and starts the HUD
-      gpu return [VM]
-                      after VM has ended: its devices back now (what the VM manager does when it ends); no VM: every VM's
-      gpu passthrough --device BDF…
-                      give the devices to vfio-pci (for a VM started by hand); a failing step undoes the done ones
-      gpu return --device BDF…
-                      back to their native drivers (loaded if they are not), the HUD started again
-    """
+    /// Its lines of the usage (in the program's too, which both binaries print).
+    static let commands = Usage.gpuCommands
     static let usage = "usage: spirit gpu COMMAND\n" + commands + "\nExit codes: 0 success, 100 usage error or refused plan, 111 system failure."
 
     static func fail(_ message: String) -> Int32 { Usage.fail(message, usage: usage) }

@@ -4,6 +4,7 @@ import Net
 import Nexus
 import Nodus
 import Overlay
+import SpiritCommands
 import SpiritCore
 
 /// `spirit layer …`: the add-on layers of a running Spirit (list, add,

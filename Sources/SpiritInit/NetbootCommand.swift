@@ -1,6 +1,7 @@
 import Glibc
 import Netboot
 import Overlay
+import SpiritCommands
 import SpiritCore
 
 /// `spirit serve netboot`: this machine becomes the boot server of its LAN

@@ -1,5 +1,6 @@
 import Glibc
 import Nexus
+import SpiritCommands
 import SpiritCore
 
 /// `spirit nexus …`: the HUD (its service runs `spirit nexus`), and the

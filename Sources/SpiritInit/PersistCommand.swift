@@ -2,6 +2,7 @@ import BootCascade
 import Glibc
 import Overlay
 import Persistence
+import SpiritCommands
 import SpiritCore
 
 /// `spirit persist status|diff|commit|restore`: the writable layer's

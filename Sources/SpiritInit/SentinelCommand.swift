@@ -1,5 +1,6 @@
 import Glibc
 import Sentinel
+import SpiritCommands
 import SpiritCore
 
 /// `spirit sentinel [--root DIR]`: the Sentinel daemon (its service).

@@ -1,4 +1,5 @@
 import BootCascade
+import SpiritCommands
 import SpiritCore
 
 /// The shelf `--from` names for `spirit layer add` and `spirit ai pull`

@@ -3,6 +3,7 @@ import Glibc
 import Net
 import Nexus
 import Overlay
+import SpiritCommands
 import SpiritCore
 import Upgrade
 

@@ -1,4 +1,5 @@
 import Glibc
+import SpiritCommands
 import SpiritCore
 import VMManager
 

@@ -67,6 +67,10 @@ def test_break_shell_orphans_crash_and_poweroff(boot):
     # modules` answers from it without them.
     assert "binary module index" not in vm.console, vm.log_path
     assert vm.check("spirit modules lookup --binary-index fs-squashfs 2>&1") == "fs-squashfs\tsquashfs"
+    # /bin/spirit here is the boot binary (out/spirit-boot): of a command of
+    # a running system it says that it is not in the initramfs.
+    status, out = vm.run("spirit vm list 2>&1")
+    assert status == 100 and "'spirit vm' is not in the initramfs" in out, out
 
     # Devices left without a driver are listed with their modalias: QEMU's
     # VGA (the initramfs carries no graphics driver), not the e1000 NIC

@@ -1,9 +1,8 @@
 import Glibc
-import Nexus
 import SpiritCore
 
-/// A command's wrong use: said with the usage line, exit status 100.
-struct UsageError: Error { var message: String }
+// What the commands of a running system share: the daemons' `--root` and
+// their control sockets (stage 2 only, so not in the boot binary).
 
 /// A daemon command's leading `--root DIR` (else the environment variable
 /// `variable`, else ""): the tree every path of the daemon hangs under.
@@ -14,44 +13,6 @@ func rootOption(_ words: inout [String], variable: String) -> String {
         return words[1]
     }
     return getenv(variable).map { String(cString: $0) } ?? ""
-}
-
-/// A command's `--name value` pairs and bare words, the one way Spirit's
-/// commands read their arguments.
-struct Options {
-    var named: [String: String] = [:]
-    var words: [String] = []
-
-    init(_ arguments: [String]) throws(UsageError) {
-        var rest = arguments[...]
-        while let word = rest.popFirst() {
-            if word.hasPrefix("--") {
-                guard let value = rest.popFirst() else { throw UsageError(message: "\(word) needs a value") }
-                named[String(word.dropFirst(2))] = value
-            } else {
-                words.append(word)
-            }
-        }
-    }
-
-    func required(_ name: String) throws(UsageError) -> String {
-        guard let value = named[name] else { throw UsageError(message: "--\(name) is required") }
-        return value
-    }
-}
-
-/// Runs a command's body with the exit status contract: 0, 100 for a usage
-/// error (said with the usage line), 111 for a failure (said as an error).
-func exitStatus(_ body: () throws -> Void) -> Int32 {
-    do {
-        try body()
-        return 0
-    } catch let error as UsageError {
-        return Usage.fail(error.message)
-    } catch {
-        Console.tool.error("\(error)")
-        return 111
-    }
 }
 
 /// One request to a daemon's control socket: its body, or its error as

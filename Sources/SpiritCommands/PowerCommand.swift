@@ -3,7 +3,7 @@ import SpiritCore
 
 /// `spirit poweroff | reboot | halt`: asks PID 1 with the signal busybox's
 /// applets of the same names send, so that both work with Spirit's init.
-enum PowerCommand {
+package enum PowerCommand {
     static func signal(for command: String) -> CInt {
         switch command {
         case "poweroff": SIGUSR2
@@ -12,7 +12,7 @@ enum PowerCommand {
         }
     }
 
-    static func run(_ command: String, _ arguments: [String]) -> Int32 {
+    package static func run(_ command: String, _ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard arguments.isEmpty else {
             return Usage.fail("\(command) takes no arguments")

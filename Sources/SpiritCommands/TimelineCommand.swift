@@ -1,8 +1,8 @@
 import SpiritCore
 
 /// `spirit timeline [FILE]`: the boot timeline as a table.
-enum TimelineCommand {
-    static func run(_ arguments: [String]) -> Int32 {
+package enum TimelineCommand {
+    package static func run(_ arguments: [String]) -> Int32 {
         let console = Console.tool
         guard arguments.count <= 1 else {
             return Usage.fail("timeline takes at most one FILE")

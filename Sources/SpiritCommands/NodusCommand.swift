@@ -8,7 +8,7 @@ import SpiritCore
 /// `spirit nodus …`: the Nodus daemon (serve a system image to peers over
 /// NBD, answer discovery), and the client side by hand: info, fetch,
 /// attach (a kernel /dev/nbdN), detach. `spirit net scan` looks for peers.
-enum NodusCommand {
+package enum NodusCommand {
 
     static func run(_ arguments: [String]) -> Int32 {
         guard let verb = arguments.first else { return Usage.fail("nodus needs serve, info, fetch, attach or detach") }
@@ -52,7 +52,7 @@ enum NodusCommand {
         }
     }
 
-    static func number(_ options: Options, _ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
+    package static func number(_ options: Options, _ name: String, default value: Int, in range: ClosedRange<Int>) throws -> Int {
         guard let text = options.named[name] else { return value }
         guard let number = Int(text), range.contains(number) else {
             throw UsageError(message: "--\(name) \(text): expected a whole number from \(range.lowerBound) to \(range.upperBound)")
