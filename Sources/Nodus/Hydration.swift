@@ -7,11 +7,12 @@ import SpiritCore
 /// before it is stored and counted as present; a peer that fails, stalls
 /// or sends a bad block is dropped by name and its blocks go to the others
 /// (HydrationScheduler, the pure core, decides). Where the bytes go is a
-/// closure (`store`): the RAM file in the Hydrator, memory in tests.
+/// closure (`store`, given a block's offset and bytes): the RAM file in
+/// `spirit nodus hydrate`, memory in tests.
 public final class Hydration: @unchecked Sendable {
     public let hashes: BlockHashes
     let peers: [BlockPeer]
-    let store: @Sendable (Int, [UInt8]) throws -> Void
+    let store: @Sendable (Int64, [UInt8]) throws -> Void
     let report: @Sendable (String) -> Void
     let monitor = Monitor()
     let startedMicros: Int64
@@ -24,7 +25,7 @@ public final class Hydration: @unchecked Sendable {
     /// `report` gets a line for each peer dropped, naming it and why, and
     /// one when no peer is left.
     public init(hashes: BlockHashes, peers: [BlockPeer], stallMicros: Int64 = 5_000_000,
-                store: @escaping @Sendable (Int, [UInt8]) throws -> Void, report: @escaping @Sendable (String) -> Void) {
+                store: @escaping @Sendable (Int64, [UInt8]) throws -> Void, report: @escaping @Sendable (String) -> Void) {
         self.hashes = hashes
         self.peers = peers
         self.store = store
@@ -63,7 +64,7 @@ public final class Hydration: @unchecked Sendable {
             let valid = hashes.verify(block, bytes)
             if valid {
                 do {
-                    try store(block, bytes)
+                    try store(offset, bytes)
                 } catch {
                     // RAM is full or the file is gone: no peer can help.
                     monitor.withLock {

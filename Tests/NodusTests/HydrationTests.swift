@@ -165,7 +165,7 @@ import Testing
             }
         }
         return Hydration(hashes: hashes, peers: blockPeers, stallMicros: stallMicros,
-                         store: { block, bytes in script.stored.withLock { $0[block] = bytes } },
+                         store: { offset, bytes in script.stored.withLock { $0[Int(offset) / Self.blockSize] = bytes } },
                          report: { line in script.lines.withLock { $0.append(line) } })
     }
 
@@ -245,7 +245,7 @@ import Testing
         let hydration = Hydration(hashes: hashes, peers: [
             BlockPeer(name: "slow", connections: 1) { Peer(image: image, holdBefore: 1000, script: stuck) },
             BlockPeer(name: "quick", connections: 1) { Peer(image: image, delayMillis: 20, script: script) },
-        ], stallMicros: 300_000, store: { block, bytes in script.stored.withLock { $0[block] = bytes } },
+        ], stallMicros: 300_000, store: { offset, bytes in script.stored.withLock { $0[Int(offset) / Self.blockSize] = bytes } },
            report: { line in script.lines.withLock { $0.append(line) } })
         try hydration.start()
         defer {
