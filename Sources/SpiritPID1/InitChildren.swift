@@ -99,10 +99,14 @@ extension Init {
         }
     }
 
-    /// The hydrator's pid, if the worker started one that still runs.
+    /// The hydrator's pid, if the worker started one that still runs (at
+    /// switch_root, when /run and /proc are in the new root already).
     static func hydratorPID() -> Int32? {
-        guard let bytes = try? Sys.readFile(RunFile.hydratorPID), let pid = WorkerOutcome.pid(fromFile: bytes) else { return nil }
-        var proc = Text("/proc/")
+        var file = Init.newRoot
+        file.append(RunFile.hydratorPID)
+        guard let bytes = try? Sys.readFile(file), let pid = WorkerOutcome.pid(fromFile: bytes) else { return nil }
+        var proc = Init.newRoot
+        proc.append(text("/proc/"))
         proc.append(Int64(pid))
         return Sys.exists(proc) ? pid : nil
     }
@@ -119,7 +123,10 @@ extension Init {
         // outlive the switch (it exits once the root reads RAM); the rest
         // of stage 1 goes.
         if let spared = Init.hydratorPID() {
-            Sys.killAll(LinuxSignal.kill, but: spared)
+            // The worker has moved /proc and /run into the new root.
+            var procfs = Init.newRoot
+            procfs.append(text("/proc"))
+            Sys.killAll(LinuxSignal.kill, but: spared, procfs: procfs)
             // What was killed is reaped (a SIGKILL ends a process at once
             // unless it is stuck in the kernel); the hydrator stays a child.
             let deadline = Sys.bootTimeMicros() + 200_000

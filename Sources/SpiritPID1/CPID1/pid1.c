@@ -174,10 +174,10 @@ int pid1_open(const char *path, int how) {
 
 int pid1_kill(pid_t pid, int signal) { return kill(pid, signal) == 0 ? 0 : -errno; }
 
-int pid1_kill_all_but(int signal, pid_t spared) {
-    // kill(-1) with one exception: each process in /proc but this one and
-    // `spared`. Kernel threads ignore the signal.
-    DIR *proc = opendir("/proc");
+int pid1_kill_all_but(const char *procfs, int signal, pid_t spared) {
+    // kill(-1) with one exception: each process in `procfs` but this one
+    // and `spared`. Kernel threads ignore the signal.
+    DIR *proc = opendir(procfs);
     if (!proc) return -errno;
     pid_t self = getpid();
     struct dirent *entry;
