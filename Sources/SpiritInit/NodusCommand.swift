@@ -142,7 +142,12 @@ enum NodusCommand {
     static func waitForStreamedImage(console: Console) throws {
         var said = false
         while let bytes = try? Kernel.readFile(RootLayout.hydrateState) {
-            let progress = try HydrationProgress.parse(bytes)
+            let progress: HydrationProgress
+            do {
+                progress = try HydrationProgress.parse(bytes)
+            } catch {
+                throw SpiritError("\(RootLayout.hydrateState): \(error)")
+            }
             switch progress.state {
             case .done: return
             case .failed: throw SpiritError("the streamed image never came whole into RAM (\(progress.problem ?? "no reason given")): not serving it")
