@@ -123,3 +123,29 @@ def test_streaming_boot_is_ready_before_its_copy_ends_and_outlives_the_peer(boot
     # Nodus serves the RAM copy later without hashing it again.
     assert vm.check("cat /run/spirit/image/rootfs.squashfs.verified | cut -d' ' -f1") == system_image["sha256"]
     assert "I/O error" not in vm.check("dmesg | tail -50")
+
+
+@pytest.fixture
+def vanishing_peer(tmp_path, system_image):
+    # Slower still: the copy must be far from its end when the peer goes.
+    yield from streaming_lan(tmp_path, system_image["image"], system_image["manifest"], "3mbit", 7, "sptap7")
+
+
+def test_a_streaming_boot_whose_only_peer_vanishes_says_why_and_does_not_hang(boot, vanishing_peer):
+    vm = boot(f"crom.mode=nodus crom.nodus.server={vanishing_peer['server']} crom.nodus.stream=1 crom.network.timeout=20",
+              nics=[vanishing_peer["nic"]], wrapper=vanishing_peer["wrapper"])
+    vm.expect(r"^spirit: ready$", timeout=600)
+    vm.expect(r"spirit:/# ", partial=True)
+    assert json.loads(vm.check("cat /run/spirit/hydrate.json"))["state"] == "streaming"
+    vanishing_peer["processes"]["peer"].kill()
+    vanishing_peer["processes"]["peer"].wait()
+    # The peer is named with why, and the copy's end is said: no silent hang.
+    vm.expect(r"spirit: warning: nodus: dropped peer 10\.77\.7\.1:10809: .*; no peer is left", timeout=120)
+    vm.expect(r"spirit: error: nodus: the image cannot be brought into RAM: no peer is left to read the image from "
+              r"\(10\.77\.7\.1:10809: .*\); the root keeps reading what is in RAM through /dev/nbd0, and reads of the rest fail \(EIO\)",
+              timeout=60)
+    state = json.loads(vm.check("cat /run/spirit/hydrate.json"))
+    assert state["state"] == "failed" and "no peer is left" in state["problem"], state
+    assert "image: failed " in vm.check("spiritctl status")
+    # What is in RAM still reads.
+    assert vm.check("echo still here") == "still here"
