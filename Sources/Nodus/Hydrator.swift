@@ -71,9 +71,10 @@ public final class Hydrator: @unchecked Sendable {
 
     var size: Int64 { hydration.hashes.imageSize }
 
-    /// Makes the RAM file, hands the kernel its nbd device, starts the
-    /// fetching and attaches the read-only loop device the root is mounted
-    /// from (its path is `loopDevice`).
+    /// Checks the RAM file (made at full size by the caller, whose store
+    /// the Hydration writes through), hands the kernel its nbd device,
+    /// starts the fetching and attaches the read-only loop device the root
+    /// is mounted from (its path is `loopDevice`).
     public func start() throws {
         try Kernel.changeDirectory(settings.imageDirectory)
         guard size > 0, size % 512 == 0 else {
