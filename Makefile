@@ -190,7 +190,7 @@ sanitize-test: asan-test tsan-test
 # (fuzz/make-seeds.py) and every input that ever crashed it.
 FUZZ_SCRATCH := .build-fuzz
 FUZZ_BINARY := $(FUZZ_SCRATCH)/release/SpiritFuzz
-FUZZ_TARGETS := cmdline manifest config nbd-server nbd-client discovery http uevent qmp grubenv persist sentinel journal modindex netboot
+FUZZ_TARGETS := cmdline manifest config nbd-server nbd-client discovery http uevent qmp grubenv persist sentinel journal modindex netboot hydrate
 FUZZ_RUNS ?= 1000000
 FUZZ_CHECK_SECONDS ?= 2
 fuzz-build: $(FUZZ_BINARY)

@@ -43,12 +43,14 @@ import http_fetch as http_delivery  # noqa: E402
 import initramfs_stage  # noqa: E402
 import layers  # noqa: E402
 import nbd  # noqa: E402
+import stream_boot  # noqa: E402
 import upgrade  # noqa: E402
 import vm_bridge  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 # BENCH_ONLY=modules: module loading alone (out/bench/modules.md and .json),
-# without the peers, disks and models the other parts need.
+# without the peers, disks and models the other parts need. BENCH_ONLY=stream:
+# the streaming boot against copy-first from one peer (out/bench/stream.md and .json).
 ONLY = os.environ.get("BENCH_ONLY", "")
 OUT = ROOT / "out" / "bench"
 KERNEL = os.environ["SPIRIT_KERNEL"]
@@ -174,8 +176,15 @@ def main() -> None:
         (OUT / "modules.md").write_text(modules_markdown(modules))
         print((OUT / "modules.md").read_text())
         return
+    if ONLY == "stream":
+        streaming = stream_boot.measure(KERNEL, str(SPIRIT_INITRAMFS), ROOTFS, ROOTFS.parent / "manifest.json", RUNS, OUT / "stream")
+        (OUT / "stream.json").write_text(json.dumps(streaming, indent=2) + "\n")
+        (OUT / "stream.md").write_text(stream_boot.markdown(streaming))
+        print((OUT / "stream.md").read_text())
+        return
     delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
     peers = nbd.measure_peers(SPIRIT, SIGNING_KEY, RUNS)
+    streaming = stream_boot.measure(KERNEL, str(SPIRIT_INITRAMFS), ROOTFS, ROOTFS.parent / "manifest.json", RUNS, OUT / "stream")
     fetch = http_delivery.measure(SPIRIT, SIGNING_KEY, RUNS)
     bridge = vm_bridge.measure(SPIRIT, RUNS)
     modules = measure_modules()
@@ -202,6 +211,7 @@ def main() -> None:
         "module_loading": {"contenders": modules, "kmod_over_spirit_median": round(ratio, 2), "target": ">= 2.0"},
         "nbd": {"export_bytes": nbd.SIZE, "servers": delivery, "target": "spirit >= the faster peer"},
         "nodus_peers": {"image_bytes": nbd.SIZE, "peers": peers},
+        "stream_boot": streaming,
         "http": {"image_bytes": http_delivery.SIZE, "clients": fetch},
         "vm_bridge": bridge,
         "gpu_handover": gpu,
@@ -222,6 +232,7 @@ kernel {kernel_release} (Debian). Every figure is measured inside the guest in m
 {modules_markdown(modules)}
 {initramfs_stage.markdown(stage)}
 {full_boot.markdown(boot)}
+{stream_boot.markdown(streaming)}
 {edge_boots.markdown(edges)}
 {layers.markdown(layer)}
 {upgrade.markdown(upgrades)}

@@ -270,6 +270,12 @@ seed("sentinel", "status", 'ok\n{"now_ms":1234.5,"services":[{"name":"crashy","s
 seed("sentinel", "rules", '[oom-kill]\nsignal = "kmsg.oom-kill"\nat-least = 1\nwithin-seconds = 60\nseverity = "critical"\n'
      '[memory-pressure]\nsignal = "psi.memory.some.avg10"\nabove = 10\nfor-seconds = 30\nseverity = "warning"\naction = "restart-largest"\n')
 
+# hydrate: /run/spirit/hydrate.json as `spirit nodus hydrate` writes it.
+seed("hydrate", "streaming", '{"state":"streaming","blocks_present":3,"blocks_total":45,"bytes_present":3145728,'
+     '"bytes_total":46919680,"started_us":4000000,"peers":[{"name":"10.77.5.1:10809","blocks":3}]}\n')
+seed("hydrate", "failed", '{"state":"failed","blocks_present":0,"blocks_total":1,"bytes_present":0,"bytes_total":4096,'
+     '"started_us":1,"ended_us":2,"problem":"no peer is left","peers":[{"name":"a","blocks":0,"dropped":"gone"}]}\n')
+
 # journal: a whole chain of three records (canonical lines, as JournalRecord
 # writes them), the same with a record edited, and a line cut short.
 def journal_chain(count, prev="0" * 64):

@@ -101,6 +101,9 @@ public struct FoundImage: Sendable {
     /// Where the media files are while the medium is mounted (until
     /// `release`): the persistence archive is read from there.
     public var mediaDirectory: String?
+    /// crom.nodus.stream=1: the peers to stream the image from (host:port),
+    /// with how long one may take over a block; nil: copy it first.
+    public var stream: StreamedImage?
 
     public init(source: SourceName, origin: String, manifest: Manifest, openImage: @escaping @Sendable () throws -> any ImageStream,
                 release: @escaping @Sendable () -> Void, layers: LayerShelf? = nil, models: ModelShelf? = nil, medium: BootMedium? = nil,
@@ -114,6 +117,16 @@ public struct FoundImage: Sendable {
         self.models = models
         self.medium = medium
         self.mediaDirectory = mediaDirectory
+    }
+}
+
+/// Where a streaming boot (crom.nodus.stream=1) reads its image from.
+public struct StreamedImage: Sendable, Equatable {
+    public var peers: [String]
+    public var stallMillis: Int
+    public init(peers: [String], stallMillis: Int) {
+        self.peers = peers
+        self.stallMillis = stallMillis
     }
 }
 

@@ -30,8 +30,10 @@ public struct NodusSource: BootSource {
     /// How long answers to a discovery broadcast are gathered.
     public static let discoveryWindowMillis = 1500
 
-    /// `stream` is crom.nodus.stream=1, which this build does not do yet:
-    /// it says so and copies the image into RAM as without it.
+    /// `stream` is crom.nodus.stream=1: the root is mounted from the
+    /// peers' export at once and the image copied into RAM behind it (see
+    /// Hydrator), when the manifest has a block list to check each block
+    /// against; without one the image is copied first, as without the flag.
     public init(server: Endpoint?, discovery: Bool, trust: ImageTrust?, networkTimeoutSeconds: Int, stream: Bool = false,
                 network: Network = Network()) {
         self.server = server
@@ -46,10 +48,6 @@ public struct NodusSource: BootSource {
     public func locate(_ context: SourceContext) throws -> FoundImage {
         guard server != nil || discovery else {
             throw SpiritError("discovery is off (crom.nodus=off) and no peer is named (crom.nodus.server=)")
-        }
-        if stream {
-            context.console.warning("crom.nodus.stream=1: using the peer's export as the lower layer is not supported yet; "
-                + "the image is copied into RAM")
         }
         try context.cancel.check(name)
         let lease = try network.up(context, idleMillis: idleMillis)
@@ -105,6 +103,19 @@ public struct NodusSource: BootSource {
     /// The chosen image, read from every peer that serves it.
     func found(_ choice: PeerSelection.Choice, console: Console) throws -> FoundImage {
         let addresses = try choice.peers.map { try SocketAddress(host: $0.host, port: $0.port) }
+        if stream, choice.manifest.blocks != nil {
+            console.info("nodus: crom.nodus.stream=1: the root will read the image from " + addresses.map { "\($0)" }.joined(separator: ", ")
+                + " while it is copied into RAM, each block checked against the signed block list")
+            var found = FoundImage(source: name, origin: "nodus peer \(addresses[0]) (streamed)", manifest: choice.manifest,
+                                   openImage: { throw SpiritError("a streamed image is read by spirit nodus hydrate, not copied first") },
+                                   release: {}, layers: .nodus(addresses, idleMillis: idleMillis), models: .nodus(addresses, idleMillis: idleMillis))
+            found.stream = StreamedImage(peers: addresses.map { "\($0)" }, stallMillis: Self.streamStallMillis)
+            return found
+        }
+        if stream {
+            console.warning("crom.nodus.stream=1: the manifest of \(choice.manifest.image) has no block list to check streamed blocks "
+                + "against; the image is copied into RAM first")
+        }
         let open = try Self.imageReader(choice, idleMillis: idleMillis, stallMillis: Self.stallMillis, console: console)
         // The layers and model packs from the first of these peers that answers.
         return FoundImage(source: name, origin: "nodus peer \(addresses[0])", manifest: choice.manifest, openImage: open,
@@ -113,6 +124,10 @@ public struct NodusSource: BootSource {
 
     /// How long a peer may take over one block before its blocks go to the others.
     public static let stallMillis = 5000
+    /// The same for a streaming boot: longer, because the root already
+    /// reads through the peers, and dropping the last one for a slow link
+    /// would fail the root's reads that a little patience would have served.
+    public static let streamStallMillis = 30_000
 
     /// How the chosen image is read: from every peer serving it at once,
     /// each block checked against the signed block list (MultiPeerReader);
@@ -131,37 +146,50 @@ public struct NodusSource: BootSource {
             if addresses.count > 1 { console.info("nodus: the manifest has no block list: reading the image from \(primary) alone") }
             return single
         }
-        var hashes: BlockHashes?
-        for address in addresses {
-            do {
-                let count = BlockHashes.blockCount(imageSize: manifest.size, blockSize: blocks.blockSize)
-                let bytes = try readSmallExport(address, NodusExports.blocks, idleMillis: idleMillis, limit: count * BlockHashes.digestSize)
-                hashes = try BlockHashes.parse(bytes, blocks: blocks, imageSize: manifest.size)
-                break
-            } catch {
-                console.warning("nodus: peer \(address): no usable block list: \(error)")
-            }
-        }
-        guard let hashes else {
+        guard let hashes = blockList(manifest: manifest, blocks: blocks, addresses: addresses, idleMillis: idleMillis, console: console) else {
             console.info("nodus: no peer served a block list matching the manifest: reading the image from \(primary) alone")
             return single
         }
         console.info("nodus: reading the image from \(addresses.count) peer(s) (" + addresses.map { "\($0)" }.joined(separator: ", ")
             + "), each \(blocks.blockSize >> 10) KiB block checked against the signed block list")
         return {
-            let peers = addresses.map { address in
-                BlockPeer(name: "\(address)") {
-                    let client = try NBDClient.connect(address, export: manifest.sha256, timeoutMilliseconds: stallMillis)
-                    guard client.size == manifest.size else {
-                        client.disconnect()
-                        throw SpiritError("its export is \(client.size) bytes; the manifest says \(manifest.size)")
-                    }
-                    return NBDBlockFetcher(client: client)
-                }
-            }
+            let peers = blockPeers(addresses, manifest: manifest, stallMillis: stallMillis)
             let reader = MultiPeerReader(hashes: hashes, peers: peers, stallMicros: Int64(stallMillis) * 1000) { console.warning("nodus: " + $0) }
             try reader.start()
             return MultiPeerImageStream(reader: reader, console: console)
+        }
+    }
+}
+
+extension NodusSource {
+    /// The first block list a peer serves that matches the signed
+    /// manifest's `blocks_sha256`; nil (each peer's problem said) if none.
+    public static func blockList(manifest: Manifest, blocks: Manifest.Blocks, addresses: [SocketAddress], idleMillis: Int,
+                                 console: Console) -> BlockHashes? {
+        for address in addresses {
+            do {
+                let count = BlockHashes.blockCount(imageSize: manifest.size, blockSize: blocks.blockSize)
+                let bytes = try readSmallExport(address, NodusExports.blocks, idleMillis: idleMillis, limit: count * BlockHashes.digestSize)
+                return try BlockHashes.parse(bytes, blocks: blocks, imageSize: manifest.size)
+            } catch {
+                console.warning("nodus: peer \(address): no usable block list: \(error)")
+            }
+        }
+        return nil
+    }
+
+    /// Each peer's image export as a BlockPeer: a connection refuses an
+    /// export whose size is not the manifest's.
+    public static func blockPeers(_ addresses: [SocketAddress], manifest: Manifest, stallMillis: Int) -> [BlockPeer] {
+        addresses.map { address in
+            BlockPeer(name: "\(address)") {
+                let client = try NBDClient.connect(address, export: manifest.sha256, timeoutMilliseconds: stallMillis)
+                guard client.size == manifest.size else {
+                    client.disconnect()
+                    throw SpiritError("its export is \(client.size) bytes; the manifest says \(manifest.size)")
+                }
+                return NBDBlockFetcher(client: client)
+            }
         }
     }
 }

@@ -335,6 +335,18 @@ public enum WorkerOutcome: Equatable {
         let line = bytes.prefix { $0 != 0x0A }
         return line.isEmpty ? nil : Array(line)
     }
+    /// The pid in a pid file (`1234\n`): a whole number above 1 that fits
+    /// a pid; nil for anything else (an empty, cut or edited file).
+    public static func pid(fromFile bytes: [UInt8]) -> Int32? {
+        let digits = bytes.prefix { $0 != 0x0A }
+        guard !digits.isEmpty, digits.count <= 10 else { return nil }
+        var value: Int64 = 0
+        for byte in digits {
+            guard byte >= 0x30, byte <= 0x39 else { return nil }
+            value = value * 10 + Int64(byte - 0x30)
+        }
+        return value > 1 && value <= Int64(Int32.max) ? Int32(value) : nil
+    }
 }
 
 /// A child that PID 1 starts again whenever it ends (the supervisor, the

@@ -21,6 +21,10 @@ public struct NBDServerSession {
     public let exports: NBDExports
     /// At most this many options before transmission (NBD_OPT_LIST, INFO…).
     public var maxOptions = 256
+    /// Called before a read is answered, with its offset and length (both
+    /// checked to be inside the export): the Hydrator fetches the blocks
+    /// that are not in RAM yet here; an error is the read's reply.
+    public var beforeRead: ((Int64, Int) -> NBD.Error?)?
 
     public init(exports: NBDExports) { self.exports = exports }
 
@@ -212,6 +216,20 @@ public struct NBDServerSession {
 
     // MARK: transmission
 
+    /// The transmission phase alone, for a client that skips the handshake:
+    /// the kernel's nbd driver, handed one end of a socket pair with
+    /// NBD_SET_SOCK, sends requests at once (the size and flags were set by
+    /// ioctl).
+    public func serveTransmission(_ export: NBDExport, _ transport: some NBDTransport) -> End {
+        do {
+            return try transmit(export, transport)
+        } catch let refusal as Refusal {
+            return .refused(refusal.reason)
+        } catch {
+            return .failed("\(error)")
+        }
+    }
+
     func transmit(_ export: NBDExport, _ transport: some NBDTransport) throws -> End {
         while true {
             guard let request = NBDRequest.parse(try transport.readRequest()) else {
@@ -230,6 +248,8 @@ public struct NBDServerSession {
             switch command {
             case .read:
                 if let problem = check(request, export) {
+                    error = problem
+                } else if let problem = beforeRead?(Int64(request.offset), Int(request.length)) {
                     error = problem
                 } else {
                     try transport.writeExport(header: NBDSimpleReply.encode(error: 0, cookie: request.cookie), export: export,

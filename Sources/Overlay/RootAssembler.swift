@@ -34,13 +34,14 @@ public struct RootAssembler {
 
     /// The stage-1 plan for this machine: its memory, its zram device and
     /// the algorithms zram offers.
-    public func stageOnePlan(manifest: Manifest, layers: [LayerManifest] = [], persistArchive: String? = nil) throws -> BootPlan {
+    public func stageOnePlan(manifest: Manifest, layers: [LayerManifest] = [], persistArchive: String? = nil,
+                             streamed: Bool = false) throws -> BootPlan {
         let memTotal = Zram.memTotalKiB(meminfo: try Kernel.readText("/proc/meminfo")) ?? 0
         let number = try Zram.freeDevice()
         let offered = (try? Kernel.readText("/sys/block/zram\(number)/comp_algorithm")) ?? ""
         return try plan.stageOne(.init(manifest: manifest, memTotalKiB: memTotal, algorithmsOffered: offered,
                                        upper: config.upper, ramLimitMiB: config.ramLimitMiB, zramNumber: number,
-                                       layers: layers, persistArchive: persistArchive))
+                                       layers: layers, persistArchive: persistArchive, streamed: streamed))
     }
 
     /// Runs the plan. `openImage` gives the source's stream; `releaseMedia`
@@ -50,22 +51,29 @@ public struct RootAssembler {
     /// A layer that fails its copy or check is left out, said on the
     /// console; the names of the layers stacked are returned. `persist`
     /// restores a persistence archive (read before the copy, applied after
-    /// the overlay is mounted); its handlers never throw.
+    /// the overlay is mounted); its handlers never throw. `stream`, for a
+    /// streaming boot, starts the hydrator and returns once it has named
+    /// the loop device in RootLayout.hydrateLoop: the image is then not
+    /// copied here (`openImage` is not called).
     @discardableResult
     public func assemble(manifest: Manifest, layers: [BootLayer] = [], openImage: () throws -> any ImageStream,
                          releaseMedia: () -> Void,
-                         persist: (archive: String, read: () -> Void, apply: () -> Void)? = nil) throws -> [LayerManifest] {
+                         persist: (archive: String, read: () -> Void, apply: () -> Void)? = nil,
+                         stream: (() throws -> Void)? = nil) throws -> [LayerManifest] {
         try withoutActuallyEscaping(openImage) { openImage in
             try withoutActuallyEscaping(releaseMedia) { releaseMedia in
-                try run(manifest: manifest, layers: layers, openImage: openImage, releaseMedia: releaseMedia, persist: persist)
+                try run(manifest: manifest, layers: layers, openImage: openImage, releaseMedia: releaseMedia, persist: persist,
+                        stream: stream)
             }
         }
     }
 
     func run(manifest: Manifest, layers: [BootLayer], openImage: @escaping () throws -> any ImageStream,
              releaseMedia: @escaping () -> Void,
-             persist: (archive: String, read: () -> Void, apply: () -> Void)?) throws -> [LayerManifest] {
-        let bootPlan = try stageOnePlan(manifest: manifest, layers: layers.map(\.manifest), persistArchive: persist?.archive)
+             persist: (archive: String, read: () -> Void, apply: () -> Void)?,
+             stream: (() throws -> Void)?) throws -> [LayerManifest] {
+        let bootPlan = try stageOnePlan(manifest: manifest, layers: layers.map(\.manifest), persistArchive: persist?.archive,
+                                        streamed: stream != nil)
         console.debug("boot plan:\n" + bootPlan.shell)
         let layout = plan.layout
         let imagePath = layout.imageDirectory + "/" + manifest.image
@@ -95,6 +103,7 @@ public struct RootAssembler {
                     console.info("unable to note the image as checked (\(error)): Nodus will hash it again")
                 }
             },
+            RootPlan.Action.stream: { try stream?() },
             RootPlan.Action.readPersist: { persist?.read() },
             RootPlan.Action.applyPersist: { persist?.apply() },
         ]

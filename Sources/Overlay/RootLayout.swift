@@ -6,6 +6,11 @@ import SpiritCore
 public struct RootLayout: Sendable, Equatable {
     /// tmpfs holding the copy of the image.
     public var imageDirectory = "/run/spirit/image"
+    /// Where `spirit nodus hydrate` names the loop device the streamed
+    /// root is mounted from (crom.nodus.stream=1).
+    public static let hydrateLoop = "/run/spirit/hydrate.loop"
+    /// The streamed copy's progress (HydrationProgress), for `spiritctl status`.
+    public static let hydrateState = "/run/spirit/hydrate.json"
     /// The squashfs, mounted read-only from a loop device.
     public var lower = "/run/spirit/lower"
     /// The writable layer: ext4 on zram, or tmpfs.

@@ -20,9 +20,15 @@ public struct RootPlan: Sendable {
         /// The persistence archive on the mounted boot medium, to restore
         /// (crom.persist=on and a medium that is a disk); nil: none.
         public var persistArchive: String? = nil
+        /// crom.nodus.stream=1 with a manifest that has a block list: the
+        /// root is mounted from the peers' export while the image comes
+        /// into RAM behind it (`spirit nodus hydrate`), not after a copy.
+        public var streamed = false
 
         public init(manifest: Manifest, memTotalKiB: Int64, algorithmsOffered: String, upper: UpperLayer,
-                    ramLimitMiB: Int?, zramNumber: Int = 0, layers: [LayerManifest] = [], persistArchive: String? = nil) {
+                    ramLimitMiB: Int?, zramNumber: Int = 0, layers: [LayerManifest] = [], persistArchive: String? = nil,
+                    streamed: Bool = false) {
+            self.streamed = streamed
             self.manifest = manifest
             self.memTotalKiB = memTotalKiB
             self.algorithmsOffered = algorithmsOffered
@@ -46,6 +52,9 @@ public struct RootPlan: Sendable {
         /// `mount-layer NAME`: its squashfs from a loop device, read-only
         /// (an empty directory, a harmless lower layer, if it was left out).
         public static func mountLayer(_ name: String) -> String { "mount-layer " + name }
+        /// Starts `spirit nodus hydrate` and waits until it names the
+        /// read-only loop device over /dev/nbdN (in `hydrateLoop`).
+        public static let stream = "stream-image"
         public static let readPersist = "read-persist"
         public static let applyPersist = "apply-persist"
     }
@@ -81,19 +90,35 @@ public struct RootPlan: Sendable {
         steps += [
             PlannedStep("copy", .makeDirectory(layout.imageDirectory)),
             PlannedStep("copy", .mount(layout.imageMount(imageBytes: manifest.size + layerBytes + Int64(inputs.layers.count) << 20))),
-            PlannedStep("copy", .action(name: Action.copy, shell: "cat IMAGE > \(imagePath)  # from the boot source, SHA-256 computed as it is copied")),
         ]
+        let manifestBeside = PlannedStep("verify", .writeFile(path: layout.imageDirectory + "/" + RootAssembler.manifestFile, contents: manifest.json))
+        if inputs.streamed {
+            // The hydrator reads the manifest (checked already) from beside the image.
+            steps += [
+                PlannedStep("stream", manifestBeside.step),
+                PlannedStep("stream", .action(name: Action.stream, shell: "spirit nodus hydrate --peers PEERS --manifest "
+                    + "\(layout.imageDirectory)/\(RootAssembler.manifestFile) --image \(imagePath) --ready \(RootLayout.hydrateLoop) &"
+                    + "  # /dev/nbdN from the peers, each block checked; a read-only loop over it; the copy into RAM behind")),
+            ]
+        } else {
+            steps.append(PlannedStep("copy", .action(name: Action.copy, shell: "cat IMAGE > \(imagePath)  # from the boot source, SHA-256 computed as it is copied")))
+        }
         if !inputs.layers.isEmpty { steps.append(PlannedStep("copy", .makeDirectory(layout.layerImages))) }
         for layer in inputs.layers {
             let path = layout.layerImages + "/" + layer.image
             steps.append(PlannedStep("copy", .action(name: Action.copyLayer(layer.name), shell:
                 "cat MEDIA/layers/\(layer.image) > \(path) && echo '\(layer.sha256)  \(path)' | sha256sum -c  # else left out: rm \(path)")))
         }
+        steps.append(PlannedStep(inputs.streamed && inputs.layers.isEmpty ? "stream" : "copy",
+                                 .action(name: Action.release, shell: "umount MEDIA  # the boot source lets its medium go")))
+        if !inputs.streamed {
+            steps += [
+                PlannedStep("verify", .action(name: Action.verify, shell: "echo '\(manifest.sha256)  \(imagePath)' | sha256sum -c")),
+                // Beside the image, for Nodus: a running Spirit serves both to its peers.
+                manifestBeside,
+            ]
+        }
         steps += [
-            PlannedStep("copy", .action(name: Action.release, shell: "umount MEDIA  # the boot source lets its medium go")),
-            PlannedStep("verify", .action(name: Action.verify, shell: "echo '\(manifest.sha256)  \(imagePath)' | sha256sum -c")),
-            // Beside the image, for Nodus: a running Spirit serves both to its peers.
-            PlannedStep("verify", .writeFile(path: layout.imageDirectory + "/" + RootAssembler.manifestFile, contents: manifest.json)),
             PlannedStep("zram", .writeFirstAccepted(path: block + "/comp_algorithm", values: algorithms, what: "zram",
                                                     preferred: Zram.preferredAlgorithms[0])),
             PlannedStep("zram", .writeFile(path: block + "/disksize", contents: String(bytes)),
@@ -124,7 +149,8 @@ public struct RootPlan: Sendable {
             PlannedStep("zram", .mount(layout.readWriteMount(inputs.upper, zramDevice: device, bytes: bytes))),
             PlannedStep("zram", .makeDirectory(layout.upper)),
             PlannedStep("zram", .makeDirectory(layout.work)),
-            PlannedStep("mount", .attachLoop(file: imagePath, into: "LOOP")),
+            inputs.streamed ? PlannedStep("mount", .readValue(path: RootLayout.hydrateLoop, into: "LOOP"))
+                : PlannedStep("mount", .attachLoop(file: imagePath, into: "LOOP")),
             PlannedStep("mount", .makeDirectory(layout.lower)),
             PlannedStep("mount", .mount(layout.squashfsMount(loopDevice: "$LOOP"))),
         ]
@@ -145,8 +171,9 @@ public struct RootPlan: Sendable {
         }
         let layerNote = inputs.layers.isEmpty ? "" : " and layers " + inputs.layers.map { "\($0.name) (\($0.size >> 10) KiB)" }.joined(separator: ", ")
         return BootPlan(steps: steps, details: [
-            "copy": "\(manifest.size >> 10) KiB into RAM" + layerNote,
-            "verify": "SHA-256 \(manifest.sha256.prefix(12)) matches the signed manifest",
+            "copy": "\(manifest.size >> 10) KiB into RAM" + layerNote + (inputs.streamed ? ", in the background (streamed)" : ""),
+            "verify": inputs.streamed ? "each block against the signed block list; SHA-256 \(manifest.sha256.prefix(12)) when the copy ends"
+                : "SHA-256 \(manifest.sha256.prefix(12)) matches the signed manifest",
             "zram": "\(bytes >> 20) MiB, \(inputs.upper.rawValue) upper",
         ])
     }

@@ -167,12 +167,15 @@ struct BootWorker {
             let stacked = try RootAssembler(config: config, console: console, timeline: timeline)
                 .assemble(manifest: found.manifest, layers: layers, openImage: found.openImage,
                           releaseMedia: { copyModels(found); keepBootFiles(found); found.release() },
-                          persist: restore.map { restore in (restore.archive, restore.read, { restore.apply(root: RootLayout().sysroot) }) })
+                          persist: restore.map { restore in (restore.archive, restore.read, { restore.apply(root: RootLayout().sysroot) }) },
+                          stream: found.stream.map { stream in { try startHydrator(stream, manifest: found.manifest) } })
             try? Kernel.writeFile(RunFiles.imageManifest, found.manifest.json)
             // The copy was hashed as it was read (RootPlan's verify step):
             // here it matched the signed manifest.
             journal.append("boot.root", [("image", found.manifest.image), ("version", found.manifest.version),
-                                         ("sha256", found.manifest.sha256), ("verified", "image sha256 matches the signed manifest"),
+                                         ("sha256", found.manifest.sha256),
+                                         ("verified", found.stream == nil ? "image sha256 matches the signed manifest"
+                                             : "streamed: each block against the signed block list, the image's sha256 when its copy ends"),
                                          ("layers", stacked.map { "\($0.name) \($0.version) \($0.sha256)" }.joined(separator: ", "))])
             try? Kernel.writeFile(RunFiles.bootMedium, (found.medium ?? BootMedium(source: found.source.rawValue, origin: found.origin)).json)
             if !stacked.isEmpty {
@@ -189,6 +192,37 @@ struct BootWorker {
             // The plan could not be made (no zram device): the media goes.
             found.release()
             throw error
+        }
+    }
+
+    /// How long the hydrator may take to hand over its loop device.
+    static let hydratorStartMicros: Int64 = 60_000_000
+
+    /// crom.nodus.stream=1: starts `spirit nodus hydrate` in a session of
+    /// its own (it outlives this worker and switch_root: PID 1 adopts it)
+    /// and waits until it names the read-only loop device over /dev/nbdN
+    /// that the root is mounted from. If it ends first, its status is the
+    /// reason (its own lines on the console say why).
+    func startHydrator(_ stream: StreamedImage, manifest: Manifest) throws {
+        let layout = RootLayout()
+        Kernel.remove(RootLayout.hydrateLoop)
+        let pid = try Spawn.spawn("/proc/self/exe", [
+            "spirit", "nodus", "hydrate", "--peers", stream.peers.joined(separator: ","),
+            "--manifest", layout.imageDirectory + "/" + RootAssembler.manifestFile,
+            "--image", layout.imageDirectory + "/" + manifest.image, "--ready", RootLayout.hydrateLoop,
+            "--stall-ms", String(stream.stallMillis),
+        ], options: .init(newSession: true))
+        // PID 1 spares it when it ends stage 1's processes at switch_root.
+        try Kernel.writeFile(RunFiles.hydratorPID, "\(pid)\n")
+        let deadline = Kernel.bootTimeMicros() + Self.hydratorStartMicros
+        while !Kernel.exists(RootLayout.hydrateLoop) {
+            if let (_, status) = try Spawn.wait(pid, noHang: true) {
+                throw SpiritError("spirit nodus hydrate \(status) before its device was ready")
+            }
+            guard Kernel.bootTimeMicros() < deadline else {
+                throw SpiritError("spirit nodus hydrate did not name its device within \(Self.hydratorStartMicros / 1_000_000) s")
+            }
+            Kernel.sleep(milliseconds: 10)
         }
     }
 
@@ -290,6 +324,7 @@ struct BootWorker {
     static func isTheSources(_ failure: PlanFailure) -> Bool {
         switch failure.step {
         case .action(RootPlan.Action.verify, _): true
+        case .action(RootPlan.Action.stream, _): true // the hydrator could not start streaming from the peers
         case .action(RootPlan.Action.copy, _): false
         default: failure.phase == "copy"
         }

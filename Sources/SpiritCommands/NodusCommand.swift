@@ -11,7 +11,7 @@ import SpiritCore
 package enum NodusCommand {
 
     static func run(_ arguments: [String]) -> Int32 {
-        guard let verb = arguments.first else { return Usage.fail("nodus needs serve, info, fetch, attach or detach") }
+        guard let verb = arguments.first else { return Usage.fail("nodus needs serve, info, fetch, attach, detach or hydrate") }
         return exitStatus {
             let options = try Options(Array(arguments.dropFirst()))
             switch verb {
@@ -19,6 +19,7 @@ package enum NodusCommand {
             case "info": try info(options)
             case "fetch": try fetch(options)
             case "attach": try attach(options)
+            case "hydrate": try hydrate(options)
             case "detach":
                 guard options.words.count == 1 else { throw UsageError(message: "detach takes one DEVICE") }
                 try NBDKernelDevice.detach(options.words[0])
@@ -70,6 +71,7 @@ package enum NodusCommand {
         if let key = options.named["public-key"] {
             try manifest.verifySignature(publicKey: try SigningKey.read(key))
         }
+        try waitForStreamedImage(console: console)
         // Peers check what they get, but a seeder that hands out an image
         // its manifest does not describe wastes every peer's boot: refuse.
         // The boot's RAM copy was checked by stage 1, and is not hashed again
@@ -131,6 +133,34 @@ package enum NodusCommand {
         ServiceNotify.ready()
         let error = server.serve()
         throw SpiritError("nodus: the NBD server stopped: \(error)")
+    }
+
+    /// After a streaming boot (crom.nodus.stream=1) the image in RAM is
+    /// whole only once `spirit nodus hydrate` is done: until then the
+    /// daemon says it is ready (its service must not time out for a copy
+    /// that may take minutes) but serves nothing, and starts serving when
+    /// the copy is whole and checked. A copy that failed is not served.
+    static func waitForStreamedImage(console: Console) throws {
+        var said = false
+        while let bytes = try? Kernel.readFile(RootLayout.hydrateState) {
+            let progress: HydrationProgress
+            do {
+                progress = try HydrationProgress.parse(bytes)
+            } catch {
+                throw SpiritError("\(RootLayout.hydrateState): \(error)")
+            }
+            switch progress.state {
+            case .done: return
+            case .failed: throw SpiritError("the streamed image never came whole into RAM (\(progress.problem ?? "no reason given")): not serving it")
+            case .streaming, .verifying:
+                if !said {
+                    said = true
+                    ServiceNotify.ready()
+                    console.info("nodus: the image is still coming into RAM (crom.nodus.stream=1): serving it once it is whole and checked")
+                }
+                Kernel.sleep(milliseconds: 1000)
+            }
+        }
     }
 
     /// The image's block list as the `blocks` export, made from the image
@@ -238,5 +268,97 @@ package enum NodusCommand {
                 + (client.flags.contains(.readOnly) ? ", read-only" : ""))
         }
         Console.tool.info("\(device) detached")
+    }
+
+    /// `spirit nodus hydrate`: the streaming boot's copy (crom.nodus.stream=1,
+    /// started by the boot worker; by hand for a test). Serves the image to
+    /// the kernel as /dev/nbdN with a read-only loop over it while it is
+    /// copied from the peers into `--image` (each block checked against the
+    /// signed block list), writes the loop's path to `--ready`, and when the
+    /// copy is whole and checked moves the loop onto it (Hydrator). Stays
+    /// up, serving what is in RAM, if the copy cannot complete.
+    static func hydrate(_ options: Options) throws {
+        let console = Console.tool
+        OnDemandLoading.install(console: console)
+        let manifest = try Manifest.parse(try Kernel.readFile(try options.required("manifest")))
+        if let key = options.named["public-key"] {
+            try manifest.verifySignature(publicKey: try SigningKey.read(key))
+        }
+        guard let blocks = manifest.blocks else {
+            throw SpiritError("the manifest of \(manifest.image) has no block list: its blocks cannot be checked as they stream")
+        }
+        let addresses = try (try options.required("peers")).split(separator: ",").map {
+            try SocketAddress.parse(String($0), defaultPort: BootConfig.defaultNBDPort)
+        }
+        let stallMillis = try number(options, "stall-ms", default: NodusSource.stallMillis, in: 100...600_000)
+        let image = try options.required("image")
+        let slash = image.lastIndex(of: "/")
+        let directory = slash.map { $0 == image.startIndex ? "/" : String(image[..<$0]) } ?? "."
+        let name = slash.map { String(image[image.index(after: $0)...]) } ?? image
+        guard let hashes = NodusSource.blockList(manifest: manifest, blocks: blocks, addresses: addresses, idleMillis: 10_000,
+                                                 console: console) else {
+            throw SpiritError("no peer of " + addresses.map { "\($0)" }.joined(separator: ", ") + " served a block list matching the manifest")
+        }
+        let file = try HydrationFile(path: image, size: manifest.size)
+        let hydration = Hydration(hashes: hashes, peers: NodusSource.blockPeers(addresses, manifest: manifest, stallMillis: stallMillis),
+                                  stallMicros: Int64(stallMillis) * 1000, store: file.store,
+                                  report: { console.warning("nodus: " + $0) })
+        var settings = Hydrator.Settings(imageDirectory: directory, imageName: name, sha256: manifest.sha256, nbdDevice: options.named["device"])
+        if let state = options.named["state"] { settings.stateFile = state }
+        if let timeline = options.named["timeline"] { settings.timelineDirectory = timeline }
+        // Until the root reads RAM, the root may need this process: the
+        // shutdown's SIGTERM and SIGHUP do not end it (its SIGKILL does,
+        // after the services are stopped; see the README).
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGHUP, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        let hydrator = Hydrator(settings: settings, hydration: hydration, console: console)
+        try hydrator.start()
+        if let ready = options.named["ready"] { try Kernel.writeFileAtomically(ready, hydrator.loopDevice + "\n") }
+        console.info("nodus: streaming \(manifest.image) \(manifest.version) from " + addresses.map { "\($0)" }.joined(separator: ", ")
+            + " as \(hydrator.nbdDevice) under \(hydrator.loopDevice), copying it into RAM behind the reads")
+        var lastQuarter = -1
+        let stateFile = settings.stateFile
+        let timeline = Timeline(directory: settings.timelineDirectory, process: "hydrator")
+        let problem = hydrator.finish { progress in
+            try? Kernel.writeFileAtomically(stateFile, progress.json)
+            let quarter = progress.total == 0 ? 4 : progress.present * 4 / progress.total
+            if progress.state == .streaming, quarter > lastQuarter, quarter < 4 {
+                lastQuarter = quarter
+                console.info("nodus: " + progress.line(now: Kernel.bootTimeMicros()))
+            }
+        }
+        let final = hydration.progress(problem == nil ? .done : .failed)
+        timeline.record(TimelineStep(step: "hydrate", process: "hydrator", pid: Kernel.pid, startMicros: final.startedMicros,
+                                     endMicros: Kernel.bootTimeMicros(), ok: problem == nil,
+                                     detail: "\(final.present)/\(final.total) blocks from " + final.peers.map { "\($0.name) \($0.blocks)" }.joined(separator: ", ")))
+        if let problem {
+            console.error("nodus: the image cannot be brought into RAM: \(problem); the root keeps reading what is in RAM through "
+                + "\(hydrator.nbdDevice), and reads of the rest fail (EIO)")
+            while true { Kernel.sleep(milliseconds: 3_600_000) }
+        }
+        console.info("nodus: \(manifest.image) is in RAM and checked (SHA-256 \(manifest.sha256.prefix(12))): the root reads it "
+            + "through \(hydrator.loopDevice); the peers may go")
+    }
+}
+
+/// The RAM file a Hydration stores blocks into, by pwrite(2) at their
+/// offsets: made at the image's full size (sparse) before anything is
+/// fetched, and written through its descriptor, which stays valid after
+/// switch_root.
+final class HydrationFile: Sendable {
+    let fd: CInt
+    let path: String
+
+    init(path: String, size: Int64) throws(SystemError) {
+        self.path = path
+        fd = try Kernel.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, mode: 0o444)
+        try Kernel.truncate(fd, size: size, path)
+    }
+
+    var store: @Sendable (Int64, [UInt8]) throws -> Void {
+        { [fd, path] offset, bytes in
+            try bytes.withBytes { raw throws(SystemError) in try Kernel.write(fd, raw, at: offset, path) }
+        }
     }
 }

@@ -71,6 +71,11 @@ package enum Usage {
                       make /dev/nbdN (default /dev/nbd0) the export, until detach
       nodus detach DEVICE
                       end the connection of /dev/nbdN
+      nodus hydrate --peers ADDR[:PORT],… --manifest FILE --image FILE [--public-key FILE] [--device /dev/nbdN]
+                    [--ready FILE] [--state FILE] [--timeline DIR] [--stall-ms N (5000)]
+                      the streaming boot's copy (crom.nodus.stream=1): serve the image as /dev/nbdN with a read-only
+                      loop over it (named in --ready) while it is copied into FILE, each block checked; then move
+                      the loop onto FILE (LOOP_CHANGE_FD) and let the peers go
       net scan [--to ADDR,...] [--port N] [--timeout MS]
                       look for Nodus peers (broadcast on every interface that is up) and list them
       time COMMAND [ARGUMENT...]

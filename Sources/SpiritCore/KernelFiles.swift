@@ -245,6 +245,30 @@ extension Kernel {
         }
     }
 
+    /// pwrite(2) of every byte at `offset` (threads writing different
+    /// parts of one file share no file position).
+    public static func write(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, at offset: Int64,
+                             _ name: @autoclosure () -> String) throws(SystemError) {
+        var done = 0
+        while done < bytes.count {
+            done += try call("write \(name()) at \(offset)") {
+                pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            }
+        }
+    }
+
+    /// ftruncate(2): a file of `size` bytes, sparse where never written.
+    public static func truncate(_ fd: CInt, size: Int64, _ name: @autoclosure () -> String) throws(SystemError) {
+        _ = try call("set the size of \(name()) to \(size) bytes") { ftruncate(fd, off_t(size)) }
+    }
+
+    /// socketpair(2) of two connected Unix stream sockets, close-on-exec.
+    public static func socketPair() throws(SystemError) -> (CInt, CInt) {
+        var fds: [CInt] = [-1, -1]
+        _ = try call("make a socket pair") { socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0, &fds) }
+        return (fds[0], fds[1])
+    }
+
     /// write(2) of every byte, or send(2) with MSG_NOSIGNAL when `socket`
     /// (a closed peer is then EPIPE, not a SIGPIPE that kills the process).
     public static func write(_ fd: CInt, _ bytes: UnsafeRawBufferPointer, socket: Bool = false,

@@ -26,6 +26,8 @@ public enum RunFiles {
     public static let layers = directory + "/layers.json"
     /// The boot worker's pid, for a person at a break shell.
     public static let workerPID = directory + "/worker.pid"
+    /// A streaming boot's `spirit nodus hydrate`, spared by PID 1 at switch_root.
+    public static let hydratorPID = directory + "/hydrate.pid"
     /// Why the boot worker gave up; PID 1 prints it as `spirit: rescue: …`.
     public static let rescueReason = directory + "/rescue-reason"
     /// Written by the boot worker when /sysroot is assembled: PID 1 then

@@ -1,4 +1,6 @@
 import Glibc
+import Nodus
+import Overlay
 import SpiritCommands
 import SpiritCore
 import Supervisor
@@ -10,7 +12,8 @@ import SystemPackage
 enum ControlCommand {
     static let usage = """
     usage: spiritctl [--json] [--root DIR | --socket PATH] COMMAND
-      status [SERVICE]          every service (or one): state, pid, restarts, since when, why
+      status [SERVICE]          every service (or one): state, pid, restarts, since when, why;
+                                after a streaming boot, how much of the image is in RAM
       start SERVICE             start it (and what it requires); clears a failure; reads a new service file
       stop SERVICE              stop it (and what requires it)
       restart SERVICE           stop it, then start it
@@ -95,7 +98,20 @@ enum ControlCommand {
         if let name = operands.first, !ServiceDefinition.isValidName(name) { return fail("'\(name)' is not a service name") }
         if follow && kind != .logs { return fail("-f goes with logs") }
         let request = ControlRequest(command: kind, service: operands.first, lines: lines, follow: follow, json: json)
-        return send(request, to: socket)
+        let status = send(request, to: socket)
+        if kind == .status, operands.isEmpty, !json, let line = hydrationLine(root: root) { print(line) }
+        return status
+    }
+
+    /// A streaming boot's copy into RAM (crom.nodus.stream=1), as
+    /// `spirit nodus hydrate` last wrote it; nil when the boot did not stream.
+    static func hydrationLine(root: String) -> String? {
+        guard let bytes = try? Kernel.readFile(root + RootLayout.hydrateState) else { return nil }
+        do {
+            return try HydrationProgress.parse(bytes).line(now: Kernel.bootTimeMicros())
+        } catch {
+            return "image: \(root + RootLayout.hydrateState): \(error)"
+        }
     }
 
     /// Sends one request; copies the answer's body to stdout as it comes.

@@ -217,6 +217,8 @@ enum RunFile {
     static let directory = Text("/run/spirit")
     static let bootConfig = Text("/run/spirit/boot-config.json")
     static let workerPID = Text("/run/spirit/worker.pid")
+    /// A streaming boot's `spirit nodus hydrate` (crom.nodus.stream=1).
+    static let hydratorPID = Text("/run/spirit/hydrate.pid")
     static let rescueShellPID = Text("/run/spirit/rescue-shell.pid")
     static let rescueReason = Text("/run/spirit/rescue-reason")
     static let rootReady = Text("/run/spirit/root-ready")

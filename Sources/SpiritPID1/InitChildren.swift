@@ -99,6 +99,18 @@ extension Init {
         }
     }
 
+    /// The hydrator's pid, if the worker started one that still runs (at
+    /// switch_root, when /run and /proc are in the new root already).
+    static func hydratorPID() -> Int32? {
+        var file = Init.newRoot
+        file.append(RunFile.hydratorPID)
+        guard let bytes = try? Sys.readFile(file), let pid = WorkerOutcome.pid(fromFile: bytes) else { return nil }
+        var proc = Init.newRoot
+        proc.append(text("/proc/"))
+        proc.append(Int64(pid))
+        return Sys.exists(proc) ? pid : nil
+    }
+
     /// The root the worker assembled, and moved /dev, /proc, /sys and /run into.
     static let newRoot = Text("/sysroot")
 
@@ -107,7 +119,24 @@ extension Init {
     /// deleted the initramfs's files. Only a failure returns, into the
     /// rescue shell (if one can still start).
     mutating func switchRoot() {
-        stopEveryProcess(grace: 0)
+        // A streaming boot's hydrator serves the new root's image and must
+        // outlive the switch (it exits once the root reads RAM); the rest
+        // of stage 1 goes.
+        if let spared = Init.hydratorPID() {
+            // The worker has moved /proc and /run into the new root.
+            var procfs = Init.newRoot
+            procfs.append(text("/proc"))
+            Sys.killAll(LinuxSignal.kill, but: spared, procfs: procfs)
+            // What was killed is reaped (a SIGKILL ends a process at once
+            // unless it is stuck in the kernel); the hydrator stays a child.
+            let deadline = Sys.bootTimeMicros() + 200_000
+            while Sys.bootTimeMicros() < deadline {
+                while let (pid, _) = (try? Sys.reap()) ?? nil, pid != spared {}
+                Sys.sleep(milliseconds: 10)
+            }
+        } else {
+            stopEveryProcess(grace: 0)
+        }
         let initPath = Text("/sbin/init")
         // The rest of the plan the worker printed (RootPlan.switchRoot).
         console.debug { line(text("switch_root, PID 1's part:\ncd "), Init.newRoot,

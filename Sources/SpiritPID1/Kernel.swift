@@ -219,6 +219,9 @@ enum Sys {
     }
 
     static func kill(_ pid: Int32, _ signal: Int32) { _ = pid1_kill(pid, signal) }
+    static func killAll(_ signal: Int32, but spared: Int32, procfs: Text) {
+        _ = withPath(procfs) { pid1_kill_all_but($0, signal, spared) }
+    }
     static func sync() { CPID1.sync() }
     static func reboot(_ command: UInt32, _ operation: Text) throws(SysError) { try check(pid1_reboot(command), operation) }
     static func blockAllSignals() -> Int32 { pid1_block_signals() }

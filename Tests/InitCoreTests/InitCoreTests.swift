@@ -9,6 +9,16 @@ import Testing
     func string(_ text: Text) -> String { String(decoding: text.bytes, as: UTF8.self) }
     func bytes(_ string: String) -> [UInt8] { Array(string.utf8) }
 
+    @Test func aPidFileHoldsOneWholeNumberAboveOne() {
+        #expect(WorkerOutcome.pid(fromFile: bytes("1234\n")) == 1234)
+        #expect(WorkerOutcome.pid(fromFile: bytes("77")) == 77)
+        #expect(WorkerOutcome.pid(fromFile: bytes("")) == nil)
+        #expect(WorkerOutcome.pid(fromFile: bytes("1\n")) == nil) // PID 1 is never spared from itself
+        #expect(WorkerOutcome.pid(fromFile: bytes("12a\n")) == nil)
+        #expect(WorkerOutcome.pid(fromFile: bytes("-5\n")) == nil)
+        #expect(WorkerOutcome.pid(fromFile: bytes("99999999999\n")) == nil)
+    }
+
     @Test func signalNumbersAndNamesAreGlibcs() {
         #expect(LinuxSignal.hangup == SIGHUP && LinuxSignal.interrupt == SIGINT && LinuxSignal.kill == SIGKILL)
         #expect(LinuxSignal.user1 == SIGUSR1 && LinuxSignal.user2 == SIGUSR2 && LinuxSignal.terminate == SIGTERM)

@@ -85,6 +85,30 @@ final class RecordingKernel: BootKernel {
         #expect(throws: SpiritError.self) { try RootPlan().stageOne(inputs(offered: "842")) }
     }
 
+    @Test func aStreamedRootIsMountedFromTheHydratorsLoopWithoutACopy() throws {
+        var streamed = inputs()
+        streamed.streamed = true
+        let plan = try RootPlan().stageOne(streamed)
+        #expect(plan.phases == ["copy", "stream", "zram", "mount"])
+        let kernel = RecordingKernel()
+        var actions: [String] = []
+        try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [
+            RootPlan.Action.copy: { actions.append("copy") },
+            RootPlan.Action.stream: {
+                // The hydrator reads the manifest beside the image: written before it starts.
+                #expect(kernel.calls.last?.hasSuffix("> /run/spirit/image/manifest.json") == true)
+                actions.append("stream")
+            },
+            RootPlan.Action.release: { actions.append("release") },
+            RootPlan.Action.verify: { actions.append("verify") },
+        ])
+        #expect(actions == ["stream", "release"]) // no copy, no whole-image check here: the hydrator does both later
+        #expect(kernel.calls.contains("read /run/spirit/hydrate.loop"))
+        #expect(!kernel.calls.contains { $0.hasPrefix("loop ") })
+        #expect(kernel.calls.contains("mount -t squashfs -o ro uuid-\(kernel.calls.firstIndex(of: "read /run/spirit/hydrate.loop")! + 1) /run/spirit/lower"))
+        #expect(plan.details["verify"]?.hasPrefix("each block against the signed block list") == true)
+    }
+
     @Test func theRunnerDoesTheStepsInOrderWithTheirValues() throws {
         let plan = try RootPlan().stageOne(inputs())
         let kernel = RecordingKernel()

@@ -15,6 +15,7 @@ extension FuzzTarget {
     /// holds each one's seeds.
     static let all: [FuzzTarget] = [
         cmdline, manifest, config, nbdServer, nbdClient, discovery, http, uevent, qmp, grubenv, persist, sentinel, journal, modindex, netboot,
+        hydrate,
     ]
 
     /// /proc/cmdline: the crom.* flags, and any other word a boot loader passes.
@@ -219,6 +220,15 @@ extension FuzzTarget {
             guard let record = try? JournalRecord.parse(line) else { continue }
             require((try? JournalRecord.parse(Array(record.line.utf8))) == record, "a record does not read back as written")
         }
+    }
+
+    /// /run/spirit/hydrate.json as `spiritctl status` and the nodus service
+    /// read it (any root process may have written it): parsed, and what
+    /// parses reads back as written.
+    static let hydrate = FuzzTarget(name: "hydrate") { bytes in
+        guard let progress = try? HydrationProgress.parse(bytes) else { return }
+        _ = progress.line(now: 0)
+        require((try? HydrationProgress.parse(Array(progress.json.utf8))) == progress, "a hydration state does not read back as written")
     }
 
     static let persist = FuzzTarget(name: "persist") { bytes in

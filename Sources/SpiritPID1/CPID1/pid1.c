@@ -3,9 +3,11 @@
 #include "pid1.h"
 #include "../../CSpirit/shared/spirit_shared.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <net/if.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/reboot.h>
@@ -141,6 +143,23 @@ int pid1_open(const char *path, int how) {
 }
 
 int pid1_kill(pid_t pid, int signal) { return kill(pid, signal) == 0 ? 0 : -errno; }
+
+int pid1_kill_all_but(const char *procfs, int signal, pid_t spared) {
+    // kill(-1) with one exception: each process in `procfs` but this one
+    // and `spared`. Kernel threads ignore the signal.
+    DIR *proc = opendir(procfs);
+    if (!proc) return -errno;
+    pid_t self = getpid();
+    struct dirent *entry;
+    while ((entry = readdir(proc)) != NULL) {
+        char *end = NULL;
+        long pid = strtol(entry->d_name, &end, 10);
+        if (end == entry->d_name || *end != '\0' || pid <= 1 || pid == self || pid == spared) continue;
+        kill((pid_t)pid, signal);
+    }
+    closedir(proc);
+    return 0;
+}
 
 int pid1_exec(const char *path, char *const argv[]) {
     execv(path, argv);

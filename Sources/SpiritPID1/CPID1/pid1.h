@@ -53,5 +53,8 @@ int pid1_open(const char *path, int how);
 int pid1_exec(const char *path, char *const argv[]);
 /// kill(2).
 int pid1_kill(pid_t pid, int signal);
+/// SIGNAL to every process but PID 1 and `spared`, listed in `procfs`
+/// (/proc, or where it was moved to).
+int pid1_kill_all_but(const char *procfs, int signal, pid_t spared);
 
 #endif
