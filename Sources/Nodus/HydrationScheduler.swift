@@ -116,11 +116,19 @@ public struct HydrationScheduler: Sendable {
         return true
     }
 
-    /// Drops each peer with a block past its deadline; returns them.
+    /// Drops each peer with a block past its deadline; returns them. The
+    /// last peer left is not dropped for being slow (its deadline starts
+    /// again): the root reads through it, and a slow peer is better than
+    /// none. A dead one still ends at its connection's own timeout
+    /// (`failed`).
     public mutating func expire(now: Int64) -> [(peer: Int, reason: BlockScheduler.DropReason)] {
         var expired: [(Int, BlockScheduler.DropReason)] = []
         for index in blocks.indices {
             guard case .inFlight(let peer, let deadline) = blocks[index], deadline <= now, dropped[peer] == nil else { continue }
+            if dropped.indices.allSatisfy({ $0 == peer || dropped[$0] != nil }) {
+                blocks[index] = .inFlight(peer: peer, deadline: now + stallMicros)
+                continue
+            }
             let reason = BlockScheduler.DropReason.stalled(block: index, seconds: stallMicros / 1_000_000)
             drop(peer, reason)
             expired.append((peer, reason))

@@ -62,6 +62,9 @@ public final class Hydrator: @unchecked Sendable {
     public private(set) var loopDevice = ""
     let served = Monitor()
     var sessionEnded: String? // under `served`
+    /// The NBD_DO_IT thread closes nbdFD when the kernel lets it go; until
+    /// then (under `served`) finish() may still ask it to disconnect.
+    var nbdOpen = false
 
     public init(settings: Settings, hydration: Hydration, console: Console) {
         self.settings = settings
@@ -110,14 +113,21 @@ public final class Hydrator: @unchecked Sendable {
         try control("NBD_SET_SOCK", NBDKernelDevice.setSocket, UInt(kernelEnd))
         Kernel.close(kernelEnd) // the kernel holds its own reference
         let nbd = nbdFD
+        served.withLock { nbdOpen = true }
         try Threads.start { [self] in
             do throws(SystemError) {
                 try Kernel.control(nbd, NBDKernelDevice.doIt, 0, "serve \(device) from the RAM copy (NBD_DO_IT)")
             } catch {
                 if error.errno != .brokenPipe, error.errno != .connectionReset { console.warning("nodus: \(error)") }
             }
-            _ = try? Kernel.control(nbd, NBDKernelDevice.clearQueue, 0, "NBD_CLEAR_QUE")
-            _ = try? Kernel.control(nbd, NBDKernelDevice.clearSocket, 0, "NBD_CLEAR_SOCK")
+            served.withLock {
+                _ = try? Kernel.control(nbd, NBDKernelDevice.clearQueue, 0, "NBD_CLEAR_QUE")
+                _ = try? Kernel.control(nbd, NBDKernelDevice.clearSocket, 0, "NBD_CLEAR_SOCK")
+                // This thread owns the descriptor from here: closed once,
+                // after its last use, never under another file's number.
+                Kernel.close(nbd)
+                nbdOpen = false
+            }
         }
         let transport = PairTransport(socket: Socket(fd: ourEnd, name: "\(device)'s socket"))
         try Threads.start { [self] in
@@ -190,13 +200,14 @@ public final class Hydrator: @unchecked Sendable {
             console.info("unable to note the image as checked (\(error)): Nodus will hash it again")
         }
         hydration.close()
-        _ = try? Kernel.control(nbdFD, NBDKernelDevice.disconnect, 0, "NBD_DISCONNECT")
+        served.withLock {
+            if nbdOpen { _ = try? Kernel.control(nbdFD, NBDKernelDevice.disconnect, 0, "NBD_DISCONNECT") }
+        }
         served.withLock {
             let deadline = Kernel.bootTimeMicros() + 5_000_000
             while sessionEnded == nil, Kernel.bootTimeMicros() < deadline { served.wait(untilBootMicros: deadline) }
         }
         Kernel.close(loopFD) // the mount holds the loop; autoclear frees it at the unmount
-        Kernel.close(nbdFD)
         progress(hydration.progress(.done, endedMicros: Kernel.bootTimeMicros()))
         return nil
     }

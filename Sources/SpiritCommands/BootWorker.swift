@@ -212,15 +212,31 @@ struct BootWorker {
             "--image", layout.imageDirectory + "/" + manifest.image, "--ready", RootLayout.hydrateLoop,
             "--stall-ms", String(stream.stallMillis),
         ], options: .init(newSession: true))
+        // A hydrator that did not start is ended and its files go: it must
+        // not hold the image's tmpfs, write the state a copy-first boot's
+        // nodus reads, or be spared by PID 1 at switch_root.
+        func abandon(_ why: String, running: Bool) -> SpiritError {
+            if running {
+                try? Kernel.kill(pid, SIGKILL)
+                _ = try? Spawn.wait(pid)
+            }
+            for file in [RunFiles.hydratorPID, RootLayout.hydrateLoop, RootLayout.hydrateState] { Kernel.remove(file) }
+            return SpiritError(why)
+        }
         // PID 1 spares it when it ends stage 1's processes at switch_root.
-        try Kernel.writeFile(RunFiles.hydratorPID, "\(pid)\n")
+        do {
+            try Kernel.writeFile(RunFiles.hydratorPID, "\(pid)\n")
+        } catch {
+            throw abandon("\(error)", running: true)
+        }
         let deadline = Kernel.bootTimeMicros() + Self.hydratorStartMicros
         while !Kernel.exists(RootLayout.hydrateLoop) {
             if let (_, status) = try Spawn.wait(pid, noHang: true) {
-                throw SpiritError("spirit nodus hydrate \(status) before its device was ready")
+                throw abandon("spirit nodus hydrate \(status) before its device was ready", running: false)
             }
             guard Kernel.bootTimeMicros() < deadline else {
-                throw SpiritError("spirit nodus hydrate did not name its device within \(Self.hydratorStartMicros / 1_000_000) s")
+                throw abandon("spirit nodus hydrate did not name its device within \(Self.hydratorStartMicros / 1_000_000) s",
+                              running: true)
             }
             Kernel.sleep(milliseconds: 10)
         }

@@ -312,8 +312,13 @@ package enum NodusCommand {
         signal(SIGTERM, SIG_IGN)
         signal(SIGHUP, SIG_IGN)
         signal(SIGPIPE, SIG_IGN)
+        // Nor the OOM killer: killed, it would take the root's reads with it.
+        try? Kernel.writeFile("/proc/self/oom_score_adj", "-1000\n")
         let hydrator = Hydrator(settings: settings, hydration: hydration, console: console)
         try hydrator.start()
+        // The state is there before the root is: nodus serve, finding none,
+        // would take the half-filled image for a whole one.
+        try Kernel.writeFileAtomically(settings.stateFile, hydration.progress(.streaming).json)
         if let ready = options.named["ready"] { try Kernel.writeFileAtomically(ready, hydrator.loopDevice + "\n") }
         console.info("nodus: streaming \(manifest.image) \(manifest.version) from " + addresses.map { "\($0)" }.joined(separator: ", ")
             + " as \(hydrator.nbdDevice) under \(hydrator.loopDevice), copying it into RAM behind the reads")

@@ -57,6 +57,17 @@ import Testing
         do { let got = scheduler.next(for: 1, now: 5_000_000); #expect(got == 0) }
     }
 
+    @Test func theLastPeerLeftIsNotDroppedForBeingSlow() {
+        var scheduler = HydrationScheduler(blockCount: 3, peers: 2, stallMicros: 5_000_000)
+        scheduler.failed(1, "connection reset by peer")
+        do { let got = scheduler.next(for: 0, now: 0); #expect(got == 0) }
+        #expect(scheduler.expire(now: 5_000_000).isEmpty)
+        #expect(scheduler.dropped[0] == nil)
+        // Its deadline started again; the block it was sent is still taken.
+        #expect(scheduler.nextDeadline == 10_000_000)
+        do { let got = scheduler.arrived(0, from: 0, valid: true); #expect(got == .accepted) }
+    }
+
     @Test func withEveryPeerGoneItIsStuck() {
         var scheduler = HydrationScheduler(blockCount: 2, peers: 2, stallMicros: 1000)
         do { let got = scheduler.failed(0, "connection reset"); #expect(got) }
