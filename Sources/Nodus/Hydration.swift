@@ -44,34 +44,17 @@ public final class Hydration: @unchecked Sendable {
     }
 
     func work(peer: Int) {
-        var fetcher: any BlockFetching
-        do {
-            fetcher = try peers[peer].connect()
-        } catch {
-            fail(peer, "unable to connect: \(error)")
-            return
-        }
-        defer { fetcher.close() }
-        while let block = nextBlock(for: peer) {
-            let (offset, length) = hashes.range(of: block)
-            let bytes: [UInt8]
-            do {
-                bytes = try fetcher.read(offset: offset, length: length)
-            } catch {
-                fail(peer, "\(error)")
-                return
-            }
-            let valid = hashes.verify(block, bytes)
+        peers[peer].fetchBlocks(hashes, next: { nextBlock(for: peer) }, fail: { fail(peer, $0) }) { block, bytes, valid in
             if valid {
                 do {
-                    try store(offset, bytes)
+                    try store(hashes.range(of: block).offset, bytes)
                 } catch {
                     // RAM is full or the file is gone: no peer can help.
                     monitor.withLock {
                         if storeFailure == nil { storeFailure = "unable to store block \(block) in RAM: \(error)" }
                         monitor.broadcast()
                     }
-                    return
+                    return false
                 }
             }
             let outcome = monitor.withLock {
@@ -80,11 +63,11 @@ public final class Hydration: @unchecked Sendable {
                 return outcome
             }
             switch outcome {
-            case .accepted: continue
-            case .ignored: return // dropped meanwhile (it stalled): its blocks went to the others
+            case .accepted: return true
+            case .ignored: return false // dropped meanwhile (it stalled): its blocks went to the others
             case .dropped(let reason):
                 say(peer, reason)
-                return
+                return false
             }
         }
     }

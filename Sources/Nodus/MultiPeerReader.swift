@@ -21,6 +21,36 @@ public struct BlockPeer: Sendable {
     }
 }
 
+extension BlockPeer {
+    /// One connection's loop, the same for the copy (MultiPeerReader) and
+    /// the streaming boot (Hydration): connect, fetch each block `next`
+    /// hands out and check it against `hashes`; `deliver` takes the block
+    /// and whether it matched, and says whether to go on. A connection or a
+    /// read that fails goes to `fail`.
+    func fetchBlocks(_ hashes: BlockHashes, next: () -> Int?, fail: (String) -> Void,
+                     deliver: (_ block: Int, _ bytes: [UInt8], _ valid: Bool) -> Bool) {
+        var fetcher: any BlockFetching
+        do {
+            fetcher = try connect()
+        } catch {
+            fail("unable to connect: \(error)")
+            return
+        }
+        defer { fetcher.close() }
+        while let block = next() {
+            let (offset, length) = hashes.range(of: block)
+            let bytes: [UInt8]
+            do {
+                bytes = try fetcher.read(offset: offset, length: length)
+            } catch {
+                fail("\(error)")
+                return
+            }
+            guard deliver(block, bytes, hashes.verify(block, bytes)) else { return }
+        }
+    }
+}
+
 /// Reads an image from several peers at once and hands it out in order:
 /// user-space failover, chosen over reconfiguring the kernel's nbd client,
 /// because the copy already reads in user space, and only here can a block
@@ -62,24 +92,7 @@ public final class MultiPeerReader: @unchecked Sendable {
     }
 
     func work(peer: Int) {
-        var fetcher: any BlockFetching
-        do {
-            fetcher = try peers[peer].connect()
-        } catch {
-            fail(peer, "unable to connect: \(error)")
-            return
-        }
-        defer { fetcher.close() }
-        while let block = nextBlock(for: peer) {
-            let (offset, length) = hashes.range(of: block)
-            let bytes: [UInt8]
-            do {
-                bytes = try fetcher.read(offset: offset, length: length)
-            } catch {
-                fail(peer, "\(error)")
-                return
-            }
-            let valid = hashes.verify(block, bytes)
+        peers[peer].fetchBlocks(hashes, next: { nextBlock(for: peer) }, fail: { fail(peer, $0) }) { block, bytes, valid in
             let outcome = monitor.withLock {
                 let outcome = scheduler.arrived(block, from: peer, valid: valid)
                 if outcome == .accepted { arrived[block] = bytes }
@@ -87,10 +100,11 @@ public final class MultiPeerReader: @unchecked Sendable {
                 return outcome
             }
             switch outcome {
-            case .accepted: continue
-            case .ignored: return // dropped meanwhile (it stalled): its blocks went to the others
-            case .dropped(let reason): say(peer, reason)
-                return
+            case .accepted: return true
+            case .ignored: return false // dropped meanwhile (it stalled): its blocks went to the others
+            case .dropped(let reason):
+                say(peer, reason)
+                return false
             }
         }
     }
