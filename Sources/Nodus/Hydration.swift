@@ -59,16 +59,12 @@ public final class Hydration: @unchecked Sendable {
             }
             let outcome = monitor.withLock {
                 let outcome = scheduler.arrived(block, from: peer, valid: valid)
+                if case .dropped(let reason) = outcome { sayDropped(peer, reason) }
                 monitor.broadcast()
                 return outcome
             }
-            switch outcome {
-            case .accepted: return true
-            case .ignored: return false // dropped meanwhile (it stalled): its blocks went to the others
-            case .dropped(let reason):
-                say(peer, reason)
-                return false
-            }
+            // .ignored: dropped meanwhile (it stalled): its blocks went to the others.
+            return outcome == .accepted
         }
     }
 
@@ -86,16 +82,17 @@ public final class Hydration: @unchecked Sendable {
     }
 
     func fail(_ peer: Int, _ why: String) {
-        let dropped = monitor.withLock {
-            let dropped = !closed && scheduler.failed(peer, why)
+        monitor.withLock {
+            if !closed, scheduler.failed(peer, why) { sayDropped(peer, .failed(why)) }
             monitor.broadcast()
-            return dropped
         }
-        if dropped { say(peer, .failed(why)) }
     }
 
-    func say(_ peer: Int, _ reason: BlockScheduler.DropReason) {
-        let others = monitor.withLock { scheduler.activePeers.map { peers[$0].name } }
+    /// Says a drop, under `monitor` and before the broadcast that wakes the
+    /// waiters: the peer's line comes before whatever they say of it (the
+    /// copy's end, a read's EIO).
+    func sayDropped(_ peer: Int, _ reason: BlockScheduler.DropReason) {
+        let others = scheduler.activePeers.map { peers[$0].name }
         report("dropped peer \(peers[peer].name): \(reason); "
             + (others.isEmpty ? "no peer is left" : "its blocks go to " + others.joined(separator: ", ")))
     }
@@ -114,10 +111,8 @@ public final class Hydration: @unchecked Sendable {
     /// root that cannot be read is never a silent hang).
     public func ensure(offset: Int64, length: Int) -> NBD.Error? {
         let range = HydrationScheduler.blocks(offset: offset, length: length, blockSize: hashes.blockSize, imageSize: hashes.imageSize)
-        var stalled: [(peer: Int, reason: BlockScheduler.DropReason)] = []
         var stuck: String?
         defer {
-            for (peer, reason) in stalled { say(peer, reason) }
             if let stuck { report(stuck + ": reads of the image fail (EIO)") }
         }
         return monitor.withLock { () -> NBD.Error? in
@@ -137,7 +132,7 @@ public final class Hydration: @unchecked Sendable {
                 let now = Kernel.bootTimeMicros()
                 let expired = scheduler.expire(now: now)
                 if !expired.isEmpty {
-                    stalled += expired
+                    for (peer, reason) in expired { sayDropped(peer, reason) }
                     monitor.broadcast()
                 }
                 monitor.wait(untilBootMicros: min(scheduler.nextDeadline ?? .max, now + 1_000_000))
@@ -149,7 +144,6 @@ public final class Hydration: @unchecked Sendable {
     /// `progress` is called about once a second, outside the lock.
     public func waitUntilComplete(progress: (HydrationProgress) -> Void = { _ in }) -> String? {
         while true {
-            var stalled: [(peer: Int, reason: BlockScheduler.DropReason)] = []
             let outcome: (done: Bool, problem: String?) = monitor.withLock {
                 let deadline = Kernel.bootTimeMicros() + 1_000_000
                 while true {
@@ -159,14 +153,13 @@ public final class Hydration: @unchecked Sendable {
                     let now = Kernel.bootTimeMicros()
                     let expired = scheduler.expire(now: now)
                     if !expired.isEmpty {
-                        stalled += expired
+                        for (peer, reason) in expired { sayDropped(peer, reason) }
                         monitor.broadcast()
                     }
                     if now >= deadline { return (false, nil) }
                     monitor.wait(untilBootMicros: min(scheduler.nextDeadline ?? .max, deadline))
                 }
             }
-            for (peer, reason) in stalled { say(peer, reason) }
             progress(self.progress(.streaming))
             if outcome.done { return outcome.problem }
         }
