@@ -253,7 +253,9 @@ class VM:
 
     def timeline(self) -> dict:
         """/run/spirit/timeline.json from inside the guest."""
-        return json.loads(self.check("cat /run/spirit/timeline.json"))
+        # Without the `spirit:` lines a daemon may write to the console meanwhile.
+        text = self.check("cat /run/spirit/timeline.json")
+        return json.loads("\n".join(line for line in text.splitlines() if not line.startswith("spirit: ")))
 
     def wait_exit(self, timeout: float = DEFAULT_TIMEOUT) -> int:
         deadline = time.monotonic() + timeout
