@@ -37,15 +37,20 @@ public struct BootModules: Sendable {
         }
     }
 
-    /// The modules whose aliases name CPU features (`cpu:type:…:feature:…`).
-    var cpuBound: Set<String> {
-        Set(index.globAliases.lazy.filter { $0.pattern.hasPrefix("cpu:") }.map(\.module))
-    }
-
-    /// The modules whose aliases name devices on a bus (`pci:…`, `usb:…`):
-    /// drivers, wanted only where such a device is (or comes: uevents).
-    var deviceBound: Set<String> {
-        Set(index.globAliases.lazy.filter { $0.pattern.hasPrefix("pci:") || $0.pattern.hasPrefix("usb:") }.map(\.module))
+    /// The modules whose aliases name CPU features (`cpu:type:…:feature:…`),
+    /// and those whose aliases name devices on a bus (`pci:…`, `usb:…`):
+    /// drivers, wanted only where such a device is (or comes: uevents). One
+    /// pass over the aliases for both.
+    var bound: (cpu: Set<String>, device: Set<String>) {
+        var cpu: Set<String> = [], device: Set<String> = []
+        for alias in index.globAliases {
+            if alias.pattern.hasPrefix("cpu:") {
+                cpu.insert(alias.module)
+            } else if alias.pattern.hasPrefix("pci:") || alias.pattern.hasPrefix("usb:") {
+                device.insert(alias.module)
+            }
+        }
+        return (cpu, device)
     }
 
     /// Of a group's listed names, those this machine wants now. A module
@@ -56,15 +61,15 @@ public struct BootModules: Sendable {
     /// (a stick) gets it from its uevent (research/boot-performance.md:
     /// storage drivers for absent hardware cost every boot). Anything else
     /// listed (vfio-pci, kvm) always.
-    func wanted(_ names: [String], fitting: Set<String>, cpuBound: Set<String>, deviceBound: Set<String>) -> [String] {
+    func wanted(_ names: [String], fitting: Set<String>, bound: (cpu: Set<String>, device: Set<String>)) -> [String] {
         names.filter { name in
             let module = moduleName(name)
             guard !fitting.contains(module) else { return true }
-            if cpuBound.contains(module) {
+            if bound.cpu.contains(module) {
                 console.debug("module \(name): not for this CPU; skipped")
                 return false
             }
-            if deviceBound.contains(module) {
+            if bound.device.contains(module) {
                 console.debug("module \(name): no device for it yet; loaded when one appears")
                 return false
             }
@@ -96,10 +101,9 @@ public struct BootModules: Sendable {
         var seen = Coldplug.modaliases()
         let found = drivers(for: seen)
         let fitting = Set(found.values.joined())
-        let cpuBound = self.cpuBound
-        let deviceBound = self.deviceBound
+        let bound = self.bound
         for group in ModuleGroup.allCases where !held.contains(group) {
-            let listed = wanted(priority.names[group] ?? [], fitting: fitting, cpuBound: cpuBound, deviceBound: deviceBound)
+            let listed = wanted(priority.names[group] ?? [], fitting: fitting, bound: bound)
             let names = listed + (group == .storage ? required : []) + (found[group] ?? [])
             guard !names.isEmpty else { continue }
             timeline.measure("\(stepPrefix):\(group)", detail: { "\($0.loaded) loaded" }) { () -> Tally in

@@ -125,7 +125,7 @@ public struct HydrationScheduler: Sendable {
         var expired: [(Int, BlockScheduler.DropReason)] = []
         for index in blocks.indices {
             guard case .inFlight(let peer, let deadline) = blocks[index], deadline <= now, dropped[peer] == nil else { continue }
-            if dropped.indices.allSatisfy({ $0 == peer || dropped[$0] != nil }) {
+            if activePeers == [peer] {
                 blocks[index] = .inFlight(peer: peer, deadline: now + stallMicros)
                 continue
             }

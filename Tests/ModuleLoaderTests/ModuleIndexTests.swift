@@ -67,7 +67,7 @@ extension String {
         let listed = ["vfio-pci", "kvm", "kvm_intel", "nvme", "usb_storage", "squashfs"]
         let wanted = { (aliases: Set<String>) in
             modules.wanted(listed, fitting: Set(modules.drivers(for: aliases).values.joined()),
-                           cpuBound: modules.cpuBound, deviceBound: modules.deviceBound)
+                           bound: modules.bound)
         }
         // No NVMe disk, no USB stick, a CPU without VMX: what is not a driver stays.
         #expect(wanted([Self.vga, Self.nic]) == ["vfio-pci", "kvm", "squashfs"])
