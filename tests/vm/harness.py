@@ -228,6 +228,18 @@ class VM:
             return
         raise AssertionError(f"{match.group(0)!r} appeared, and should not have; log: {self.log_path}")
 
+    def wait_line(self, pattern: str, timeout: float = 60) -> re.Match[str]:
+        """A line anywhere in the console so far, or until it comes, without
+        typing meanwhile: a daemon's line may arrive while a command ran, and
+        the console echoes typed characters as they arrive, so an echo could
+        land inside a line written at that moment (seen on a loaded CI
+        machine)."""
+        deadline = time.monotonic() + timeout
+        while not (found := re.search(pattern, self.console, re.M)):
+            assert time.monotonic() < deadline, f"{pattern!r} did not appear within {timeout:.0f} s; log: {self.log_path}"
+            time.sleep(0.2)
+        return found
+
     def send(self, text: str) -> None:
         assert self._process and self._process.stdin
         self._process.stdin.write(text.encode())
@@ -251,11 +263,14 @@ class VM:
         assert status == 0, f"{command!r} exited {status}: {output}\nlog: {self.log_path}"
         return output
 
+    def answer(self, command: str, timeout: float = 60) -> str:
+        """Like check(), without the `spirit:` lines the supervisor and the
+        daemons write to the same console meanwhile."""
+        return "\n".join(line for line in self.check(command, timeout).splitlines() if not line.startswith("spirit: "))
+
     def timeline(self) -> dict:
         """/run/spirit/timeline.json from inside the guest."""
-        # Without the `spirit:` lines a daemon may write to the console meanwhile.
-        text = self.check("cat /run/spirit/timeline.json")
-        return json.loads("\n".join(line for line in text.splitlines() if not line.startswith("spirit: ")))
+        return json.loads(self.answer("cat /run/spirit/timeline.json"))
 
     def wait_exit(self, timeout: float = DEFAULT_TIMEOUT) -> int:
         deadline = time.monotonic() + timeout

@@ -22,13 +22,6 @@ SPIRIT = Path(os.environ.get("SPIRIT_BINARY", ROOT / "out/spirit"))
 RATE = os.environ.get("SPIRIT_STREAM_RATE", "6mbit")
 
 
-def answer(vm, command: str) -> str:
-    """A command's output without the `spirit:` lines the hydrator and the
-    supervisor write to the same console meanwhile (its progress lines come
-    every quarter of the copy, wherever the console is)."""
-    return "\n".join(line for line in vm.check(command).splitlines() if not line.startswith("spirit: "))
-
-
 def sh(*args: str) -> None:
     subprocess.run(args, check=True)
 
@@ -96,9 +89,9 @@ def test_streaming_boot_is_ready_before_its_copy_ends_and_outlives_the_peer(boot
     vm.expect(r"^spirit: ready$", timeout=400)
     vm.expect(r"spirit:/# ", partial=True)
     # The copy is still going: ready came first.
-    state = json.loads(answer(vm, "cat /run/spirit/hydrate.json"))
+    state = json.loads(vm.answer("cat /run/spirit/hydrate.json"))
     assert state["state"] == "streaming" and state["blocks_present"] < state["blocks_total"], (state, vm.log_path)
-    status = answer(vm, "spiritctl status")
+    status = vm.answer("spiritctl status")
     assert "image: streaming " in status and "blocks (" in status and "10.77.5.1:10809" in status, status
     # The root reads through nbd now.
     assert vm.check("cat /sys/block/nbd0/pid 2>/dev/null || echo none") != "none"
@@ -110,9 +103,9 @@ def test_streaming_boot_is_ready_before_its_copy_ends_and_outlives_the_peer(boot
     ready = [s for s in timeline if s["step"] == "ready"][-1]
     hydrate = [s for s in timeline if s["step"] == "hydrate"][-1]
     assert hydrate["ok"] and ready["end_ms"] < hydrate["end_ms"], (ready, hydrate)
-    state = json.loads(answer(vm, "cat /run/spirit/hydrate.json"))
+    state = json.loads(vm.answer("cat /run/spirit/hydrate.json"))
     assert state["state"] == "done" and state["blocks_present"] == state["blocks_total"], state
-    assert "image: done " in answer(vm, "spiritctl status")
+    assert "image: done " in vm.answer("spiritctl status")
 
     # The peer goes away; the root's loop reads the RAM copy, nbd is free.
     slow_peer["processes"]["peer"].kill()
@@ -143,7 +136,7 @@ def test_a_streaming_boot_whose_only_peer_vanishes_says_why_and_does_not_hang(bo
               nics=[vanishing_peer["nic"]], wrapper=vanishing_peer["wrapper"])
     vm.expect(r"^spirit: ready$", timeout=600)
     vm.expect(r"spirit:/# ", partial=True)
-    assert json.loads(answer(vm, "cat /run/spirit/hydrate.json"))["state"] == "streaming"
+    assert json.loads(vm.answer("cat /run/spirit/hydrate.json"))["state"] == "streaming"
     vanishing_peer["processes"]["peer"].kill()
     vanishing_peer["processes"]["peer"].wait()
     # The peer is named with why, and the copy's end is said: no silent hang.
@@ -151,8 +144,8 @@ def test_a_streaming_boot_whose_only_peer_vanishes_says_why_and_does_not_hang(bo
     vm.expect(r"spirit: error: nodus: the image cannot be brought into RAM: no peer is left to read the image from "
               r"\(10\.77\.7\.1:10809: .*\); the root keeps reading what is in RAM through /dev/nbd0, and reads of the rest fail \(EIO\)",
               timeout=60)
-    state = json.loads(answer(vm, "cat /run/spirit/hydrate.json"))
+    state = json.loads(vm.answer("cat /run/spirit/hydrate.json"))
     assert state["state"] == "failed" and "no peer is left" in state["problem"], state
-    assert "image: failed " in answer(vm, "spiritctl status")
+    assert "image: failed " in vm.answer("spiritctl status")
     # What is in RAM still reads.
     assert vm.check("echo still here") == "still here"

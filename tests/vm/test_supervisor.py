@@ -9,7 +9,6 @@ The service for the kill is nodus, the daemon the image ships."""
 import base64
 import json
 import re
-import time
 
 from harness import Disk
 
@@ -36,25 +35,8 @@ def write_file(vm, path: str, text: str) -> None:
     vm.check(f"echo {encoded} | base64 -d > {path}")
 
 
-def answer(vm, command: str) -> str:
-    """A command's output without the supervisor's console lines, which
-    share the serial console with it."""
-    return "\n".join(line for line in vm.check(command).splitlines() if not line.startswith("spirit: "))
-
-
-def wait_console(vm, pattern: str, timeout: float = 60) -> None:
-    """Waits for a supervisor line anywhere in the console without typing:
-    the console echoes typed characters as they arrive, and an echo can land
-    inside a line the supervisor writes at that moment (seen on a loaded CI
-    machine), so nothing is typed until the line is whole."""
-    deadline = time.monotonic() + timeout
-    while not re.search(pattern, vm.console, re.M):
-        assert time.monotonic() < deadline, f"{pattern!r} did not appear within {timeout:.0f} s; log: {vm.log_path}"
-        time.sleep(0.2)
-
-
 def status(vm) -> dict:
-    return {s["name"]: s for s in json.loads(answer(vm, "spiritctl --json status"))["services"]}
+    return {s["name"]: s for s in json.loads(vm.answer("spiritctl --json status"))["services"]}
 
 
 def wait_until(vm, probe, what: str, tries: int = 40):
@@ -86,7 +68,7 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     # crom.gpu=passthrough: stage 2's modules service is ready, and it left
     # QEMU's VGA without its driver, free for a VM.
     assert status(vm)["modules"]["state"] == "running", status(vm)
-    assert "graphics drivers held back (crom.gpu=passthrough)" in answer(vm, "spiritctl logs modules")
+    assert "graphics drivers held back (crom.gpu=passthrough)" in vm.answer("spiritctl logs modules")
     assert "bochs" not in {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
     # Under passthrough stage 1 loads the virtualization group first (vfio-pci
     # before any graphics driver); without it, that group waits for stage 2.
@@ -98,7 +80,7 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     nexus = status(vm)["nexus"]
     assert nexus["state"] == "exited" and nexus["restarts"] == 0, nexus
     assert "not applicable here" in nexus["detail"] and "crom.gpu=passthrough" in nexus["detail"], nexus
-    assert "no display on this machine" in answer(vm, "spiritctl logs nexus")
+    assert "no display on this machine" in vm.answer("spiritctl logs nexus")
     assert vm.check("readlink /bin/spiritctl") == "spirit"
     assert vm.check("cat /proc/$(cat /proc/1/task/1/children | awk '{print $1}')/cmdline | tr '\\0' ' '; echo").startswith("spirit supervise")
 
@@ -111,31 +93,31 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     assert vm.check("cat /sys/fs/cgroup/spirit/nodus/cpu.weight") == "100"
     assert str(nodus["pid"]) in vm.check("cat /sys/fs/cgroup/spirit/nodus/cgroup.procs").split()
     image = vm.check("sha256sum /run/spirit/image/rootfs.squashfs").split()[0]
-    scan = answer(vm, "spirit net scan --to 127.0.0.1 --timeout 500")
+    scan = vm.answer("spirit net scan --to 127.0.0.1 --timeout 500")
     assert f"127.0.0.1:10809 version " in scan and f"image {image[:12]}" in scan, scan
     write_file(vm, "/etc/spirit/services/dependent.toml", DEPENDENT)
-    assert answer(vm, "spiritctl start dependent") == "dependent: running"
+    assert vm.answer("spiritctl start dependent") == "dependent: running"
 
     # kill -9: restarted, and counted.
     before = status(vm)[target]
     vm.check(f"kill -9 {before['pid']}")
     # (Console lines, searched in the whole console: they come between the
     # commands' output, wherever the supervisor wrote them, even after a prompt.)
-    wait_console(vm, rf"spirit: warning: service {target}: was killed by SIGKILL \(Killed\); restart in \d+ ms$")
+    vm.wait_line(rf"spirit: warning: service {target}: was killed by SIGKILL \(Killed\); restart in \d+ ms$")
     after = wait_status(vm, target, lambda s: s["restarts"] == before["restarts"] + 1 and s["state"] == "running", "the restart")
     assert after["pid"] != before["pid"]
-    table = answer(vm, "spiritctl status")
+    table = vm.answer("spiritctl status")
     assert re.search(rf"^{target}\s+running\s+{after['pid']}\s+{after['restarts']}\s", table, re.M), table
 
     # A crash loop: failed, on the console and in the status.
     write_file(vm, "/etc/spirit/services/crashy.toml", CRASHY)
-    answer(vm, "spiritctl start crashy")
-    wait_console(vm, r"spirit: error: service crashy: failed: crash loop: 3 restarts within 60 s, last exited with status 3; "
+    vm.answer("spiritctl start crashy")
+    vm.wait_line(r"spirit: error: service crashy: failed: crash loop: 3 restarts within 60 s, last exited with status 3; "
                      r"'spiritctl start crashy' tries again$")
     crashy = wait_status(vm, "crashy", lambda s: s["state"] == "failed", "the crash loop")
     assert crashy["restarts"] == 3 and crashy["detail"] == "crash loop: 3 restarts within 60 s, last exited with status 3", crashy
     # Its log: its own lines and the supervisor's about it, each with its time.
-    log = answer(vm, "spiritctl logs crashy -n 3").splitlines()
+    log = vm.answer("spiritctl logs crashy -n 3").splitlines()
     assert len(log) == 3 and log[0].endswith(" crashing") and log[-1].endswith("'spiritctl start crashy' tries again"), log
     assert all(re.match(r"^\d+\.\d{3} ", line) for line in log), log
     status_code, output = vm.run("spiritctl start nosuch")

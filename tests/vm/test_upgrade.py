@@ -103,16 +103,6 @@ def boot_stick(boot_firmware, disk: Path):
     return vm
 
 
-def wait_console(vm, pattern: str, timeout: float = 120) -> re.Match:
-    """A line anywhere in the console so far, or until it comes: the upgrade
-    service's verdict may arrive while a shell command runs."""
-    deadline = time.monotonic() + timeout
-    while not (found := re.search(pattern, vm.console, re.M)):
-        assert time.monotonic() < deadline, f"{pattern!r} did not appear within {timeout:.0f} s; log: {vm.log_path}"
-        time.sleep(0.5)
-    return found
-
-
 def running_version(vm) -> str:
     return json.loads(vm.check("cat /run/spirit/image.manifest.json"))["version"]
 
@@ -161,7 +151,7 @@ def test_upgrade_try_mark_good_failed_try_cut_write_and_rollback(boot_firmware, 
     # Boot 2: slot b's one try, marked good once its services are up.
     vm = boot_stick(boot_firmware, disk)
     assert "spirit: trying slot b once" in vm.console
-    wait_console(vm, rf"spirit: (?:\w+: )?upgrade: slot b \({re.escape(good)}\) marked good: \d+ services up")
+    vm.wait_line(rf"spirit: (?:\w+: )?upgrade: slot b \({re.escape(good)}\) marked good: \d+ services up", timeout=120)
     upgrade_seconds = time.monotonic() - started
     assert running_version(vm) == good
     status = vm.check("spirit upgrade status")
