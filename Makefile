@@ -165,8 +165,12 @@ $(OUT)/rootfs.squashfs $(OUT)/manifest.json &: $(OUT)/spirit $(OUT)/spirit-init 
 
 # Every side-effecting system call outside SpiritCore goes through its door
 # (STYLE.md, lesson 2); scripts/door-check.py lists the rule and its exceptions.
+# The door, and every test module importable: a broken import in a VM test
+# fails here in seconds, not after the images and the host tests.
 door-check:
 	python3 scripts/door-check.py
+	python3 -m pytest --collect-only -q tests/host >/dev/null
+	python3 -m pytest --collect-only -q tests/vm >/dev/null
 
 unit-test:
 	swift test

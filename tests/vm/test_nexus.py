@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from harness import Disk
-from test_supervisor import CRASHY, answer, wait_status, write_file as write_service
+from test_supervisor import CRASHY, wait_status, write_file as write_service
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "out" / "screenshots"
@@ -108,7 +108,7 @@ def status_bar_has(pixels: bytes, width: int, colour: bytes) -> bool:
 
 
 def firing(vm) -> list[dict]:
-    return [i for i in json.loads(answer(vm, "spiritctl --json sentinel"))["incidents"] if i["state"] == "firing"]
+    return [i for i in json.loads(vm.answer("spiritctl --json sentinel"))["incidents"] if i["state"] == "firing"]
 
 
 def dump(vm) -> str:
@@ -162,10 +162,10 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     assert not status_bar_has(dashboard, width, FAILURE), "a badge on a clean boot"
 
     # The Sentinel widget: no Sentinel, then nothing firing; no badge either way.
-    answer(vm, "spiritctl stop sentinel")
+    vm.answer("spiritctl stop sentinel")
     text = wait_for_dump(vm, r'^widget sentinel "SENTINEL"\n  sentinel not running\n')
     assert not re.search(r"^badge ", text, re.M), text
-    answer(vm, "spiritctl start sentinel")
+    vm.answer("spiritctl start sentinel")
     wait_status(vm, "sentinel", lambda s: s["state"] == "running" and s["ready"], "the sentinel's start")
     text = wait_for_dump(vm, r'^widget sentinel "SENTINEL"\n  no incidents$')
     assert not re.search(r"^badge ", text, re.M), text
@@ -173,7 +173,7 @@ def test_the_hud_is_on_screen_takes_keys_and_comes_back(boot, media_disk, tmp_pa
     # critical) in the widget, newest first, and their count on the badge,
     # in the failure colour.
     write_service(vm, "/etc/spirit/services/crashy.toml", CRASHY)
-    answer(vm, "spiritctl start crashy")
+    vm.answer("spiritctl start crashy")
     text = wait_for_dump(vm, r"^  critical service-failed  crashy  \d+ s$")
     assert re.search(r'^widget sentinel "SENTINEL"\n  (critical|warning) ', text, re.M), text
     deadline = time.monotonic() + 20

@@ -8,7 +8,7 @@ import json
 import re
 
 from harness import Disk
-from test_supervisor import CRASHY, answer, status, wait_status, write_file
+from test_supervisor import CRASHY, status, wait_status, write_file
 
 # Doubles a shell string until the cgroup's 32 MiB are gone: the kernel
 # kills it (memory.max), the supervisor does not restart it.
@@ -21,7 +21,7 @@ memory-max = "32M"
 
 
 def incidents(vm) -> list[dict]:
-    return json.loads(answer(vm, "spiritctl --json sentinel"))["incidents"]
+    return json.loads(vm.answer("spiritctl --json sentinel"))["incidents"]
 
 
 def wait_incident(vm, rule: str, service: str | None, tries: int = 40) -> dict:
@@ -52,7 +52,7 @@ def test_oom_kill_and_crash_loop_incidents(boot, media_disk):
     assert vm.check("head -n 1 /etc/spirit/sentinel/rules.toml").startswith("# The Sentinel")
 
     write_file(vm, "/etc/spirit/services/leaky.toml", LEAKY)
-    answer(vm, "spiritctl start leaky")
+    vm.answer("spiritctl start leaky")
     wait_status(vm, "leaky", lambda s: s["state"] in ("exited", "failed", "stopped") and "SIGKILL" in s.get("last_exit", s.get("detail", "")),
                 "the OOM kill")
     oom = wait_incident(vm, "oom-kill", "leaky")
@@ -84,21 +84,21 @@ def test_oom_kill_and_crash_loop_incidents(boot, media_disk):
     # about the Sentinel, not the host's load.
     assert 0 <= latency < 100, (latency, offset, oom, record)
     assert "on service leaky" in oom["explanation"] and "memory-max" in oom["explanation"], oom
-    explained = answer(vm, f"spiritctl sentinel explain {oom['id']}")
+    explained = vm.answer(f"spiritctl sentinel explain {oom['id']}")
     assert "oom-kill (critical) on service leaky" in explained and "task_memcg=/spirit/leaky" in explained, explained
     # It is in the log, one JSON object a line.
     logged = [json.loads(line) for line in vm.check("cat /run/log/sentinel.jsonl").splitlines()]
     assert any(i["rule"] == "oom-kill" and i["service"] == "leaky" for i in logged), logged
 
     write_file(vm, "/etc/spirit/services/crashy.toml", CRASHY)
-    answer(vm, "spiritctl start crashy")
+    vm.answer("spiritctl start crashy")
     crashy = wait_status(vm, "crashy", lambda s: s["state"] == "failed", "the crash loop")
     failed = wait_incident(vm, "service-failed", "crashy")
     latency = failed["firing_ms"] - crashy["since_ms"]
     print(f"service-failed: incident {latency} ms after the supervisor's failed")
     assert 0 <= latency <= 500, (failed, crashy)
     assert "crash loop" in failed["explanation"], failed
-    table = answer(vm, "spiritctl sentinel")
+    table = vm.answer("spiritctl sentinel")
     assert re.search(r"^\d+\s+firing\s+critical\s+service-failed\s+crashy\s", table, re.M), table
     # The RAM root filled up (fallocate: the blocks are taken without
     # writing them): ram-root-critical (> 97%, no `for`) within a tick.
