@@ -1,4 +1,3 @@
-import Dispatch
 import Overlay
 import SpiritCore
 
@@ -76,7 +75,7 @@ public struct Cascade {
         for source in sources where names.contains(source.name) {
             let context = SourceContext(deadline: start + source.timeoutMicros, console: console, devices: devices, cancel: cancel)
             let trust = trust
-            DispatchQueue.global().async {
+            Threads.detach {
                 let outcome = Self.locate(source, context, trust)
                 switch outcome {
                 case .success(let found):

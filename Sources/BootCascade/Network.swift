@@ -1,4 +1,3 @@
-import Dispatch
 import Glibc
 import SpiritCore
 
@@ -104,59 +103,155 @@ public struct Network: Sendable {
     }
 
     func bringUp(deadline: Int64, context: SourceContext) throws -> Lease {
-        // The NIC drivers come from coldplug and uevents: wait for devices
-        // to settle, not longer than a quarter of the time.
+        try Kernel.makeDirectory(leaseDirectory, parents: true)
+        let run = DHCPRun(network: self, deadline: deadline, cancel: context.cancel, console: context.console)
+        // The interfaces there now start at once; those of NIC drivers that
+        // coldplug or uevents load later join once devices have settled
+        // (not later than a quarter of the time).
+        run.start(interfaces())
         let now = Kernel.bootTimeMicros()
         _ = context.devices.waitUntilSettled(deadline: now + (deadline - now) / 4)
-        let names = interfaces()
-        guard !names.isEmpty else {
+        run.start(interfaces())
+        guard run.started else {
             throw SpiritError("no network interface (no driver found a network card; 'spirit modules missing' lists devices without one)")
         }
-        try Kernel.makeDirectory(leaseDirectory, parents: true)
-        let seconds = max(1, Int((deadline - Kernel.bootTimeMicros()) / 1_000_000))
-        let attempts = max(1, seconds / 2)
-        final class Outcome: @unchecked Sendable {
-            let monitor = Monitor()
-            var lease: Lease?
-            var failures: [String] = []
-            var pids: [pid_t] = []
+        return try run.lease()
+    }
+
+    /// DHCP on every interface at once; the first lease wins. Each link is
+    /// set up and its client started at once; a client started before its
+    /// link had a carrier (autonegotiation takes from a fraction of a
+    /// second to seconds) starts again when the carrier comes.
+    final class DHCPRun: @unchecked Sendable {
+        let network: Network
+        let deadline: Int64
+        let cancel: CancelFlag
+        let console: Console
+        let began = Kernel.bootTimeMicros()
+        let monitor = Monitor()
+        var names: Set<String> = []
+        var running = 0
+        var winner: Lease?
+        var failures: [String] = []
+        var pids: [pid_t] = []
+
+        init(network: Network, deadline: Int64, cancel: CancelFlag, console: Console) {
+            self.network = network
+            self.deadline = deadline
+            self.cancel = cancel
+            self.console = console
         }
-        let outcome = Outcome()
-        for name in names {
-            Kernel.remove(leaseDirectory + "/\(name).lease")
-            _ = try? Spawn.run(ip, ["ip", "link", "set", name, "up"])
-        }
-        DispatchQueue.concurrentPerform(iterations: names.count) { index in
-            let name = names[index]
-            let pid: pid_t
-            do {
-                // -f foreground, -q quit once bound, -n fail without a lease,
-                // -t discovers 2 s apart (-T 2) to fit the timeout.
-                pid = try Spawn.spawn(udhcpc, ["udhcpc", "-i", name, "-f", "-q", "-n", "-t", String(attempts), "-T", "2",
-                                               "-A", "1", "-s", script])
-            } catch {
-                outcome.monitor.withLock { outcome.failures.append("\(name): \(error)") }
-                return
+
+        var started: Bool { monitor.withLock { !names.isEmpty } }
+
+        /// Those of `interfaces` not started yet, each on its own thread.
+        func start(_ interfaces: [String]) {
+            let new: [String] = monitor.withLock {
+                let new = interfaces.filter { !names.contains($0) }
+                names.formUnion(new)
+                running += new.count
+                return new
             }
-            outcome.monitor.withLock { outcome.pids.append(pid) }
-            let status = (try? Spawn.wait(pid))??.status
-            let leaseText = try? Kernel.readText(leaseDirectory + "/\(name).lease")
-            outcome.monitor.withLock {
-                if status == .exited(0), let text = leaseText, let lease = Lease.parse(text) {
-                    if outcome.lease == nil {
-                        outcome.lease = lease
-                        // The first lease wins: the other clients stop.
-                        for other in outcome.pids where other != pid { try? Kernel.kill(other, SIGTERM) }
-                    }
-                } else if outcome.lease == nil {
-                    let carrier = (try? Kernel.readText(sys + "/class/net/\(name)/carrier"))?.trimmed
-                    let link = carrier == "1" ? "link up" : "no link (cable unplugged, or no carrier)"
-                    outcome.failures.append("\(name): no DHCP lease within \(seconds) s (\(link))")
+            for name in new {
+                console.debug("network: \(name) set up; DHCP on it")
+                _ = try? Spawn.run(network.ip, ["ip", "link", "set", name, "up"])
+                Threads.detach { self.run(name) }
+            }
+        }
+
+        /// The first lease, once one came; or why none did, once every client ended.
+        func lease() throws -> Lease {
+            try monitor.withLock {
+                // udhcpc gives up by itself at the deadline; 5 s more is a backstop.
+                while winner == nil && running > 0 && Kernel.bootTimeMicros() < deadline + 5_000_000 {
+                    monitor.wait(untilBootMicros: deadline + 5_000_000)
+                }
+                if let winner { return winner }
+                let still = running > 0 ? ["\(running) DHCP client(s) still running past the deadline"] : []
+                throw SpiritError("no network: " + (failures.sorted() + still).joined(separator: "; "))
+            }
+        }
+
+        func run(_ name: String) {
+            let outcome = dhcp(name)
+            monitor.withLock {
+                running -= 1
+                switch outcome {
+                case .success(let lease) where winner == nil:
+                    winner = lease
+                    // The first lease wins: the other clients stop.
+                    for pid in pids { try? Kernel.kill(pid, SIGTERM) }
+                case .success:
+                    break
+                case .failure(let reason):
+                    failures.append("\(name): \(reason)")
                 }
             }
-            if context.cancel.isSet { return }
+            monitor.broadcast()
         }
-        if let lease = outcome.monitor.withLock({ outcome.lease }) { return lease }
-        throw SpiritError("no network: " + outcome.monitor.withLock { outcome.failures.sorted() }.joined(separator: "; "))
+
+        func carrier(_ name: String) -> Bool {
+            (try? Kernel.readText(network.sys + "/class/net/\(name)/carrier"))?.trimmed == "1"
+        }
+
+        func dhcp(_ name: String) -> Result<Lease, SpiritError> {
+            let leaseFile = network.leaseDirectory + "/\(name).lease"
+            Kernel.remove(leaseFile)
+            let seconds = max(1, Int((deadline - Kernel.bootTimeMicros()) / 1_000_000))
+            var linked = carrier(name)
+            var pid: pid_t
+            do {
+                pid = try client(name)
+            } catch {
+                return .failure(SpiritError("\(error)"))
+            }
+            // Started before the link had a carrier, its first DISCOVER went
+            // nowhere (or woke the driver's link check: QEMU's e1000 reports
+            // the link at the first interrupt), and udhcpc would send the next
+            // only after its 2 s timeout: it starts again the moment the
+            // carrier comes.
+            while !linked {
+                if let ended = try? Spawn.wait(pid, noHang: true) {
+                    return finished(name, pid: pid, status: ended.status, leaseFile: leaseFile, seconds: seconds, linked: false)
+                }
+                guard carrier(name) else {
+                    Kernel.sleep(milliseconds: 20)
+                    continue
+                }
+                linked = true
+                console.debug("network: \(name) has a link after \((Kernel.bootTimeMicros() - began) / 1000) ms; DHCP starts again")
+                try? Kernel.kill(pid, SIGTERM)
+                _ = try? Spawn.wait(pid)
+                monitor.withLock { pids.removeAll { $0 == pid } }
+                do {
+                    pid = try client(name)
+                } catch {
+                    return .failure(SpiritError("\(error)"))
+                }
+            }
+            let status = (try? Spawn.wait(pid))??.status
+            return finished(name, pid: pid, status: status, leaseFile: leaseFile, seconds: seconds, linked: true)
+        }
+
+        /// udhcpc on `name` with the time left, unless another interface already has a lease.
+        func client(_ name: String) throws -> pid_t {
+            let seconds = max(1, Int((deadline - Kernel.bootTimeMicros()) / 1_000_000))
+            return try monitor.withLock { () throws -> pid_t in
+                if winner != nil || cancel.isSet { throw SpiritError("stopped: another interface has a lease") }
+                // -f foreground, -q quit once bound, -n fail without a lease,
+                // -t discovers 2 s apart (-T 2) to fit the time left.
+                let pid = try Spawn.spawn(network.udhcpc, ["udhcpc", "-i", name, "-f", "-q", "-n", "-t", String(max(1, seconds / 2)),
+                                                           "-T", "2", "-A", "1", "-s", network.script])
+                pids.append(pid)
+                return pid
+            }
+        }
+
+        func finished(_ name: String, pid: pid_t, status: ExitStatus?, leaseFile: String, seconds: Int, linked: Bool) -> Result<Lease, SpiritError> {
+            monitor.withLock { pids.removeAll { $0 == pid } }
+            if status == .exited(0), let text = try? Kernel.readText(leaseFile), let lease = Lease.parse(text) { return .success(lease) }
+            return .failure(SpiritError("no DHCP lease within \(seconds) s ("
+                + (linked || carrier(name) ? "link up" : "no link: cable unplugged, or no carrier") + ")"))
+        }
     }
 }

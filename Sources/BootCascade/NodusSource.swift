@@ -29,6 +29,9 @@ public struct NodusSource: BootSource {
     let idleMillis: Int
     /// How long answers to a discovery broadcast are gathered.
     public static let discoveryWindowMillis = 1500
+    /// Once a peer answered, how long the window stays open for others
+    /// (DiscoveryWindow): one more round of seeks' worth.
+    public static let discoveryQuietMillis = 500
 
     /// `stream` is crom.nodus.stream=1: the root is mounted from the
     /// peers' export at once and the image copied into RAM behind it (see
@@ -81,7 +84,8 @@ public struct NodusSource: BootSource {
         if let server { return [Discovery.Offer(host: server.host, port: server.port)] }
         let targets = DiscoverySeeker.broadcastTargets()
         guard !targets.isEmpty else { throw SpiritError("no interface with a broadcast address to look for peers on") }
-        let offers = try DiscoverySeeker.seek(targets: targets.map(\.address), windowMilliseconds: Self.discoveryWindowMillis)
+        let offers = try DiscoverySeeker.seek(targets: targets.map(\.address), windowMilliseconds: Self.discoveryWindowMillis,
+                                              quietMilliseconds: Self.discoveryQuietMillis)
         guard !offers.isEmpty else {
             throw SpiritError("no peer answered on " + targets.map(\.interface).joined(separator: ", ")
                 + " within \(Self.discoveryWindowMillis) ms (UDP \(Discovery.port))")

@@ -49,7 +49,8 @@ public enum ShelfLocation: Sendable, Equatable {
         case .peer:
             let targets = DiscoverySeeker.broadcastTargets()
             guard !targets.isEmpty else { throw SpiritError("--from peer: no network interface with a broadcast address to look for peers on") }
-            let offers = try DiscoverySeeker.seek(targets: targets.map(\.address), windowMilliseconds: NodusSource.discoveryWindowMillis)
+            let offers = try DiscoverySeeker.seek(targets: targets.map(\.address), windowMilliseconds: NodusSource.discoveryWindowMillis,
+                                                  quietMilliseconds: NodusSource.discoveryQuietMillis)
             guard let best = Discovery.ranked(offers).first else {
                 throw SpiritError("--from peer: no Nodus peer answered within \(NodusSource.discoveryWindowMillis) ms")
             }

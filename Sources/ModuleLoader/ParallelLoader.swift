@@ -2,8 +2,8 @@ import Dispatch
 import Glibc
 import SpiritCore
 
-/// Loads a plan wave by wave, the modules of a wave in parallel: each wave
-/// needs only modules of earlier waves (see LoadPlan.waves).
+/// Loads a plan's modules in parallel, each once its dependencies have
+/// finished (LoadSchedule).
 public struct ParallelLoader: Sendable {
     public let loading: ModuleLoading
     /// How many modules load at once: 1 loads one after another.
@@ -23,29 +23,95 @@ public struct ParallelLoader: Sendable {
         public var outcome: ModuleLoading.Outcome
     }
 
-    /// Loads every module of `plan` not in `skip`; returns each outcome.
+    /// Loads every module of `plan` not in `skip`; returns each outcome,
+    /// in the plan's order. Each module starts as soon as a worker is free
+    /// and its dependencies have finished (LoadSchedule): no wave waits
+    /// for its slowest module (a NIC's probe) before the next can start.
     public func load(_ plan: LoadPlan, skip: Set<String> = []) -> [Result] {
-        var results: [Result] = []
-        for wave in plan.waves {
-            let pending = wave.filter { !skip.contains($0.name) }
-            guard !pending.isEmpty else { continue }
-            // Each slot is written by exactly one iteration.
-            nonisolated(unsafe) let outcomes = UnsafeMutableBufferPointer<ModuleLoading.Outcome>.allocate(capacity: pending.count)
-            outcomes.initialize(repeating: .alreadyLoaded)
-            if jobs <= 1 || pending.count == 1 {
-                for i in pending.indices { outcomes[i] = loading.load(pending[i], parameters: pending[i].parameters) }
-            } else {
-                // At most `jobs` at once: the wave is cut in `jobs` strands.
-                let strands = min(jobs, pending.count)
-                DispatchQueue.concurrentPerform(iterations: strands) { strand in
-                    for i in stride(from: strand, to: pending.count, by: strands) {
-                        outcomes[i] = loading.load(pending[i], parameters: pending[i].parameters)
+        let pending = plan.modules.filter { !skip.contains($0.name) }
+        guard jobs > 1 && pending.count > 1 else {
+            // The plan's order is a dependency order.
+            return pending.map { Result(module: $0, outcome: self.loading.load($0, parameters: $0.parameters)) }
+        }
+        final class Shared: @unchecked Sendable {
+            let monitor = Monitor()
+            var schedule: LoadSchedule
+            var outcomes: [ModuleLoading.Outcome]
+            init(_ modules: [PlannedModule]) {
+                schedule = LoadSchedule(modules)
+                outcomes = Array(repeating: .alreadyLoaded, count: modules.count)
+            }
+        }
+        let shared = Shared(pending)
+        let loading = self.loading
+        DispatchQueue.concurrentPerform(iterations: min(jobs, pending.count)) { _ in
+            while true {
+                let next: Int? = shared.monitor.withLock {
+                    while true {
+                        if let index = shared.schedule.next() { return index }
+                        // Nothing ready and nothing loading: all done.
+                        if shared.schedule.running == 0 { return nil }
+                        shared.monitor.wait(untilBootMicros: Kernel.bootTimeMicros() + 1_000_000)
                     }
                 }
+                guard let index = next else { return }
+                let outcome = loading.load(pending[index], parameters: pending[index].parameters)
+                shared.monitor.withLock {
+                    shared.outcomes[index] = outcome
+                    shared.schedule.finish(index)
+                }
+                shared.monitor.broadcast()
             }
-            results += zip(pending, outcomes).map { Result(module: $0, outcome: $1) }
-            outcomes.deallocate()
         }
-        return results
+        return zip(pending, shared.outcomes).map { Result(module: $0, outcome: $1) }
+    }
+}
+
+/// Which module of a plan loads next, with no I/O: one whose dependencies
+/// earlier in the plan have all finished (loaded or not: a failed one is
+/// the kernel's to report, as with modprobe), the first such in the plan's
+/// order (the priority order). Only dependencies that come earlier count,
+/// as in LoadPlan.waves, so a softdep cycle cannot stall the schedule.
+public struct LoadSchedule: Sendable {
+    var waiting: [Int]
+    var dependents: [[Int]]
+    /// Ready to load, in plan order.
+    var ready: [Int]
+    public private(set) var running = 0
+    public private(set) var finished = 0
+
+    public init(_ modules: [PlannedModule]) {
+        var position: [String: Int] = [:]
+        waiting = Array(repeating: 0, count: modules.count)
+        dependents = Array(repeating: [], count: modules.count)
+        for (index, module) in modules.enumerated() {
+            for dependency in Set(module.dependencies) {
+                guard let earlier = position[dependency] else { continue }
+                waiting[index] += 1
+                dependents[earlier].append(index)
+            }
+            position[module.name] = index
+        }
+        let counts = waiting
+        ready = modules.indices.filter { counts[$0] == 0 }
+    }
+
+    /// The next module to start, or nil when none is ready now.
+    public mutating func next() -> Int? {
+        guard !ready.isEmpty else { return nil }
+        running += 1
+        return ready.removeFirst()
+    }
+
+    /// `index` has finished: what waited only for it becomes ready.
+    public mutating func finish(_ index: Int) {
+        running -= 1
+        finished += 1
+        for dependent in dependents[index] {
+            waiting[dependent] -= 1
+            if waiting[dependent] == 0 {
+                ready.insert(dependent, at: ready.firstIndex(where: { $0 > dependent }) ?? ready.endIndex)
+            }
+        }
     }
 }

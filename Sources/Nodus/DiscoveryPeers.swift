@@ -115,44 +115,91 @@ public enum DiscoverySeeker {
 
     /// Sends the seeks (bare and extended) to every target, `attempts`
     /// times spread over the window, and returns each peer once (its
-    /// extended answer when it gave one), in the order they answered.
-    public static func seek(targets: [SocketAddress], windowMilliseconds: Int, attempts: Int = 3) throws(SystemError) -> [Discovery.Offer] {
+    /// extended answer when it gave one), in the order they answered. With
+    /// `quietMilliseconds`, the window ends that long after the last new
+    /// peer answered (see DiscoveryWindow).
+    public static func seek(targets: [SocketAddress], windowMilliseconds: Int, attempts: Int = 3,
+                            quietMilliseconds: Int? = nil) throws(SystemError) -> [Discovery.Offer] {
         let socket = try Socket.bindUDP(SocketAddress(ipv4: 0, port: 0), broadcast: true)
         defer { socket.close() }
-        let start = Kernel.bootTimeMicros()
-        let end = start + Int64(windowMilliseconds) * 1000
-        let spacing = Int64(windowMilliseconds) * 1000 / Int64(max(1, attempts))
-        var sent = 0
+        var window = DiscoveryWindow(start: Kernel.bootTimeMicros(), windowMillis: windowMilliseconds, attempts: attempts,
+                                     quietMillis: quietMilliseconds)
         var offers: [Discovery.Offer] = []
         var buffer = [UInt8](repeating: 0, count: Discovery.maxDatagram + 1)
         while true {
             let now = Kernel.bootTimeMicros()
-            if sent < attempts, now >= start + Int64(sent) * spacing {
+            if window.sendsNow(now) {
                 for target in targets {
                     for extended in [false, true] {
                         do {
                             try socket.send(Discovery.seekDatagram(extended: extended), to: target)
                         } catch {
                             // A target without a route: the others may still answer.
-                            if sent == 0 && !extended { Console.tool.debug("\(error)") }
+                            if window.sent == 1 && !extended { Console.tool.debug("\(error)") }
                         }
                     }
                 }
-                sent += 1
                 continue
             }
-            if now >= end { break }
-            let nextSend = sent < attempts ? start + Int64(sent) * spacing : end
-            let wait = Int((min(nextSend, end) - now + 999) / 1000)
-            guard try socket.waitReadable(milliseconds: max(1, wait)) else { continue }
+            guard let wake = window.wake(now) else { break }
+            guard try socket.waitReadable(milliseconds: Int(max(1, (wake - now + 999) / 1000))) else { continue }
             let n = (try? buffer.withMutableBytes { raw throws(SystemError) in try socket.readIfReady(into: raw) }) ?? nil
             guard let n, n > 0, let offer = Discovery.parseAnswer(Array(buffer[0..<n])) else { continue }
             if let index = offers.firstIndex(where: { $0.host == offer.host && $0.port == offer.port }) {
                 if offers[index].protocolVersion == nil { offers[index] = offer }
             } else {
                 offers.append(offer)
+                window.newPeer(Kernel.bootTimeMicros())
             }
         }
         return offers
     }
+}
+
+/// When a seeker sends and when it stops listening (CLOCK_BOOTTIME
+/// microseconds), with no I/O. Seeks go out `attempts` times evenly over
+/// the window. Without `quietMillis` the window is listened to whole
+/// (`spirit nodus seek`, which lists every peer); with it, the window ends
+/// that long after the last new peer answered: peers on one LAN answer
+/// within milliseconds of each other, so a boot that heard one does not
+/// wait out the rest of a window sized for a peer that answers late or
+/// not at all.
+public struct DiscoveryWindow: Sendable {
+    public let start: Int64
+    public let end: Int64
+    let spacing: Int64
+    let attempts: Int
+    let quietMicros: Int64?
+    public private(set) var sent = 0
+    public private(set) var lastNewPeer: Int64?
+
+    public init(start: Int64, windowMillis: Int, attempts: Int, quietMillis: Int? = nil) {
+        self.start = start
+        end = start + Int64(windowMillis) * 1000
+        self.attempts = max(1, attempts)
+        spacing = Int64(windowMillis) * 1000 / Int64(max(1, attempts))
+        quietMicros = quietMillis.map { Int64($0) * 1000 }
+    }
+
+    /// When listening stops: the window's end, or sooner once a peer answered.
+    public var closesAt: Int64 {
+        guard let lastNewPeer, let quietMicros else { return end }
+        return min(end, lastNewPeer + quietMicros)
+    }
+
+    /// Whether a round of seeks is due at `now` (counted as sent).
+    public mutating func sendsNow(_ now: Int64) -> Bool {
+        guard sent < attempts, now < closesAt, now >= start + Int64(sent) * spacing else { return false }
+        sent += 1
+        return true
+    }
+
+    /// Until when to wait for an answer at `now`: the next round of seeks
+    /// or the window's close; nil once it has closed.
+    public func wake(_ now: Int64) -> Int64? {
+        guard now < closesAt else { return nil }
+        return sent < attempts ? min(start + Int64(sent) * spacing, closesAt) : closesAt
+    }
+
+    public mutating func newPeer(_ now: Int64) { lastNewPeer = now }
 }

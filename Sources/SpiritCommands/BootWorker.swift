@@ -387,7 +387,8 @@ struct BootWorker {
             activity.stopListening()
         }
         let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(release: release)),
-                                  console: console, timeline: timeline, holding: config.stageOneHeldModuleGroups(console: console))
+                                  console: console, timeline: timeline, holding: config.stageOneHeldModuleGroups(console: console),
+                                  together: [.storage, .network])
         let tally = modules.run(priority: priority, required: bootList + config.extraModules, uevents: uevents,
                                  activity: activity)
         console.info("modules: \(tally)")

@@ -146,26 +146,29 @@ public final class DeviceActivity: @unchecked Sendable {
     }
 
     /// When the devices will count as settled if nothing else happens;
-    /// nil while a module load is pending. Once coldplug has reached its
+    /// nil while a module load is pending or coldplug has not finished (the
+    /// boot's first loads are not reported here one by one, and DHCP
+    /// starts before coldplug: a quiet window then would call a NIC that
+    /// coldplug is about to find absent). Once coldplug has reached its
     /// fixed point without a USB mass-storage device, at once (no fixed
     /// wait: research/boot-performance.md measured 1.2 s of it per boot);
     /// else after the quiet window.
     public func settlesAt() -> Int64? {
         monitor.withLock {
-            if pendingLoads > 0 { return nil }
-            if !listening || (coldplugged && !usbStorage) { return 0 }
+            if !listening { return 0 }
+            if pendingLoads > 0 || !coldplugged { return nil }
+            if !usbStorage { return 0 }
             return lastActivity + quietMicros
         }
     }
 
     /// What settles the devices, for the debug console: coldplug's fixed
-    /// point, or a quiet window (a USB storage device is there, or coldplug
-    /// has not finished).
+    /// point, or a quiet window after it (a USB storage device is there).
     public var settledBy: String {
         monitor.withLock {
             if !listening { return "no uevents to wait for" }
-            if coldplugged && !usbStorage { return "coldplug's fixed point" }
-            return "a quiet window of \(quietMicros / 1000) ms" + (usbStorage ? " (a USB storage device is there)" : "")
+            if !usbStorage { return "coldplug's fixed point" }
+            return "a quiet window of \(quietMicros / 1000) ms (a USB storage device is there)"
         }
     }
 

@@ -1,4 +1,5 @@
 import CSpirit
+import Dispatch
 import Glibc
 import SystemPackage
 
@@ -89,6 +90,20 @@ public enum Threads {
         if rc != 0 {
             Unmanaged<Body>.fromOpaque(box).release()
             throw SystemError("start a thread", .init(rawValue: rc))
+        }
+    }
+
+    /// `body` on a thread of its own, for work that blocks (a boot source,
+    /// a DHCP client, the uevent loop): Dispatch's global pool on Linux has
+    /// about one worker per CPU and adds one only when its monitor finds
+    /// them all blocked, once a second, so blocking work queued there
+    /// waited seconds for a worker on a 2-CPU machine. If no thread can be
+    /// made, the pool after all.
+    public static func detach(_ body: @escaping @Sendable () -> Void) {
+        do {
+            try start(body)
+        } catch {
+            DispatchQueue.global().async(execute: body)
         }
     }
 }

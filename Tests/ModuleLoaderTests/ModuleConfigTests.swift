@@ -76,6 +76,37 @@ import Testing
         #expect(loaded == Set(plan.modules.map(\.name)))
         #expect(plan.waves.count >= 3)
     }
+
+    /// The parallel loader's order: each module once its dependencies
+    /// have finished, the plan's order among those ready, no waves.
+    @Test func theScheduleStartsEachModuleOnceItsDependenciesFinished() {
+        let plan = [PlannedModule(name: "scsi_common", path: "a"), PlannedModule(name: "scsi_mod", path: "b", dependencies: ["scsi_common"]),
+                    PlannedModule(name: "libata", path: "c", dependencies: ["scsi_mod"]), PlannedModule(name: "squashfs", path: "d"),
+                    PlannedModule(name: "e1000", path: "e"),
+                    // A softdep on a later module does not count: no stall on a cycle.
+                    PlannedModule(name: "ata_piix", path: "f", dependencies: ["libata", "scsi_mod", "later"]),
+                    PlannedModule(name: "later", path: "g", dependencies: ["ata_piix"])]
+        var schedule = LoadSchedule(plan)
+        #expect(take(&schedule) == 0)
+        #expect(take(&schedule) == 3)
+        #expect(take(&schedule) == 4)
+        #expect(take(&schedule) == nil)
+        // squashfs finishes first; scsi_mod waits for scsi_common only.
+        schedule.finish(3)
+        #expect(take(&schedule) == nil)
+        schedule.finish(0)
+        #expect(take(&schedule) == 1)
+        schedule.finish(1)
+        // e1000 is still probing: libata need not wait for it (a wave would).
+        #expect(take(&schedule) == 2)
+        schedule.finish(2)
+        #expect(take(&schedule) == 5)
+        schedule.finish(5)
+        #expect(take(&schedule) == 6)
+        schedule.finish(6)
+        schedule.finish(4)
+        #expect(take(&schedule) == nil && schedule.running == 0 && schedule.finished == plan.count)
+    }
 }
 
 @Suite struct PriorityListTests {
@@ -116,3 +147,5 @@ import Testing
         #expect(Uevent.parse(Array("libudev\0junk".utf8)) == nil)
     }
 }
+
+private func take(_ schedule: inout LoadSchedule) -> Int? { schedule.next() }

@@ -51,10 +51,20 @@ extension String {
     // e1000e's device; the fixture's modprobe.d blacklists e1000e.
     static let nic = "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00"
 
-    func modules(holding held: Set<ModuleGroup>) throws -> BootModules {
+    func modules(holding held: Set<ModuleGroup>, together: Set<ModuleGroup> = []) throws -> BootModules {
         let index = try ModuleIndex.load(root: ModuleIndexTests.root, release: "6.1.0-test")
         return BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(root: ModuleIndexTests.root, release: "6.1.0-test")),
-                           console: Console.tool, timeline: Timeline(directory: "/nonexistent", process: "test"), holding: held)
+                           console: Console.tool, timeline: Timeline(directory: "/nonexistent", process: "test"), holding: held,
+                           together: together)
+    }
+
+    @Test func stageOneLoadsStorageAndNetworkAsOneStep() throws {
+        #expect(try modules(holding: []).steps == [[.virtualization], [.storage], [.network], [.graphics]])
+        #expect(try modules(holding: [], together: [.storage, .network]).steps == [[.virtualization], [.storage, .network], [.graphics]])
+        // Held back, a group is no step at all.
+        #expect(try modules(holding: [.graphics, .virtualization], together: [.storage, .network]).steps == [[.storage, .network]])
+        // Only neighbours in the priority order join.
+        #expect(try modules(holding: [], together: [.virtualization, .network]).steps == [[.virtualization], [.storage], [.network], [.graphics]])
     }
 
     @Test func driversAreGroupedAndBlacklistsHonoured() throws {

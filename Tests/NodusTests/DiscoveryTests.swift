@@ -73,3 +73,41 @@ import Testing
         #expect(limiter.sources <= 4)
     }
 }
+
+/// When a seeker sends and stops (DiscoveryWindow), on a clock in microseconds.
+@Suite struct DiscoveryWindowTests {
+    @Test func withoutQuietTheWholeWindowIsHeardAndSeeksGoOutEvenly() {
+        var window = DiscoveryWindow(start: 0, windowMillis: 1500, attempts: 3)
+        #expect(sends(&window, 0))
+        #expect(!sends(&window, 0))
+        #expect(window.wake(10) == 500_000)
+        window.newPeer(20)
+        #expect(window.closesAt == 1_500_000)
+        #expect(sends(&window, 500_000))
+        #expect(sends(&window, 1_000_000))
+        #expect(!sends(&window, 1_200_000))
+        #expect(window.wake(1_200_000) == 1_500_000)
+        #expect(window.wake(1_500_000) == nil)
+    }
+
+    @Test func withQuietTheWindowClosesAfterTheLastNewPeer() {
+        var window = DiscoveryWindow(start: 0, windowMillis: 1500, attempts: 3, quietMillis: 500)
+        #expect(sends(&window, 0))
+        // No answer: the whole window, as before.
+        #expect(window.closesAt == 1_500_000)
+        window.newPeer(5_000)
+        #expect(window.closesAt == 505_000)
+        #expect(sends(&window, 500_000))
+        #expect(window.wake(500_100) == 505_000)
+        // A second peer answering the second round keeps it open a while longer.
+        window.newPeer(502_000)
+        #expect(window.closesAt == 1_002_000)
+        #expect(sends(&window, 1_000_000))
+        #expect(window.wake(1_002_000) == nil)
+        // Never past the window's end.
+        window.newPeer(1_400_000)
+        #expect(window.closesAt == 1_500_000)
+    }
+}
+
+private func sends(_ window: inout DiscoveryWindow, _ now: Int64) -> Bool { window.sendsNow(now) }

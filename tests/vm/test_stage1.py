@@ -91,10 +91,11 @@ def test_break_shell_orphans_crash_and_poweroff(boot):
     steps = vm.timeline()["steps"]
     names = [step["step"] for step in steps]
     assert names[:4] == ["kernel", "runtime", "early-mounts", "flags"], names
-    # The module steps: the priority groups in order, then coldplug; the
-    # virtualization group waits for stage 2 (nothing here needs kvm).
+    # The module steps: the priority groups in order (storage and network
+    # as one step), then coldplug; the virtualization group waits for stage
+    # 2 (nothing here needs kvm).
     module_steps = [name for name in names if name.startswith("modules:")]
-    assert module_steps[0] == "modules:storage" and "modules:virtualization" not in module_steps, names
+    assert module_steps[0] in ("modules:storage", "modules:storage+network") and "modules:virtualization" not in module_steps, names
     assert not {"kvm", "kvm_amd", "kvm_intel", "vfio_pci"} & {line.split()[0] for line in vm.check("cat /proc/modules").splitlines()}
     assert module_steps[-1] == "modules:coldplug", names
     for before, step in zip(steps, steps[1:]):
