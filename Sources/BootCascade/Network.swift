@@ -104,14 +104,19 @@ public struct Network: Sendable {
 
     func bringUp(deadline: Int64, context: SourceContext) throws -> Lease {
         try Kernel.makeDirectory(leaseDirectory, parents: true)
-        let run = DHCPRun(network: self, deadline: deadline, cancel: context.cancel, console: context.console)
+        let devices = context.devices
+        let run = DHCPRun(network: self, deadline: deadline, cancel: context.cancel, console: context.console, devices: devices)
         // The interfaces there now start at once; those of NIC drivers that
         // coldplug or uevents load later join once devices have settled
-        // (not later than a quarter of the time).
+        // (not later than a quarter of the time), unless a lease came first.
         run.start(interfaces())
         let now = Kernel.bootTimeMicros()
-        _ = context.devices.waitUntilSettled(deadline: now + (deadline - now) / 4)
-        run.start(interfaces())
+        let limit = now + (deadline - now) / 4
+        var seen = devices.currentGeneration
+        while !run.hasLease && !devices.isSettled() && Kernel.bootTimeMicros() < limit {
+            seen = devices.waitForActivity(since: seen, until: min(limit, max(devices.settlesAt() ?? limit, Kernel.bootTimeMicros() + 1000)))
+        }
+        if !run.hasLease { run.start(interfaces()) }
         guard run.started else {
             throw SpiritError("no network interface (no driver found a network card; 'spirit modules missing' lists devices without one)")
         }
@@ -121,28 +126,34 @@ public struct Network: Sendable {
     /// DHCP on every interface at once; the first lease wins. Each link is
     /// set up and its client started at once; a client started before its
     /// link had a carrier (autonegotiation takes from a fraction of a
-    /// second to seconds) starts again when the carrier comes.
+    /// second to seconds) starts again when the carrier comes. Each
+    /// interface's thread alone starts, signals and reaps its client, so no
+    /// signal can reach a pid already reaped.
     final class DHCPRun: @unchecked Sendable {
         let network: Network
         let deadline: Int64
         let cancel: CancelFlag
         let console: Console
+        let devices: DeviceActivity
         let began = Kernel.bootTimeMicros()
         let monitor = Monitor()
         var names: Set<String> = []
         var running = 0
         var winner: Lease?
         var failures: [String] = []
-        var pids: [pid_t] = []
+        /// lease() has answered: a client still running stops.
+        var over = false
 
-        init(network: Network, deadline: Int64, cancel: CancelFlag, console: Console) {
+        init(network: Network, deadline: Int64, cancel: CancelFlag, console: Console, devices: DeviceActivity) {
             self.network = network
             self.deadline = deadline
             self.cancel = cancel
             self.console = console
+            self.devices = devices
         }
 
         var started: Bool { monitor.withLock { !names.isEmpty } }
+        var hasLease: Bool { monitor.withLock { winner != nil } }
 
         /// Those of `interfaces` not started yet, each on its own thread.
         func start(_ interfaces: [String]) {
@@ -166,6 +177,7 @@ public struct Network: Sendable {
                 while winner == nil && running > 0 && Kernel.bootTimeMicros() < deadline + 5_000_000 {
                     monitor.wait(untilBootMicros: deadline + 5_000_000)
                 }
+                over = true
                 if let winner { return winner }
                 let still = running > 0 ? ["\(running) DHCP client(s) still running past the deadline"] : []
                 throw SpiritError("no network: " + (failures.sorted() + still).joined(separator: "; "))
@@ -179,8 +191,6 @@ public struct Network: Sendable {
                 switch outcome {
                 case .success(let lease) where winner == nil:
                     winner = lease
-                    // The first lease wins: the other clients stop.
-                    for pid in pids { try? Kernel.kill(pid, SIGTERM) }
                 case .success:
                     break
                 case .failure(let reason):
@@ -188,10 +198,21 @@ public struct Network: Sendable {
                 }
             }
             monitor.broadcast()
+            // bringUp may be waiting for devices to settle: a lease ends that wait.
+            if case .success = outcome { devices.wakeAll() }
         }
 
         func carrier(_ name: String) -> Bool {
             (try? Kernel.readText(network.sys + "/class/net/\(name)/carrier"))?.trimmed == "1"
+        }
+
+        /// Why this interface's client should stop now, if it should.
+        var stopReason: String? {
+            let (won, late) = monitor.withLock { (winner != nil, over) }
+            if won { return "stopped: another interface has a lease" }
+            if late { return "stopped: the time for the network is up" }
+            if cancel.isSet { return "stopped: the boot chose another source" }
+            return nil
         }
 
         func dhcp(_ name: String) -> Result<Lease, SpiritError> {
@@ -199,59 +220,61 @@ public struct Network: Sendable {
             Kernel.remove(leaseFile)
             let seconds = max(1, Int((deadline - Kernel.bootTimeMicros()) / 1_000_000))
             var linked = carrier(name)
+            func bound(_ status: ExitStatus?) -> Lease? {
+                guard status == .exited(0), let text = try? Kernel.readText(leaseFile) else { return nil }
+                return Lease.parse(text)
+            }
             var pid: pid_t
             do {
                 pid = try client(name)
             } catch {
                 return .failure(SpiritError("\(error)"))
             }
-            // Started before the link had a carrier, its first DISCOVER went
-            // nowhere (or woke the driver's link check: QEMU's e1000 reports
-            // the link at the first interrupt), and udhcpc would send the next
-            // only after its 2 s timeout: it starts again the moment the
-            // carrier comes.
-            while !linked {
-                if let ended = try? Spawn.wait(pid, noHang: true) {
-                    return finished(name, pid: pid, status: ended.status, leaseFile: leaseFile, seconds: seconds, linked: false)
+            while true {
+                let ended: (pid: pid_t, status: ExitStatus)?
+                do {
+                    ended = try Spawn.wait(pid, noHang: true)
+                } catch {
+                    return .failure(SpiritError("udhcpc: \(error)"))
                 }
-                guard carrier(name) else {
-                    Kernel.sleep(milliseconds: 20)
+                if let ended {
+                    if let lease = bound(ended.status) { return .success(lease) }
+                    return .failure(SpiritError("no DHCP lease within \(seconds) s ("
+                        + (linked || carrier(name) ? "link up" : "no link: cable unplugged, or no carrier") + ")"))
+                }
+                if let reason = stopReason {
+                    try? Kernel.kill(pid, SIGTERM)
+                    _ = try? Spawn.wait(pid)
+                    return .failure(SpiritError(reason))
+                }
+                // Started before the link had a carrier, its first DISCOVER
+                // went nowhere, and udhcpc would send the next only after its
+                // 2 s timeout: it starts again the moment the carrier comes
+                // (unless it got its lease meanwhile).
+                if !linked && carrier(name) {
+                    linked = true
+                    console.debug("network: \(name) has a link after \((Kernel.bootTimeMicros() - began) / 1000) ms; DHCP starts again")
+                    try? Kernel.kill(pid, SIGTERM)
+                    if let lease = bound((try? Spawn.wait(pid))?.status) { return .success(lease) }
+                    do {
+                        pid = try client(name)
+                    } catch {
+                        return .failure(SpiritError("\(error)"))
+                    }
                     continue
                 }
-                linked = true
-                console.debug("network: \(name) has a link after \((Kernel.bootTimeMicros() - began) / 1000) ms; DHCP starts again")
-                try? Kernel.kill(pid, SIGTERM)
-                _ = try? Spawn.wait(pid)
-                monitor.withLock { pids.removeAll { $0 == pid } }
-                do {
-                    pid = try client(name)
-                } catch {
-                    return .failure(SpiritError("\(error)"))
-                }
+                Kernel.sleep(milliseconds: 20)
             }
-            let status = (try? Spawn.wait(pid))??.status
-            return finished(name, pid: pid, status: status, leaseFile: leaseFile, seconds: seconds, linked: true)
         }
 
-        /// udhcpc on `name` with the time left, unless another interface already has a lease.
+        /// udhcpc on `name` with the time left.
         func client(_ name: String) throws -> pid_t {
+            if let reason = stopReason { throw SpiritError(reason) }
             let seconds = max(1, Int((deadline - Kernel.bootTimeMicros()) / 1_000_000))
-            return try monitor.withLock { () throws -> pid_t in
-                if winner != nil || cancel.isSet { throw SpiritError("stopped: another interface has a lease") }
-                // -f foreground, -q quit once bound, -n fail without a lease,
-                // -t discovers 2 s apart (-T 2) to fit the time left.
-                let pid = try Spawn.spawn(network.udhcpc, ["udhcpc", "-i", name, "-f", "-q", "-n", "-t", String(max(1, seconds / 2)),
-                                                           "-T", "2", "-A", "1", "-s", network.script])
-                pids.append(pid)
-                return pid
-            }
-        }
-
-        func finished(_ name: String, pid: pid_t, status: ExitStatus?, leaseFile: String, seconds: Int, linked: Bool) -> Result<Lease, SpiritError> {
-            monitor.withLock { pids.removeAll { $0 == pid } }
-            if status == .exited(0), let text = try? Kernel.readText(leaseFile), let lease = Lease.parse(text) { return .success(lease) }
-            return .failure(SpiritError("no DHCP lease within \(seconds) s ("
-                + (linked || carrier(name) ? "link up" : "no link: cable unplugged, or no carrier") + ")"))
+            // -f foreground, -q quit once bound, -n fail without a lease,
+            // -t discovers 2 s apart (-T 2) to fit the time left.
+            return try Spawn.spawn(network.udhcpc, ["udhcpc", "-i", name, "-f", "-q", "-n", "-t", String(max(1, seconds / 2)),
+                                                    "-T", "2", "-A", "1", "-s", network.script])
         }
     }
 }

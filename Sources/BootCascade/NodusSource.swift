@@ -30,8 +30,8 @@ public struct NodusSource: BootSource {
     /// How long answers to a discovery broadcast are gathered.
     public static let discoveryWindowMillis = 1500
     /// Once a peer answered, how long the window stays open for others
-    /// (DiscoveryWindow): one more round of seeks' worth.
-    public static let discoveryQuietMillis = 500
+    /// after one more round of seeks (DiscoveryWindow).
+    public static let discoveryQuietMillis = 250
 
     /// `stream` is crom.nodus.stream=1: the root is mounted from the
     /// peers' export at once and the image copied into RAM behind it (see

@@ -159,8 +159,9 @@ public enum DiscoverySeeker {
 /// When a seeker sends and when it stops listening (CLOCK_BOOTTIME
 /// microseconds), with no I/O. Seeks go out `attempts` times evenly over
 /// the window. Without `quietMillis` the window is listened to whole
-/// (`spirit nodus seek`, which lists every peer); with it, the window ends
-/// that long after the last new peer answered: peers on one LAN answer
+/// (`spirit nodus seek`, which lists every peer); with it, once a peer
+/// answered, the window stays open for one more round of seeks (for a peer
+/// whose first answer was lost) and then that long: peers on one LAN answer
 /// within milliseconds of each other, so a boot that heard one does not
 /// wait out the rest of a window sized for a peer that answers late or
 /// not at all.
@@ -181,10 +182,15 @@ public struct DiscoveryWindow: Sendable {
         quietMicros = quietMillis.map { Int64($0) * 1000 }
     }
 
-    /// When listening stops: the window's end, or sooner once a peer answered.
+    /// When listening stops: the window's end, or sooner once a peer
+    /// answered: `quiet` after the first round of seeks due at or after
+    /// the last new peer's answer (after the answer itself once every round
+    /// went out).
     public var closesAt: Int64 {
         guard let lastNewPeer, let quietMicros else { return end }
-        return min(end, lastNewPeer + quietMicros)
+        let round = spacing > 0 ? (lastNewPeer - start + spacing - 1) / spacing : Int64(attempts)
+        let nextRound = round < Int64(attempts) ? start + round * spacing : lastNewPeer
+        return min(end, max(lastNewPeer, nextRound) + quietMicros)
     }
 
     /// Whether a round of seeks is due at `now` (counted as sent).

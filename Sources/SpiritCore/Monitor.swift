@@ -147,9 +147,8 @@ public final class DeviceActivity: @unchecked Sendable {
 
     /// When the devices will count as settled if nothing else happens;
     /// nil while a module load is pending or coldplug has not finished (the
-    /// boot's first loads are not reported here one by one, and DHCP
-    /// starts before coldplug: a quiet window then would call a NIC that
-    /// coldplug is about to find absent). Once coldplug has reached its
+    /// boot's first loads are not reported here one by one: a quiet window
+    /// then would say settled while drivers still load). Once coldplug has reached its
     /// fixed point without a USB mass-storage device, at once (no fixed
     /// wait: research/boot-performance.md measured 1.2 s of it per boot);
     /// else after the quiet window.

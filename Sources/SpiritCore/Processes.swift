@@ -98,10 +98,11 @@ public enum Threads {
     /// about one worker per CPU and adds one only when its monitor finds
     /// them all blocked, once a second, so blocking work queued there
     /// waited seconds for a worker on a 2-CPU machine. If no thread can be
-    /// made, the pool after all.
+    /// made, the pool after all. 4 MiB of stack (reserved, touched only as
+    /// used): a source verifies signatures and speaks TLS on it.
     public static func detach(_ body: @escaping @Sendable () -> Void) {
         do {
-            try start(body)
+            try start(stackBytes: 4 << 20, body)
         } catch {
             DispatchQueue.global().async(execute: body)
         }

@@ -90,21 +90,25 @@ import Testing
         #expect(window.wake(1_500_000) == nil)
     }
 
-    @Test func withQuietTheWindowClosesAfterTheLastNewPeer() {
-        var window = DiscoveryWindow(start: 0, windowMillis: 1500, attempts: 3, quietMillis: 500)
+    @Test func withQuietTheWindowClosesOneRoundAfterTheLastNewPeer() {
+        var window = DiscoveryWindow(start: 0, windowMillis: 1500, attempts: 3, quietMillis: 250)
         #expect(sends(&window, 0))
         // No answer: the whole window, as before.
         #expect(window.closesAt == 1_500_000)
+        // A peer at 5 ms: the round at 500 ms still goes out, then 250 ms.
         window.newPeer(5_000)
-        #expect(window.closesAt == 505_000)
+        #expect(window.closesAt == 750_000)
+        #expect(window.wake(10_000) == 500_000)
         #expect(sends(&window, 500_000))
-        #expect(window.wake(500_100) == 505_000)
-        // A second peer answering the second round keeps it open a while longer.
+        #expect(window.wake(500_100) == 750_000)
+        // A second peer answering that round: the round at 1000 ms, then 250 ms.
         window.newPeer(502_000)
-        #expect(window.closesAt == 1_002_000)
+        #expect(window.closesAt == 1_250_000)
         #expect(sends(&window, 1_000_000))
-        #expect(window.wake(1_002_000) == nil)
-        // Never past the window's end.
+        #expect(window.wake(1_250_000) == nil)
+        // After the last round: 250 ms after the answer, never past the end.
+        window.newPeer(1_100_000)
+        #expect(window.closesAt == 1_350_000)
         window.newPeer(1_400_000)
         #expect(window.closesAt == 1_500_000)
     }
