@@ -125,14 +125,19 @@ public struct BootModules: Sendable {
         let fitting = Set(found.values.joined())
         let bound = self.bound
         for step in steps {
-            var listed: [String] = [], names: [String] = [], loading: [ModuleGroup] = []
+            // The drivers of devices that are there first: their probes
+            // (an ATA port scan, a NIC's reset) are the long loads, and the
+            // scheduler starts the plan's modules in order as workers free
+            // up; then the listed modules and the boot list.
+            var listed: [String] = [], drivers: [String] = [], others: [String] = [], loading: [ModuleGroup] = []
             for group in step {
                 let mine = wanted(priority.names[group] ?? [], fitting: fitting, bound: bound)
-                let all = mine + (group == .storage ? required : []) + (found[group] ?? [])
+                drivers += found[group] ?? []
+                others += mine + (group == .storage ? required : [])
                 listed += mine
-                names += all
-                if !all.isEmpty { loading.append(group) }
+                if !mine.isEmpty || !(found[group] ?? []).isEmpty || (group == .storage && !required.isEmpty) { loading.append(group) }
             }
+            let names = drivers + others
             guard !names.isEmpty else { continue }
             let stepName = loading.map(\.description).joined(separator: "+")
             timeline.measure("\(stepPrefix):\(stepName)", detail: { "\($0.loaded) loaded" }) { () -> Tally in
