@@ -110,12 +110,9 @@ public struct Network: Sendable {
         // coldplug or uevents load later join once devices have settled
         // (not later than a quarter of the time), unless a lease came first.
         run.start(interfaces())
+        // (A lease wakes this wait: the run calls `devices.wakeAll`.)
         let now = Kernel.bootTimeMicros()
-        let limit = now + (deadline - now) / 4
-        var seen = devices.currentGeneration
-        while !run.hasLease && !devices.isSettled() && Kernel.bootTimeMicros() < limit {
-            seen = devices.waitForActivity(since: seen, until: min(limit, max(devices.settlesAt() ?? limit, Kernel.bootTimeMicros() + 1000)))
-        }
+        _ = devices.waitUntilSettled(deadline: now + (deadline - now) / 4, stopping: { run.hasLease })
         if !run.hasLease { run.start(interfaces()) }
         guard run.started else {
             throw SpiritError("no network interface (no driver found a network card; 'spirit modules missing' lists devices without one)")

@@ -190,13 +190,15 @@ public final class DeviceActivity: @unchecked Sendable {
 
     public var currentGeneration: Int { monitor.withLock { generation } }
 
-    /// Waits until the devices are settled or the deadline passes; true if settled.
-    public func waitUntilSettled(deadline: Int64) -> Bool {
+    /// Waits until the devices are settled or the deadline passes; true if
+    /// settled. `stopping` ends the wait early (false): it is asked after
+    /// each wake, so whoever makes it true must also call `wakeAll`.
+    public func waitUntilSettled(deadline: Int64, stopping: () -> Bool = { false }) -> Bool {
         var seen = currentGeneration
         while true {
             let now = Kernel.bootTimeMicros()
             if isSettled(now: now) { return true }
-            if now >= deadline { return false }
+            if now >= deadline || stopping() { return false }
             let wake = min(deadline, settlesAt() ?? deadline)
             seen = waitForActivity(since: seen, until: max(wake, now + 1000))
         }

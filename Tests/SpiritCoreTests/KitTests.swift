@@ -118,6 +118,25 @@ import Testing
         #expect(activity.isSettled(now: 1_000_001))
     }
 
+    @Test func aStopConditionEndsTheWaitForSettling() {
+        final class Flag: @unchecked Sendable {
+            let monitor = Monitor()
+            var raised = false
+        }
+        let activity = DeviceActivity(quietMicros: 1_200_000)
+        let flag = Flag()
+        let began = Kernel.bootTimeMicros()
+        Threads.detach {
+            usleep(50_000)
+            flag.monitor.withLock { flag.raised = true }
+            activity.wakeAll()
+        }
+        // Coldplug never finishes here: only the stop condition ends the wait.
+        let settled = activity.waitUntilSettled(deadline: began + 20_000_000, stopping: { flag.monitor.withLock { flag.raised } })
+        #expect(!settled)
+        #expect(Kernel.bootTimeMicros() - began < 10_000_000)
+    }
+
     @Test func aUSBStickKeepsTheQuietWindowForItsDelayedScan() {
         let activity = DeviceActivity(quietMicros: 1_200_000, now: 1_000_000)
         activity.coldplugDone(usbStorage: true)
