@@ -68,7 +68,10 @@ public struct RootPlan: Sendable {
     /// copy (the image and the chosen layers into a tmpfs just large
     /// enough), verify (the image's SHA-256 against the signed manifest),
     /// zram (the writable layer), mount (the squashfs files from loop
-    /// devices, the overlay on /sysroot).
+    /// devices, the overlay on /sysroot). zram needs nothing of the image:
+    /// it is set up beside the copy (the copy is bound by its hash, on a
+    /// thread of its own, which leaves CPU to spare: research/
+    /// boot-performance.md, item 6), and the mount waits for both.
     public func stageOne(_ inputs: Inputs) throws(SpiritError) -> BootPlan {
         let manifest = inputs.manifest
         let imagePath = layout.imageDirectory + "/" + manifest.image
@@ -175,7 +178,7 @@ public struct RootPlan: Sendable {
             "verify": inputs.streamed ? "each block against the signed block list; SHA-256 \(manifest.sha256.prefix(12)) when the copy ends"
                 : "SHA-256 \(manifest.sha256.prefix(12)) matches the signed manifest",
             "zram": "\(bytes >> 20) MiB, \(inputs.upper.rawValue) upper",
-        ])
+        ], beginsWith: ["zram": "copy"])
     }
 
     /// RAM a running system needs beside its image in RAM (the writable

@@ -106,10 +106,16 @@ public struct PlannedStep: Sendable, Equatable {
 public struct BootPlan: Sendable, Equatable {
     public var steps: [PlannedStep]
     public var details: [String: String]
+    /// Phases that begin early: `["zram": "copy"]` runs zram's steps on a
+    /// thread of their own from the first step of copy on, beside the
+    /// phases between; the plan waits for them where they stand. Such a
+    /// phase uses nothing the phases it overlaps make.
+    public var beginsWith: [String: String]
 
-    public init(steps: [PlannedStep] = [], details: [String: String] = [:]) {
+    public init(steps: [PlannedStep] = [], details: [String: String] = [:], beginsWith: [String: String] = [:]) {
         self.steps = steps
         self.details = details
+        self.beginsWith = beginsWith
     }
 
     /// Its phases, in order.
@@ -126,7 +132,8 @@ public struct BootPlan: Sendable, Equatable {
         for planned in steps {
             if planned.phase != phase {
                 phase = planned.phase
-                lines.append("# \(planned.phase)" + (details[planned.phase].map { ": \($0)" } ?? ""))
+                lines.append("# \(planned.phase)" + (details[planned.phase].map { ": \($0)" } ?? "")
+                             + (beginsWith[planned.phase].map { " (begun with \($0), beside the phases before it)" } ?? ""))
             }
             lines.append(planned.step.shell)
         }

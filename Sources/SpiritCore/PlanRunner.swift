@@ -73,32 +73,140 @@ public struct PlanRunner {
         self.note = note
     }
 
-    /// Runs `plan`; `actions` carry out its `.action` steps by name.
-    public func run(_ plan: BootPlan, actions: [String: () throws -> Void] = [:]) throws(PlanFailure) {
+    /// What one line of work has done: its values, its steps (for the
+    /// undo), its loop handles.
+    struct Track {
         var variables: [String: String] = [:]
         var done: [PlannedStep] = []
         var loops: [CInt] = []
-        // Loop handles are closed once the plan is over: the mounts hold the devices then.
-        defer { loops.forEach(kernel.closeLoop) }
-        var phaseStart = Kernel.bootTimeMicros()
-        for (index, planned) in plan.steps.enumerated() {
-            if index == 0 || plan.steps[index - 1].phase != planned.phase { phaseStart = Kernel.bootTimeMicros() }
-            do {
-                try perform(planned.step, variables: &variables, loops: &loops, actions: actions)
-            } catch {
-                timeline?.record(TimelineStep(step: planned.phase, process: timeline?.process ?? "", pid: Kernel.pid,
-                                              startMicros: phaseStart, endMicros: Kernel.bootTimeMicros(), ok: false,
-                                              detail: "\(error)"))
-                undo(done, variables: variables)
-                throw PlanFailure(phase: planned.phase, step: planned.step, underlying: error)
-            }
-            done.append(planned)
-            if index == plan.steps.count - 1 || plan.steps[index + 1].phase != planned.phase {
-                timeline?.record(TimelineStep(step: planned.phase, process: timeline?.process ?? "", pid: Kernel.pid,
-                                              startMicros: phaseStart, endMicros: Kernel.bootTimeMicros(), ok: true,
-                                              detail: plan.details[planned.phase]))
+    }
+
+    /// One run of a phase's steps: when it began and ended, and the step
+    /// that failed with its error.
+    struct PhaseRun {
+        var phase: String
+        var startMicros: Int64
+        var endMicros: Int64
+        var failure: PlanFailure?
+    }
+
+    /// A phase begun early (BootPlan.beginsWith), on a thread of its own.
+    final class EarlyPhase: @unchecked Sendable {
+        let monitor = Monitor()
+        var result: (run: PhaseRun, track: Track)?
+
+        /// Waits for the phase to end.
+        func wait() -> (run: PhaseRun, track: Track) {
+            monitor.withLock {
+                while result == nil { monitor.wait(untilBootMicros: Kernel.bootTimeMicros() + 1_000_000) }
+                return result!
             }
         }
+    }
+
+    /// The runner, handed to an early phase's thread, which calls its
+    /// kernel while the plan's own line goes on. An early phase is the
+    /// runner's own steps (zram's writes, mke2fs), touching nothing the
+    /// other line does: it is given no handlers (the caller's share state
+    /// unlocked; an `.action` in it fails as having none) and starts with
+    /// no values of the other line (its `$NAME`s are its own).
+    struct Shared: @unchecked Sendable {
+        let runner: PlanRunner
+        let steps: ArraySlice<PlannedStep>
+    }
+
+    /// Runs `plan`; `actions` carry out its `.action` steps by name.
+    public func run(_ plan: BootPlan, actions: [String: () throws -> Void] = [:]) throws(PlanFailure) {
+        var track = Track()
+        // In the order they began, which is their order in the plan.
+        var early: [(phase: String, begun: EarlyPhase)] = []
+        var ran: Set<String> = []
+        // Loop handles are closed once the plan is over: the mounts hold the devices then.
+        defer { track.loops.forEach(kernel.closeLoop) }
+        let runs = Self.phaseRuns(plan.steps)
+        for (phase, range) in runs {
+            for (other, otherRange) in runs where plan.beginsWith[other] == phase && !early.contains(where: { $0.phase == other })
+                && !ran.contains(other) {
+                early.append((other, begin(plan.steps[otherRange])))
+            }
+            let run: PhaseRun
+            if let index = early.firstIndex(where: { $0.phase == phase }) {
+                let result = early.remove(at: index).begun.wait()
+                run = result.run
+                merge(result.track, into: &track)
+            } else {
+                run = runPhase(plan.steps[range], track: &track, actions: actions)
+            }
+            ran.insert(phase)
+            record(run, ok: run.failure == nil, detail: run.failure.map { "\($0.underlying)" } ?? plan.details[phase])
+            if let failure = run.failure {
+                // What still runs beside is waited for, and undone with the
+                // rest (not ok in the timeline: it does not stand).
+                for (other, begun) in early {
+                    let result = begun.wait()
+                    merge(result.track, into: &track)
+                    let undone = "undone: the \(phase) phase failed"
+                    if let second = result.run.failure { note("\(other): \(second.underlying) (beside the \(phase) phase, which failed too)") }
+                    record(result.run, ok: false, detail: result.run.failure.map { "\($0.underlying); \(undone)" }
+                           ?? (plan.details[other].map { "\($0); \(undone)" } ?? undone))
+                }
+                undo(track.done, variables: track.variables)
+                throw failure
+            }
+        }
+    }
+
+    /// The plan's steps in runs of one phase, in order.
+    static func phaseRuns(_ steps: [PlannedStep]) -> [(phase: String, range: Range<Int>)] {
+        var runs: [(phase: String, range: Range<Int>)] = []
+        for (index, planned) in steps.enumerated() {
+            if let last = runs.last, last.phase == planned.phase {
+                runs[runs.count - 1].range = last.range.lowerBound..<(index + 1)
+            } else {
+                runs.append((planned.phase, index..<(index + 1)))
+            }
+        }
+        return runs
+    }
+
+    func begin(_ steps: ArraySlice<PlannedStep>) -> EarlyPhase {
+        let begun = EarlyPhase()
+        let shared = Shared(runner: self, steps: steps)
+        Threads.detach {
+            var track = Track()
+            let run = shared.runner.runPhase(shared.steps, track: &track, actions: [:])
+            begun.monitor.withLock { begun.result = (run, track) }
+            begun.monitor.broadcast()
+        }
+        return begun
+    }
+
+    /// One run of a phase's steps, stopping at the first that fails.
+    func runPhase(_ steps: ArraySlice<PlannedStep>, track: inout Track, actions: [String: () throws -> Void]) -> PhaseRun {
+        let phase = steps.first?.phase ?? ""
+        let start = Kernel.bootTimeMicros()
+        for planned in steps {
+            do {
+                try perform(planned.step, variables: &track.variables, loops: &track.loops, actions: actions)
+            } catch {
+                return PhaseRun(phase: phase, startMicros: start, endMicros: Kernel.bootTimeMicros(),
+                                failure: PlanFailure(phase: planned.phase, step: planned.step, underlying: error))
+            }
+            track.done.append(planned)
+        }
+        return PhaseRun(phase: phase, startMicros: start, endMicros: Kernel.bootTimeMicros(), failure: nil)
+    }
+
+    func merge(_ other: Track, into track: inout Track) {
+        track.variables.merge(other.variables) { _, theirs in theirs }
+        track.done += other.done
+        track.loops += other.loops
+    }
+
+    /// The timeline's entry for a run, written from the plan's own thread.
+    func record(_ run: PhaseRun, ok: Bool, detail: String?) {
+        timeline?.record(TimelineStep(step: run.phase, process: timeline?.process ?? "", pid: Kernel.pid,
+                                      startMicros: run.startMicros, endMicros: run.endMicros, ok: ok, detail: detail))
     }
 
     func perform(_ step: BootStep, variables: inout [String: String], loops: inout [CInt],

@@ -4,14 +4,24 @@ import SpiritCore
 import Testing
 
 /// A kernel that records what the plan asks and fails where it is told to.
-final class RecordingKernel: BootKernel {
-    var calls: [String] = []
+/// A phase begun early calls it from a thread of its own: the record is locked.
+final class RecordingKernel: BootKernel, @unchecked Sendable {
+    private let lock = Monitor()
+    private var recorded: [String] = []
+    var calls: [String] { lock.withLock { recorded } }
     /// A call that fails, by its recorded text's prefix.
     var failing: Set<String> = []
+    /// Called with each call before it is recorded (a test that makes a step slow).
+    var before: (String) -> Void = { _ in }
     var closedLoops: [CInt] = []
 
+    func append(_ call: String) {
+        before(call)
+        lock.withLock { recorded.append(call) }
+    }
+
     func record(_ call: String) throws {
-        calls.append(call)
+        append(call)
         if failing.contains(where: { call.hasPrefix($0) }) { throw SpiritError("refused: \(call)") }
     }
 
@@ -32,13 +42,13 @@ final class RecordingKernel: BootKernel {
     }
     func closeLoop(_ handle: CInt) { closedLoops.append(handle) }
     func removeTree(_ path: String, keep: String) -> Int64 {
-        calls.append("remove \(path) but \(keep)")
+        append("remove \(path) but \(keep)")
         return 4096
     }
     func changeDirectory(_ path: String) throws { try record("cd \(path)") }
     func changeRoot(_ path: String) throws { try record("chroot \(path)") }
     func execute(_ arguments: [String]) -> any Error {
-        calls.append("exec " + arguments.joined(separator: " "))
+        append("exec " + arguments.joined(separator: " "))
         return SpiritError("exec \(arguments[0]): no such file in the double")
     }
 }
@@ -96,7 +106,8 @@ final class RecordingKernel: BootKernel {
             RootPlan.Action.copy: { actions.append("copy") },
             RootPlan.Action.stream: {
                 // The hydrator reads the manifest beside the image: written before it starts.
-                #expect(kernel.calls.last?.hasSuffix("> /run/spirit/image/manifest.json") == true)
+                #expect(kernel.calls.last { !$0.contains("zram") && !$0.contains("random/uuid") && !$0.contains("/run/spirit/rw") }?
+                    .hasSuffix("> /run/spirit/image/manifest.json") == true)
                 actions.append("stream")
             },
             RootPlan.Action.release: { actions.append("release") },
@@ -104,6 +115,7 @@ final class RecordingKernel: BootKernel {
         ])
         #expect(actions == ["stream", "release"]) // no copy, no whole-image check here: the hydrator does both later
         #expect(kernel.calls.contains("read /run/spirit/hydrate.loop"))
+        #expect(kernel.calls.filter { $0.hasPrefix("run /sbin/mke2fs") }.count == 1)
         #expect(!kernel.calls.contains { $0.hasPrefix("loop ") })
         #expect(kernel.calls.contains("mount -t squashfs -o ro uuid-\(kernel.calls.firstIndex(of: "read /run/spirit/hydrate.loop")! + 1) /run/spirit/lower"))
         #expect(plan.details["verify"]?.hasPrefix("each block against the signed block list") == true)
@@ -119,7 +131,7 @@ final class RecordingKernel: BootKernel {
             RootPlan.Action.verify: { actions.append("verify") },
         ])
         #expect(actions == ["copy", "release", "verify"])
-        #expect(kernel.calls.first == "mkdir /run/spirit/image")
+        #expect(kernel.calls.first { !$0.contains("zram") && !$0.contains("random/uuid") && !$0.contains("/run/spirit/rw") } == "mkdir /run/spirit/image")
         #expect(kernel.calls.contains { $0.hasPrefix("run /sbin/mke2fs") && $0.contains("-U uuid-") && $0.contains("hash_seed=uuid-") })
         #expect(kernel.calls.contains("mount -t squashfs -o ro /dev/loop7 /run/spirit/lower"))
         #expect(kernel.calls.last?.hasPrefix("mount -t overlay") == true)
@@ -157,6 +169,79 @@ final class RecordingKernel: BootKernel {
             #expect(error.step == .action(name: RootPlan.Action.copy, shell: plan.steps[2].step.shell))
         }
         #expect(kernel.calls.last == "umount /run/spirit/image")
+    }
+
+    @Test func zramIsSetUpBesideTheCopyAndTheMountWaitsForBoth() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        #expect(plan.shell.contains("# zram: 1024 MiB, zram upper (begun with copy, beside the phases before it)"))
+        let kernel = RecordingKernel()
+        var sawZramDuringTheCopy = false
+        try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [
+            RootPlan.Action.copy: {
+                // The copy goes on until zram's file system is made beside it.
+                let until = Kernel.bootTimeMicros() + 10_000_000
+                while Kernel.bootTimeMicros() < until && !sawZramDuringTheCopy {
+                    sawZramDuringTheCopy = kernel.calls.contains { $0.hasPrefix("run /sbin/mke2fs") }
+                    usleep(1000)
+                }
+            },
+            RootPlan.Action.release: {}, RootPlan.Action.verify: {},
+        ])
+        #expect(sawZramDuringTheCopy)
+        let calls = kernel.calls
+        let squashfs = calls.firstIndex { $0.hasPrefix("mount -t squashfs") }!
+        #expect(calls.firstIndex { $0.hasPrefix("mount -t ext4") }! < squashfs)
+        #expect(calls.firstIndex(of: "mkdir /run/spirit/rw/work")! < squashfs)
+    }
+
+    @Test func aCopyThatFailsWaitsForZramAndUndoesItToo() throws {
+        let directory = "/tmp/spirit-plan-test-\(getpid())"
+        defer {
+            try? Kernel.removeFile(directory + "/timeline.jsonl")
+            try? Kernel.removeFile(directory + "/timeline.json")
+            try? Kernel.removeDirectory(directory)
+        }
+        let timeline = Timeline(directory: directory, process: "test")
+        let plan = try RootPlan().stageOne(inputs())
+        let kernel = RecordingKernel()
+        kernel.before = { call in if call.hasPrefix("run /sbin/mke2fs") { usleep(200_000) } }
+        do {
+            try PlanRunner(kernel: kernel, timeline: timeline).run(plan, actions: [
+                RootPlan.Action.copy: { throw SpiritError("the server broke off") },
+            ])
+            Issue.record("the plan should have failed")
+        } catch {
+            #expect(error.phase == "copy")
+        }
+        let calls = kernel.calls
+        let made = calls.firstIndex { $0.hasPrefix("run /sbin/mke2fs") }!
+        #expect(Array(calls[(made + 1)...]).filter { $0.hasPrefix("umount") || $0.hasPrefix("write 1") } == [
+            "umount /run/spirit/rw", "write 1 > /sys/block/zram0/reset", "umount /run/spirit/image",
+        ])
+        #expect(calls.last == "umount /run/spirit/image")
+        let steps = try Kernel.readText(timeline.journalPath)
+        #expect(steps.contains("\"step\":\"copy\""))
+        #expect(steps.contains("undone: the copy phase failed\",") || steps.contains("undone: the copy phase failed\"}"))
+        #expect(steps.split(separator: "\n").filter { $0.contains("\"step\":\"zram\"") }.allSatisfy { $0.contains("\"ok\":false") })
+    }
+
+    @Test func zramFailingBesideTheCopyFailsThePlanAtZram() throws {
+        let plan = try RootPlan().stageOne(inputs())
+        let kernel = RecordingKernel()
+        kernel.failing = ["run /sbin/mke2fs"]
+        var verified = false
+        do {
+            try PlanRunner(kernel: kernel, timeline: nil).run(plan, actions: [
+                RootPlan.Action.copy: {}, RootPlan.Action.release: {}, RootPlan.Action.verify: { verified = true },
+            ])
+            Issue.record("the plan should have failed")
+        } catch {
+            #expect(error.phase == "zram")
+            #expect("\(error)".contains("refused: run /sbin/mke2fs"))
+        }
+        #expect(verified) // the image's own phases went on; the plan stops where zram stands
+        #expect(!kernel.calls.contains { $0.hasPrefix("mount -t squashfs") })
+        #expect(kernel.calls.suffix(2) == ["write 1 > /sys/block/zram0/reset", "umount /run/spirit/image"])
     }
 
     @Test func aRefusedAlgorithmIsSaidAndTheNextOneTaken() throws {

@@ -109,7 +109,11 @@ def test_tampered_image_is_refused(boot, tmp_path, system_image):
     mounts = vm.check("cat /proc/mounts")
     assert "/run/spirit/image" not in mounts and "/sysroot" not in mounts and "/run/spirit/media" not in mounts, mounts
     steps = {step["step"]: step for step in vm.timeline()["steps"]}
-    assert steps["verify"]["ok"] is False and "zram" not in steps
+    assert steps["verify"]["ok"] is False and "mount" not in steps, steps
+    # zram was set up beside the copy; the failed check undid it too.
+    assert steps["zram"]["ok"] is False and steps["zram"]["detail"].endswith("undone: the verify phase failed"), steps["zram"]
+    assert "/run/spirit/rw" not in mounts, mounts
+    assert vm.check("cat /sys/block/zram0/disksize") == "0"
 
 
 def test_vfat_stick_tmpfs_upper_with_zram_swap_and_no_console(boot, vfat_media_disk):
