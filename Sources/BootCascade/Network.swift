@@ -58,9 +58,18 @@ public struct Network: Sendable {
     /// The interfaces DHCP can run on: not loopback, not virtual bridges
     /// or tunnels (those have no `device` link in sysfs).
     public func interfaces() -> [String] {
-        Kernel.listDirectory(sys + "/class/net").filter { name in
-            name != "lo" && Kernel.exists(sys + "/class/net/\(name)/device")
-        }
+        Kernel.listDirectory(sys + "/class/net").filter(isCard)
+    }
+
+    /// Sets the link of `name` up (`ip link set NAME up`): its
+    /// autonegotiation starts. Setting up a link that is up changes nothing.
+    public func setUp(_ name: String) {
+        _ = try? Spawn.run(ip, ["ip", "link", "set", name, "up"])
+    }
+
+    /// Whether a uevent's interface is one DHCP can run on (as `interfaces`).
+    public func isCard(_ name: String) -> Bool {
+        name != "lo" && Kernel.exists(sys + "/class/net/\(name)/device")
     }
 
     /// One DHCP run per boot worker: the HTTP and Nodus sources both need
@@ -162,7 +171,7 @@ public struct Network: Sendable {
             }
             for name in new {
                 console.debug("network: \(name) set up; DHCP on it")
-                _ = try? Spawn.run(network.ip, ["ip", "link", "set", name, "up"])
+                network.setUp(name)
                 Threads.detach { self.run(name) }
             }
         }

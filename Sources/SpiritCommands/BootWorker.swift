@@ -69,7 +69,9 @@ struct BootWorker {
     func run() throws {
         try pause(before: .modules)
         let devices = DeviceActivity()
+        let linking = [.auto, .http, .nodus].contains(config.mode) ? setUpLinksAsTheyAppear() : nil
         loadModules(activity: devices)
+        linking?.raise()
         try pause(before: .cascade)
         let trust = imageTrust()
         var cascade = Cascade(sources: sources(trust: try? trust.get()), mode: config.mode, trust: trust, console: console,
@@ -392,6 +394,43 @@ struct BootWorker {
         let tally = modules.run(priority: priority, required: bootList + config.extraModules, uevents: uevents,
                                  activity: activity)
         console.info("modules: \(tally)")
+    }
+
+    /// Sets each network card's link up the moment its driver makes it,
+    /// while stage 1's other modules still load, until the flag returned
+    /// is raised; DHCP starts with the cascade, as before. A link needs its
+    /// autonegotiation first: 1–3 s on copper, 2 s for QEMU's e1000 and
+    /// e1000e (measured: the link came 2.07 and 2.12 s after being set up
+    /// at the cascade's start), which so overlaps the module step and
+    /// coldplug instead of following them. A second uevent listener: the
+    /// module loader's gets every event too.
+    func setUpLinksAsTheyAppear() -> CancelFlag? {
+        let uevents: UeventSocket
+        do {
+            uevents = try UeventSocket()
+        } catch {
+            console.debug("network: links are set up with the cascade (\(error))")
+            return nil
+        }
+        let stop = CancelFlag()
+        let network = Network()
+        let console = console
+        Threads.detach {
+            // Cards of built-in drivers are there already.
+            var up = Set(network.interfaces())
+            for name in up.sorted() {
+                network.setUp(name)
+                console.debug("network: \(name) set up")
+            }
+            while !stop.isSet {
+                guard let event = uevents.next(milliseconds: 100), event.action == "add", event.fields["SUBSYSTEM"] == "net",
+                      let name = event.fields["INTERFACE"], !up.contains(name), network.isCard(name) else { continue }
+                up.insert(name)
+                network.setUp(name)
+                console.debug("network: \(name) set up as it appeared")
+            }
+        }
+        return stop
     }
 
     func requestRescue(_ reason: String) -> Never {
