@@ -37,7 +37,7 @@ MODEL_GGUF := SmolLM2-135M-Instruct.Q4_1.gguf
 PACKS = $(OUT)/packs
 MODEL_PACK := smollm2-135m
 
-.PHONY: help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench bench-modules run clean
+.PHONY: bench-boot help deps spirit keys initramfs rootfs media debian-kernel door-check unit-test host-test vm-test test bench bench-modules run clean
 .PHONY: kernel test-kernel test-nested iso iso-check netboot layer stick
 .PHONY: fuzz fuzz-check fuzz-build sanitize-test asan-test tsan-test
 .PHONY: llama-server model-gguf model-pack
@@ -73,6 +73,7 @@ help:
 	@echo "make media        $(OUT)/media.img, a CROM_SPIRIT disk with the media files"
 	@echo "make bench        the benchmark report, $(OUT)/bench/report.md"
 	@echo "make bench-modules  module loading alone, $(OUT)/bench/modules.md (SPIRIT_BASELINE=an older spirit: it too)"
+	@echo "make bench-boot   the boot alone: the initramfs stage against its peers, the full boot, the no-medium and passthrough boots, $(OUT)/bench/boot.md"
 	@echo "make fuzz         every fuzz target for FUZZ_RUNS inputs (default $(FUZZ_RUNS)); prints execs/s (slow; not part of make test)"
 	@echo "make tsan-test    the unit tests under ThreadSanitizer (slow; not part of make test, which runs them under ASan)"
 	@echo "make kernel       $(OUT)/kernel from KERNEL_SRC + kernel-config/ (slow; cached), KERNEL_DIR=$(CACHE)/kernel/current"
@@ -263,6 +264,13 @@ bench-modules: $(OUT)/initramfs.zst
 	    initramfs/modules.boot "$(SIGNING_KEY).pub" $(OUT)/bench/initramfs-kmod.zst
 	BENCH_ONLY=modules SPIRIT_BASELINE="$(SPIRIT_BASELINE)" SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz \
 	    SPIRIT_BENCH_INITRAMFS=$(OUT)/bench/initramfs-kmod.zst python3 bench/bench.py
+
+# The boot alone (out/bench/boot.md): bench's initramfs stage, full boot and
+# edge boots, without the deliveries, layers, upgrades and AI. BENCH_RUNS= as for bench.
+bench-boot: $(OUT)/initramfs.zst $(OUT)/media.img $(ISO)
+	BENCH_ONLY=boot SPIRIT_KERNEL=$(KERNEL_DIR)/vmlinuz SPIRIT_BENCH_INITRAMFS=$(OUT)/initramfs.zst \
+	    SPIRIT_BINARY=$(OUT)/spirit SIGNING_KEY="$(SIGNING_KEY)" SPIRIT_INITRAMFS=$(OUT)/initramfs.zst \
+	    SPIRIT_MEDIA=$(OUT)/media.img SPIRIT_ROOTFS=$(OUT)/rootfs.squashfs SPIRIT_ISO=$(ISO) python3 bench/bench.py
 
 # A disk labelled CROM_SPIRIT with the media files (ARCHITECTURE.md's
 # layout), made without mounting: what `make run` boots from until the ISO.

@@ -51,6 +51,8 @@ RUNS = int(os.environ.get("BENCH_RUNS", "5"))
 # BENCH_ONLY=modules: module loading alone (out/bench/modules.md and .json),
 # without the peers, disks and models the other parts need. BENCH_ONLY=stream:
 # the streaming boot against copy-first from one peer (out/bench/stream.md and .json).
+# BENCH_ONLY=boot: the initramfs stage against its peers, the full boot and the
+# no-medium and passthrough boots from the same run (out/bench/boot.md and .json).
 ONLY = os.environ.get("BENCH_ONLY", "")
 OUT = ROOT / "out" / "bench"
 KERNEL = os.environ["SPIRIT_KERNEL"]
@@ -181,6 +183,17 @@ def main() -> None:
         (OUT / "stream.json").write_text(json.dumps(streaming, indent=2) + "\n")
         (OUT / "stream.md").write_text(stream_boot.markdown(streaming))
         print((OUT / "stream.md").read_text())
+        return
+    if ONLY == "boot":
+        stage = initramfs_stage.measure(Path(KERNEL), SPIRIT_INITRAMFS, SPIRIT_MEDIA, OUT / "peers", RUNS, OUT / "logs")
+        boot = full_boot.summarize(stage.pop("spirit_boots"), SPIRIT_INITRAMFS, ROOTFS, SPIRIT, ISO, OUT)
+        edges = edge_boots.measure(KERNEL, str(SPIRIT_INITRAMFS), SPIRIT_MEDIA, RUNS, OUT / "logs")
+        report = {"date": time.strftime("%Y-%m-%d", time.gmtime(started)), "runs": RUNS, "cpus": CPUS,
+                  "initramfs_stage": stage, "full_boot": boot, "edge_boots": edges, "seconds": round(time.time() - started)}
+        (OUT / "boot.json").write_text(json.dumps(report, indent=2) + "\n")
+        (OUT / "boot.md").write_text(initramfs_stage.markdown(stage) + "\n" + full_boot.markdown(boot) + "\n"
+                                     + edge_boots.markdown(edges))
+        print((OUT / "boot.md").read_text())
         return
     delivery = nbd.measure(SPIRIT, SIGNING_KEY, RUNS)
     peers = nbd.measure_peers(SPIRIT, SIGNING_KEY, RUNS)
