@@ -40,6 +40,8 @@ packages=(
     ipxe-qemu         # the network boot test (iPXE ROMs for QEMU's NICs)
     ipxe              # undionly.kpxe and ipxe.efi, which spirit serve netboot gives PXE clients (shipped in the image)
     dnsmasq-base      # the netboot tests: the LAN's ordinary DHCP server beside Spirit's proxy DHCP
+    tcpdump           # the netboot tests: records every DHCP answer on the client's link
+    curl              # the netboot tests: range requests against spirit serve netboot
     fdisk             # make stick: sfdisk writes the stick image's partition table
     cmake             # make llama-server (llama.cpp's build)
     ninja-build       # make llama-server: ninja runs that build
