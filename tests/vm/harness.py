@@ -33,6 +33,10 @@ DEFAULT_TIMEOUT = float(os.environ.get("SPIRIT_VM_TIMEOUT", "120"))
 ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|[@-Z\\-_])")
 INCOMPLETE_ESCAPE = re.compile(r"\x1b(\[[0-9;?]*[ -/]*)?$")
 
+# A kernel record on the console (printk's time stamp, then the text, to
+# the end of its line).
+KERNEL_RECORD = re.compile(r"\[ *\d+\.\d{6}\] [^\n]*(\n|$)")
+
 
 class ConsoleTimeout(AssertionError):
     pass
@@ -264,9 +268,15 @@ class VM:
         return output
 
     def answer(self, command: str, timeout: float = 60) -> str:
-        """Like check(), without the `spirit:` lines the supervisor and the
-        daemons write to the same console meanwhile."""
-        return "\n".join(line for line in self.check(command, timeout).splitlines() if not line.startswith("spirit: "))
+        """Like check(), without what others write to the same console
+        meanwhile: the `spirit:` lines of the supervisor and the daemons,
+        and the kernel's records at `quiet`'s level (an OOM kill's "Memory
+        cgroup out of memory" landed inside `spiritctl --json status` on a
+        CI run). The kernel writes its record to the UART whenever it
+        comes, so it can also cut a line of the command's output in two:
+        the record is taken out wherever it starts, and the line joined."""
+        output = KERNEL_RECORD.sub("", self.check(command, timeout))
+        return "\n".join(line for line in output.splitlines() if not line.startswith("spirit: "))
 
     def timeline(self) -> dict:
         """/run/spirit/timeline.json from inside the guest."""

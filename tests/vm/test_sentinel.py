@@ -87,7 +87,7 @@ def test_oom_kill_and_crash_loop_incidents(boot, media_disk):
     explained = vm.answer(f"spiritctl sentinel explain {oom['id']}")
     assert "oom-kill (critical) on service leaky" in explained and "task_memcg=/spirit/leaky" in explained, explained
     # It is in the log, one JSON object a line.
-    logged = [json.loads(line) for line in vm.check("cat /run/log/sentinel.jsonl").splitlines()]
+    logged = [json.loads(line) for line in vm.answer("cat /run/log/sentinel.jsonl").splitlines()]
     assert any(i["rule"] == "oom-kill" and i["service"] == "leaky" for i in logged), logged
 
     write_file(vm, "/etc/spirit/services/crashy.toml", CRASHY)
