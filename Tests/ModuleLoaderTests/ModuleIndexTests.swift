@@ -1,3 +1,4 @@
+import Glibc
 @testable import ModuleLoader
 import SpiritCore
 import Testing
@@ -88,5 +89,29 @@ extension String {
     @Test func cromGPUPassthroughHoldsTheGraphicsGroupBack() throws {
         let found = try modules(holding: [.graphics]).drivers(for: [Self.vga, Self.nvmeDisk, Self.nic])
         #expect(found == [.storage: ["nvme"]])
+    }
+}
+
+@Suite struct ModuleLoadingTests {
+    /// A live module is answered from /sys/module without opening its
+    /// file (the file here does not exist, so an open would fail); one that
+    /// is still coming, or not listed, goes to the kernel as before.
+    @Test func aLiveModuleIsNotReadAgain() throws {
+        var template = Array("/tmp/spirit-sysmodule-XXXXXX".utf8CString)
+        let sys = String(cString: mkdtemp(&template)!)
+        defer { _ = system("rm -rf '\(sys)'") }
+        for (name, state) in [("ext4", "live\n"), ("jbd2", "coming\n")] {
+            _ = system("mkdir -p '\(sys)/\(name)'")
+            try Kernel.writeFile(sys + "/" + name + "/initstate", bytes: Array(state.utf8))
+        }
+        let loading = ModuleLoading(root: "/nonexistent", release: "6.1.0-test", sysModule: sys)
+        #expect(loading.load(PlannedModule(name: "ext4", path: "kernel/fs/ext4/ext4.ko")) == .alreadyLoaded)
+        for name in ["jbd2", "mbcache"] {
+            guard case .failed(let message) = loading.load(PlannedModule(name: name, path: "kernel/fs/\(name).ko")) else {
+                Issue.record("\(name) was not handed to the kernel")
+                continue
+            }
+            #expect(message.contains("/nonexistent/lib/modules/6.1.0-test/kernel/fs/\(name).ko"))
+        }
     }
 }
