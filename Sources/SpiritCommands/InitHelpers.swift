@@ -6,7 +6,8 @@ import SystemPackage
 /// JSON or mountinfo parsing) asks /bin/spirit to do for it.
 enum InitHelpers {
     /// `spirit init-journal KIND [KEY VALUE]…`: a record of PID 1's
-    /// (`boot.stage2`, `shutdown`) in the chained journal, as process "init".
+    /// (`shutdown`) in the chained journal, as process "init". Stage 2's
+    /// `boot.stage2` goes with the supervisor's start (`supervise --record`).
     static func journal(_ arguments: [String]) -> Int32 {
         guard let kind = arguments.first, arguments.count % 2 == 1 else {
             return Usage.fail("usage: spirit init-journal KIND [KEY VALUE]...")

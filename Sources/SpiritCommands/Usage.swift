@@ -94,8 +94,9 @@ package enum Usage {
       usb [DEVICE]    (spirit-usb) list USB disks, or write the running media to one after a confirmation
       version         print the version
     The commands of a running system, in the system image's spirit only (not in the initramfs's):
-      supervise [--root DIR]
-                      the service supervisor, run by PID 1 in stage 2 (DIR: a tree with etc/spirit/services, for tests)
+      supervise [--root DIR] [--record KIND [KEY VALUE]...]
+                      the service supervisor, run by PID 1 in stage 2 (DIR: a tree with etc/spirit/services, for tests);
+                      --record: PID 1's journal record, written before any service starts
       ctl COMMAND     spiritctl: status, start, stop, restart, logs, timeline, sentinel, poweroff, reboot ('spirit ctl help')
       layer list [--json]
                       the add-on layers in RAM: stacked at boot (crom.layers=) or merged over /usr at run time

@@ -159,7 +159,10 @@ extension Init {
         if delay > 0 { Sys.sleep(milliseconds: delay) }
         supervisorPacing.started(at: Sys.bootTimeMicros())
         do {
-            let pid = try Sys.spawn(Init.spirit, [text("spirit"), text("supervise")], environment: Init.workerEnvironment)
+            let pid = try Sys.spawn(Init.spirit, [text("spirit"), text("supervise")] + supervisorRecord,
+                                    environment: Init.workerEnvironment)
+            // Once: a supervisor started again must not write it twice.
+            supervisorRecord = []
             children.supervisor = pid
             console.debug { line(text("the supervisor is process "), text(pid)) }
         } catch {

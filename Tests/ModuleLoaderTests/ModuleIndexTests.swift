@@ -100,12 +100,15 @@ extension String {
         var template = Array("/tmp/spirit-sysmodule-XXXXXX".utf8CString)
         let sys = String(cString: mkdtemp(&template)!)
         defer { _ = system("rm -rf '\(sys)'") }
-        for (name, state) in [("ext4", "live\n"), ("jbd2", "coming\n")] {
+        for (name, state) in [("ext4", "live\n"), ("jbd2", "coming\n"), ("usb_storage", "live\n")] {
             _ = system("mkdir -p '\(sys)/\(name)'")
             try Kernel.writeFile(sys + "/" + name + "/initstate", bytes: Array(state.utf8))
         }
         let loading = ModuleLoading(root: "/nonexistent", release: "6.1.0-test", sysModule: sys)
         #expect(loading.load(PlannedModule(name: "ext4", path: "kernel/fs/ext4/ext4.ko")) == .alreadyLoaded)
+        // A planned module has the kernel's name (usb-storage.ko is usb_storage under /sys/module).
+        let planned = try #require(try ModuleIndexTests().index().plan(["usb-storage"]).modules.last)
+        #expect(planned.name == "usb_storage" && loading.load(planned) == .alreadyLoaded)
         for name in ["jbd2", "mbcache"] {
             guard case .failed(let message) = loading.load(PlannedModule(name: name, path: "kernel/fs/\(name).ko")) else {
                 Issue.record("\(name) was not handed to the kernel")

@@ -21,13 +21,13 @@ STAMP = re.compile(r"^(\d+\.\d{3}) (.*)$")
 
 
 class Supervisor:
-    def __init__(self, root: Path, services: dict[str, str]):
+    def __init__(self, root: Path, services: dict[str, str], arguments: tuple[str, ...] = ()):
         self.root = root
         (root / "etc/spirit/services").mkdir(parents=True)
         for name, text in services.items():
             (root / f"etc/spirit/services/{name}.toml").write_text(text)
         self.output = root / "supervisor.out"
-        self.process = subprocess.Popen([str(SPIRIT), "supervise", "--root", str(root)],
+        self.process = subprocess.Popen([str(SPIRIT), "supervise", "--root", str(root), *arguments],
                                         stdout=open(self.output, "wb"), stderr=subprocess.STDOUT)
         self.wait_for(lambda: (root / "run/spirit/control.sock").exists(), "the control socket")
 
@@ -83,8 +83,8 @@ def supervise():
     base.chmod(0o755)
     supervisors: list[Supervisor] = []
 
-    def start(services: dict[str, str]) -> Supervisor:
-        supervisors.append(Supervisor(base / f"root{len(supervisors)}", services))
+    def start(services: dict[str, str], *arguments: str) -> Supervisor:
+        supervisors.append(Supervisor(base / f"root{len(supervisors)}", services, arguments))
         return supervisors[-1]
 
     yield start
@@ -302,6 +302,22 @@ def test_a_sandboxed_service_keeps_only_what_its_file_grants(supervise):
 
 def journal(root: Path) -> list[dict]:
     return [json.loads(line) for line in (root / "run/log/journal.jsonl").read_text().splitlines()]
+
+
+def test_pid1s_record_comes_first_and_a_bad_one_is_refused(supervise):
+    # PID 1 hands its boot.stage2 record to the supervisor it starts.
+    s = supervise({"sleeper": 'command = ["/bin/sleep", "1000"]\nready = "started"\n'},
+                  "--record", "boot.stage2", "root", "switched", "mount_problems", "")
+    s.wait_for(lambda: "spirit: ready" in s.text(), "ready")
+    records = journal(s.root)
+    assert [(r["kind"], r["process"]) for r in records[:2]] == [("boot.stage2", "init"), ("service.start", "supervisor")], records
+    assert records[0]["fields"] == {"root": "switched", "mount_problems": ""}, records[0]
+    assert records[1]["prev"] == records[0]["hash"]
+    # No kind, or a key without its value: refused before anything starts.
+    for arguments in (["--record"], ["--record", "boot.stage2", "root"]):
+        answer = subprocess.run([str(SPIRIT), "supervise", *arguments], capture_output=True, text=True, timeout=30)
+        assert answer.returncode == 100 and "supervise: --record takes KIND and KEY VALUE pairs, and comes last" in answer.stderr, \
+            (arguments, answer)
 
 
 def test_the_journal_chains_each_start_exit_and_stop_with_its_reason(supervise):

@@ -274,7 +274,8 @@ class VM:
         cgroup out of memory" landed inside `spiritctl --json status` on a
         CI run). The kernel writes its record to the UART whenever it
         comes, so it can also cut a line of the command's output in two:
-        the record is taken out wherever it starts, and the line joined."""
+        the record is taken out wherever it starts, and the line joined.
+        Not for the kernel's log itself (`dmesg`): use check()."""
         output = KERNEL_RECORD.sub("", self.check(command, timeout))
         return "\n".join(line for line in output.splitlines() if not line.startswith("spirit: "))
 

@@ -57,7 +57,7 @@ def test_boots_into_ram_and_outlives_its_disk(boot, media_disk, system_image):
     # The timeline has every step of the RAM root, in order.
     steps = [step["step"] for step in vm.timeline()["steps"]]
     expected = ["modules:storage", "modules:coldplug", "cascade", "copy", "verify", "zram", "mount", "switch_root", "stage2",
-                "stage2-modules:graphics", "service:modules", "ready"]
+                "supervisor", "stage2-modules:graphics", "service:modules", "ready"]
     assert [s for s in steps if s in expected] == expected, steps
 
     # A file written under / lands in zram.
