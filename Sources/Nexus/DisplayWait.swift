@@ -20,9 +20,11 @@ public enum DisplayWait: Sendable, Equatable {
     /// cannot be asked (the HUD started by hand). A framebuffer is taken
     /// only once that service has settled, as when Nexus came after it:
     /// the GPU's own driver, if one comes, replaces a firmware framebuffer.
-    public static func decide(cardBound: Bool, framebuffer: Bool, modules: String?) -> DisplayWait {
+    /// `graphicsHeld` (crom.gpu=passthrough): no graphics driver loads, so
+    /// there is nothing to wait for.
+    public static func decide(cardBound: Bool, framebuffer: Bool, modules: String?, graphicsHeld: Bool = false) -> DisplayWait {
         if cardBound { return .open }
-        if let modules, ["waiting", "starting", "backoff"].contains(modules) { return .wait }
+        if !graphicsHeld, let modules, ["waiting", "starting", "backoff"].contains(modules) { return .wait }
         return framebuffer ? .open : .none
     }
 }

@@ -107,9 +107,11 @@ public final class NexusDaemon {
         defer { if let uevents { Kernel.close(uevents) } }
         let deadline = Kernel.bootTimeMicros() + 70_000_000
         var waited = false
+        let graphicsHeld = BootConfig.current().gpuPassthrough
         while true {
             let cardBound = Kernel.exists("/dev/dri/card0") && Kernel.exists("/sys/class/drm/card0/device/driver")
-            let decision = DisplayWait.decide(cardBound: cardBound, framebuffer: Kernel.exists("/dev/fb0"), modules: modulesState())
+            let decision = DisplayWait.decide(cardBound: cardBound, framebuffer: Kernel.exists("/dev/fb0"),
+                                              modules: graphicsHeld ? nil : modulesState(), graphicsHeld: graphicsHeld)
             let until = waited ? Kernel.bootTimeMicros() : nil
             switch decision {
             case .open: return (true, until)

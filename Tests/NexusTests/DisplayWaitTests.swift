@@ -22,4 +22,9 @@ import Testing
             #expect(DisplayWait.decide(cardBound: false, framebuffer: false, modules: modules) == .none)
         }
     }
+
+    @Test func withTheGraphicsHeldBackNothingIsAwaited() {
+        #expect(DisplayWait.decide(cardBound: false, framebuffer: false, modules: "starting", graphicsHeld: true) == .none)
+        #expect(DisplayWait.decide(cardBound: false, framebuffer: true, modules: "starting", graphicsHeld: true) == .open)
+    }
 }

@@ -133,10 +133,12 @@ def test_services_are_supervised_and_stopped_in_order(boot, media_disk):
     supervisor = vm.check("cat /proc/1/task/1/children; echo").split()[0]
     old_pid = status(vm)[target]["pid"]
     vm.check(f"kill -9 {supervisor}")
-    vm.expect(r"spirit: error: the supervisor was killed by SIGKILL \(Killed\); starting a new one$")
-    vm.expect(rf"spirit: warning: service {target}: stopped process {old_pid}, left by the previous supervisor$")
-    vm.expect(rf"spirit: service {target}: ready, process \d+")
+    # PID 1's line may come before the kill's command has ended: searched
+    # in the whole console, like the new supervisor's.
+    vm.wait_line(r"spirit: error: the supervisor was killed by SIGKILL \(Killed\); starting a new one$")
+    vm.wait_line(rf"spirit: warning: service {target}: stopped process {old_pid}, left by the previous supervisor$")
     again = wait_status(vm, target, lambda s: s["state"] == "running" and s["pid"] != old_pid, "the start by the new supervisor")
+    vm.wait_line(rf"spirit: service {target}: ready, process {again['pid']}")
     assert again["restarts"] == 0, again
     assert vm.check(f"test -d /proc/{old_pid} && echo alive || echo gone") == "gone"
 
