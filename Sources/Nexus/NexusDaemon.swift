@@ -64,13 +64,7 @@ public final class NexusDaemon {
             console.error("nexus: \(error)")
             return 111
         }
-        let (available, waitedUntil) = waitForDisplay(console: console)
-        if let waitedUntil {
-            Timeline(process: "nexus").record(TimelineStep(step: "nexus:display-wait", process: "nexus", pid: Kernel.pid, startMicros: started,
-                                                           endMicros: waitedUntil, ok: available,
-                                                           detail: "its start-up, then the graphics driver (the modules service)"))
-        }
-        guard available else {
+        guard Kernel.exists("/dev/dri/card0") || Kernel.exists("/dev/fb0") else {
             // One line, then done: the supervisor takes this status as "not here".
             let why = BootConfig.current().gpuPassthrough ? "crom.gpu=passthrough gave the GPU away" : "no /dev/dri/card0 and no /dev/fb0"
             console.info("nexus: no display on this machine (\(why)); the console stays on the serial line")
@@ -90,62 +84,9 @@ public final class NexusDaemon {
             console.warning("nexus: \(error); the kernel's console may draw over the HUD")
         }
         let daemon = NexusDaemon(console: console, display: display, tty: tty, signals: signals, layout: loadLayout(console: console))
-        // The first frame's time is the HUD's own: from its start, or from
-        // the display's arrival when it waited for one.
-        let status = daemon.serve(started: waitedUntil ?? started)
+        let status = daemon.serve(started: started)
         daemon.finish()
         return status
-    }
-
-    /// True once a display can be opened, false when none will come
-    /// (DisplayWait); with the moment it stopped waiting, if it waited.
-    /// Woken by uevents (the card's `add`, its PCI device's `bind`), else
-    /// every 250 ms; gives up waiting after 70 s (the modules service is
-    /// given 60 s to be ready).
-    static func waitForDisplay(console: Console) -> (available: Bool, waitedUntil: Int64?) {
-        let uevents = try? Kernel.ueventSocket()
-        defer { if let uevents { Kernel.close(uevents) } }
-        let deadline = Kernel.bootTimeMicros() + 70_000_000
-        var waited = false
-        let graphicsHeld = BootConfig.current().gpuPassthrough
-        while true {
-            let cardBound = Kernel.exists("/dev/dri/card0") && Kernel.exists("/sys/class/drm/card0/device/driver")
-            let decision = DisplayWait.decide(cardBound: cardBound, framebuffer: Kernel.exists("/dev/fb0"),
-                                              modules: graphicsHeld ? nil : modulesState(), graphicsHeld: graphicsHeld)
-            let until = waited ? Kernel.bootTimeMicros() : nil
-            switch decision {
-            case .open: return (true, until)
-            case .none: return (false, until)
-            case .wait:
-                if Kernel.bootTimeMicros() > deadline {
-                    console.warning("nexus: the modules service has not settled in 70 s; not waiting for a display any longer")
-                    return (Kernel.exists("/dev/dri/card0") || Kernel.exists("/dev/fb0"), until)
-                }
-                if !waited {
-                    waited = true
-                    console.debug("nexus: no display yet; waiting for the modules service's graphics drivers")
-                }
-                if let uevents {
-                    // One event or the timeout; then the rest that came meanwhile.
-                    if Kernel.readUevent(uevents, milliseconds: 250) != nil {
-                        while Kernel.readUevent(uevents, milliseconds: 0) != nil {}
-                    }
-                } else {
-                    Kernel.sleep(milliseconds: 250)
-                }
-            }
-        }
-    }
-
-    /// The modules service's state ("starting", "running", …), or nil.
-    static func modulesState() -> String? {
-        var body: [UInt8] = []
-        let head = ControlChannel.send("status json", to: RunFiles.controlSocket, server: "supervisor", idleMilliseconds: 1000) { chunk in
-            body += chunk
-            return true
-        }
-        if case .error = head { return nil }
-        return (try? ServiceSummary.parse(String(decoding: body, as: UTF8.self)))?.first { $0.name == "modules" }?.state
     }
 
     /// /etc/spirit/nexus.toml, or the built-in layout (said when the file is wrong).

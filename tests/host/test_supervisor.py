@@ -313,9 +313,11 @@ def test_pid1s_record_comes_first_and_a_bad_one_is_refused(supervise):
     assert [(r["kind"], r["process"]) for r in records[:2]] == [("boot.stage2", "init"), ("service.start", "supervisor")], records
     assert records[0]["fields"] == {"root": "switched", "mount_problems": ""}, records[0]
     assert records[1]["prev"] == records[0]["hash"]
-    # No kind, or a key without its value: refused before anything starts.
+    # No kind, or a key without its value: refused before anything starts
+    # (in a directory of its own, should that ever fail).
     for arguments in (["--record"], ["--record", "boot.stage2", "root"]):
-        answer = subprocess.run([str(SPIRIT), "supervise", *arguments], capture_output=True, text=True, timeout=30)
+        answer = subprocess.run([str(SPIRIT), "supervise", "--root", str(s.root / "refused"), *arguments],
+                                capture_output=True, text=True, timeout=30)
         assert answer.returncode == 100 and "supervise: --record takes KIND and KEY VALUE pairs, and comes last" in answer.stderr, \
             (arguments, answer)
 
