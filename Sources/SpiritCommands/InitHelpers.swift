@@ -9,11 +9,9 @@ enum InitHelpers {
     /// (`shutdown`) in the chained journal, as process "init". Stage 2's
     /// `boot.stage2` goes with the supervisor's start (`supervise --record`).
     static func journal(_ arguments: [String]) -> Int32 {
-        guard let kind = arguments.first, arguments.count % 2 == 1 else {
+        guard let kind = arguments.first, let fields = JournalRecord.fields(pairs: arguments.dropFirst()) else {
             return Usage.fail("usage: spirit init-journal KIND [KEY VALUE]...")
         }
-        let rest = Array(arguments.dropFirst())
-        let fields = stride(from: 0, to: rest.count, by: 2).map { (rest[$0], rest[$0 + 1]) }
         if let problem = JournalFile(process: "init").append(kind, fields) {
             Console().error("the journal cannot be written: \(problem)")
             return 111

@@ -22,6 +22,14 @@ public struct JournalRecord: Sendable, Equatable {
 
     public static let zeroHash = String(repeating: "0", count: 64)
 
+    /// A command line's `KEY VALUE...` as fields (`spirit init-journal`,
+    /// `spirit supervise --record`); nil for an odd count.
+    public static func fields(pairs arguments: some Collection<String>) -> [(String, String)]? {
+        guard arguments.count % 2 == 0 else { return nil }
+        let values = Array(arguments)
+        return stride(from: 0, to: values.count, by: 2).map { (values[$0], values[$0 + 1]) }
+    }
+
     /// A record linked to `prev`, with its hash computed.
     public init(seq: Int64, timeMillis: Int64, wallSeconds: Int64?, kind: String, process: String,
                 fields: [(String, String)], prev: String) {

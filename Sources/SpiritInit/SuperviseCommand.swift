@@ -23,11 +23,10 @@ enum SuperviseCommand {
             case "--debug":
                 debug = true
             case "--record":
-                guard let kind = rest.popFirst(), !kind.isEmpty, rest.count % 2 == 0 else {
+                guard let kind = rest.popFirst(), !kind.isEmpty, let fields = JournalRecord.fields(pairs: rest) else {
                     return Usage.fail("supervise: --record takes KIND and KEY VALUE pairs, and comes last")
                 }
-                let values = Array(rest)
-                record = SupervisorLoop.InitRecord(kind: kind, fields: stride(from: 0, to: values.count, by: 2).map { (values[$0], values[$0 + 1]) })
+                record = SupervisorLoop.InitRecord(kind: kind, fields: fields)
                 rest = []
             default:
                 return Usage.fail("supervise: unknown argument '\(argument)'")

@@ -132,9 +132,10 @@ public final class SupervisorLoop {
     /// (its exec, and the binary's first pages read from the image) to its
     /// first service's start. Under TCG that was 250–600 ms of stage 2 that
     /// no step showed.
-    /// (Its fork's moment in 10 ms ticks: it may show up to 10 ms early.)
+    /// (Its start is when CSpirit's early constructor ran, just after the exec.)
     func recordStart(until starting: Int64) {
-        guard let started = ProcessStart.ofThisProcess() else { return }
+        let started = Kernel.processStartMicros
+        guard started > 0 else { return }
         _ = timeline.record(TimelineStep(step: "supervisor", process: "supervisor", pid: Kernel.pid, startMicros: started,
                                          endMicros: starting, ok: true,
                                          detail: "from its process's start to its first service's: its exec, cgroups, the service files"))

@@ -32,6 +32,13 @@ import Testing
         #expect(back.fields.map(\.0) == ["service", "reason"])
     }
 
+    @Test func commandLinePairsBecomeFieldsInOrder() throws {
+        let fields = try #require(JournalRecord.fields(pairs: ["root", "switched", "mount_problems", "0"]))
+        #expect(fields.map(\.0) == ["root", "mount_problems"] && fields.map(\.1) == ["switched", "0"])
+        #expect(JournalRecord.fields(pairs: [String]())?.isEmpty == true)
+        #expect(JournalRecord.fields(pairs: ["root", "switched", "alone"]) == nil)
+    }
+
     @Test func aWholeChainVerifies() {
         let records = Self.chain(5)
         let check = Journal.verify(Self.file(records))

@@ -124,22 +124,3 @@ import Testing
         #expect(throws: (any Error).self) { try TimelineStep.steps(document: Array("{}".utf8)) }
     }
 }
-
-@Suite struct ProcessStartTests {
-    // A /proc/PID/stat line whose name holds a space and a ")" (field 22: 1234).
-    static let stat = "118 (spirit sup) x) S 1 118 118 0 -1 4194560 1630 0 0 0 25 9 0 0 20 0 1 0 1234 25000000 1500 "
-        + "18446744073709551615 4194304 27311173 140735 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0"
-
-    @Test func theStartIsField22InTicks() {
-        #expect(ProcessStart.micros(stat: Self.stat, ticksPerSecond: 100) == 12_340_000)
-        #expect(ProcessStart.micros(stat: Self.stat, ticksPerSecond: 1000) == 1_234_000)
-        #expect(ProcessStart.micros(stat: "118 (cut) S 1 2 3", ticksPerSecond: 100) == nil)
-        #expect(ProcessStart.micros(stat: "no parenthesis", ticksPerSecond: 100) == nil)
-        #expect(ProcessStart.micros(stat: Self.stat, ticksPerSecond: 0) == nil)
-    }
-
-    @Test func thisProcessStartedBeforeNow() throws {
-        let started = try #require(ProcessStart.ofThisProcess())
-        #expect(started > 0 && started <= Kernel.bootTimeMicros())
-    }
-}
