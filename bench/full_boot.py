@@ -212,7 +212,7 @@ def hud_markdown(hud: dict) -> str:
 | figure | value | target |
 | --- | --- | --- |
 | boot to the HUD's first frame (CLOCK_BOOTTIME) | {hud['boot_to_first_frame_ms']['median']:.0f} ms median, {hud['boot_to_first_frame_ms']['min']:.0f} ms best | (3 s on hardware; TCG is slower) |
-| first frame after nexus starts | {hud['first_frame_after_start_ms']['median']:.0f} ms median, {hud['first_frame_after_start_ms']['max']:.0f} ms worst | ≤ 300 ms: {verdict(hud['first_frame_after_start_ms']['median'] <= 300)} |
+| first frame after nexus starts (after its display came, when it waited for one) | {hud['first_frame_after_start_ms']['median']:.0f} ms median, {hud['first_frame_after_start_ms']['max']:.0f} ms worst | ≤ 300 ms: {verdict(hud['first_frame_after_start_ms']['median'] <= 300)} |
 | mode transition (request to frame on screen) | {hud['transition_ms']['median']:.1f} ms median, {hud['transition_ms']['max']:.1f} ms worst | < 100 ms: {verdict(hud['transition_ms']['max'] < 100)} |
 | full frame render | {hud['full_frame_ms']['p50']:.1f} ms p50, {hud['full_frame_ms']['p99']:.1f} ms p99 | (a native figure) |
 | partial frame (a widget or a terminal line) | {hud['partial_frame_ms']['p50']:.2f} ms p50, {hud['partial_frame_ms']['p99']:.2f} ms p99 | ≤ 16 ms: {verdict(hud['partial_frame_ms']['p99'] <= 16)} |

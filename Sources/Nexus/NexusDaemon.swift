@@ -64,15 +64,28 @@ public final class NexusDaemon {
             console.error("nexus: \(error)")
             return 111
         }
-        guard Kernel.exists("/dev/dri/card0") || Kernel.exists("/dev/fb0") else {
+        let layout = loadLayout(console: console)
+        let (outcome, waitedUntil) = waitForDisplay(signals: signals, console: console)
+        if let waitedUntil {
+            Timeline(process: "nexus").record(TimelineStep(step: "nexus:display-wait", process: "nexus", pid: Kernel.pid, startMicros: started,
+                                                           endMicros: waitedUntil, ok: outcome != .none,
+                                                           detail: "its start-up, then the graphics driver (the modules service)"))
+        }
+        let card: String?
+        switch outcome {
+        case .stopped:
+            return 0
+        case .none:
             // One line, then done: the supervisor takes this status as "not here".
-            let why = BootConfig.current().gpuPassthrough ? "crom.gpu=passthrough gave the GPU away" : "no /dev/dri/card0 and no /dev/fb0"
+            let why = BootConfig.current().gpuPassthrough ? "crom.gpu=passthrough gave the GPU away" : "no DRM card and no /dev/fb0"
             console.info("nexus: no display on this machine (\(why)); the console stays on the serial line")
             return noDisplayExit
+        case .display(let chosen):
+            card = chosen
         }
         let display: Display
         do {
-            display = try Display.open()
+            if let card { display = try Display.open(card: card) } else { display = try Display.openFramebuffer() }
         } catch {
             console.error("nexus: \(error)")
             return 111
@@ -83,10 +96,105 @@ public final class NexusDaemon {
         } catch {
             console.warning("nexus: \(error); the kernel's console may draw over the HUD")
         }
-        let daemon = NexusDaemon(console: console, display: display, tty: tty, signals: signals, layout: loadLayout(console: console))
-        let status = daemon.serve(started: started)
+        let daemon = NexusDaemon(console: console, display: display, tty: tty, signals: signals, layout: layout)
+        // The first frame's time is the HUD's own: from its start, or from
+        // the display's arrival when it waited for one.
+        let status = daemon.serve(started: waitedUntil ?? started)
         daemon.finish()
         return status
+    }
+
+    enum WaitOutcome: Equatable {
+        /// This DRM card, or (nil) the framebuffer.
+        case display(card: String?)
+        case none
+        /// SIGTERM, SIGINT or SIGHUP came while it waited.
+        case stopped
+    }
+
+    /// The display to open, none when none will come (DisplayWait), or
+    /// stopped by a signal; with the moment it stopped waiting, if it
+    /// waited. Woken by uevents (a card's `add`, its device's `bind`), by a
+    /// signal, else every 250 ms; gives up waiting after 70 s (the modules
+    /// service is given 60 s to be ready).
+    static func waitForDisplay(signals: SignalQueue, console: Console) -> (outcome: WaitOutcome, waitedUntil: Int64?) {
+        let uevents = try? Kernel.ueventSocket()
+        defer { if let uevents { Kernel.close(uevents) } }
+        let deadline = Kernel.bootTimeMicros() + 70_000_000
+        var waited = false
+        let graphicsHeld = BootConfig.current().gpuPassthrough
+        // The supervisor is asked at most every 250 ms: each module load is
+        // a uevent that wakes this loop, and the supervisor, busy starting
+        // the other services, is on the way to ready too.
+        var modules = DisplayWait.Modules.absent
+        var asked: Int64? = nil
+        while true {
+            if !graphicsHeld, asked.map({ Kernel.bootTimeMicros() - $0 >= 250_000 }) ?? true {
+                modules = modulesAnswer()
+                asked = Kernel.bootTimeMicros()
+            }
+            let cards = drmCards()
+            let anyCard = cards.first { Kernel.exists("/dev/dri/" + $0.name) }?.name
+            let gpuCard = DisplayWait.gpuCard(cards.filter { Kernel.exists("/dev/dri/" + $0.name) })
+            let framebuffer = Kernel.exists("/dev/fb0")
+            let decision = DisplayWait.decide(gpuCard: gpuCard, anyCard: anyCard, framebuffer: framebuffer,
+                                              modules: modules, graphicsHeld: graphicsHeld)
+            let until = waited ? Kernel.bootTimeMicros() : nil
+            switch decision {
+            case .open(let card): return (.display(card: card.map { "/dev/dri/" + $0 }), until)
+            case .none: return (.none, until)
+            case .wait:
+                if Kernel.bootTimeMicros() > deadline {
+                    console.warning("nexus: the modules service has not settled in 70 s; not waiting for a display any longer")
+                    if let card = gpuCard ?? anyCard { return (.display(card: "/dev/dri/" + card), until) }
+                    return (framebuffer ? .display(card: nil) : .none, until)
+                }
+                if !waited {
+                    waited = true
+                    console.debug("nexus: no display yet; waiting for the modules service's graphics drivers")
+                }
+                var descriptors = [pollfd(fd: signals.fd, events: Int16(POLLIN), revents: 0)]
+                if let uevents { descriptors.append(pollfd(fd: uevents, events: Int16(POLLIN), revents: 0)) }
+                _ = try? Kernel.poll(&descriptors, milliseconds: 250)
+                if descriptors[0].revents != 0, let (signal, _) = try? signals.next(), [SIGTERM, SIGINT, SIGHUP].contains(signal) {
+                    return (.stopped, until)
+                }
+                if let uevents { while Kernel.readUevent(uevents, milliseconds: 0) != nil {} }
+            }
+        }
+    }
+
+    /// /sys/class/drm's cards (`card0`, not its connectors `card0-VGA-1`),
+    /// with the bus of each one's device and whether it has its driver
+    /// link (there from the probe's start; the card node itself comes with
+    /// drm_dev_register, near the probe's end, and is what the wait checks).
+    static func drmCards() -> [DisplayWait.Card] {
+        Kernel.listDirectory("/sys/class/drm").filter { $0.hasPrefix("card") && $0.count > 4 && $0.dropFirst(4).allSatisfy(\.isNumber) }
+            .map { name in
+                let device = "/sys/class/drm/\(name)/device"
+                let bus = Kernel.readLink(device + "/subsystem").map { String($0.split(separator: "/").last ?? "") }
+                return DisplayWait.Card(name: name, bus: bus, bound: Kernel.exists(device + "/driver"))
+            }
+            .sorted { (Int($0.name.dropFirst(4)) ?? .max) < (Int($1.name.dropFirst(4)) ?? .max) }
+    }
+
+    /// What the supervisor says of the modules service: `unanswered` when
+    /// it is there but silent for a second (busy starting the others);
+    /// `absent` when there is no supervisor to ask (the HUD started by
+    /// hand: no socket, or nobody on it), it refuses, or it has no such
+    /// service. A service that was not ready within its ready-timeout is
+    /// settled for the supervisor while its state still says "starting".
+    static func modulesAnswer() -> DisplayWait.Modules {
+        var body: [UInt8] = []
+        let head = ControlChannel.send("status json", to: RunFiles.controlSocket, server: "supervisor", idleMilliseconds: 1000) { chunk in
+            body += chunk
+            return true
+        }
+        if case .error(let code, _) = head { return code == ControlChannel.silentCode ? .unanswered : .absent }
+        guard let services = try? ServiceSummary.parse(String(decoding: body, as: UTF8.self)),
+              let modules = services.first(where: { $0.name == "modules" }) else { return .absent }
+        if modules.isOverdue { return .state("running") }
+        return .state(modules.state)
     }
 
     /// /etc/spirit/nexus.toml, or the built-in layout (said when the file is wrong).
@@ -123,8 +231,10 @@ public final class NexusDaemon {
         }
         ServiceNotify.ready()
 
-        openInputs()
+        // Watching before listing: a keyboard whose driver loads between
+        // the two is seen either way (a second sight of it is ignored).
         watchDevices()
+        openInputs()
         events.watch(signals.fd) { [unowned self] _ in readSignal() }
 
         while finished == nil {

@@ -53,9 +53,13 @@ public enum ControlChannel {
     /// answer's head (`server` names it in messages: "the supervisor"). A
     /// server that cannot be reached or closes without an
     /// answer is an `.error` with code 111 that says so. With
-    /// `idleMilliseconds`, a server silent for that long is such an error
-    /// too: the HUD's widgets must not hang on a stuck daemon (a follower,
-    /// `spiritctl logs -f`, waits as long as it takes).
+    /// `idleMilliseconds`, a server silent for that long is an `.error`
+    /// with code `silentCode`: the HUD's widgets must not hang on a stuck
+    /// daemon (a follower, `spiritctl logs -f`, waits as long as it takes).
+    /// The code of a server that is there but did not answer in time
+    /// (ETIMEDOUT's number): busy, not gone.
+    public static let silentCode: Int32 = 110
+
     public static func send(_ request: String, to path: String, server: String = "server", idleMilliseconds: Int? = nil,
                             body: ([UInt8]) -> Bool) -> Head {
         let connection: Socket
@@ -85,7 +89,7 @@ public enum ControlChannel {
             do {
                 n = try buffer.withMutableBytes { raw throws(SystemError) in try connection.read(into: raw) }
             } catch where error.errno == .resourceTemporarilyUnavailable && idleMilliseconds != nil {
-                return .error(code: 111, message: "the \(server) at \(path) did not answer within \(idleMilliseconds ?? 0) ms")
+                return .error(code: silentCode, message: "the \(server) at \(path) did not answer within \(idleMilliseconds ?? 0) ms")
             } catch {
                 break
             }

@@ -31,6 +31,14 @@ public struct ServiceSummary: Sendable, Equatable {
     /// Why it is in this state, when the supervisor says (`last_exit`, `detail`).
     public var why: String?
 
+    /// The start of the detail of a service not ready within its
+    /// ready-timeout: settled for `spirit: ready`, though its state still
+    /// says "starting".
+    public static let notReadyInTime = "not ready after"
+
+    /// Starting, and past its ready-timeout (`notReadyInTime`).
+    public var isOverdue: Bool { state == "starting" && why?.hasPrefix(Self.notReadyInTime) == true }
+
     /// Failed, or restarting: what the bubble counts as an alert.
     public var isAlert: Bool { state == "failed" || state == "backoff" }
 

@@ -239,7 +239,7 @@ public final class ServiceEngine {
             case .starting:
                 // Not ready in time: settled for `spirit: ready`, but it runs on.
                 services[i].deadline = nil
-                services[i].detail = "not ready after \(services[i].definition.readyTimeoutMicros / 1000) ms"
+                services[i].detail = "\(ServiceSummary.notReadyInTime) \(services[i].definition.readyTimeoutMicros / 1000) ms"
                 pendingNotices.append(.readyTimeout(services[i].definition.name))
                 services[i].settled = true
             case .stopping where !services[i].killed:

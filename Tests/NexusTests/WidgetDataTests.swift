@@ -166,6 +166,13 @@ let meminfo = """
             ServiceSummary(name: "extra", state: "stopped", enabled: false),
         ])
         #expect(services.filter(\.isAlert).map(\.name) == ["nodus", "sshd"])
+        #expect(services.filter(\.isOverdue).isEmpty)
+        // Past its ready-timeout: settled for the supervisor, still "starting".
+        let overdue = try ServiceSummary.parse("""
+            {"services":[{"name":"modules","state":"starting","pid":118,"restarts":0,"ready":false,"enabled":true,"since_ms":7000.000,\
+            "detail":"\(ServiceSummary.notReadyInTime) 60000 ms"},{"name":"ai","state":"starting","pid":119,"ready":false}]}
+            """)
+        #expect(overdue.map(\.isOverdue) == [true, false])
         #expect(throws: SampleError("spiritctl status --json", "no \"services\" list")) { try ServiceSummary.parse("{}") }
         #expect(throws: SampleError("spiritctl status --json", "service 1 has no name or state")) { try ServiceSummary.parse("{\"services\":[{}]}") }
         #expect(throws: SampleError.self) { try ServiceSummary.parse("error 1 no supervisor") }

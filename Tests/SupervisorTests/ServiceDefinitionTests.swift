@@ -217,6 +217,6 @@ import Testing
         }
         let head = ControlChannel.send("list json", to: path, server: "sentinel", idleMilliseconds: 200) { _ in true }
         release.signal()
-        #expect(head == .error(code: 111, message: "the sentinel at \(path) did not answer within 200 ms"))
+        #expect(head == .error(code: ControlChannel.silentCode, message: "the sentinel at \(path) did not answer within 200 ms"))
     }
 }

@@ -3,10 +3,12 @@ the firmware, the kernel and initramfs from the ISO, and the system image
 from the same ISO found by its label, CROM_SPIRIT. As a CD under SeaBIOS,
 as a CD under OVMF (UEFI), and written to a USB stick under SeaBIOS."""
 
+import json
 import re
 import shutil
 
 from harness import Disk
+from test_nexus import assert_hud, screen
 
 OVMF_CODE = "/usr/share/OVMF/OVMF_CODE.fd"
 OVMF_VARS = "/usr/share/OVMF/OVMF_VARS.fd"
@@ -43,12 +45,32 @@ def test_iso_boots_as_a_cd_under_seabios(boot_firmware, iso, system_image):
     assert vm.check("cat /sys/block/sr0/device/model 2>/dev/null || echo none") != "none"
 
 
-def test_iso_boots_as_a_cd_under_uefi(boot_firmware, iso, system_image):
+def test_iso_boots_as_a_cd_under_uefi(boot_firmware, iso, system_image, tmp_path):
     vm = boot_firmware(uefi_code=OVMF_CODE, uefi_vars=OVMF_VARS,
                        disks=[Disk(str(iso), interface="cdrom", bootindex=0)])
     reaches_ready(vm, system_image)
     # Booted through UEFI: the kernel sees the EFI system table.
     assert vm.check("test -d /sys/firmware/efi && echo efi") == "efi"
+    # The HUD starts beside the modules service while the firmware's
+    # framebuffer card (simpledrm, on the platform bus) is there: it waits
+    # for the GPU's own card (bochs-drm, on PCI), which replaces that one,
+    # and is still drawing there, not left on a card that went away.
+    steps = {step["step"]: step for step in vm.timeline()["steps"]}
+    assert "bochs" in steps["nexus:first-frame"]["detail"], steps["nexus:first-frame"]
+    services = {s["name"]: s for s in json.loads(vm.check("spiritctl --json status"))["services"]}
+    assert services["nexus"]["state"] == "running" and services["nexus"]["ready"], services["nexus"]
+    assert services["nexus"]["restarts"] == 0, services["nexus"]
+    # (The HUD's own process, as its timeline step names it: the service's
+    # process is its sandbox's.)
+    hud = steps["nexus:first-frame"]["pid"]
+    held = vm.check(f"ls -l /proc/{hud}/fd | grep -o '/dev/dri/card[0-9]*' | sort -u").split()
+    assert held, "the HUD holds no DRM card open"
+    for card in held:
+        driver = vm.check(f"basename $(readlink /sys/class/drm/{card.rsplit('/', 1)[1]}/device/driver)")
+        assert driver == "bochs-drm", f"the HUD holds {card}, driven by {driver}"
+    # And the screen shows it: the dashboard, not a blank or black screen.
+    _, _, pixels = screen(vm, tmp_path, "uefi")
+    assert_hud(pixels, "the HUD under UEFI")
 
 
 def test_iso_written_to_a_usb_stick_boots_under_seabios(boot_firmware, iso, system_image, tmp_path):
