@@ -26,7 +26,8 @@ public enum DisplayWait: Sendable, Equatable {
 
     /// A DRM card as /sys/class/drm shows it: `cardN`, the bus of its
     /// device (`pci`, `virtio`, `platform`…) and whether the device has its
-    /// driver link (a probe that got as far as the card node).
+    /// driver link (there from the probe's start; the card node, which the
+    /// wait looks for too, comes with drm_dev_register near its end).
     public struct Card: Sendable, Equatable {
         public var name: String
         public var bus: String?
@@ -37,6 +38,9 @@ public enum DisplayWait: Sendable, Equatable {
             self.bus = bus
             self.bound = bound
         }
+
+        /// N of `cardN`; a name that is not one sorts last.
+        public var number: Int { Int(name.dropFirst(4)) ?? .max }
     }
 
     /// The card to open at once: the first by number on a PCI or virtio
@@ -46,7 +50,7 @@ public enum DisplayWait: Sendable, Equatable {
     /// HUD would be left on a dead card.
     public static func gpuCard(_ cards: [Card]) -> String? {
         cards.filter { $0.bound && ($0.bus == "pci" || $0.bus == "virtio") }
-            .min { (Int($0.name.dropFirst(4)) ?? .max) < (Int($1.name.dropFirst(4)) ?? .max) }?.name
+            .min { $0.number < $1.number }?.name
     }
 
     /// `gpuCard`: a GPU's card ready now. `anyCard` and `framebuffer`: some

@@ -134,21 +134,21 @@ public final class NexusDaemon {
                 asked = Kernel.bootTimeMicros()
             }
             let cards = drmCards()
-            let anyCard = cards.first { Kernel.exists("/dev/dri/" + $0.name) }?.name
-            let gpuCard = DisplayWait.gpuCard(cards.filter { Kernel.exists("/dev/dri/" + $0.name) })
             let framebuffer = Kernel.exists("/dev/fb0")
-            let decision = DisplayWait.decide(gpuCard: gpuCard, anyCard: anyCard, framebuffer: framebuffer,
-                                              modules: modules, graphicsHeld: graphicsHeld)
+            func decide(_ modules: DisplayWait.Modules) -> DisplayWait {
+                DisplayWait.decide(gpuCard: DisplayWait.gpuCard(cards), anyCard: cards.first?.name, framebuffer: framebuffer,
+                                   modules: modules, graphicsHeld: graphicsHeld)
+            }
+            var decision = decide(modules)
+            if decision == .wait, Kernel.bootTimeMicros() > deadline {
+                console.warning("nexus: the modules service has not settled in 70 s; not waiting for a display any longer")
+                decision = decide(.absent)
+            }
             let until = waited ? Kernel.bootTimeMicros() : nil
             switch decision {
             case .open(let card): return (.display(card: card.map { "/dev/dri/" + $0 }), until)
             case .none: return (.none, until)
             case .wait:
-                if Kernel.bootTimeMicros() > deadline {
-                    console.warning("nexus: the modules service has not settled in 70 s; not waiting for a display any longer")
-                    if let card = gpuCard ?? anyCard { return (.display(card: "/dev/dri/" + card), until) }
-                    return (framebuffer ? .display(card: nil) : .none, until)
-                }
                 if !waited {
                     waited = true
                     console.debug("nexus: no display yet; waiting for the modules service's graphics drivers")
@@ -164,18 +164,18 @@ public final class NexusDaemon {
         }
     }
 
-    /// /sys/class/drm's cards (`card0`, not its connectors `card0-VGA-1`),
-    /// with the bus of each one's device and whether it has its driver
-    /// link (there from the probe's start; the card node itself comes with
-    /// drm_dev_register, near the probe's end, and is what the wait checks).
+    /// /sys/class/drm's cards (`card0`, not its connectors `card0-VGA-1`)
+    /// whose /dev/dri node is there, by number, with the bus of each one's
+    /// device and whether it has its driver link.
     static func drmCards() -> [DisplayWait.Card] {
-        Kernel.listDirectory("/sys/class/drm").filter { $0.hasPrefix("card") && $0.count > 4 && $0.dropFirst(4).allSatisfy(\.isNumber) }
+        Kernel.listDirectory("/sys/class/drm")
+            .filter { $0.hasPrefix("card") && $0.count > 4 && $0.dropFirst(4).allSatisfy(\.isNumber) && Kernel.exists("/dev/dri/" + $0) }
             .map { name in
                 let device = "/sys/class/drm/\(name)/device"
                 let bus = Kernel.readLink(device + "/subsystem").map { String($0.split(separator: "/").last ?? "") }
                 return DisplayWait.Card(name: name, bus: bus, bound: Kernel.exists(device + "/driver"))
             }
-            .sorted { (Int($0.name.dropFirst(4)) ?? .max) < (Int($1.name.dropFirst(4)) ?? .max) }
+            .sorted { $0.number < $1.number }
     }
 
     /// What the supervisor says of the modules service: `unanswered` when

@@ -48,6 +48,10 @@ public enum ControlChannel {
         return (connection, request, uid)
     }
 
+    /// The code of a server that is there but did not answer in time
+    /// (ETIMEDOUT's number): busy, not gone.
+    public static let silentCode: Int32 = 110
+
     /// The client: sends `request` to the socket at `path`, gives the body
     /// to `body` as it comes (false from `body` stops), and returns the
     /// answer's head (`server` names it in messages: "the supervisor"). A
@@ -56,10 +60,6 @@ public enum ControlChannel {
     /// `idleMilliseconds`, a server silent for that long is an `.error`
     /// with code `silentCode`: the HUD's widgets must not hang on a stuck
     /// daemon (a follower, `spiritctl logs -f`, waits as long as it takes).
-    /// The code of a server that is there but did not answer in time
-    /// (ETIMEDOUT's number): busy, not gone.
-    public static let silentCode: Int32 = 110
-
     public static func send(_ request: String, to path: String, server: String = "server", idleMilliseconds: Int? = nil,
                             body: ([UInt8]) -> Bool) -> Head {
         let connection: Socket
