@@ -17,6 +17,7 @@ public struct BootModules: Sendable {
     let stepPrefix: String
     let held: Set<ModuleGroup>
     let together: Set<ModuleGroup>
+    let hypervisorLater: Bool
     static let maximumRescans = 8
 
     /// `together`: groups next to each other in the priority order that
@@ -27,8 +28,17 @@ public struct BootModules: Sendable {
     /// has had time to negotiate by the cascade's start (QEMU's e1000
     /// opened within its 0.5 s autonegotiation reports the link only at the
     /// driver's next 2 s watchdog tick).
+    ///
+    /// `hypervisorLater` (stage 2): `run` leaves out the hypervisor's
+    /// modules (kvm, kvm_intel, kvm_amd), for `loadHypervisor` once the
+    /// service is ready. They claim no device, so the one hard edge of the
+    /// priority order (vfio-pci before any graphics driver) holds without
+    /// them, and their serial chain (irqbypass, kvm, kvm_amd: about 0.45 s
+    /// under TCG) no longer stands between the HUD and its graphics driver
+    /// (research/boot-performance.md §1.3).
     public init(index: ModuleIndex, loader: ParallelLoader, console: Console, timeline: Timeline,
-                stepPrefix: String = "modules", holding held: Set<ModuleGroup> = [], together: Set<ModuleGroup> = []) {
+                stepPrefix: String = "modules", holding held: Set<ModuleGroup> = [], together: Set<ModuleGroup> = [],
+                hypervisorLater: Bool = false) {
         self.index = index
         self.loader = loader
         self.console = console
@@ -36,6 +46,45 @@ public struct BootModules: Sendable {
         self.stepPrefix = stepPrefix
         self.held = held
         self.together = together
+        self.hypervisorLater = hypervisorLater
+    }
+
+    /// A module that makes the CPU's hypervisor (/dev/kvm) and claims no
+    /// device: it lives under the kernel's arch/*/kvm.
+    func isHypervisor(_ name: String) -> Bool {
+        guard let path = index.paths[moduleName(name)] else { return false }
+        return ModuleGroup.isHypervisor(path: path)
+    }
+
+    /// Left for `loadHypervisor`.
+    func isLater(_ name: String) -> Bool { hypervisorLater && isHypervisor(name) }
+
+    /// The hypervisor's modules this machine wants: those spirit.conf lists
+    /// under virtualization (kvm), and those made for this CPU's features
+    /// (kvm_intel with VMX, kvm_amd with SVM), from its modalias.
+    func hypervisorModules(priority: PriorityList, modaliases: Set<String>) -> [String] {
+        let found = drivers(for: modaliases.filter { $0.hasPrefix("cpu:") })[.virtualization] ?? []
+        let listed = wanted(priority.names[.virtualization] ?? [], fitting: Set(found), bound: bound)
+        var seen: Set<String> = []
+        return (listed + found).filter { isHypervisor($0) && seen.insert(moduleName($0)).inserted }
+    }
+
+    /// Loads the hypervisor's modules (the `hypervisor` step): stage 2's
+    /// modules service once it is ready, or the VM manager when a VM wants
+    /// /dev/kvm before that. Two loads of one module at once are safe: the
+    /// kernel makes the second wait for the first and says it is there.
+    /// One after another on the calling thread (the chain irqbypass, kvm,
+    /// kvm_amd is serial anyway), so that the caller's nice value holds.
+    public func loadHypervisor(priority: PriorityList) -> Tally {
+        let names = hypervisorModules(priority: priority, modaliases: Coldplug.modaliases())
+        var tally = Tally()
+        guard !names.isEmpty else { return tally }
+        var done: Set<String> = []
+        timeline.measure("\(stepPrefix):hypervisor", detail: { "\($0) loaded" }) { () -> Int in
+            load(names, quietlyMissing: [], done: &done, tally: &tally, using: ParallelLoader(loading: loader.loading, jobs: 1))
+            return tally.loaded
+        }
+        return tally
     }
 
     /// The groups in priority order, those loaded together in one step.
@@ -131,11 +180,12 @@ public struct BootModules: Sendable {
             // up; then the listed modules and the boot list.
             var listed: [String] = [], drivers: [String] = [], others: [String] = [], loading: [ModuleGroup] = []
             for group in step {
-                let mine = wanted(priority.names[group] ?? [], fitting: fitting, bound: bound)
-                drivers += found[group] ?? []
+                let mine = wanted(priority.names[group] ?? [], fitting: fitting, bound: bound).filter { !isLater($0) }
+                let theirs = (found[group] ?? []).filter { !isLater($0) }
+                drivers += theirs
                 others += mine + (group == .storage ? required : [])
                 listed += mine
-                if !mine.isEmpty || !(found[group] ?? []).isEmpty || (group == .storage && !required.isEmpty) { loading.append(group) }
+                if !mine.isEmpty || !theirs.isEmpty || (group == .storage && !required.isEmpty) { loading.append(group) }
             }
             let names = drivers + others
             guard !names.isEmpty else { continue }
@@ -157,7 +207,7 @@ public struct BootModules: Sendable {
                 guard !new.isEmpty else { break }
                 passes += 1
                 let byGroup = drivers(for: new)
-                let names = ModuleGroup.allCases.flatMap { byGroup[$0] ?? [] }.filter { !done.contains($0) }
+                let names = ModuleGroup.allCases.flatMap { byGroup[$0] ?? [] }.filter { !done.contains($0) && !isLater($0) }
                 if names.isEmpty { continue }
                 load(names, quietlyMissing: [], done: &done, tally: &tally)
             }
@@ -173,7 +223,8 @@ public struct BootModules: Sendable {
         return tally
     }
 
-    func load(_ names: [String], quietlyMissing: Set<String>, done: inout Set<String>, tally: inout Tally) {
+    func load(_ names: [String], quietlyMissing: Set<String>, done: inout Set<String>, tally: inout Tally, using: ParallelLoader? = nil) {
+        let loader = using ?? self.loader
         let plan = index.plan(names)
         for name in plan.missing {
             if quietlyMissing.contains(name) {

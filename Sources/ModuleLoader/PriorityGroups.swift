@@ -27,6 +27,12 @@ public enum ModuleGroup: Int, Sendable, CaseIterable, Comparable, CustomStringCo
         }
         return .storage
     }
+
+    /// A module of the CPU's hypervisor (kvm, kvm_intel, kvm_amd: they make
+    /// /dev/kvm and claim no device), from where it lives in the tree.
+    public static func isHypervisor(path: String) -> Bool {
+        path.hasPrefix("kernel/arch/") && path.contains("/kvm/")
+    }
 }
 
 /// The names listed under each `# Priority N` heading of spirit.conf, the

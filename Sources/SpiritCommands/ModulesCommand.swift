@@ -1,3 +1,4 @@
+import Glibc
 import ModuleLoader
 import SpiritCore
 
@@ -194,8 +195,10 @@ enum ModulesCommand {
     /// initramfs's few modules, again with the image's whole set: the
     /// priority groups of /etc/modules-load.d/spirit.conf and the drivers
     /// of every device present, graphics held back with
-    /// crom.gpu=passthrough. Ready (READY=1) after that pass; with --watch
-    /// it then loads the drivers of devices that appear, until stopped.
+    /// crom.gpu=passthrough. Ready (READY=1) after that pass; then the
+    /// hypervisor's modules (kvm), which claim no device and nothing at
+    /// `spirit: ready` waits for; with --watch it then loads the drivers of
+    /// devices that appear, until stopped.
     static func coldplug(index: ModuleIndex, root: String, release: String, watch: Bool, console: Console) -> Int32 {
         let config = BootConfig.current()
         let held = config.heldModuleGroups(console: console)
@@ -213,11 +216,17 @@ enum ModulesCommand {
         let priority = PriorityList((try? Kernel.readText(root + "/etc/modules-load.d/spirit.conf")) ?? "")
         let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(root: root, release: release)),
                                   console: console, timeline: Timeline(process: "modules"), stepPrefix: "stage2-modules",
-                                  holding: held)
+                                  holding: held, hypervisorLater: true)
         let tally = modules.run(priority: priority, required: [], uevents: uevents)
         console.info("modules: \(tally)")
         ServiceNotify.ready()
-        guard watch else { return tally.failed == 0 ? 0 : 1 }
+        // At a lower priority than what `spirit: ready` still waits for (the
+        // HUD's first frame): this thread's nice value, which the loader's
+        // threads inherit; the uevent thread, started before, keeps its own.
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+        let hypervisor = modules.loadHypervisor(priority: priority)
+        if hypervisor.loaded + hypervisor.failed + hypervisor.missing > 0 { console.info("modules: the hypervisor's: \(hypervisor)") }
+        guard watch else { return tally.failed + hypervisor.failed == 0 ? 0 : 1 }
         // The uevent thread loads drivers from here on.
         while true { Kernel.sleep(milliseconds: 3_600_000) }
     }
@@ -243,5 +252,25 @@ extension BootConfig {
     func stageOneHeldModuleGroups(console: Console) -> Set<ModuleGroup> {
         let held = heldModuleGroups(console: console)
         return gpuPassthrough ? held : held.union([.virtualization])
+    }
+}
+
+/// The hypervisor's modules (kvm, and kvm_intel or kvm_amd for this CPU),
+/// loaded by the VM manager when a VM wants /dev/kvm before stage 2's
+/// modules service has loaded them (it does so after `spirit: ready`).
+public enum HypervisorModules {
+    /// Loads them from this system's modules; says what it did, or why not.
+    public static func load() -> String {
+        let release = Kernel.release()
+        let index: ModuleIndex
+        do {
+            index = try ModuleIndex.load(root: "", release: release)
+        } catch {
+            return "no module index for kernel \(release): \(error)"
+        }
+        let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(root: "", release: release)),
+                                  console: Console.tool, timeline: Timeline(process: "vm"), stepPrefix: "vm")
+        let priority = PriorityList((try? Kernel.readText("/etc/modules-load.d/spirit.conf")) ?? "")
+        return "the hypervisor's modules: \(modules.loadHypervisor(priority: priority))"
     }
 }

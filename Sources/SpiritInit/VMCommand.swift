@@ -21,7 +21,10 @@ enum VMCommand {
         switch words.first {
         case "daemon" where words.count == 1:
             let cgroups = getenv("SPIRIT_VM_CGROUP_ROOT").map { String(cString: $0) } ?? "/sys/fs/cgroup"
-            return VMDaemon.run(paths: paths, console: Console(debug: BootConfig.current().debug, kmsgPath: nil), cgroupRoot: cgroups)
+            // The machine's own daemon (no --root) loads the hypervisor's modules when a VM needs them first.
+            let loadHypervisor: (@Sendable () -> String)? = root.isEmpty ? { @Sendable in HypervisorModules.load() } : nil
+            return VMDaemon.run(paths: paths, console: Console(debug: BootConfig.current().debug, kmsgPath: nil), cgroupRoot: cgroups,
+                                loadHypervisor: loadHypervisor)
         case "define" where words.count == 2:
             return client.define(name)
         case "list" where words == ["list"] || words == ["list", "--json"]:

@@ -23,16 +23,23 @@ public final class VMDaemon: @unchecked Sendable {
     let spiritBinary: String
     /// /sys/fs/cgroup/spirit when the supervisor made it (cgroup2).
     let cgroupParent: String?
+    /// Loads the hypervisor's modules and says how it went: for a VM that
+    /// wants KVM before the modules service has loaded them (after
+    /// `spirit: ready`). Nil where this daemon does not own the machine
+    /// (host tests under --root).
+    let loadHypervisor: (@Sendable () -> String)?
 
-    init(paths: VMPaths, console: Console, cgroupParent: String?) {
+    init(paths: VMPaths, console: Console, cgroupParent: String?, loadHypervisor: (@Sendable () -> String)? = nil) {
         self.paths = paths
         self.console = console
         self.spiritBinary = Kernel.readLink("/proc/self/exe") ?? "/bin/spirit"
         self.cgroupParent = cgroupParent
+        self.loadHypervisor = loadHypervisor
     }
 
     /// Runs the daemon; returns its exit status.
-    public static func run(paths: VMPaths, console: Console, cgroupRoot: String = "/sys/fs/cgroup") -> Int32 {
+    public static func run(paths: VMPaths, console: Console, cgroupRoot: String = "/sys/fs/cgroup",
+                           loadHypervisor: (@Sendable () -> String)? = nil) -> Int32 {
         // Nothing to do without definitions and without a QEMU in this tree
         // (the vm layer not mounted); with either, `spirit vm define` and
         // `start` need the daemon.
@@ -55,7 +62,7 @@ public final class VMDaemon: @unchecked Sendable {
         }
         let parent = cgroupRoot + "/spirit"
         let daemon = VMDaemon(paths: paths, console: console,
-                              cgroupParent: Kernel.exists(parent + "/cgroup.procs") ? parent : nil)
+                              cgroupParent: Kernel.exists(parent + "/cgroup.procs") ? parent : nil, loadHypervisor: loadHypervisor)
         daemon.reload()
         ServiceNotify.ready()
         let events = EventLoop()

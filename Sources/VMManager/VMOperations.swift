@@ -213,6 +213,12 @@ extension VMDaemon {
     /// What a start needs, checked before anything is done: the disks are
     /// there, and none that is a block device is mounted in Spirit.
     func preflight(_ instance: VMInstance) throws(VMError) {
+        // KVM wanted and /dev/kvm not there yet: the modules service loads
+        // the hypervisor's modules only after `spirit: ready`. QEMU's
+        // kvm:tcg would otherwise fall back to TCG without a word.
+        if instance.definition.accelerator != "tcg", !Kernel.exists("/dev/kvm"), let loadHypervisor {
+            console.info("vm: \(instance.name) wants KVM and /dev/kvm is not there yet: \(loadHypervisor())")
+        }
         for disk in instance.definition.disks {
             guard Kernel.exists(disk.path) else {
                 throw VMError("unable to start \(instance.name): the disk \(disk.name) (\(disk.path)) does not exist", code: 100)

@@ -52,11 +52,25 @@ extension String {
     // e1000e's device; the fixture's modprobe.d blacklists e1000e.
     static let nic = "pci:v00008086d000010D3sv00008086sd00000000bc02sc00i00"
 
-    func modules(holding held: Set<ModuleGroup>, together: Set<ModuleGroup> = []) throws -> BootModules {
+    func modules(holding held: Set<ModuleGroup>, together: Set<ModuleGroup> = [], hypervisorLater: Bool = false) throws -> BootModules {
         let index = try ModuleIndex.load(root: ModuleIndexTests.root, release: "6.1.0-test")
         return BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(root: ModuleIndexTests.root, release: "6.1.0-test")),
                            console: Console.tool, timeline: Timeline(directory: "/nonexistent", process: "test"), holding: held,
-                           together: together)
+                           together: together, hypervisorLater: hypervisorLater)
+    }
+
+    @Test func stageTwoLeavesTheHypervisorForAfterReady() throws {
+        let stageTwo = try modules(holding: [], hypervisorLater: true)
+        // kvm and kvm_intel claim no device: later. vfio-pci (not in this
+        // fixture) and drivers stay in the priority order.
+        #expect(stageTwo.isLater("kvm") && stageTwo.isLater("kvm-intel") && !stageTwo.isLater("vfio-pci") && !stageTwo.isLater("bochs"))
+        #expect(!(try modules(holding: [])).isLater("kvm_intel"))
+        #expect(ModuleGroup.isHypervisor(path: "kernel/arch/x86/kvm/kvm-amd.ko") && !ModuleGroup.isHypervisor(path: "kernel/drivers/vfio/pci/vfio-pci.ko"))
+        let priority = PriorityList("# Priority 1: Virtualization\nvfio-pci\nkvm\nkvm_intel\n# Priority 2: Storage\nnvme\n")
+        let vmx = "cpu:type:x86,ven0000fam0006mod0055:feature:,00E8,"
+        #expect(stageTwo.hypervisorModules(priority: priority, modaliases: [vmx, Self.vga, Self.nvmeDisk]) == ["kvm", "kvm_intel"])
+        // A CPU without VMX: kvm alone, as before (kvm_intel would be refused).
+        #expect(stageTwo.hypervisorModules(priority: priority, modaliases: [Self.vga]) == ["kvm"])
     }
 
     @Test func stageOneLoadsStorageAndNetworkAsOneStep() throws {

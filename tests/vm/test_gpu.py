@@ -121,12 +121,12 @@ def test_with_crom_gpu_passthrough_the_return_loads_the_graphics_driver(boot, me
     vm.check("test ! -d /sys/module/bochs")
     assert nexus(vm)["state"] != "running", nexus(vm)
     # Stage 1 loaded vfio-pci first (the initramfs carries no kvm); stage
-    # 2's modules service loaded kvm, still before any graphics driver.
+    # 2's modules service loads kvm once it is ready (it claims no device).
     steps = [step["step"] for step in vm.timeline()["steps"]]
     storage = next(i for i, step in enumerate(steps) if step.startswith("modules:storage"))
     assert steps.index("modules:virtualization") < storage, steps
     assert "stage2-modules:virtualization" in steps and "stage2-modules:graphics" not in steps, steps
-    vm.check("test -d /sys/module/vfio_pci && test -d /sys/module/kvm")
+    vm.check("for i in $(seq 100); do test -d /sys/module/kvm && break; sleep 0.2; done; test -d /sys/module/vfio_pci && test -d /sys/module/kvm")
     moved(vm, f"spirit gpu passthrough --device {VGA}")
     assert driver(vm, VGA) == "vfio-pci"
     plan = vm.check(f"spirit gpu plan return --device {VGA}")
