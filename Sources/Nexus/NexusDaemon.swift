@@ -185,14 +185,15 @@ public final class NexusDaemon {
     /// service. A service that was not ready within its ready-timeout is
     /// settled for the supervisor while its state still says "starting".
     static func modulesAnswer() -> DisplayWait.Modules {
-        var body: [UInt8] = []
-        let head = ControlChannel.send("status json", to: RunFiles.controlSocket, server: "supervisor", idleMilliseconds: 1000) { chunk in
-            body += chunk
-            return true
+        let services: [ServiceSummary]
+        do throws(ServiceSummary.Unread) {
+            services = try ServiceSummary.query(socket: RunFiles.controlSocket, idleMilliseconds: 1000)
+        } catch {
+            // Silent: still loading. No socket, refused, or a broken answer: no supervisor to wait for.
+            if case .refused(let code, _) = error, code == ControlChannel.silentCode { return .unanswered }
+            return .absent
         }
-        if case .error(let code, _) = head { return code == ControlChannel.silentCode ? .unanswered : .absent }
-        guard let services = try? ServiceSummary.parse(String(decoding: body, as: UTF8.self)),
-              let modules = services.first(where: { $0.name == "modules" }) else { return .absent }
+        guard let modules = services.first(where: { $0.name == "modules" }) else { return .absent }
         if modules.isOverdue { return .state("running") }
         return .state(modules.state)
     }

@@ -142,13 +142,12 @@ public final class Readings {
     }
 
     func readServices() throws -> WidgetContent {
-        var body: [UInt8] = []
-        let head = ControlChannel.send("status json", to: paths.control, server: "supervisor", idleMilliseconds: Self.answerMillis) { chunk in
-            body += chunk
-            return true
+        let services: [ServiceSummary]
+        do throws(ServiceSummary.Unread) {
+            services = try ServiceSummary.query(socket: paths.control, idleMilliseconds: Self.answerMillis)
+        } catch {
+            throw error.sample(source: paths.control)
         }
-        if case .error(_, let message) = head { throw SampleError(paths.control, message) }
-        let services = try ServiceSummary.parse(String(decoding: body, as: UTF8.self))
         alerts = services.filter(\.isAlert).count
         return Widgets.services(services)
     }

@@ -153,19 +153,10 @@ struct Collectors {
 
     /// The supervisor's `status json`; nil when it does not answer.
     mutating func services() -> [ServiceSummary]? {
-        var body: [UInt8] = []
-        let head = ControlChannel.send("status json", to: paths.supervisorControl, server: "supervisor") { chunk in
-            body += chunk
-            return true
-        }
-        guard head == .ok else {
-            if case .error(_, let message) = head { warnOnce(SampleError("supervisor", message)) }
-            return nil
-        }
-        do {
-            return try ServiceSummary.parse(String(decoding: body, as: UTF8.self))
+        do throws(ServiceSummary.Unread) {
+            return try ServiceSummary.query(socket: paths.supervisorControl)
         } catch {
-            warnOnce(error)
+            warnOnce(error.sample(source: "supervisor"))
             return nil
         }
     }

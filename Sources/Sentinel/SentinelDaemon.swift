@@ -298,9 +298,7 @@ extension SentinelDaemon {
             let request = try HTTPRequest.read(from: connection, bodyLimit: 0, idleMillis: 5000)
             switch (request.method, request.path) {
             case ("GET", "/metrics"):
-                var body: [UInt8] = []
-                let head = ControlChannel.send("status json", to: paths.supervisorControl, server: "supervisor") { body += $0; return true }
-                let services = head == .ok ? (try? ServiceSummary.parse(String(decoding: body, as: UTF8.self))) ?? [] : []
+                let services = (try? ServiceSummary.query(socket: paths.supervisorControl)) ?? []
                 let text = Array(PrometheusText.render(NodeMetrics.families(NodeMetrics.read(paths: paths, services: services))).utf8)
                 answer = HTTPAnswer.head(status: 200, contentType: PrometheusText.contentType, length: text.count) + text
             case (_, "/metrics"): answer = HTTPAnswer.error(405, "\(request.method) /metrics is not taken here")

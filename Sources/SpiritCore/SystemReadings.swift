@@ -82,6 +82,43 @@ public struct ServiceSummary: Sendable, Equatable {
         }
         return out
     }
+
+    /// Why the supervisor's services could not be read.
+    public enum Unread: Error, Sendable, Equatable {
+        /// The supervisor answered an error, or nothing: its code
+        /// (ControlChannel.silentCode when it was there but silent, 111
+        /// when it could not be reached) and what was said.
+        case refused(code: Int32, message: String)
+        /// Its answer did not parse.
+        case broken(SampleError)
+
+        /// As a reading that failed: a refusal under `source`'s name, a
+        /// broken answer as it is.
+        public func sample(source: String) -> SampleError {
+            switch self {
+            case .refused(_, let message): SampleError(source, message)
+            case .broken(let why): why
+            }
+        }
+    }
+
+    /// The supervisor's services: `status json` on its control socket,
+    /// parsed. One query for the commands (`spirit layer add`, the upgrade's
+    /// health check), the HUD and the Sentinel, each of which words its own
+    /// errors. `idleMilliseconds`: see ControlChannel.send.
+    public static func query(socket: String, idleMilliseconds: Int? = nil) throws(Unread) -> [ServiceSummary] {
+        var body: [UInt8] = []
+        let head = ControlChannel.send("status json", to: socket, server: "supervisor", idleMilliseconds: idleMilliseconds) { chunk in
+            body += chunk
+            return true
+        }
+        if case .error(let code, let message) = head { throw .refused(code: code, message: message) }
+        do throws(SampleError) {
+            return try parse(String(decoding: body, as: UTF8.self))
+        } catch {
+            throw .broken(error)
+        }
+    }
 }
 
 // MARK: The kernel log (/dev/kmsg)

@@ -28,8 +28,12 @@ func controlRequest(_ request: String, to socket: String, server: String) throws
 /// commands that act on them: `spirit layer add` restarts the ones that were
 /// not applicable, the upgrade service's health check counts them.
 func supervisedServices(socket: String = RunFiles.controlSocket) throws -> [ServiceSummary] {
-    var body: [UInt8] = []
-    let head = ControlChannel.send("status json", to: socket, server: "supervisor") { body += $0; return true }
-    guard head == .ok else { throw SpiritError("the supervisor did not answer status json: \(head)") }
-    return try ServiceSummary.parse(String(decoding: body, as: UTF8.self))
+    do throws(ServiceSummary.Unread) {
+        return try ServiceSummary.query(socket: socket)
+    } catch {
+        switch error {
+        case .refused(_, let message): throw SpiritError("the supervisor did not answer status json: \(message)")
+        case .broken(let why): throw why
+        }
+    }
 }

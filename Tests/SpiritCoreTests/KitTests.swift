@@ -85,6 +85,38 @@ import Testing
         #expect(served.withLock { $0?.1 } == Int(getuid()))
     }
 
+    /// `status json` asked and parsed in one place: the services, a
+    /// refusal with its code, or an answer that does not parse.
+    @Test func theSupervisorsServicesAreQueriedInOnePlace() throws {
+        let path = "/tmp/spirit-control-status-\(Kernel.pid).sock"
+        let listener = try Socket.listenUnix(path)
+        defer {
+            listener.close()
+            Kernel.remove(path)
+        }
+        let answers = [ControlChannel.ok(#"{"now_ms":5,"services":[{"name":"modules","state":"running","ready":true}]}"#),
+                       ControlChannel.error(code: 100, "unknown request"), ControlChannel.ok("not json")]
+        try Threads.start {
+            for answer in answers {
+                guard (try? listener.waitReadable(milliseconds: 5000)) == true,
+                      let (connection, _, _) = ControlChannel.accept(on: listener) else { return }
+                try? Kernel.write(connection.fd, answer, socket: true, "the test client")
+                connection.close()
+            }
+        }
+        #expect(try ServiceSummary.query(socket: path) == [ServiceSummary(name: "modules", state: "running", ready: true)])
+        #expect(throws: ServiceSummary.Unread.refused(code: 100, message: "unknown request")) { try ServiceSummary.query(socket: path) }
+        #expect(ServiceSummary.Unread.refused(code: 100, message: "unknown request").sample(source: "supervisor")
+            == SampleError("supervisor", "unknown request"))
+        #expect { try ServiceSummary.query(socket: path) } throws: { error in
+            if case ServiceSummary.Unread.broken(let why) = error { why.source == "spiritctl status --json" } else { false }
+        }
+        Kernel.remove(path)
+        #expect { try ServiceSummary.query(socket: path) } throws: { error in
+            if case ServiceSummary.Unread.refused(let code, _) = error { code == 111 } else { false }
+        }
+    }
+
     @Test func noServerIsAnErrorThatSaysSo() {
         let head = ControlChannel.send("status", to: "/tmp/spirit-no-such-socket", server: "supervisor") { _ in true }
         guard case .error(let code, let message) = head else {
