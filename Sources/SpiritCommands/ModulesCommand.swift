@@ -1,4 +1,3 @@
-import Glibc
 import ModuleLoader
 import SpiritCore
 
@@ -220,11 +219,14 @@ enum ModulesCommand {
         let tally = modules.run(priority: priority, required: [], uevents: uevents)
         console.info("modules: \(tally)")
         ServiceNotify.ready()
-        // At a lower priority than what `spirit: ready` still waits for (the
-        // HUD's first frame): this thread's nice value, which the loader's
-        // threads inherit; the uevent thread, started before, keeps its own.
-        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)
+        // Behind what `spirit: ready` may still wait for (the HUD's first
+        // frame, in a cgroup of its own): a nice value would rank threads
+        // only inside this service's cgroup, so its cpu.weight goes down
+        // for the while, and back.
+        let weight = CgroupWeight.own()
+        weight?.set("10")
         let hypervisor = modules.loadHypervisor(priority: priority)
+        weight?.restore()
         if hypervisor.loaded + hypervisor.failed + hypervisor.missing > 0 { console.info("modules: the hypervisor's: \(hypervisor)") }
         guard watch else { return tally.failed + hypervisor.failed == 0 ? 0 : 1 }
         // The uevent thread loads drivers from here on.
@@ -246,13 +248,33 @@ extension BootConfig {
     /// coldplug picks from the CPU's modalias): nothing that finds an image
     /// needs it, and it cost about 1 s of stage 1 under TCG, mostly one
     /// serial chain ending in kvm.ko (research/boot-performance.md). Stage
-    /// 2's modules service loads it first. With crom.gpu=passthrough it
+    /// 2's modules service loads vfio-pci first and the hypervisor's
+    /// modules once it is ready. With crom.gpu=passthrough it
     /// stays first in stage 1: vfio-pci must claim the GPU before any
     /// graphics driver could.
     func stageOneHeldModuleGroups(console: Console) -> Set<ModuleGroup> {
         let held = heldModuleGroups(console: console)
         return gpuPassthrough ? held : held.union([.virtualization])
     }
+}
+
+/// The cpu.weight of this service's cgroup v2 (the supervisor's
+/// /sys/fs/cgroup/spirit/NAME, from /proc/self/cgroup), lowered for a while
+/// and put back; nil outside the supervisor's tree (a command run by hand).
+struct CgroupWeight {
+    let path: String
+    let before: String
+
+    static func own() -> CgroupWeight? {
+        guard let text = try? Kernel.readText("/proc/self/cgroup"),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("0::/spirit/") }) else { return nil }
+        let path = "/sys/fs/cgroup" + line.dropFirst(3) + "/cpu.weight"
+        guard let before = try? Kernel.readText(path) else { return nil }
+        return CgroupWeight(path: path, before: before)
+    }
+
+    func set(_ weight: String) { try? Kernel.writeFile(path, weight + "\n") }
+    func restore() { try? Kernel.writeFile(path, before) }
 }
 
 /// The hypervisor's modules (kvm, and kvm_intel or kvm_amd for this CPU),

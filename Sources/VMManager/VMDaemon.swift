@@ -1,5 +1,6 @@
 import Glibc
 import SpiritCore
+import Synchronization
 
 /// `spirit vm daemon`: the VM manager's I/O shell. The main thread reads
 /// signals and accepts control connections; each request runs on a thread
@@ -28,6 +29,9 @@ public final class VMDaemon: @unchecked Sendable {
     /// `spirit: ready`). Nil where this daemon does not own the machine
     /// (host tests under --root).
     let loadHypervisor: (@Sendable () -> String)?
+    /// Held while the hypervisor's modules load; true once they were tried
+    /// (on a CPU without VMX or SVM /dev/kvm never comes: tried once).
+    let hypervisorTried = Mutex(false)
 
     init(paths: VMPaths, console: Console, cgroupParent: String?, loadHypervisor: (@Sendable () -> String)? = nil) {
         self.paths = paths

@@ -1,5 +1,6 @@
 import Glibc
 import SpiritCore
+import Synchronization
 
 /// The daemon's requests, each on its own thread: one line on the control
 /// socket (`start NAME`, `stop NAME …`, …), `exec` with a second line (the
@@ -217,7 +218,11 @@ extension VMDaemon {
         // the hypervisor's modules only after `spirit: ready`. QEMU's
         // kvm:tcg would otherwise fall back to TCG without a word.
         if instance.definition.accelerator != "tcg", !Kernel.exists("/dev/kvm"), let loadHypervisor {
-            console.info("vm: \(instance.name) wants KVM and /dev/kvm is not there yet: \(loadHypervisor())")
+            hypervisorTried.withLock { tried in
+                guard !tried else { return }
+                tried = true
+                console.info("vm: \(instance.name) wants KVM and /dev/kvm is not there yet: \(loadHypervisor())")
+            }
         }
         for disk in instance.definition.disks {
             guard Kernel.exists(disk.path) else {

@@ -104,15 +104,15 @@ import Testing
                 connection.close()
             }
         }
-        #expect(try ServiceSummary.query(socket: path) == [ServiceSummary(name: "modules", state: "running", ready: true)])
-        #expect(throws: ServiceSummary.Unread.refused(code: 100, message: "unknown request")) { try ServiceSummary.query(socket: path) }
+        #expect(try ServiceSummary.query(socket: path, idleMilliseconds: 5000) == [ServiceSummary(name: "modules", state: "running", ready: true)])
+        #expect(throws: ServiceSummary.Unread.refused(code: 100, message: "unknown request")) { try ServiceSummary.query(socket: path, idleMilliseconds: 5000) }
         #expect(ServiceSummary.Unread.refused(code: 100, message: "unknown request").sample(source: "supervisor")
             == SampleError("supervisor", "unknown request"))
-        #expect { try ServiceSummary.query(socket: path) } throws: { error in
+        #expect { try ServiceSummary.query(socket: path, idleMilliseconds: 5000) } throws: { error in
             if case ServiceSummary.Unread.broken(let why) = error { why.source == "spiritctl status --json" } else { false }
         }
         Kernel.remove(path)
-        #expect { try ServiceSummary.query(socket: path) } throws: { error in
+        #expect { try ServiceSummary.query(socket: path, idleMilliseconds: 5000) } throws: { error in
             if case ServiceSummary.Unread.refused(let code, _) = error { code == 111 } else { false }
         }
     }
