@@ -165,6 +165,18 @@ def test_a_vm_gets_the_gpu_and_the_vm_manager_gives_it_back_when_it_ends(boot, t
     vm.check("printf '%s\\n' " + " ".join(f"'{line}'" for line in INNER.splitlines()) + " > /tmp/inner.toml")
     vm.check("spirit vm define /tmp/inner.toml")
 
+    # kvm comes after `spirit: ready`; a VM that wants KVM before it makes
+    # the VM manager load it first (here: kvm unloaded again, and a VM whose
+    # disk is missing, refused after that check, so no nested KVM runs).
+    vm.check("for i in $(seq 150); do grep -q stage2-modules:hypervisor /run/spirit/timeline.json && break; sleep 0.2; done")
+    vm.check("rmmod kvm_amd kvm && test ! -e /dev/kvm")
+    vm.check("printf '%s\\n' 'memory-mib = 64' 'accel = \"kvm:tcg\"' 'agent = \"none\"' 'vga = \"none\"' '[disk.data]' "
+             "'path = \"/nonexistent.raw\"' > /tmp/wantskvm.toml && spirit vm define /tmp/wantskvm.toml")
+    code, out = vm.run("spirit vm start wantskvm 2>&1")
+    assert code == 100 and "/nonexistent.raw) does not exist" in out, out
+    vm.check("test -e /dev/kvm")
+    assert "wantskvm wants KVM and /dev/kvm is not there yet: the hypervisor's modules: 2 loaded" in vm.answer("spiritctl logs vm")
+
     # A VM without [gpu] devices, or one that is not defined, is refused before anything moves.
     code, out = vm.run("spirit gpu passthrough nothere 2>&1")
     assert code == 100 and "no VM named 'nothere'" in out, out
