@@ -27,7 +27,9 @@ public enum DisplayWait: Sendable, Equatable {
     /// A DRM card as /sys/class/drm shows it: `cardN`, the bus of its
     /// device (`pci`, `virtio`, `platform`…) and whether the device has its
     /// driver link (there from the probe's start; the card node, which the
-    /// wait looks for too, comes with drm_dev_register near its end).
+    /// wait looks for too, comes with drm_dev_register near its end, and
+    /// opens with ENODEV until that has finished: NexusDaemon.openCard
+    /// tries again).
     public struct Card: Sendable, Equatable {
         public var name: String
         public var bus: String?

@@ -85,7 +85,7 @@ public final class NexusDaemon {
         }
         let display: Display
         do {
-            if let card { display = try Display.open(card: card) } else { display = try Display.openFramebuffer() }
+            if let card { display = try openCard(card, console: console) } else { display = try Display.openFramebuffer() }
         } catch {
             console.error("nexus: \(error)")
             return 111
@@ -162,6 +162,30 @@ public final class NexusDaemon {
                 if let uevents { while Kernel.readUevent(uevents, milliseconds: 0) != nil {} }
             }
         }
+    }
+
+    /// The DRM card, tried again for up to 2 s before its framebuffer is
+    /// taken instead: a GPU's card the wait has just seen may still be in
+    /// drm_dev_register, whose minors (the /dev/dri node, the sysfs entry)
+    /// come before the device is registered, and an open until then fails
+    /// with ENODEV. Seen under UEFI, where bochs-drm's card0 follows
+    /// simpledrm's: the HUD was left on bochs' fbdev, or ended with status
+    /// 111 when that was not there yet either (2 boots in 4 needed a retry).
+    static func openCard(_ card: String, console: Console) throws(SpiritError) -> Display {
+        let deadline = Kernel.bootTimeMicros() + 2_000_000
+        var said = false
+        while Kernel.bootTimeMicros() < deadline {
+            do {
+                return try Display.openDRM(card: card)
+            } catch {
+                if !said { console.info("nexus: \(card): \(error); trying again") }
+                said = true
+                Kernel.sleep(milliseconds: 100)
+            }
+        }
+        let display = try Display.open(card: card)
+        if let why = display.drmProblem { console.warning("nexus: \(card) still unusable after 2 s (\(why)); drawing on \(display.device)") }
+        return display
     }
 
     /// /sys/class/drm's cards (`card0`, not its connectors `card0-VGA-1`)

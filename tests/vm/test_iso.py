@@ -64,7 +64,9 @@ def test_iso_boots_as_a_cd_under_uefi(boot_firmware, iso, system_image, tmp_path
     # process is its sandbox's.)
     hud = steps["nexus:first-frame"]["pid"]
     held = vm.check(f"ls -l /proc/{hud}/fd | grep -o '/dev/dri/card[0-9]*' | sort -u").split()
-    assert held, "the HUD holds no DRM card open"
+    log = vm.answer("spiritctl logs nexus")
+    print("the HUD's log under UEFI:\n" + log)
+    assert held, "the HUD holds no DRM card open; its log: " + log
     for card in held:
         driver = vm.check(f"basename $(readlink /sys/class/drm/{card.rsplit('/', 1)[1]}/device/driver)")
         assert driver == "bochs-drm", f"the HUD holds {card}, driven by {driver}"
