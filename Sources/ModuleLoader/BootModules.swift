@@ -74,7 +74,8 @@ public struct BootModules: Sendable {
     /// /dev/kvm before that. Two loads of one module at once are safe: the
     /// kernel makes the second wait for the first and says it is there.
     /// One after another on the calling thread (the chain irqbypass, kvm,
-    /// kvm_amd is serial anyway), so that the caller's nice value holds.
+    /// kvm_amd is serial anyway): one vCPU at most, beside the HUD's first
+    /// frame.
     public func loadHypervisor(priority: PriorityList) -> Tally {
         let names = hypervisorModules(priority: priority, modaliases: Coldplug.modaliases())
         var tally = Tally()

@@ -40,6 +40,12 @@ public enum ModuleGroup: Int, Sendable, CaseIterable, Comparable, CustomStringCo
 public struct PriorityList: Sendable, Equatable {
     public var names: [ModuleGroup: [String]] = [:]
 
+    /// The system's list (/etc/modules-load.d/spirit.conf under `root`):
+    /// none when the file is not there.
+    public static func read(root: String = "") -> PriorityList {
+        PriorityList((try? Kernel.readText(root + InitramfsFiles.modulePriorities)) ?? "")
+    }
+
     public init(_ text: String) {
         var group = ModuleGroup.storage
         for raw in text.split(separator: "\n") {

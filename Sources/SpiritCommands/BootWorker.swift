@@ -379,7 +379,7 @@ struct BootWorker {
         }
         for problem in index.config.problems { console.warning(problem) }
         let bootList = listEntries((try? Kernel.readText(InitramfsFiles.bootModules)) ?? "")
-        let priority = PriorityList((try? Kernel.readText(InitramfsFiles.modulePriorities)) ?? "")
+        let priority = PriorityList.read()
         let uevents: UeventSocket?
         do {
             uevents = try UeventSocket()

@@ -212,7 +212,7 @@ enum ModulesCommand {
         } else {
             uevents = nil
         }
-        let priority = PriorityList((try? Kernel.readText(root + "/etc/modules-load.d/spirit.conf")) ?? "")
+        let priority = PriorityList.read(root: root)
         let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(root: root, release: release)),
                                   console: console, timeline: Timeline(process: "modules"), stepPrefix: "stage2-modules",
                                   holding: held, hypervisorLater: true)
@@ -292,7 +292,7 @@ public enum HypervisorModules {
         }
         let modules = BootModules(index: index, loader: ParallelLoader(loading: ModuleLoading(root: "", release: release)),
                                   console: Console.tool, timeline: Timeline(process: "vm"), stepPrefix: "vm")
-        let priority = PriorityList((try? Kernel.readText("/etc/modules-load.d/spirit.conf")) ?? "")
+        let priority = PriorityList.read()
         return "the hypervisor's modules: \(modules.loadHypervisor(priority: priority))"
     }
 }
