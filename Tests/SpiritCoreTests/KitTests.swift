@@ -58,52 +58,58 @@ import Testing
         #expect(ControlChannel.error(code: 100, "bad") == "error 100 bad\n")
     }
 
-    @Test func aClientAndAServerSpeakIt() throws {
-        let path = "/tmp/spirit-control-test-\(Kernel.pid).sock"
-        let listener = try Socket.listenUnix(path)
-        defer {
+    /// A control socket in /tmp whose thread answers each connection, in
+    /// turn, with the next of `answers`; `heard` keeps each request and
+    /// the client's uid. `close` ends it.
+    final class ScriptedServer: @unchecked Sendable {
+        let path: String
+        let listener: Socket
+        let heard = Mutex<[(request: String?, uid: Int)]>([])
+
+        init(_ name: String, answers: [String]) throws {
+            path = "/tmp/spirit-control-\(name)-\(Kernel.pid).sock"
+            listener = try Socket.listenUnix(path)
+            try Threads.start { [self] in
+                for answer in answers {
+                    // The listener is non-blocking: wait for the client first.
+                    guard (try? listener.waitReadable(milliseconds: 5000)) == true,
+                          let (connection, request, uid) = ControlChannel.accept(on: listener) else { return }
+                    heard.withLock { $0.append((request, uid)) }
+                    try? Kernel.write(connection.fd, answer, socket: true, "the test client")
+                    connection.close()
+                }
+            }
+        }
+
+        func close() {
             listener.close()
             Kernel.remove(path)
         }
-        let served = Mutex<(String?, Int)?>(nil)
-        try Threads.start {
-            // The listener is non-blocking: wait for the client first.
-            guard (try? listener.waitReadable(milliseconds: 5000)) == true,
-                  let (connection, request, uid) = ControlChannel.accept(on: listener) else { return }
-            served.withLock { $0 = (request, uid) }
-            try? Kernel.write(connection.fd, ControlChannel.ok("line 1\nline 2"), socket: true, "the test client")
-            connection.close()
-        }
+    }
+
+    @Test func aClientAndAServerSpeakIt() throws {
+        let server = try ScriptedServer("test", answers: [ControlChannel.ok("line 1\nline 2")])
+        defer { server.close() }
         var body: [UInt8] = []
-        let head = ControlChannel.send("status json", to: path) { chunk in
+        let head = ControlChannel.send("status json", to: server.path) { chunk in
             body += chunk
             return true
         }
         #expect(head == .ok)
         #expect(String(decoding: body, as: UTF8.self) == "line 1\nline 2\n")
-        #expect(served.withLock { $0?.0 } == "status json")
-        #expect(served.withLock { $0?.1 } == Int(getuid()))
+        #expect(server.heard.withLock { $0.first?.request } == "status json")
+        #expect(server.heard.withLock { $0.first?.uid } == Int(getuid()))
     }
 
     /// `status json` asked and parsed in one place: the services, a
     /// refusal with its code, or an answer that does not parse.
     @Test func theSupervisorsServicesAreQueriedInOnePlace() throws {
-        let path = "/tmp/spirit-control-status-\(Kernel.pid).sock"
-        let listener = try Socket.listenUnix(path)
-        defer {
-            listener.close()
-            Kernel.remove(path)
-        }
-        let answers = [ControlChannel.ok(#"{"now_ms":5,"services":[{"name":"modules","state":"running","ready":true}]}"#),
-                       ControlChannel.error(code: 100, "unknown request"), ControlChannel.ok("not json")]
-        try Threads.start {
-            for answer in answers {
-                guard (try? listener.waitReadable(milliseconds: 5000)) == true,
-                      let (connection, _, _) = ControlChannel.accept(on: listener) else { return }
-                try? Kernel.write(connection.fd, answer, socket: true, "the test client")
-                connection.close()
-            }
-        }
+        let server = try ScriptedServer("status", answers: [
+            ControlChannel.ok(#"{"now_ms":5,"services":[{"name":"modules","state":"running","ready":true}]}"#),
+            ControlChannel.error(code: 100, "unknown request"), ControlChannel.ok("not json"),
+        ])
+        defer { server.close() }
+        let path = server.path
         #expect(try ServiceSummary.query(socket: path, idleMilliseconds: 5000) == [ServiceSummary(name: "modules", state: "running", ready: true)])
         #expect(throws: ServiceSummary.Unread.refused(code: 100, message: "unknown request")) { try ServiceSummary.query(socket: path, idleMilliseconds: 5000) }
         #expect(ServiceSummary.Unread.refused(code: 100, message: "unknown request").sample(source: "supervisor")
